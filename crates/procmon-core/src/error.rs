@@ -1,0 +1,131 @@
+//! Typed errors of the monitor's application calls: each names what and where.
+
+use alloc::string::String;
+use core::fmt;
+use core::time::Duration;
+
+use crate::time::Seconds;
+
+/// Why [`Monitor::add`](crate::Monitor::add) refused a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddError {
+    /// A process with this name is already added.
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// The name is empty or holds a control character (it would garble logs).
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+    /// The process has no program to run.
+    EmptyArgv {
+        /// The process name.
+        name: String,
+    },
+    /// An argument, environment entry or path holds a NUL byte, which Unix
+    /// cannot pass to a child; `field` names which (`argv`, `env`, `cwd`).
+    NulByte {
+        /// The process name.
+        name: String,
+        /// Which part of the definition.
+        field: &'static str,
+    },
+    /// An environment key is empty or holds `=`.
+    InvalidEnvKey {
+        /// The process name.
+        name: String,
+    },
+}
+
+impl fmt::Display for AddError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddError::DuplicateName { name } => write!(f, "process {name:?} is already added"),
+            AddError::InvalidName { name } => {
+                write!(
+                    f,
+                    "process name {name:?} is empty or holds a control character"
+                )
+            }
+            AddError::EmptyArgv { name } => write!(f, "process {name:?} has an empty argv"),
+            AddError::NulByte { name, field } => {
+                write!(f, "process {name:?}: {field} holds a NUL byte")
+            }
+            AddError::InvalidEnvKey { name } => {
+                write!(f, "process {name:?}: an env key is empty or holds '='")
+            }
+        }
+    }
+}
+
+impl core::error::Error for AddError {}
+
+/// No process of this name is added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownProcess {
+    /// The name that was asked for.
+    pub name: String,
+}
+
+impl fmt::Display for UnknownProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no process named {:?}", self.name)
+    }
+}
+
+impl core::error::Error for UnknownProcess {}
+
+/// Settings that do not make sense together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The minimum restart delay is above the maximum.
+    MinAboveMax {
+        /// min_restart_delay.
+        min: Duration,
+        /// max_restart_delay.
+        max: Duration,
+    },
+    /// A line limit of zero bytes could never hold a byte.
+    ZeroLineLimit,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingsError::MinAboveMax { min, max } => write!(
+                f,
+                "min_restart_delay ({} s) is above max_restart_delay ({} s)",
+                Seconds(*min),
+                Seconds(*max)
+            ),
+            SettingsError::ZeroLineLimit => f.write_str("line_limit_bytes must be at least 1"),
+        }
+    }
+}
+
+impl core::error::Error for SettingsError {}
+
+/// Why [`Monitor::from_definitions`](crate::Monitor::from_definitions) failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DefinitionsError {
+    /// The settings are invalid.
+    Settings(SettingsError),
+    /// A process could not be added.
+    Add(AddError),
+}
+
+impl fmt::Display for DefinitionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefinitionsError::Settings(e) => e.fmt(f),
+            DefinitionsError::Add(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for DefinitionsError {}

@@ -1,0 +1,1009 @@
+//! The process monitor state machine.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use slab::Slab;
+use smallvec::SmallVec;
+
+use crate::command::{Command, LogLine, Report, Signal};
+use crate::error::{AddError, DefinitionsError, SettingsError, UnknownProcess};
+use crate::input::{ExitStatus, Input, InstanceId, Stream};
+use crate::lines::LineBuffer;
+use crate::spec::{Definitions, ProcessSpec, ProcessSummary, Settings};
+use crate::time::Instant;
+use crate::timer::{TimerId, TimerKind};
+
+/// Names a process inside one monitor, for the life of its definition.
+///
+/// Deliberately not `From<usize>`: keys come only from the monitor. A key is
+/// valid from `add` until the process is removed and its last instance has
+/// exited; keys named in commands stay valid until the next mutating call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcessKey(u32);
+
+impl ProcessKey {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Supervises named processes: Twisted's `ProcessMonitor` as a sans-IO state
+/// machine.
+///
+/// The monitor never performs I/O, reads a clock or spawns anything. Its
+/// methods are of four kinds:
+///
+/// - **A. Application calls** ([`add`](Self::add), [`remove`](Self::remove),
+///   [`start`](Self::start), [`stop`](Self::stop), [`restart_all`](Self::restart_all),
+///   [`start_service`](Self::start_service), [`stop_service`](Self::stop_service)):
+///   what the user asks for. Unknown or duplicate names are typed errors.
+/// - **B. Facts from the world** ([`handle`](Self::handle)): exits, spawn
+///   failures, output bytes, fired timers. Infallible: input about an instance
+///   or timer that no longer matters is counted in [`Stats`] and ignored.
+/// - **C. Work for the world** ([`poll_command`](Self::poll_command)).
+/// - **D. Queries** (`&self`): [`status`](Self::status), [`stats`](Self::stats), ….
+///
+/// # The drain contract
+///
+/// After every A or B call, call `poll_command` until it returns `None` and
+/// carry out each [`Command`] in order before waiting for anything else. The
+/// order matters: the exit report comes before the partial lines, which come
+/// before the restart; timers set at the same instant fire in the order set.
+/// A driver loop is therefore:
+///
+/// ```text
+/// loop {
+///     let (now, input) = world.wait();
+///     monitor.handle(now, input);
+///     while let Some(command) = monitor.poll_command() {
+///         world.execute(now, command);
+///     }
+/// }
+/// ```
+///
+/// # Time
+///
+/// Every A and B call takes `now`. It must never go backwards; an earlier
+/// `now` than one already seen is treated as the latest one seen.
+#[derive(Debug)]
+pub struct Monitor {
+    settings: Settings,
+    service_running: bool,
+    now: Instant,
+    processes: Slab<Process>,
+    /// Added and not removed, by name.
+    names: BTreeMap<Box<str>, ProcessKey>,
+    /// Added and not removed, in the order they were added.
+    add_order: BTreeMap<u64, ProcessKey>,
+    /// Removed, but with an instance still alive, by name.
+    retiring: BTreeMap<Box<str>, ProcessKey>,
+    /// Entries to free at the next mutating call, so keys in drained
+    /// commands stay readable while the world carries them out.
+    to_free: SmallVec<[ProcessKey; 4]>,
+    commands: VecDeque<Command>,
+    next_add_seq: u64,
+    next_serial: u64,
+    live_instances: usize,
+    armed_timers: usize,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct Process {
+    name: Box<str>,
+    spec: ProcessSpec,
+    add_seq: u64,
+    removed: bool,
+    delay: Duration,
+    instance: Option<Instance>,
+    last_started: Option<Instant>,
+    restart_timer: Option<TimerId>,
+    stats: ProcessStats,
+}
+
+#[derive(Debug)]
+struct Instance {
+    id: InstanceId,
+    started: Instant,
+    term_sent: bool,
+    kill_timer: Option<TimerId>,
+    stdout: LineBuffer,
+    stderr: LineBuffer,
+}
+
+/// Counters over the monitor's whole life.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Spawns asked of the world.
+    pub spawns: u64,
+    /// Instances that ended (exits and spawn failures).
+    pub exits: u64,
+    /// Spawns the world reported as failed.
+    pub spawn_failures: u64,
+    /// Output lines logged.
+    pub log_lines: u64,
+    /// Output bytes received from live instances.
+    pub output_bytes: u64,
+    /// Inputs about instances or timers that no longer mattered.
+    pub stale_inputs: u64,
+}
+
+/// Counters for one process definition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessStats {
+    /// Instances spawned.
+    pub spawns: u64,
+    /// Instances that ended.
+    pub exits: u64,
+    /// Spawns that failed.
+    pub spawn_failures: u64,
+    /// How the last instance ended.
+    pub last_exit: Option<ExitStatus>,
+}
+
+/// What the monitor knows about one added process, from [`Monitor::status`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ProcessStatus<'a> {
+    /// The process's key.
+    pub key: ProcessKey,
+    /// Its definition.
+    pub spec: &'a ProcessSpec,
+    /// The live instance of this name, if any. While a removed instance of
+    /// the same name is still alive, that one.
+    pub instance: Option<InstanceId>,
+    /// When the current or last instance of this name was spawned.
+    pub started_at: Option<Instant>,
+    /// The delay the next instant death will wait.
+    pub delay: Duration,
+    /// Whether a KILL is scheduled for the live instance.
+    pub kill_pending: bool,
+    /// Whether a restart is scheduled.
+    pub restart_pending: bool,
+    /// Counters for this definition.
+    pub stats: &'a ProcessStats,
+}
+
+impl ProcessStatus<'_> {
+    /// Whether the name has a live instance.
+    pub fn is_running(&self) -> bool {
+        self.instance.is_some()
+    }
+}
+
+impl Monitor {
+    /// A monitor with these settings, the service not yet started.
+    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        Ok(Monitor {
+            settings,
+            service_running: false,
+            now: Instant::ZERO,
+            processes: Slab::new(),
+            names: BTreeMap::new(),
+            add_order: BTreeMap::new(),
+            retiring: BTreeMap::new(),
+            to_free: SmallVec::new(),
+            commands: VecDeque::new(),
+            next_add_seq: 0,
+            next_serial: 0,
+            live_instances: 0,
+            armed_timers: 0,
+            stats: Stats::default(),
+        })
+    }
+
+    /// A fresh monitor with these definitions: every process added, the
+    /// service not started, no runtime state carried over.
+    pub fn from_definitions(definitions: Definitions) -> Result<Self, DefinitionsError> {
+        let mut monitor = Monitor::new(definitions.settings).map_err(DefinitionsError::Settings)?;
+        for (name, spec) in definitions.processes {
+            monitor
+                .add(Instant::ZERO, &name, spec)
+                .map_err(DefinitionsError::Add)?;
+        }
+        Ok(monitor)
+    }
+
+    /// The settings and process definitions, in add order, as a plain value.
+    pub fn definitions(&self) -> Definitions {
+        Definitions {
+            settings: self.settings.clone(),
+            processes: self
+                .processes_in_order()
+                .map(|(name, spec)| (name.to_string(), spec.clone()))
+                .collect(),
+        }
+    }
+
+    // ----- A. Settings -----
+
+    /// Sets the threshold below which a life counts as an instant death.
+    pub fn set_threshold(&mut self, threshold: Duration) {
+        self.settings.threshold = threshold;
+    }
+
+    /// Sets the time between TERM and KILL for stops that start from now on.
+    pub fn set_kill_time(&mut self, kill_time: Duration) {
+        self.settings.kill_time = kill_time;
+    }
+
+    /// Sets the first backoff delay; refused if above the maximum.
+    /// Processes added earlier keep their current delay until it resets.
+    pub fn set_min_restart_delay(&mut self, delay: Duration) -> Result<(), SettingsError> {
+        let settings = Settings {
+            min_restart_delay: delay,
+            ..self.settings.clone()
+        };
+        settings.validate()?;
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// Sets the cap on the backoff delay; refused if below the minimum.
+    pub fn set_max_restart_delay(&mut self, delay: Duration) -> Result<(), SettingsError> {
+        let settings = Settings {
+            max_restart_delay: delay,
+            ..self.settings.clone()
+        };
+        settings.validate()?;
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// Sets the longest line before output is logged in pieces; refused if 0.
+    pub fn set_line_limit_bytes(&mut self, limit: usize) -> Result<(), SettingsError> {
+        if limit == 0 {
+            return Err(SettingsError::ZeroLineLimit);
+        }
+        self.settings.line_limit_bytes = limit;
+        Ok(())
+    }
+
+    // ----- A. Application calls -----
+
+    /// Adds a process. If the service runs it starts at once, unless a
+    /// removed instance of the same name is still alive: then it starts
+    /// (through a zero-delay restart) when that one has exited.
+    ///
+    /// May queue: `Spawn`.
+    pub fn add(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: ProcessSpec,
+    ) -> Result<ProcessKey, AddError> {
+        self.begin(now);
+        validate(name, &spec)?;
+        if self.names.contains_key(name) {
+            return Err(AddError::DuplicateName {
+                name: name.to_string(),
+            });
+        }
+        let add_seq = self.next_add_seq;
+        self.next_add_seq += 1;
+        let entry = self.processes.vacant_entry();
+        let key = ProcessKey(u32::try_from(entry.key()).expect("fewer than 2^32 processes"));
+        entry.insert(Process {
+            name: name.into(),
+            spec,
+            add_seq,
+            removed: false,
+            delay: self.settings.min_restart_delay,
+            instance: None,
+            last_started: None,
+            restart_timer: None,
+            stats: ProcessStats::default(),
+        });
+        self.names.insert(name.into(), key);
+        self.add_order.insert(add_seq, key);
+        if self.service_running && !self.retiring.contains_key(name) {
+            self.spawn(key);
+        }
+        Ok(key)
+    }
+
+    /// Stops the process and forgets it: a pending restart is cancelled and
+    /// the name is free at once. A live instance gets TERM (then KILL after
+    /// the kill time) and is still reported on until it exits.
+    ///
+    /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
+    pub fn remove(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
+        self.begin(now);
+        let key = self.names.remove(name).ok_or_else(|| unknown(name))?;
+        let process = &mut self.processes[key.index()];
+        process.removed = true;
+        let add_seq = process.add_seq;
+        let has_instance = process.instance.is_some();
+        self.add_order.remove(&add_seq);
+        self.cancel_restart(key);
+        if has_instance {
+            self.terminate(key);
+            self.retiring.insert(name.into(), key);
+        } else {
+            self.to_free.push(key);
+        }
+        Ok(())
+    }
+
+    /// Starts the process now if its name has no live instance, cancelling
+    /// any pending restart. Works whether or not the service runs.
+    ///
+    /// May queue: `CancelTimer`, `Spawn`.
+    pub fn start(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
+        self.begin(now);
+        let key = self.key(name).ok_or_else(|| unknown(name))?;
+        if !self.name_is_live(key) {
+            self.spawn(key);
+        }
+        Ok(())
+    }
+
+    /// Sends TERM to the live instance and schedules KILL after the kill
+    /// time. Does nothing if nothing runs or TERM was already sent. While the
+    /// service runs, the instance comes back by the usual restart rules.
+    ///
+    /// May queue: `Signal`, `SetTimer`.
+    pub fn stop(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
+        self.begin(now);
+        let key = self.key(name).ok_or_else(|| unknown(name))?;
+        self.terminate(key);
+        Ok(())
+    }
+
+    /// Stops every process, in add order; each comes back by the restart
+    /// rules while the service runs.
+    ///
+    /// May queue: `Signal`, `SetTimer`.
+    pub fn restart_all(&mut self, now: Instant) {
+        self.begin(now);
+        for key in self.keys_in_order() {
+            self.terminate(key);
+        }
+    }
+
+    /// Starts the service: every process without a live instance starts now,
+    /// in add order, and processes are restarted when they die.
+    ///
+    /// May queue: `CancelTimer`, `Spawn`.
+    pub fn start_service(&mut self, now: Instant) {
+        self.begin(now);
+        self.service_running = true;
+        for key in self.keys_in_order() {
+            if !self.name_is_live(key) {
+                self.spawn(key);
+            }
+        }
+    }
+
+    /// Stops the service: every pending restart is cancelled and every
+    /// process stopped, in add order. Nothing restarts until the service
+    /// starts again.
+    ///
+    /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
+    pub fn stop_service(&mut self, now: Instant) {
+        self.begin(now);
+        self.service_running = false;
+        for key in self.keys_in_order() {
+            self.cancel_restart(key);
+            self.terminate(key);
+        }
+    }
+
+    // ----- B. Facts from the world -----
+
+    /// Takes in one fact from the world. Facts about instances that are not
+    /// live, or timers that are not armed, are counted and ignored.
+    ///
+    /// May queue any command.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) {
+        self.begin(now);
+        match input {
+            Input::Output {
+                instance,
+                stream,
+                bytes,
+            } => self.handle_output(instance, stream, bytes),
+            Input::Exited { instance, status } => {
+                if let Some(key) = self.live_key(instance) {
+                    self.instance_ended(key, Ok(status));
+                } else {
+                    self.stats.stale_inputs += 1;
+                }
+            }
+            Input::SpawnFailed { instance, errno } => {
+                if let Some(key) = self.live_key(instance) {
+                    self.instance_ended(key, Err(errno));
+                } else {
+                    self.stats.stale_inputs += 1;
+                }
+            }
+            Input::TimerFired { timer } => self.handle_timer(timer),
+        }
+    }
+
+    // ----- C. Work for the world -----
+
+    /// The next command for the world, or `None` when there is nothing to do.
+    /// Drain it after every A or B call (see the type's docs).
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    // ----- D. Queries -----
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Whether the service runs (processes are restarted when they die).
+    pub fn is_service_running(&self) -> bool {
+        self.service_running
+    }
+
+    /// The key of an added process.
+    pub fn key(&self, name: &str) -> Option<ProcessKey> {
+        self.names.get(name).copied()
+    }
+
+    /// The name of a process; see [`Command`] for how long keys stay valid.
+    pub fn name(&self, key: ProcessKey) -> Option<&str> {
+        self.processes.get(key.index()).map(|p| &*p.name)
+    }
+
+    /// The definition of a process, for carrying out `Spawn`.
+    pub fn spec(&self, key: ProcessKey) -> Option<&ProcessSpec> {
+        self.processes.get(key.index()).map(|p| &p.spec)
+    }
+
+    /// What the monitor knows of an added process.
+    pub fn status(&self, name: &str) -> Option<ProcessStatus<'_>> {
+        let key = self.key(name)?;
+        let process = &self.processes[key.index()];
+        let predecessor = self
+            .retiring
+            .get(name)
+            .map(|&k| &self.processes[k.index()])
+            .filter(|_| process.instance.is_none());
+        let speaking = predecessor.unwrap_or(process);
+        let instance = speaking.instance.as_ref();
+        Some(ProcessStatus {
+            key,
+            spec: &process.spec,
+            instance: instance.map(|i| i.id),
+            started_at: speaking.last_started.or(process.last_started),
+            delay: process.delay,
+            kill_pending: instance.is_some_and(|i| i.kill_timer.is_some()),
+            restart_pending: process.restart_timer.is_some(),
+            stats: &process.stats,
+        })
+    }
+
+    /// Whether `name` has a live instance, counting a removed one that has
+    /// not exited yet.
+    pub fn is_live(&self, name: &str) -> bool {
+        self.retiring.contains_key(name)
+            || self
+                .key(name)
+                .is_some_and(|k| self.processes[k.index()].instance.is_some())
+    }
+
+    /// The live instance of `name`, counting a removed one not yet exited.
+    pub fn live_instance(&self, name: &str) -> Option<InstanceId> {
+        let own = self
+            .key(name)
+            .and_then(|k| self.processes[k.index()].instance.as_ref());
+        let retiring = self
+            .retiring
+            .get(name)
+            .and_then(|k| self.processes[k.index()].instance.as_ref());
+        own.or(retiring).map(|i| i.id)
+    }
+
+    /// How many processes are added and not removed.
+    pub fn monitored(&self) -> usize {
+        self.names.len()
+    }
+
+    /// How many instances are alive, removed ones included.
+    pub fn live_instances(&self) -> usize {
+        self.live_instances
+    }
+
+    /// How many timers the world should be holding for the monitor.
+    pub fn armed_timers(&self) -> usize {
+        self.armed_timers
+    }
+
+    /// Whether nothing is alive and nothing is scheduled: after
+    /// `stop_service`, the moment a driver may exit.
+    pub fn is_quiescent(&self) -> bool {
+        self.live_instances == 0 && self.armed_timers == 0
+    }
+
+    /// Counters over the monitor's life.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The added processes and their definitions, in add order.
+    pub fn processes_in_order(&self) -> impl Iterator<Item = (&str, &ProcessSpec)> + '_ {
+        self.add_order.values().map(|k| {
+            let p = &self.processes[k.index()];
+            (&*p.name, &p.spec)
+        })
+    }
+
+    // ----- Internals -----
+
+    /// Common entry of every mutating call: the clock, and deferred frees.
+    fn begin(&mut self, now: Instant) {
+        debug_assert!(self.commands.is_empty(), "commands were not drained");
+        if now > self.now {
+            self.now = now;
+        }
+        for key in self.to_free.drain(..) {
+            let process = self.processes.remove(key.index());
+            debug_assert!(
+                process.removed && process.instance.is_none() && process.restart_timer.is_none()
+            );
+        }
+    }
+
+    fn keys_in_order(&self) -> SmallVec<[ProcessKey; 16]> {
+        self.add_order.values().copied().collect()
+    }
+
+    /// Whether the name of `key` has a live instance (its own, or a removed
+    /// predecessor's): a name never has two.
+    fn name_is_live(&self, key: ProcessKey) -> bool {
+        let process = &self.processes[key.index()];
+        process.instance.is_some() || self.retiring.contains_key(&process.name)
+    }
+
+    fn live_key(&self, instance: InstanceId) -> Option<ProcessKey> {
+        let process = self.processes.get(instance.slot as usize)?;
+        let live = process.instance.as_ref()?;
+        (live.id == instance).then_some(ProcessKey(instance.slot))
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        serial
+    }
+
+    fn arm(&mut self, key: ProcessKey, kind: TimerKind, at: Instant) -> TimerId {
+        let timer = TimerId {
+            slot: key.0,
+            kind,
+            serial: self.next_serial(),
+        };
+        self.armed_timers += 1;
+        self.commands.push_back(Command::SetTimer { timer, at });
+        timer
+    }
+
+    fn disarm(&mut self, timer: TimerId) {
+        self.armed_timers -= 1;
+        self.commands.push_back(Command::CancelTimer { timer });
+    }
+
+    fn cancel_restart(&mut self, key: ProcessKey) {
+        if let Some(timer) = self.processes[key.index()].restart_timer.take() {
+            self.disarm(timer);
+        }
+    }
+
+    fn spawn(&mut self, key: ProcessKey) {
+        debug_assert!(
+            !self.name_is_live(key),
+            "a name never has two live instances"
+        );
+        self.cancel_restart(key);
+        let id = InstanceId {
+            slot: key.0,
+            serial: self.next_serial(),
+        };
+        let now = self.now;
+        let process = &mut self.processes[key.index()];
+        process.instance = Some(Instance {
+            id,
+            started: now,
+            term_sent: false,
+            kill_timer: None,
+            stdout: LineBuffer::new(),
+            stderr: LineBuffer::new(),
+        });
+        process.last_started = Some(now);
+        process.stats.spawns += 1;
+        self.stats.spawns += 1;
+        self.live_instances += 1;
+        self.commands.push_back(Command::Spawn {
+            process: key,
+            instance: id,
+        });
+    }
+
+    /// TERM now and KILL later, once per instance.
+    fn terminate(&mut self, key: ProcessKey) {
+        let Some(instance) = self.processes[key.index()].instance.as_mut() else {
+            return;
+        };
+        if instance.term_sent {
+            return;
+        }
+        instance.term_sent = true;
+        let id = instance.id;
+        self.commands.push_back(Command::Signal {
+            process: key,
+            instance: id,
+            signal: Signal::Term,
+        });
+        let at = self.now.saturating_add(self.settings.kill_time);
+        let timer = self.arm(key, TimerKind::Kill, at);
+        let instance = self.processes[key.index()]
+            .instance
+            .as_mut()
+            .expect("checked above");
+        instance.kill_timer = Some(timer);
+    }
+
+    fn handle_output(&mut self, instance: InstanceId, stream: Stream, bytes: &[u8]) {
+        let Some(key) = self.live_key(instance) else {
+            self.stats.stale_inputs += 1;
+            return;
+        };
+        let Monitor {
+            processes,
+            commands,
+            stats,
+            settings,
+            ..
+        } = self;
+        let live = processes[key.index()]
+            .instance
+            .as_mut()
+            .expect("live_key checked it");
+        let buffer = match stream {
+            Stream::Stdout => &mut live.stdout,
+            Stream::Stderr => &mut live.stderr,
+        };
+        stats.output_bytes += bytes.len() as u64;
+        buffer.push(bytes, settings.line_limit_bytes, |line| {
+            stats.log_lines += 1;
+            commands.push_back(Command::Log(LogLine {
+                process: key,
+                instance,
+                stream,
+                bytes: line,
+            }));
+        });
+    }
+
+    fn handle_timer(&mut self, timer: TimerId) {
+        let Some(process) = self.processes.get_mut(timer.slot as usize) else {
+            self.stats.stale_inputs += 1;
+            return;
+        };
+        let key = ProcessKey(timer.slot);
+        match timer.kind {
+            TimerKind::Kill => {
+                let Some(instance) = process
+                    .instance
+                    .as_mut()
+                    .filter(|i| i.kill_timer == Some(timer))
+                else {
+                    self.stats.stale_inputs += 1;
+                    return;
+                };
+                instance.kill_timer = None;
+                let id = instance.id;
+                self.armed_timers -= 1;
+                self.commands.push_back(Command::Signal {
+                    process: key,
+                    instance: id,
+                    signal: Signal::Kill,
+                });
+            }
+            TimerKind::Restart => {
+                if process.restart_timer != Some(timer) {
+                    self.stats.stale_inputs += 1;
+                    return;
+                }
+                process.restart_timer = None;
+                let removed = process.removed;
+                self.armed_timers -= 1;
+                // A restart timer is cancelled whenever its conditions stop
+                // holding; check again where it acts (pair assertion).
+                debug_assert!(self.service_running && !removed);
+                if self.service_running && !removed && !self.name_is_live(key) {
+                    self.spawn(key);
+                }
+            }
+        }
+    }
+
+    /// The end of an instance: report, flush partial lines, cancel its KILL,
+    /// apply the backoff rule, and schedule what comes next.
+    fn instance_ended(&mut self, key: ProcessKey, how: Result<ExitStatus, i32>) {
+        let now = self.now;
+        let process = &mut self.processes[key.index()];
+        let mut instance = process
+            .instance
+            .take()
+            .expect("caller checked the instance is live");
+        self.live_instances -= 1;
+        let uptime = now.saturating_duration_since(instance.started);
+        process.stats.exits += 1;
+        self.stats.exits += 1;
+        let report = match how {
+            Ok(status) => {
+                process.stats.last_exit = Some(status);
+                Report::Exited {
+                    process: key,
+                    instance: instance.id,
+                    status,
+                    uptime,
+                }
+            }
+            Err(errno) => {
+                process.stats.spawn_failures += 1;
+                self.stats.spawn_failures += 1;
+                Report::SpawnFailed {
+                    process: key,
+                    instance: instance.id,
+                    errno,
+                }
+            }
+        };
+        self.commands.push_back(Command::Report(report));
+        for (stream, buffer) in [
+            (Stream::Stdout, &mut instance.stdout),
+            (Stream::Stderr, &mut instance.stderr),
+        ] {
+            if let Some(bytes) = buffer.take_partial() {
+                self.stats.log_lines += 1;
+                self.commands.push_back(Command::Log(LogLine {
+                    process: key,
+                    instance: instance.id,
+                    stream,
+                    bytes,
+                }));
+            }
+        }
+        if let Some(timer) = instance.kill_timer.take() {
+            self.disarm(timer);
+        }
+
+        let process = &mut self.processes[key.index()];
+        let next_delay = if uptime < self.settings.threshold {
+            let wait = process.delay;
+            process.delay = wait.saturating_mul(2).min(self.settings.max_restart_delay);
+            wait
+        } else {
+            process.delay = self.settings.min_restart_delay;
+            Duration::ZERO
+        };
+
+        if process.removed {
+            let name = process.name.clone();
+            let last_started = process.last_started;
+            self.retiring.remove(&name);
+            self.to_free.push(key);
+            // The name's new definition was waiting for this instance to go.
+            if let Some(successor) = self.key(&name) {
+                let successor_process = &mut self.processes[successor.index()];
+                if successor_process.last_started.is_none() {
+                    successor_process.last_started = last_started;
+                }
+                if self.service_running {
+                    self.schedule_restart(successor, Duration::ZERO);
+                }
+            }
+        } else if self.service_running {
+            self.schedule_restart(key, next_delay);
+        }
+    }
+
+    fn schedule_restart(&mut self, key: ProcessKey, delay: Duration) {
+        self.cancel_restart(key);
+        let at = self.now.saturating_add(delay);
+        let timer = self.arm(key, TimerKind::Restart, at);
+        self.processes[key.index()].restart_timer = Some(timer);
+        self.commands
+            .push_back(Command::Report(Report::RestartScheduled {
+                process: key,
+                delay,
+            }));
+    }
+}
+
+impl fmt::Display for Monitor {
+    /// Lists the processes as Twisted's repr does: `name(uid:gid): [argv]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<ProcessMonitor")?;
+        for (name, spec) in self.processes_in_order() {
+            write!(f, " {}", ProcessSummary(name, spec))?;
+        }
+        f.write_str(">")
+    }
+}
+
+fn unknown(name: &str) -> UnknownProcess {
+    UnknownProcess {
+        name: String::from(name),
+    }
+}
+
+fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
+    let owned = || name.to_string();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(AddError::InvalidName { name: owned() });
+    }
+    if spec.argv.is_empty() {
+        return Err(AddError::EmptyArgv { name: owned() });
+    }
+    let has_nul = |bytes: &Vec<u8>| bytes.contains(&0);
+    if spec.argv.iter().any(has_nul) {
+        return Err(AddError::NulByte {
+            name: owned(),
+            field: "argv",
+        });
+    }
+    if spec.env.iter().any(|(k, v)| has_nul(k) || has_nul(v)) {
+        return Err(AddError::NulByte {
+            name: owned(),
+            field: "env",
+        });
+    }
+    if spec.cwd.as_ref().is_some_and(has_nul) {
+        return Err(AddError::NulByte {
+            name: owned(),
+            field: "cwd",
+        });
+    }
+    if spec
+        .env
+        .iter()
+        .any(|(k, _)| k.is_empty() || k.contains(&b'='))
+    {
+        return Err(AddError::InvalidEnvKey { name: owned() });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn secs(s: u64) -> Instant {
+        Instant::from_nanos(s * 1_000_000_000)
+    }
+
+    fn drain(m: &mut Monitor) -> Vec<Command> {
+        core::iter::from_fn(|| m.poll_command()).collect()
+    }
+
+    fn seed_monitor() -> Monitor {
+        Monitor::new(Settings {
+            threshold: Duration::from_secs(10),
+            min_restart_delay: Duration::from_secs(2),
+            max_restart_delay: Duration::from_secs(10),
+            ..Settings::default()
+        })
+        .unwrap()
+    }
+
+    fn spawned(commands: &[Command]) -> Vec<InstanceId> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Spawn { instance, .. } => Some(*instance),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn definitions_round_trip_without_runtime_state() {
+        let mut m = seed_monitor();
+        let spec = ProcessSpec::new(["arg1", "arg2"]).with_uid(1).with_gid(2);
+        m.add(secs(0), "foo", spec.clone()).unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        let defs = m.definitions();
+        assert_eq!(defs.processes, vec![("foo".to_string(), spec)]);
+        let copy = Monitor::from_definitions(defs.clone()).unwrap();
+        assert!(!copy.is_service_running());
+        assert_eq!(copy.live_instances(), 0);
+        assert_eq!(copy.definitions(), defs);
+        assert_eq!(
+            alloc::format!("{copy}"),
+            "<ProcessMonitor \"foo\"(1:2): [\"arg1\", \"arg2\"]>"
+        );
+    }
+
+    #[test]
+    fn typed_errors_for_bad_calls() {
+        let mut m = seed_monitor();
+        m.add(secs(0), "foo", ProcessSpec::new(["foo"])).unwrap();
+        assert!(matches!(
+            m.add(secs(0), "foo", ProcessSpec::new(["foo"])),
+            Err(AddError::DuplicateName { .. })
+        ));
+        assert!(matches!(
+            m.add(secs(0), "bar", ProcessSpec::new(Vec::<Vec<u8>>::new())),
+            Err(AddError::EmptyArgv { .. })
+        ));
+        assert!(matches!(
+            m.add(secs(0), "", ProcessSpec::new(["x"])),
+            Err(AddError::InvalidName { .. })
+        ));
+        assert_eq!(
+            m.stop(secs(0), "nope"),
+            Err(UnknownProcess {
+                name: "nope".into()
+            })
+        );
+        assert!(m.start(secs(0), "nope").is_err());
+        assert!(m.remove(secs(0), "nope").is_err());
+        assert!(m.set_min_restart_delay(Duration::from_secs(11)).is_err());
+        assert!(m.set_line_limit_bytes(0).is_err());
+    }
+
+    #[test]
+    fn stale_inputs_are_ignored() {
+        let mut m = seed_monitor();
+        m.start_service(secs(0));
+        m.add(secs(0), "foo", ProcessSpec::new(["foo"])).unwrap();
+        let first = spawned(&drain(&mut m))[0];
+        m.handle(
+            secs(20),
+            Input::Exited {
+                instance: first,
+                status: ExitStatus::Code(0),
+            },
+        );
+        let cmds = drain(&mut m);
+        let timer = cmds
+            .iter()
+            .find_map(|c| match c {
+                Command::SetTimer { timer, .. } => Some(*timer),
+                _ => None,
+            })
+            .unwrap();
+        m.handle(secs(20), Input::TimerFired { timer });
+        assert_eq!(spawned(&drain(&mut m)).len(), 1);
+        // The first instance is gone: all of these are stale.
+        m.handle(
+            secs(21),
+            Input::Exited {
+                instance: first,
+                status: ExitStatus::Code(0),
+            },
+        );
+        m.handle(
+            secs(21),
+            Input::Output {
+                instance: first,
+                stream: Stream::Stdout,
+                bytes: b"x\n",
+            },
+        );
+        m.handle(secs(21), Input::TimerFired { timer });
+        assert!(drain(&mut m).is_empty());
+        assert_eq!(m.stats().stale_inputs, 3);
+        assert!(m.status("foo").unwrap().is_running());
+    }
+}
