@@ -1,0 +1,249 @@
+//! The command line: options, and the definitions they describe.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use procmon_core::{Definitions, ProcessSpec, Settings};
+
+use crate::output::LogFormat;
+
+/// Keep processes running: start each one, restart it when it dies (backing
+/// off when it dies young), and stop them all cleanly on TERM or INT.
+///
+/// Runs one COMMAND, as `twistd procmon COMMAND` does, or every process of a
+/// TOML file given with --config.
+#[derive(Debug, Parser)]
+#[command(
+    name = "procmon",
+    version,
+    override_usage = "procmon [OPTIONS] [--] COMMAND [ARGS]...\n       procmon [--log-format FORMAT] --config FILE",
+    after_long_help = AFTER_HELP,
+    after_help = "See `procmon --help` for the config file format, output and signals."
+)]
+pub struct Cli {
+    /// Run the processes of this TOML file (see below) instead of COMMAND.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "command",
+        conflicts_with_all = ["command", "threshold", "killtime", "minrestartdelay", "maxrestartdelay", "line_limit"]
+    )]
+    pub config: Option<PathBuf>,
+
+    /// A process that lives less than this many seconds died "instantly" and
+    /// is restarted after a growing delay.
+    #[arg(short, long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds, allow_hyphen_values = true)]
+    pub threshold: Duration,
+
+    /// Seconds between TERM and KILL when stopping a process.
+    #[arg(short, long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds, allow_hyphen_values = true)]
+    pub killtime: Duration,
+
+    /// First restart delay after an instant death, in seconds; it doubles on
+    /// each further instant death.
+    #[arg(short, long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds, allow_hyphen_values = true)]
+    pub minrestartdelay: Duration,
+
+    /// Longest restart delay, in seconds.
+    #[arg(short = 'M', long, value_name = "SECONDS", default_value = "3600", value_parser = parse_seconds, allow_hyphen_values = true)]
+    pub maxrestartdelay: Duration,
+
+    /// Longest output line, in bytes; a longer line is logged in pieces.
+    #[arg(long, value_name = "BYTES", default_value = "65536", value_parser = clap::value_parser!(u64).range(1..))]
+    pub line_limit: u64,
+
+    /// How to print children's lines (stdout) and procmon's events (stderr).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The program to run and its arguments; the process is named after
+    /// them, joined with spaces. Put `--` before it if it starts with `-`.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        num_args = 1..,
+        required_unless_present = "config"
+    )]
+    pub command: Vec<OsString>,
+}
+
+const AFTER_HELP: &str = r#"Defaults are Twisted's: --threshold 1 --killtime 5 --minrestartdelay 1 --maxrestartdelay 3600.
+Seconds may have decimals (0.5); negative, NaN and infinite values are refused.
+
+OUTPUT
+  Every line a child writes, to its stdout or its stderr, is printed on procmon's stdout
+  as `[name] line` (bytes that are not UTF-8 shown as \xHH; each stream is split into
+  lines on its own, so they never mix inside a line). procmon's own events go to stderr:
+    procmon: [name] spawned pid 123
+    procmon: [name] exited with code 1 after 0.2 s (pid 123)
+    procmon: [name] restarting in 2 s
+  With --log-format json both are one JSON object per line instead:
+    {"name":"web","stream":"stderr","line":"listening"}                    (stdout)
+    {"event":"spawned","name":"web","pid":123}                             (stderr)
+
+SIGNALS
+  TERM, INT   stop every process (TERM, then KILL after the kill time) and exit 0
+  INT again   KILL every process at once
+  HUP         stop every process and let each restart
+
+CONFIG FILE (--config FILE)
+  # Settings are optional (Twisted's defaults); seconds are integers or floats.
+  threshold = 1
+  killtime = 5
+  minrestartdelay = 1
+  maxrestartdelay = 3600
+  linelimit = 65536             # bytes
+
+  [[process]]                   # one table per process
+  name = "web"                  # required, unique
+  argv = ["python3", "-m", "http.server", "8000"]   # required, not empty
+  env = { PYTHONUNBUFFERED = "1" }                  # optional, added to procmon's own
+  clear_env = false             # optional: start from an empty environment
+  cwd = "/srv/www"              # optional
+  uid = "www-data"              # optional, user name or number
+  gid = 33                      # optional, group name or number
+
+  An error in the file is reported as `procmon: FILE:LINE:COL: message` and nothing starts.
+
+EXIT STATUS
+  0 after a stop by signal, 1 on a runtime failure, 2 on a usage or config error."#;
+
+impl Cli {
+    /// The settings given on the command line.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::default();
+        settings.threshold = self.threshold;
+        settings.kill_time = self.killtime;
+        settings.min_restart_delay = self.minrestartdelay;
+        settings.max_restart_delay = self.maxrestartdelay;
+        settings.line_limit_bytes = usize::try_from(self.line_limit).unwrap_or(usize::MAX);
+        settings
+    }
+
+    /// The one process COMMAND describes, named as Twisted's procmontap
+    /// names it, with the command line's settings.
+    pub fn command_definitions(&self) -> Definitions {
+        Definitions {
+            settings: self.settings(),
+            processes: vec![(
+                command_name(&self.command),
+                ProcessSpec::new(self.command.iter().map(|a| a.as_encoded_bytes())),
+            )],
+        }
+    }
+}
+
+/// The process name for a command line: the arguments joined with spaces, as
+/// procmontap does. Characters a name may not hold (control characters, bytes
+/// that are not UTF-8) are written as escapes so that any command can run.
+pub fn command_name(command: &[OsString]) -> String {
+    let mut name = String::new();
+    for (i, arg) in command.iter().enumerate() {
+        if i > 0 {
+            name.push(' ');
+        }
+        for chunk in arg.as_encoded_bytes().utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\n' => name.push_str("\\n"),
+                    '\t' => name.push_str("\\t"),
+                    c if c.is_control() => name.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                    c => name.push(c),
+                }
+            }
+            for byte in chunk.invalid() {
+                name.push_str(&format!("\\x{byte:02x}"));
+            }
+        }
+    }
+    if name.is_empty() {
+        // An empty program name still needs a name to be logged under.
+        name.push_str("\"\"");
+    }
+    name
+}
+
+/// Parses a number of seconds: decimals allowed; negative, NaN and infinite
+/// values refused.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let number: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    crate::config::seconds_from_f64(number).map_err(|why| format!("{text:?} {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("procmon").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_with_options_and_twisted_defaults() {
+        let cli = parse(&["-t", "2.5", "--", "sh", "-c", "echo hi"]).unwrap();
+        let defs = cli.command_definitions();
+        assert_eq!(defs.settings.threshold, Duration::from_millis(2500));
+        assert_eq!(defs.settings.kill_time, Duration::from_secs(5));
+        assert_eq!(defs.settings.min_restart_delay, Duration::from_secs(1));
+        assert_eq!(defs.settings.max_restart_delay, Duration::from_secs(3600));
+        assert_eq!(defs.settings.line_limit_bytes, 65536);
+        assert_eq!(defs.processes[0].0, "sh -c echo hi");
+        assert_eq!(
+            defs.processes[0].1,
+            ProcessSpec::new(["sh", "-c", "echo hi"])
+        );
+        assert_eq!(cli.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn command_without_separator_keeps_its_own_options() {
+        let cli = parse(&["-k", "1", "sleep", "-t", "3"]).unwrap();
+        assert_eq!(cli.killtime, Duration::from_secs(1));
+        assert_eq!(cli.command, ["sleep", "-t", "3"]);
+    }
+
+    #[test]
+    fn config_and_command_are_exclusive_and_one_is_required() {
+        use clap::error::ErrorKind;
+        assert_eq!(
+            parse(&["--config", "f", "--", "sleep"]).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse(&[]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["--config", "f", "-k", "1"]).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert!(parse(&["--config", "f", "--log-format", "json"]).is_ok());
+    }
+
+    #[test]
+    fn bad_seconds_are_refused_clearly() {
+        for bad in ["-1", "nan", "inf", "-inf", "abc", "1e400"] {
+            let error = parse(&["-t", bad, "sleep"]).unwrap_err().to_string();
+            assert!(error.contains("--threshold"), "{error}");
+        }
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_seconds("NaN").unwrap_err().contains("finite"));
+        assert!(parse_seconds("-3").unwrap_err().contains("negative"));
+        assert!(parse(&["--line-limit", "0", "sleep"]).is_err());
+    }
+
+    #[test]
+    fn names_escape_what_a_name_may_not_hold() {
+        let args: Vec<OsString> = vec!["sh".into(), "-c".into(), "echo a\necho b".into()];
+        assert_eq!(command_name(&args), "sh -c echo a\\necho b");
+        use std::os::unix::ffi::OsStringExt;
+        let args = vec![OsString::from_vec(b"a\xffb".to_vec())];
+        assert_eq!(command_name(&args), "a\\xffb");
+    }
+}

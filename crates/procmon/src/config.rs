@@ -1,0 +1,843 @@
+//! The TOML configuration file: parsing, checking and user/group lookup.
+//!
+//! Reading a file takes two steps so that the first can be fuzzed: [`parse`]
+//! is pure (text in, [`Config`] or one located [`ConfigError`] out) and keeps
+//! users and groups as written ([`UserRef`]); [`Config::resolve`] then looks
+//! names up through an [`Accounts`] implementation ([`SystemAccounts`] asks
+//! the system with `getpwnam_r`/`getgrnam_r`) and builds the
+//! [`Definitions`] the monitor starts from.
+//!
+//! ```toml
+//! threshold = 1          # seconds, integer or float
+//! killtime = 5
+//! minrestartdelay = 1
+//! maxrestartdelay = 3600
+//! linelimit = 65536      # bytes
+//!
+//! [[process]]
+//! name = "web"
+//! argv = ["python3", "-m", "http.server", "8000"]
+//! env = { PYTHONUNBUFFERED = "1" }
+//! clear_env = false
+//! cwd = "/srv/www"
+//! uid = "www-data"       # or a number
+//! gid = 33               # or a group name
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use procmon_core::{Definitions, ProcessSpec, Seconds, Settings};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// The keys allowed at the top of the file, in the order the docs list them.
+const TOP_KEYS: &[&str] = &[
+    "threshold",
+    "killtime",
+    "minrestartdelay",
+    "maxrestartdelay",
+    "linelimit",
+    "process",
+];
+
+/// The keys allowed in a `[[process]]` table.
+const PROCESS_KEYS: &[&str] = &["name", "argv", "env", "clear_env", "cwd", "uid", "gid"];
+
+/// A parsed, checked configuration whose users and groups are not yet
+/// looked up. Everything [`Config::resolve`] can still reject carries the
+/// place it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file name used in error messages.
+    pub file_name: String,
+    /// The monitor-wide settings, defaults filled in.
+    pub settings: Settings,
+    /// The processes, in file order.
+    pub processes: Vec<ProcessConfig>,
+}
+
+/// One `[[process]]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessConfig {
+    /// The unique name the process is logged and supervised under.
+    pub name: String,
+    /// What to run; `uid` and `gid` stay `None` until resolved.
+    pub spec: ProcessSpec,
+    /// The user to run as, as written.
+    pub user: Option<Located<UserRef>>,
+    /// The group to run as, as written.
+    pub group: Option<Located<UserRef>>,
+}
+
+/// A user or group as written in the file: a name to look up, or an id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserRef {
+    /// A name such as `"www-data"`.
+    Name(String),
+    /// A numeric id, used as it is.
+    Id(u32),
+}
+
+/// A value and the place in the file it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// 1-based line of its first character.
+    pub line: usize,
+    /// 1-based column (in characters) of its first character.
+    pub column: usize,
+}
+
+/// Why a configuration was refused: one message with the place it is about.
+/// `Display` gives `FILE:LINE:COL: message`, all on one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file name as given.
+    pub file_name: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong, naming the key; never contains a newline.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file_name, self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Looks up users and groups by name. Behind a trait so that resolving can
+/// be tested (and fuzzed) without the machine's user database.
+pub trait Accounts {
+    /// The uid of `name`, or `None` if there is no such user.
+    fn user_id(&self, name: &str) -> std::io::Result<Option<u32>>;
+    /// The gid of `name`, or `None` if there is no such group.
+    fn group_id(&self, name: &str) -> std::io::Result<Option<u32>>;
+}
+
+/// The machine's user database, through `getpwnam_r` and `getgrnam_r`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemAccounts;
+
+impl Accounts for SystemAccounts {
+    fn user_id(&self, name: &str) -> std::io::Result<Option<u32>> {
+        lookup(name, |cname, buf| {
+            // SAFETY: `passwd` is plain data; getpwnam_r fills it and points
+            // `result` at it (or sets it to null) and writes only inside `buf`.
+            unsafe {
+                let mut entry: libc::passwd = std::mem::zeroed();
+                let mut result: *mut libc::passwd = std::ptr::null_mut();
+                let rc = libc::getpwnam_r(
+                    cname.as_ptr(),
+                    &mut entry,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                );
+                (rc, (!result.is_null()).then_some(entry.pw_uid))
+            }
+        })
+    }
+
+    fn group_id(&self, name: &str) -> std::io::Result<Option<u32>> {
+        lookup(name, |cname, buf| {
+            // SAFETY: as for getpwnam_r above.
+            unsafe {
+                let mut entry: libc::group = std::mem::zeroed();
+                let mut result: *mut libc::group = std::ptr::null_mut();
+                let rc = libc::getgrnam_r(
+                    cname.as_ptr(),
+                    &mut entry,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                );
+                (rc, (!result.is_null()).then_some(entry.gr_gid))
+            }
+        })
+    }
+}
+
+/// Calls a `get*nam_r` wrapper with a growing buffer: ERANGE means the
+/// entry did not fit (group member lists can be long).
+fn lookup(
+    name: &str,
+    call: impl Fn(&std::ffi::CStr, &mut [libc::c_char]) -> (libc::c_int, Option<u32>),
+) -> std::io::Result<Option<u32>> {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        let (rc, id) = call(&cname, &mut buf);
+        match rc {
+            0 => return Ok(id),
+            // glibc reports "no such entry" as one of these on some setups.
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            rc => return Err(std::io::Error::from_raw_os_error(rc)),
+        }
+    }
+}
+
+impl Config {
+    /// Looks up user and group names and gives the monitor's definitions.
+    /// An unknown name is an error at the place it was written.
+    pub fn resolve(self, accounts: &impl Accounts) -> Result<Definitions, ConfigError> {
+        let file_name = self.file_name;
+        let mut processes = Vec::with_capacity(self.processes.len());
+        for process in self.processes {
+            let mut spec = process.spec;
+            if let Some(user) = &process.user {
+                spec.uid = Some(resolve_one(&file_name, user, "uid", "user", |n| {
+                    accounts.user_id(n)
+                })?);
+            }
+            if let Some(group) = &process.group {
+                spec.gid = Some(resolve_one(&file_name, group, "gid", "group", |n| {
+                    accounts.group_id(n)
+                })?);
+            }
+            processes.push((process.name, spec));
+        }
+        Ok(Definitions {
+            settings: self.settings,
+            processes,
+        })
+    }
+}
+
+fn resolve_one(
+    file_name: &str,
+    reference: &Located<UserRef>,
+    key: &str,
+    kind: &str,
+    lookup: impl Fn(&str) -> std::io::Result<Option<u32>>,
+) -> Result<u32, ConfigError> {
+    let error = |message: String| ConfigError {
+        file_name: file_name.to_string(),
+        line: reference.line,
+        column: reference.column,
+        message,
+    };
+    match &reference.value {
+        UserRef::Id(id) => Ok(*id),
+        UserRef::Name(name) => match lookup(name) {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(error(format!("`{key}`: unknown {kind} {name:?}"))),
+            Err(e) => Err(error(format!("`{key}`: looking up {kind} {name:?}: {e}"))),
+        },
+    }
+}
+
+/// Parses and checks a configuration file's text. Pure: no I/O, no lookups,
+/// never panics on any input. `file_name` is used only in errors.
+pub fn parse(source: &str, file_name: &str) -> Result<Config, ConfigError> {
+    let parser = Parser { source, file_name };
+    parser.document()
+}
+
+struct Parser<'a> {
+    source: &'a str,
+    file_name: &'a str,
+}
+
+type Span = Range<usize>;
+type Entry<'t, 'i> = (
+    &'t Spanned<std::borrow::Cow<'i, str>>,
+    &'t Spanned<DeValue<'i>>,
+);
+
+impl Parser<'_> {
+    fn document(&self) -> Result<Config, ConfigError> {
+        let root = DeTable::parse(self.source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            // The parser's message may run over several lines; ours may not.
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            self.error(span, format!("invalid TOML: {message}"))
+        })?;
+        let mut settings = Settings::default();
+        let mut min_span = None;
+        let mut max_span = None;
+        let mut processes = Vec::new();
+        for (key, value) in in_file_order(root.get_ref()) {
+            match key.get_ref().as_ref() {
+                "threshold" => settings.threshold = self.seconds("threshold", value)?,
+                "killtime" => settings.kill_time = self.seconds("killtime", value)?,
+                "minrestartdelay" => {
+                    settings.min_restart_delay = self.seconds("minrestartdelay", value)?;
+                    min_span = Some(value.span());
+                }
+                "maxrestartdelay" => {
+                    settings.max_restart_delay = self.seconds("maxrestartdelay", value)?;
+                    max_span = Some(value.span());
+                }
+                "linelimit" => settings.line_limit_bytes = self.line_limit(value)?,
+                "process" => processes = self.processes(value)?,
+                other => return Err(self.unknown_key(key, other, "at the top level", TOP_KEYS)),
+            }
+        }
+        if settings.min_restart_delay > settings.max_restart_delay {
+            let span = min_span.or(max_span).unwrap_or(0..0);
+            return Err(self.error(
+                span,
+                format!(
+                    "`minrestartdelay` ({} s) is above `maxrestartdelay` ({} s)",
+                    Seconds(settings.min_restart_delay),
+                    Seconds(settings.max_restart_delay)
+                ),
+            ));
+        }
+        if processes.is_empty() {
+            return Err(self.error(
+                0..0,
+                "no `[[process]]` table: define at least one process with `name` and `argv`"
+                    .to_string(),
+            ));
+        }
+        Ok(Config {
+            file_name: self.file_name.to_string(),
+            settings,
+            processes,
+        })
+    }
+
+    fn processes(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<ProcessConfig>, ConfigError> {
+        let not_tables = || {
+            self.error(
+                value.span(),
+                format!(
+                    "`process` must be an array of tables (`[[process]]`), found {}",
+                    value.get_ref().type_str()
+                ),
+            )
+        };
+        let array = value.get_ref().as_array().ok_or_else(not_tables)?;
+        let mut first_seen: BTreeMap<String, Span> = BTreeMap::new();
+        let mut processes = Vec::with_capacity(array.len());
+        for item in array.iter() {
+            let table = item.get_ref().as_table().ok_or_else(not_tables)?;
+            let process = self.process(item.span(), table)?;
+            let name_span = process.1;
+            let process = process.0;
+            if let Some(first) = first_seen.get(&process.name) {
+                let (line, _) = line_column(self.source, first.start);
+                return Err(self.error(
+                    name_span,
+                    format!(
+                        "`name`: duplicate process name {:?} (first defined on line {line})",
+                        process.name
+                    ),
+                ));
+            }
+            first_seen.insert(process.name.clone(), name_span);
+            processes.push(process);
+        }
+        Ok(processes)
+    }
+
+    /// One `[[process]]` table, and the span of its name.
+    fn process(
+        &self,
+        table_span: Span,
+        table: &DeTable<'_>,
+    ) -> Result<(ProcessConfig, Span), ConfigError> {
+        let mut name = None;
+        let mut argv = None;
+        let mut env = Vec::new();
+        let mut clear_env = false;
+        let mut cwd = None;
+        let mut user = None;
+        let mut group = None;
+        for (key, value) in in_file_order(table) {
+            match key.get_ref().as_ref() {
+                "name" => {
+                    let text = self.string("name", value)?;
+                    if text.is_empty() || text.chars().any(char::is_control) {
+                        return Err(self.error(
+                            value.span(),
+                            format!("`name` {text:?} is empty or holds a control character"),
+                        ));
+                    }
+                    name = Some((text.to_string(), value.span()));
+                }
+                "argv" => argv = Some(self.argv(value)?),
+                "env" => env = self.env(value)?,
+                "clear_env" => {
+                    clear_env = value.get_ref().as_bool().ok_or_else(|| {
+                        self.wrong_type(value, "`clear_env` must be true or false")
+                    })?;
+                }
+                "cwd" => {
+                    let text = self.string("cwd", value)?;
+                    self.no_nul("cwd", value.span(), text)?;
+                    cwd = Some(text.as_bytes().to_vec());
+                }
+                "uid" => user = Some(self.user_ref("uid", "user", value)?),
+                "gid" => group = Some(self.user_ref("gid", "group", value)?),
+                other => {
+                    return Err(self.unknown_key(key, other, "in `[[process]]`", PROCESS_KEYS))
+                }
+            }
+        }
+        let missing = |key: &str| {
+            self.error(
+                table_span.clone(),
+                format!("`[[process]]` is missing `{key}`"),
+            )
+        };
+        let (name, name_span) = name.ok_or_else(|| missing("name"))?;
+        let argv = argv.ok_or_else(|| missing("argv"))?;
+        let mut spec = ProcessSpec::new(argv).with_clear_env(clear_env);
+        spec.env = env;
+        spec.cwd = cwd;
+        Ok((
+            ProcessConfig {
+                name,
+                spec,
+                user,
+                group,
+            },
+            name_span,
+        ))
+    }
+
+    fn argv(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<Vec<u8>>, ConfigError> {
+        let array = value
+            .get_ref()
+            .as_array()
+            .ok_or_else(|| self.wrong_type(value, "`argv` must be an array of strings"))?;
+        if array.is_empty() {
+            return Err(self.error(
+                value.span(),
+                "`argv` must not be empty: it names the program to run".to_string(),
+            ));
+        }
+        array
+            .iter()
+            .map(|arg| {
+                let text = arg
+                    .get_ref()
+                    .as_str()
+                    .ok_or_else(|| self.wrong_type(arg, "`argv` must hold only strings"))?;
+                self.no_nul("argv", arg.span(), text)?;
+                Ok(text.as_bytes().to_vec())
+            })
+            .collect()
+    }
+
+    fn env(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ConfigError> {
+        let table = value
+            .get_ref()
+            .as_table()
+            .ok_or_else(|| self.wrong_type(value, "`env` must be a table of strings"))?;
+        let mut env = Vec::with_capacity(table.len());
+        for (key, entry) in in_file_order(table) {
+            let name: &str = key.get_ref();
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(self.error(
+                    key.span(),
+                    format!("`env` key {name:?} is empty or holds '=' or NUL"),
+                ));
+            }
+            let text = entry
+                .get_ref()
+                .as_str()
+                .ok_or_else(|| self.wrong_type(entry, &format!("`env.{name}` must be a string")))?;
+            self.no_nul(&format!("env.{name}"), entry.span(), text)?;
+            env.push((name.as_bytes().to_vec(), text.as_bytes().to_vec()));
+        }
+        Ok(env)
+    }
+
+    fn user_ref(
+        &self,
+        key: &str,
+        kind: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<Located<UserRef>, ConfigError> {
+        let reference = match value.get_ref() {
+            DeValue::String(name) if !name.is_empty() => UserRef::Name(name.to_string()),
+            DeValue::Integer(int) => {
+                let id = u32::from_str_radix(int.as_str(), int.radix())
+                    .ok()
+                    .filter(|&id| id != u32::MAX)
+                    .ok_or_else(|| {
+                        self.error(
+                            value.span(),
+                            format!("`{key}` {} is not a valid {kind} id", int.as_str()),
+                        )
+                    })?;
+                UserRef::Id(id)
+            }
+            _ => {
+                return Err(self.wrong_type(
+                    value,
+                    &format!("`{key}` must be a {kind} name or a numeric id"),
+                ))
+            }
+        };
+        let (line, column) = line_column(self.source, value.span().start);
+        Ok(Located {
+            value: reference,
+            line,
+            column,
+        })
+    }
+
+    fn seconds(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<Duration, ConfigError> {
+        let (number, text) = match value.get_ref() {
+            DeValue::Integer(int) => (
+                i128::from_str_radix(int.as_str(), int.radix()).map(|i| i as f64),
+                int.as_str(),
+            ),
+            DeValue::Float(float) => (
+                Ok(float.as_str().parse::<f64>().unwrap_or(f64::NAN)),
+                float.as_str(),
+            ),
+            _ => {
+                return Err(self.wrong_type(value, &format!("`{key}` must be a number of seconds")))
+            }
+        };
+        let number = number.unwrap_or(f64::INFINITY);
+        seconds_from_f64(number)
+            .map_err(|why| self.error(value.span(), format!("`{key}` {why}, found {text}")))
+    }
+
+    fn line_limit(&self, value: &Spanned<DeValue<'_>>) -> Result<usize, ConfigError> {
+        let int = value
+            .get_ref()
+            .as_integer()
+            .ok_or_else(|| self.wrong_type(value, "`linelimit` must be a whole number of bytes"))?;
+        usize::from_str_radix(int.as_str(), int.radix())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`linelimit` must be at least 1 byte, found {}",
+                        int.as_str()
+                    ),
+                )
+            })
+    }
+
+    fn string<'v>(
+        &self,
+        key: &str,
+        value: &'v Spanned<DeValue<'_>>,
+    ) -> Result<&'v str, ConfigError> {
+        value
+            .get_ref()
+            .as_str()
+            .ok_or_else(|| self.wrong_type(value, &format!("`{key}` must be a string")))
+    }
+
+    fn no_nul(&self, key: &str, span: Span, text: &str) -> Result<(), ConfigError> {
+        if text.contains('\0') {
+            // Unix cannot pass a NUL inside an argument, variable or path.
+            return Err(self.error(span, format!("`{key}` holds a NUL character")));
+        }
+        Ok(())
+    }
+
+    fn unknown_key(
+        &self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        name: &str,
+        place: &str,
+        allowed: &[&str],
+    ) -> ConfigError {
+        self.error(
+            key.span(),
+            format!(
+                "unknown key `{name}` {place} (expected one of: {})",
+                allowed.join(", ")
+            ),
+        )
+    }
+
+    fn wrong_type(&self, value: &Spanned<DeValue<'_>>, expected: &str) -> ConfigError {
+        self.error(
+            value.span(),
+            format!("{expected}, found {}", value.get_ref().type_str()),
+        )
+    }
+
+    fn error(&self, span: Span, message: String) -> ConfigError {
+        let (line, column) = line_column(self.source, span.start);
+        ConfigError {
+            file_name: self.file_name.to_string(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// A table's entries in the order they appear in the file, so the first
+/// error reported is the first one a reader meets (the map is sorted by key).
+fn in_file_order<'t, 'i>(table: &'t DeTable<'i>) -> Vec<Entry<'t, 'i>> {
+    let mut entries: Vec<Entry<'t, 'i>> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+}
+
+/// Converts seconds given as a number into a duration, or says why not
+/// (the text completes "`key` …"). Shared by the file and the command line.
+pub fn seconds_from_f64(seconds: f64) -> Result<Duration, &'static str> {
+    if !seconds.is_finite() {
+        return Err("must be a finite number of seconds");
+    }
+    if seconds < 0.0 {
+        return Err("must not be negative");
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| "is too large")
+}
+
+/// The 1-based line and character column of byte `offset` in `source`.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeAccounts;
+
+    impl Accounts for FakeAccounts {
+        fn user_id(&self, name: &str) -> std::io::Result<Option<u32>> {
+            Ok((name == "alice").then_some(1000))
+        }
+        fn group_id(&self, name: &str) -> std::io::Result<Option<u32>> {
+            Ok((name == "staff").then_some(50))
+        }
+    }
+
+    fn error(source: &str) -> String {
+        match parse(source, "f.toml").and_then(|c| c.resolve(&FakeAccounts)) {
+            Ok(d) => panic!("accepted: {d:?}"),
+            Err(e) => {
+                let text = e.to_string();
+                assert!(!text.contains('\n'), "multi-line error: {text}");
+                text
+            }
+        }
+    }
+
+    #[test]
+    fn full_file_gives_definitions() {
+        let source = r#"
+threshold = 2
+killtime = 0.5
+minrestartdelay = 0.25
+maxrestartdelay = 8
+linelimit = 100
+
+[[process]]
+name = "web"
+argv = ["python3", "-m", "http.server"]
+env = { B = "2", A = "1" }
+clear_env = true
+cwd = "/srv"
+uid = "alice"
+gid = "staff"
+
+[[process]]
+name = "ids"
+argv = ["true"]
+uid = 7
+gid = 0x10
+"#;
+        let defs = parse(source, "f.toml")
+            .unwrap()
+            .resolve(&FakeAccounts)
+            .unwrap();
+        let s = &defs.settings;
+        assert_eq!(s.threshold, Duration::from_secs(2));
+        assert_eq!(s.kill_time, Duration::from_millis(500));
+        assert_eq!(s.min_restart_delay, Duration::from_millis(250));
+        assert_eq!(s.max_restart_delay, Duration::from_secs(8));
+        assert_eq!(s.line_limit_bytes, 100);
+        let (name, web) = &defs.processes[0];
+        assert_eq!(name, "web");
+        let expected = ProcessSpec::new(["python3", "-m", "http.server"])
+            .with_env("B", "2")
+            .with_env("A", "1")
+            .with_clear_env(true)
+            .with_cwd("/srv")
+            .with_uid(1000)
+            .with_gid(50);
+        assert_eq!(web, &expected);
+        let (name, ids) = &defs.processes[1];
+        assert_eq!(name, "ids");
+        assert_eq!((ids.uid, ids.gid), (Some(7), Some(16)));
+    }
+
+    #[test]
+    fn defaults_are_twisteds() {
+        let config = parse("[[process]]\nname = \"a\"\nargv = [\"true\"]\n", "f").unwrap();
+        assert_eq!(config.settings, Settings::default());
+        assert_eq!(config.processes[0].user, None);
+    }
+
+    #[test]
+    fn each_error_names_place_and_key() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("colour = 1\n{p}"),
+                "f.toml:1:1: unknown key `colour` at the top level",
+            ),
+            (
+                format!("{p}nmae = \"x\"\n"),
+                "f.toml:4:1: unknown key `nmae` in `[[process]]`",
+            ),
+            (
+                format!("threshold = \"1\"\n{p}"),
+                "f.toml:1:13: `threshold` must be a number of seconds, found string",
+            ),
+            (
+                format!("killtime = -1\n{p}"),
+                "f.toml:1:12: `killtime` must not be negative, found -1",
+            ),
+            (
+                format!("killtime = nan\n{p}"),
+                "f.toml:1:12: `killtime` must be a finite number of seconds, found nan",
+            ),
+            (
+                format!("killtime = inf\n{p}"),
+                "f.toml:1:12: `killtime` must be a finite number of seconds",
+            ),
+            (
+                format!("minrestartdelay = 10\nmaxrestartdelay = 2\n{p}"),
+                "f.toml:1:19: `minrestartdelay` (10 s) is above `maxrestartdelay` (2 s)",
+            ),
+            (
+                format!("maxrestartdelay = 0.5\n{p}"),
+                "f.toml:1:19: `minrestartdelay` (1 s) is above `maxrestartdelay` (0.5 s)",
+            ),
+            (
+                format!("{p}{p}"),
+                "f.toml:5:8: `name`: duplicate process name \"a\" (first defined on line 2)",
+            ),
+            (
+                "[[process]]\nname = \"a\"\nargv = []\n".into(),
+                "f.toml:3:8: `argv` must not be empty",
+            ),
+            (
+                "[[process]]\nname = \"a\"\nargv = \"true\"\n".into(),
+                "f.toml:3:8: `argv` must be an array of strings, found string",
+            ),
+            (
+                "[[process]]\nname = \"a\"\nargv = [\"x\", 1]\n".into(),
+                "f.toml:3:14: `argv` must hold only strings, found integer",
+            ),
+            (
+                "[[process]]\nargv = [\"true\"]\n".into(),
+                "f.toml:1:1: `[[process]]` is missing `name`",
+            ),
+            (
+                "[[process]]\nname = \"\"\nargv = [\"true\"]\n".into(),
+                "f.toml:2:8: `name` \"\" is empty",
+            ),
+            (
+                format!("{p}uid = \"bob\"\n"),
+                "f.toml:4:7: `uid`: unknown user \"bob\"",
+            ),
+            (
+                format!("{p}gid = \"wheel\"\n"),
+                "f.toml:4:7: `gid`: unknown group \"wheel\"",
+            ),
+            (
+                format!("{p}uid = -3\n"),
+                "f.toml:4:7: `uid` -3 is not a valid user id",
+            ),
+            (
+                format!("{p}uid = true\n"),
+                "f.toml:4:7: `uid` must be a user name or a numeric id, found boolean",
+            ),
+            (
+                format!("{p}env = {{ \"A=B\" = \"x\" }}\n"),
+                "f.toml:4:9: `env` key \"A=B\" is empty",
+            ),
+            (
+                format!("{p}env = {{ A = 1 }}\n"),
+                "f.toml:4:13: `env.A` must be a string, found integer",
+            ),
+            (
+                format!("{p}cwd = \"a\\u0000b\"\n"),
+                "f.toml:4:7: `cwd` holds a NUL character",
+            ),
+            (
+                format!("{p}clear_env = \"yes\"\n"),
+                "f.toml:4:13: `clear_env` must be true or false",
+            ),
+            (
+                format!("linelimit = 0\n{p}"),
+                "f.toml:1:13: `linelimit` must be at least 1 byte",
+            ),
+            (
+                "process = 3\n".into(),
+                "f.toml:1:11: `process` must be an array of tables",
+            ),
+            (
+                "threshold = 1\n".into(),
+                "f.toml:1:1: no `[[process]]` table",
+            ),
+            ("threshold = = 1\n".into(), "f.toml:1:13: invalid TOML"),
+            (format!("{p}name = \"b\"\n"), "f.toml:4:1: invalid TOML"),
+        ];
+        for (source, want) in cases {
+            let got = error(source);
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn first_error_in_file_order_wins() {
+        // Both keys are unknown; the map sorts "a" first but "z" comes first.
+        let got = error("z = 1\na = 2\n");
+        assert!(got.starts_with("f.toml:1:1: unknown key `z`"), "{got}");
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        assert_eq!(line_column("ab\né = 1", 7), (2, 4));
+        assert_eq!(line_column("", 5), (1, 1));
+    }
+
+    #[test]
+    fn seconds_reject_non_finite_and_negative() {
+        assert_eq!(seconds_from_f64(1.5), Ok(Duration::from_millis(1500)));
+        assert!(seconds_from_f64(-0.1).is_err());
+        assert!(seconds_from_f64(f64::NAN).is_err());
+        assert!(seconds_from_f64(f64::INFINITY).is_err());
+        assert!(seconds_from_f64(1e30).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! procmon, the command: a process supervisor with Twisted's `twistd procmon`
+//! semantics, built on `procmon-core` (the decisions) and `procmon-mio` (the
+//! processes, pipes, timers and signals).
+//!
+//! The pieces are a library so they can be tested and fuzzed on their own:
+//! [`config`] reads the TOML file, [`cli`] the command line, [`output`]
+//! prints, and [`run`] drives the supervisor until a stop signal.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod cli;
+pub mod config;
+pub mod output;

@@ -1,0 +1,637 @@
+//! What procmon prints: children's lines on stdout, its own events on stderr.
+//!
+//! Text format (the default):
+//!
+//! - stdout: `[name] line` for every line of a child, from its stdout and
+//!   its stderr alike (each stream is split into lines separately, so two
+//!   streams never mix inside a line). Bytes that are not UTF-8 are shown as
+//!   `\xHH`.
+//! - stderr: `procmon: [name] spawned pid 123`, `procmon: [name] exited with
+//!   code 1 after 0.2 s (pid 123)`, … one line per event.
+//!
+//! JSON format: one object per line on the same streams, e.g.
+//! `{"name":"web","stream":"stderr","line":"oops"}` on stdout and
+//! `{"event":"spawned","name":"web","pid":123}` on stderr. Strings are
+//! escaped by hand ([`json_string`]); bytes that are not UTF-8 appear as the
+//! text `\xHH` inside the string, as in the text format.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use procmon_core::{EscapeInvalid, ExitStatus, Seconds, Signal, Stream};
+
+/// How lines are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `[name] line` and `procmon: …` lines, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Something procmon did or saw, printed as one line on stderr.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A child was started.
+    Spawned {
+        /// The process name.
+        name: &'a str,
+        /// Its pid.
+        pid: i32,
+    },
+    /// A child could not be started.
+    SpawnFailed {
+        /// The process name.
+        name: &'a str,
+        /// Why.
+        error: &'a io::Error,
+    },
+    /// A child ended.
+    Exited {
+        /// The process name.
+        name: &'a str,
+        /// Its pid.
+        pid: i32,
+        /// How it ended.
+        status: ExitStatus,
+        /// How long it ran.
+        uptime: Duration,
+    },
+    /// The process will be started again after `delay`.
+    RestartScheduled {
+        /// The process name.
+        name: &'a str,
+        /// Zero: at once.
+        delay: Duration,
+    },
+    /// A signal was sent to a child's process group.
+    Signalled {
+        /// The process name.
+        name: &'a str,
+        /// The child's pid.
+        pid: i32,
+        /// TERM to stop it, KILL when it outlived the kill time.
+        signal: Signal,
+        /// The kill time, shown with KILL to say why it was sent.
+        kill_time: Duration,
+    },
+    /// procmon itself received a signal.
+    Received {
+        /// `"TERM"`, `"INT"` or `"HUP"`.
+        signal: &'static str,
+        /// What procmon does about it.
+        action: Action,
+    },
+    /// Every child has ended after a stop; procmon exits.
+    Stopped,
+    /// Writing children's lines to stdout failed; procmon stops.
+    OutputFailed {
+        /// Why.
+        error: &'a io::Error,
+    },
+}
+
+/// What procmon does about a signal it received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Stop every process (TERM, then KILL after the kill time), then exit.
+    Stop,
+    /// Already stopping: nothing more to do.
+    AlreadyStopping,
+    /// Send KILL to every process now (a second INT).
+    KillAll,
+    /// Stop every process and let each restart.
+    RestartAll,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::AlreadyStopping => "already_stopping",
+            Action::KillAll => "kill_all",
+            Action::RestartAll => "restart_all",
+        }
+    }
+}
+
+/// Writes children's lines to a buffered `out` and events to `err`.
+///
+/// `out` is a `BufWriter` because a chatty child must not cost a system call
+/// per line; call [`flush`](Self::flush) each time the event loop is about to
+/// sleep. Events go to `err` at once, one `write` per line, so they interleave
+/// whole with anything else writing there.
+#[derive(Debug)]
+pub struct Printer<O: Write, E: Write> {
+    format: LogFormat,
+    out: io::BufWriter<O>,
+    err: E,
+    /// The first error writing `out`; later writes are dropped.
+    out_error: Option<io::Error>,
+    out_failed: bool,
+    scratch: Vec<u8>,
+}
+
+impl<O: Write, E: Write> Printer<O, E> {
+    /// A printer in `format` over these streams.
+    pub fn new(format: LogFormat, out: O, err: E) -> Self {
+        Printer {
+            format,
+            out: io::BufWriter::with_capacity(64 * 1024, out),
+            err,
+            out_error: None,
+            out_failed: false,
+            scratch: Vec::with_capacity(256),
+        }
+    }
+
+    /// Prints one line of a child's output (without its newline).
+    pub fn child_line(&mut self, name: &str, stream: Stream, line: &[u8]) {
+        if self.out_failed {
+            return;
+        }
+        let result = match self.format {
+            LogFormat::Text => write_text_line(&mut self.out, name, line),
+            LogFormat::Json => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(b"{\"name\":");
+                json_string(&mut self.scratch, name.as_bytes());
+                self.scratch.extend_from_slice(b",\"stream\":\"");
+                self.scratch.extend_from_slice(stream.as_str().as_bytes());
+                self.scratch.extend_from_slice(b"\",\"line\":");
+                json_string(&mut self.scratch, line);
+                self.scratch.extend_from_slice(b"}\n");
+                self.out.write_all(&self.scratch)
+            }
+        };
+        if let Err(e) = result {
+            self.fail_out(e);
+        }
+    }
+
+    /// Writes buffered children's lines through.
+    pub fn flush(&mut self) {
+        if self.out_failed {
+            return;
+        }
+        if let Err(e) = self.out.flush() {
+            self.fail_out(e);
+        }
+    }
+
+    /// The first error writing children's lines, once.
+    pub fn take_output_error(&mut self) -> Option<io::Error> {
+        self.out_error.take()
+    }
+
+    /// Prints one event on the error stream and flushes it.
+    pub fn event(&mut self, event: &Event<'_>) {
+        let line = match self.format {
+            LogFormat::Text => event_text(event),
+            LogFormat::Json => event_json(event),
+        };
+        // Nowhere left to report a failure to write to stderr.
+        let _ = self.err.write_all(line.as_bytes());
+        let _ = self.err.flush();
+    }
+
+    /// The streams, after flushing children's lines through.
+    pub fn into_inner(self) -> io::Result<(O, E)> {
+        let out = self.out.into_inner().map_err(|e| e.into_error())?;
+        Ok((out, self.err))
+    }
+
+    fn fail_out(&mut self, error: io::Error) {
+        self.out_failed = true;
+        self.out_error = Some(error);
+    }
+}
+
+fn write_text_line(out: &mut impl Write, name: &str, line: &[u8]) -> io::Result<()> {
+    out.write_all(b"[")?;
+    out.write_all(name.as_bytes())?;
+    out.write_all(b"] ")?;
+    // Valid UTF-8 is the common case: copy it without going through fmt.
+    if std::str::from_utf8(line).is_ok() {
+        out.write_all(line)?;
+    } else {
+        write!(out, "{}", EscapeInvalid(line))?;
+    }
+    out.write_all(b"\n")
+}
+
+fn event_text(event: &Event<'_>) -> String {
+    let mut s = String::from("procmon: ");
+    // Writing to a String cannot fail.
+    let _ = write_event_text(&mut s, event);
+    s.push('\n');
+    s
+}
+
+fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
+    match event {
+        Event::Spawned { name, pid } => write!(s, "[{name}] spawned pid {pid}"),
+        Event::SpawnFailed { name, error } => write!(s, "[{name}] spawn failed: {error}"),
+        Event::Exited {
+            name,
+            pid,
+            status,
+            uptime,
+        } => {
+            let uptime = Rounded(*uptime);
+            match status {
+                ExitStatus::Code(code) => {
+                    write!(
+                        s,
+                        "[{name}] exited with code {code} after {uptime} s (pid {pid})"
+                    )
+                }
+                ExitStatus::Signal(signal) => {
+                    write!(s, "[{name}] killed by signal {signal}")?;
+                    if let Some(signame) = signal_name(*signal) {
+                        write!(s, " ({signame})")?;
+                    }
+                    write!(s, " after {uptime} s (pid {pid})")
+                }
+            }
+        }
+        Event::RestartScheduled { name, delay } if delay.is_zero() => {
+            write!(s, "[{name}] restarting now")
+        }
+        Event::RestartScheduled { name, delay } => {
+            write!(s, "[{name}] restarting in {} s", Rounded(*delay))
+        }
+        Event::Signalled {
+            name,
+            pid,
+            signal: Signal::Term,
+            ..
+        } => write!(s, "[{name}] sending TERM to pid {pid}"),
+        Event::Signalled {
+            name,
+            pid,
+            signal: Signal::Kill,
+            kill_time,
+        } => write!(
+            s,
+            "[{name}] sending KILL to pid {pid} after {} s",
+            Rounded(*kill_time)
+        ),
+        Event::Received { signal, action } => {
+            let what = match action {
+                Action::Stop => "stopping all processes",
+                Action::AlreadyStopping => "already stopping",
+                Action::KillAll => "killing all processes now",
+                Action::RestartAll => "restarting all processes",
+            };
+            write!(s, "received {signal}: {what}")
+        }
+        Event::Stopped => write!(s, "all processes stopped, exiting"),
+        Event::OutputFailed { error } => {
+            write!(s, "writing to stdout failed: {error}; stopping")
+        }
+    }
+}
+
+fn event_json(event: &Event<'_>) -> String {
+    let mut j = JsonObject::new();
+    match event {
+        Event::Spawned { name, pid } => {
+            j.str("event", "spawned").str("name", name).num("pid", pid);
+        }
+        Event::SpawnFailed { name, error } => {
+            j.str("event", "spawn_failed")
+                .str("name", name)
+                .str("error", &error.to_string());
+            if let Some(errno) = error.raw_os_error() {
+                j.num("errno", errno);
+            }
+        }
+        Event::Exited {
+            name,
+            pid,
+            status,
+            uptime,
+        } => {
+            j.str("event", "exited").str("name", name).num("pid", pid);
+            match status {
+                ExitStatus::Code(code) => j.num("code", code),
+                ExitStatus::Signal(signal) => j.num("signal", signal),
+            };
+            j.num("uptime", Rounded(*uptime));
+        }
+        Event::RestartScheduled { name, delay } => {
+            j.str("event", "restart_scheduled")
+                .str("name", name)
+                .num("delay", Rounded(*delay));
+        }
+        Event::Signalled {
+            name,
+            pid,
+            signal,
+            kill_time,
+        } => {
+            j.str("event", "signalled")
+                .str("name", name)
+                .num("pid", pid)
+                .str("signal", signal.as_str());
+            if *signal == Signal::Kill {
+                j.num("after", Rounded(*kill_time));
+            }
+        }
+        Event::Received { signal, action } => {
+            j.str("event", "received_signal")
+                .str("signal", signal)
+                .str("action", action.as_str());
+        }
+        Event::Stopped => {
+            j.str("event", "stopped");
+        }
+        Event::OutputFailed { error } => {
+            j.str("event", "output_failed")
+                .str("error", &error.to_string());
+        }
+    }
+    j.finish()
+}
+
+/// Builds one JSON object on one line.
+struct JsonObject {
+    bytes: Vec<u8>,
+}
+
+impl JsonObject {
+    fn new() -> Self {
+        JsonObject {
+            bytes: b"{".to_vec(),
+        }
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.bytes.len() > 1 {
+            self.bytes.push(b',');
+        }
+        json_string(&mut self.bytes, key.as_bytes());
+        self.bytes.push(b':');
+    }
+
+    fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        json_string(&mut self.bytes, value.as_bytes());
+        self
+    }
+
+    /// `value` must display as a JSON number (integers and `Rounded` do).
+    fn num(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        self.key(key);
+        self.bytes.extend_from_slice(value.to_string().as_bytes());
+        self
+    }
+
+    fn finish(mut self) -> String {
+        self.bytes.extend_from_slice(b"}\n");
+        String::from_utf8(self.bytes).expect("json_string only writes UTF-8")
+    }
+}
+
+/// Appends `bytes` as a JSON string literal (quotes included).
+///
+/// Quotes, backslashes and control characters are escaped as JSON requires;
+/// other valid UTF-8 is copied as is; each byte that is not part of valid
+/// UTF-8 becomes the four characters `\xHH` (written `\\xHH` in the JSON), the
+/// same text [`EscapeInvalid`] shows, so the result is always valid JSON.
+pub fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid().as_bytes();
+        let mut start = 0;
+        for (i, &b) in valid.iter().enumerate() {
+            // Bytes of multi-byte characters are all >= 0x80: never escaped.
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0x00..=0x1f => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&valid[start..i]);
+            if escape.is_empty() {
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+            } else {
+                out.extend_from_slice(escape);
+            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&valid[start..]);
+        for byte in chunk.invalid() {
+            out.extend_from_slice(format!("\\\\x{byte:02x}").as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+/// A duration shown to the millisecond in the shortest form (`0.2`, `3`),
+/// which is also a valid JSON number.
+struct Rounded(Duration);
+
+impl std::fmt::Display for Rounded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.as_nanos().saturating_add(500_000) / 1_000_000;
+        let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+        Seconds(Duration::from_millis(millis)).fmt(f)
+    }
+}
+
+/// The name of a common signal without `SIG`, for people reading exits.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "HUP",
+        libc::SIGINT => "INT",
+        libc::SIGQUIT => "QUIT",
+        libc::SIGILL => "ILL",
+        libc::SIGTRAP => "TRAP",
+        libc::SIGABRT => "ABRT",
+        libc::SIGBUS => "BUS",
+        libc::SIGFPE => "FPE",
+        libc::SIGKILL => "KILL",
+        libc::SIGUSR1 => "USR1",
+        libc::SIGSEGV => "SEGV",
+        libc::SIGUSR2 => "USR2",
+        libc::SIGPIPE => "PIPE",
+        libc::SIGALRM => "ALRM",
+        libc::SIGTERM => "TERM",
+        libc::SIGXCPU => "XCPU",
+        libc::SIGXFSZ => "XFSZ",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        json_string(&mut out, bytes);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_escapes_specials_controls_and_invalid_bytes() {
+        assert_eq!(json(b"plain"), r#""plain""#);
+        assert_eq!(json(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(json(b"\n\r\t\x08\x0c"), r#""\n\r\t\b\f""#);
+        assert_eq!(json(b"\x00\x01\x1f\x7f"), "\"\\u0000\\u0001\\u001f\x7f\"");
+        assert_eq!(json("héllo ☃".as_bytes()), "\"héllo ☃\"");
+        assert_eq!(json(b"a\xffb\xc3"), r#""a\\xffb\\xc3""#);
+        assert_eq!(json(b""), r#""""#);
+    }
+
+    fn print(
+        format: LogFormat,
+        f: impl FnOnce(&mut Printer<Vec<u8>, Vec<u8>>),
+    ) -> (String, String) {
+        let mut printer = Printer::new(format, Vec::new(), Vec::new());
+        f(&mut printer);
+        let (out, err) = printer.into_inner().unwrap();
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn text_lines_and_events() {
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        let (out, err) = print(LogFormat::Text, |p| {
+            p.child_line("web", Stream::Stdout, b"hello");
+            p.child_line("web", Stream::Stderr, b"bad \xff byte");
+            p.event(&Event::Spawned {
+                name: "web",
+                pid: 12,
+            });
+            p.event(&Event::SpawnFailed {
+                name: "web",
+                error: &enoent,
+            });
+            p.event(&Event::Exited {
+                name: "web",
+                pid: 12,
+                status: ExitStatus::Code(1),
+                uptime: Duration::from_micros(200_400),
+            });
+            p.event(&Event::Exited {
+                name: "web",
+                pid: 12,
+                status: ExitStatus::Signal(9),
+                uptime: Duration::from_secs(3),
+            });
+            p.event(&Event::RestartScheduled {
+                name: "web",
+                delay: Duration::ZERO,
+            });
+            p.event(&Event::RestartScheduled {
+                name: "web",
+                delay: Duration::from_secs(4),
+            });
+            let kill_time = Duration::from_secs(5);
+            p.event(&Event::Signalled {
+                name: "web",
+                pid: 12,
+                signal: Signal::Term,
+                kill_time,
+            });
+            p.event(&Event::Signalled {
+                name: "web",
+                pid: 12,
+                signal: Signal::Kill,
+                kill_time,
+            });
+            p.event(&Event::Received {
+                signal: "HUP",
+                action: Action::RestartAll,
+            });
+            p.event(&Event::Stopped);
+        });
+        assert_eq!(out, "[web] hello\n[web] bad \\xff byte\n");
+        let want = "\
+procmon: [web] spawned pid 12
+procmon: [web] spawn failed: No such file or directory (os error 2)
+procmon: [web] exited with code 1 after 0.2 s (pid 12)
+procmon: [web] killed by signal 9 (KILL) after 3 s (pid 12)
+procmon: [web] restarting now
+procmon: [web] restarting in 4 s
+procmon: [web] sending TERM to pid 12
+procmon: [web] sending KILL to pid 12 after 5 s
+procmon: received HUP: restarting all processes
+procmon: all processes stopped, exiting
+";
+        assert_eq!(err, want);
+    }
+
+    #[test]
+    fn json_lines_and_events() {
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        let (out, err) = print(LogFormat::Json, |p| {
+            p.child_line("a \"q\"", Stream::Stderr, b"x\ty\xfe");
+            p.event(&Event::SpawnFailed {
+                name: "a",
+                error: &enoent,
+            });
+            p.event(&Event::Exited {
+                name: "a",
+                pid: 3,
+                status: ExitStatus::Signal(15),
+                uptime: Duration::from_millis(1500),
+            });
+            p.event(&Event::Signalled {
+                name: "a",
+                pid: 3,
+                signal: Signal::Kill,
+                kill_time: Duration::from_millis(250),
+            });
+            p.event(&Event::Received {
+                signal: "INT",
+                action: Action::KillAll,
+            });
+        });
+        assert_eq!(
+            out,
+            "{\"name\":\"a \\\"q\\\"\",\"stream\":\"stderr\",\"line\":\"x\\ty\\\\xfe\"}\n"
+        );
+        let want = r#"{"event":"spawn_failed","name":"a","error":"No such file or directory (os error 2)","errno":2}
+{"event":"exited","name":"a","pid":3,"signal":15,"uptime":1.5}
+{"event":"signalled","name":"a","pid":3,"signal":"KILL","after":0.25}
+{"event":"received_signal","signal":"INT","action":"kill_all"}
+"#;
+        assert_eq!(err, want);
+    }
+
+    #[test]
+    fn output_failure_is_kept_and_later_lines_dropped() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut printer = Printer::new(LogFormat::Text, Broken, Vec::new());
+        printer.child_line("a", Stream::Stdout, b"x");
+        printer.flush();
+        let error = printer.take_output_error().expect("flush failed");
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+        printer.child_line("a", Stream::Stdout, b"y");
+        printer.flush();
+        assert!(printer.take_output_error().is_none());
+    }
+}
