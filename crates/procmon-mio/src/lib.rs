@@ -1,1 +1,855 @@
-//! placeholder
+//! procmon-mio: runs a [`procmon_core::Monitor`] against real processes.
+//!
+//! The core decides; this crate only carries its decisions out, on one
+//! thread with one [`mio::Poll`]:
+//!
+//! - **Spawning** uses `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, the way
+//!   glibc's `posix_spawn` does, with every C string prepared beforehand. Each
+//!   child gets its own session and process group, `/dev/null` as stdin, two
+//!   pipes for stdout and stderr, default signal dispositions and an empty
+//!   mask, and `PR_SET_PDEATHSIG(SIGKILL)`. A failure anywhere between `clone`
+//!   and `execve` (no such program, bad `cwd`, refused uid) comes back to the
+//!   core as [`Input::SpawnFailed`] with its `errno`.
+//! - **Exits** are seen through a pidfd per child, registered with the poll,
+//!   so they are noticed at once and a recycled pid can never be confused with
+//!   ours. The exited leader is left a zombie while its pipes are drained and
+//!   **whatever remains of its process group is killed with SIGKILL** (like
+//!   systemd's control-group kill mode: no orphaned grandchildren), then it is
+//!   reaped and the status handed to the core.
+//! - **Signals** from the core go to the child's whole process group with
+//!   `killpg`, which is safe because we send them only while the leader is
+//!   unreaped and so pins the group id. TERM is followed by CONT so a stopped
+//!   child can act on it.
+//! - **Reaping**: the monitor is a child subreaper, so orphans of our
+//!   children's trees are re-parented to it; on SIGCHLD (read from a
+//!   signalfd) and after each exit it reaps every exited child that no
+//!   supervisor tracks through a pidfd.
+//! - **Output** is read until `WouldBlock` into one 64 KiB buffer and handed to
+//!   the core. The pipes of an exited child are drained before its exit is
+//!   reported, but EOF is not awaited: a grandchild that escaped the group may
+//!   keep them open. Such pipes stay registered until EOF, and what they still
+//!   carry is split into lines here and reported under the same name.
+//! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
+//!   until the earliest deadline or an event, with no periodic wake-up.
+//!
+//! # Process-wide effects
+//!
+//! Creating a [`Supervisor`] makes the process a child subreaper and blocks
+//! SIGCHLD (and, with [`Options::catch_signals`], SIGTERM, SIGINT and SIGHUP)
+//! in the creating thread. Signals are read from a signalfd, so for them to
+//! reach it the other threads of the program should block them too (create
+//! the supervisor before starting other threads: new threads inherit the
+//! mask). The orphan reaper reaps any exited child not tracked by a
+//! supervisor, so other code in the program should not rely on `waitpid` for
+//! children of its own. `PR_SET_PDEATHSIG` is tied to the creating thread:
+//! when the thread that runs the supervisor ends, its children are killed.
+//! A `Supervisor` is therefore not `Send`.
+//!
+//! # Example
+//!
+//! See `examples/embed.rs` for a complete program:
+//!
+//! ```no_run
+//! use procmon_core::{Monitor, ProcessSpec, Settings};
+//! use procmon_mio::{Notice, Options, Supervisor};
+//!
+//! let monitor = Monitor::new(Settings::default()).unwrap();
+//! let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
+//! let mut print = |notice: Notice<'_>| println!("{notice:?}");
+//! supervisor.call(&mut print, |monitor, now| {
+//!     monitor.add(now, "ticker", ProcessSpec::new(["sh", "-c", "while :; do date; sleep 1; done"])).unwrap();
+//!     monitor.start_service(now);
+//! });
+//! loop {
+//!     supervisor.turn(&mut print, None).unwrap();
+//! }
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+
+mod spawn;
+mod sys;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use mio::unix::pipe::Receiver;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use procmon_core::{
+    Command, ExitStatus, Input, InstanceId, Instant, LineBuffer, Monitor, ProcessKey, Report,
+    Signal, Stream, TimerId, TimerQueue,
+};
+
+/// How many readiness events one `poll` returns at most; more simply wait for
+/// the next turn (epoll hands them out round-robin), so memory stays fixed.
+const EVENTS_CAPACITY: usize = 256;
+
+/// The one read buffer: pipes hold 64 KiB by default, so one read usually
+/// empties one.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The signalfd's token; child tokens are `slot << 2 | role` and never reach it.
+const SIGNALS: Token = Token(usize::MAX);
+
+/// At most this many caught signals wait to be returned from [`Supervisor::turn`];
+/// more of the same kind add nothing.
+const CAUGHT_CAPACITY: usize = 8;
+
+/// Options for [`Supervisor::new`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// Block SIGTERM, SIGINT and SIGHUP in the creating thread and report them
+    /// from [`Supervisor::turn`] (through a signalfd), as the procmon CLI needs.
+    pub catch_signals: bool,
+}
+
+impl Options {
+    /// Sets [`Options::catch_signals`].
+    pub fn with_catch_signals(mut self, catch_signals: bool) -> Self {
+        self.catch_signals = catch_signals;
+        self
+    }
+}
+
+/// What happened, for the embedding program to print. Borrowed for the call.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Notice<'a> {
+    /// A child was started.
+    Spawned {
+        /// The process's name.
+        name: &'a str,
+        /// The child's pid (also its process group and session id).
+        pid: i32,
+    },
+    /// A child could not be started; once per failed spawn, before the
+    /// restart it leads to.
+    SpawnFailed {
+        /// The process's name.
+        name: &'a str,
+        /// Why, with the OS's reason.
+        error: &'a io::Error,
+    },
+    /// A child ended.
+    Exited {
+        /// The process's name.
+        name: &'a str,
+        /// The child's pid, now reaped.
+        pid: i32,
+        /// How it ended.
+        status: ExitStatus,
+        /// How long it lived.
+        uptime: Duration,
+    },
+    /// The process will be started again after `delay`.
+    RestartScheduled {
+        /// The process's name.
+        name: &'a str,
+        /// How long until the restart (zero: at once).
+        delay: Duration,
+    },
+    /// A signal was sent to a child's process group: TERM on stop, KILL after
+    /// the kill time.
+    Signalled {
+        /// The process's name.
+        name: &'a str,
+        /// The child's pid (and process group).
+        pid: i32,
+        /// The signal.
+        signal: Signal,
+    },
+    /// One line of a child's output, without its newline, as raw bytes
+    /// (escape them for printing, e.g. with [`procmon_core::EscapeInvalid`]).
+    Output {
+        /// The process's name.
+        name: &'a str,
+        /// Which stream.
+        stream: Stream,
+        /// The line.
+        line: &'a [u8],
+    },
+}
+
+/// Receives [`Notice`]s. Any `FnMut(Notice<'_>)` is one.
+pub trait Observer {
+    /// Called for each notice, in the order things happened.
+    fn notice(&mut self, notice: Notice<'_>);
+}
+
+impl<F: FnMut(Notice<'_>)> Observer for F {
+    fn notice(&mut self, notice: Notice<'_>) {
+        self(notice)
+    }
+}
+
+/// A signal caught for the embedding program (see [`Options::catch_signals`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaughtSignal {
+    /// SIGTERM.
+    Terminate,
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGHUP.
+    Hangup,
+}
+
+/// Runs a [`Monitor`] against real processes: the world of the drain contract.
+///
+/// Drive it with two calls: [`call`](Self::call) for what the application
+/// asks (add, start, stop, …) and [`turn`](Self::turn) to wait for and handle
+/// what the world does. Both hand every fact to the monitor and carry out every
+/// command it queues before they return, reporting to an [`Observer`].
+///
+/// Dropping a `Supervisor` kills every live child's process group with
+/// SIGKILL and reaps the children, and restores the thread's signal mask.
+/// See the [crate docs](crate) for its process-wide effects.
+pub struct Supervisor {
+    monitor: Monitor,
+    poll: Poll,
+    events: Events,
+    timers: TimerQueue<TimerId>,
+    clock: Clock,
+    spawner: spawn::Spawner,
+    /// Children by slot; a slot lives until the child is reaped and both its
+    /// pipes reached EOF. The slot is the poll token's upper part.
+    children: Vec<Option<Child>>,
+    free_slots: Vec<usize>,
+    /// Live children, for `Command::Signal`.
+    by_instance: HashMap<InstanceId, usize>,
+    signals: sys::SignalFd,
+    caught: VecDeque<CaughtSignal>,
+    /// Spawns that failed while commands were being drained, reported to the
+    /// monitor once the queue is empty (the drain contract forbids feeding it
+    /// facts while commands are pending).
+    failed_spawns: VecDeque<(InstanceId, i32)>,
+    /// The child whose exit is being handed to the monitor, so the
+    /// `Report::Exited` it queues can name the pid.
+    exiting: Option<(InstanceId, i32)>,
+    buffer: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("monitor", &self.monitor)
+            .field("timers", &self.timers.len())
+            .field("children", &self.by_instance.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One spawned child, until it is reaped and its pipes are closed.
+struct Child {
+    name: Box<str>,
+    /// `None` once reaped.
+    live: Option<Live>,
+    stdout: Option<Pipe>,
+    stderr: Option<Pipe>,
+}
+
+struct Live {
+    instance: InstanceId,
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+}
+
+struct Pipe {
+    receiver: Receiver,
+    /// Splits what arrives after the child was reaped (from grandchildren
+    /// still holding the pipe); before that the monitor splits.
+    lines: LineBuffer,
+}
+
+impl Child {
+    fn pipe(&mut self, stream: Stream) -> &mut Option<Pipe> {
+        match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        }
+    }
+}
+
+/// What a poll token stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Exit = 0,
+    Stdout = 1,
+    Stderr = 2,
+}
+
+fn token(slot: usize, role: Role) -> Token {
+    Token(slot << 2 | role as usize)
+}
+
+fn decode(token: Token) -> Option<(usize, Role)> {
+    let role = match token.0 & 3 {
+        0 => Role::Exit,
+        1 => Role::Stdout,
+        2 => Role::Stderr,
+        _ => return None,
+    };
+    Some((token.0 >> 2, role))
+}
+
+/// The monotonic clock, mapped onto the core's `Instant` with its origin at
+/// the supervisor's creation.
+#[derive(Debug)]
+struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Instant {
+        let nanos = self.origin.elapsed().as_nanos();
+        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+impl Supervisor {
+    /// A supervisor for `monitor`. Makes the process a child subreaper and
+    /// blocks SIGCHLD (plus the caught signals) in this thread.
+    pub fn new(monitor: Monitor, options: Options) -> io::Result<Supervisor> {
+        sys::become_subreaper()?;
+        let mut blocked = vec![libc::SIGCHLD];
+        if options.catch_signals {
+            blocked.extend([libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
+        }
+        let signals = sys::SignalFd::new(&blocked)?;
+        let poll = Poll::new()?;
+        poll.registry().register(
+            &mut SourceFd(&signals.raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )?;
+        Ok(Supervisor {
+            monitor,
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            timers: TimerQueue::new(),
+            clock: Clock {
+                origin: std::time::Instant::now(),
+            },
+            spawner: spawn::Spawner::new()?,
+            children: Vec::new(),
+            free_slots: Vec::new(),
+            by_instance: HashMap::new(),
+            signals,
+            caught: VecDeque::with_capacity(CAUGHT_CAPACITY),
+            failed_spawns: VecDeque::new(),
+            exiting: None,
+            buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+        })
+    }
+
+    /// The monitor, for queries.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    /// The monotonic clock, mapped onto the core's [`Instant`].
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// The pid of a live instance, if it is running.
+    pub fn pid(&self, instance: InstanceId) -> Option<i32> {
+        let slot = *self.by_instance.get(&instance)?;
+        self.children[slot]
+            .as_ref()
+            .and_then(|c| c.live.as_ref())
+            .map(|l| l.pid)
+    }
+
+    /// Runs an application call (add, remove, start, stop, start_service, …)
+    /// at `now`, then carries out every command it queued.
+    pub fn call<R>(
+        &mut self,
+        observer: &mut impl Observer,
+        f: impl FnOnce(&mut Monitor, Instant) -> R,
+    ) -> R {
+        let now = self.clock.now();
+        let result = f(&mut self.monitor, now);
+        self.drain(now, observer);
+        result
+    }
+
+    /// Sleeps until something happens (child output or exit, a timer due, a
+    /// caught signal) or `timeout` passes, hands everything to the monitor
+    /// and carries out its commands. Returns a caught signal if one arrived.
+    /// Sleeps without any periodic wake-up: only until the next timer.
+    pub fn turn(
+        &mut self,
+        observer: &mut impl Observer,
+        timeout: Option<Duration>,
+    ) -> io::Result<Option<CaughtSignal>> {
+        let started = std::time::Instant::now();
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let polled = loop {
+            let now = self.clock.now();
+            let mut wait = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            if let Some(at) = self.timers.next_deadline() {
+                let until = at.saturating_duration_since(now);
+                wait = Some(wait.map_or(until, |w| w.min(until)));
+            }
+            if !self.caught.is_empty() {
+                wait = Some(Duration::ZERO);
+            }
+            match self.poll.poll(&mut events, wait) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        if let Err(e) = polled {
+            self.events = events;
+            return Err(e);
+        }
+        let mut orphans = false;
+        for event in events.iter() {
+            if event.token() == SIGNALS {
+                orphans |= self.read_signals()?;
+                continue;
+            }
+            let Some((slot, role)) = decode(event.token()) else {
+                continue;
+            };
+            // Readiness is a hint: each handler finds out for itself whether
+            // there is anything to do (a stale token of a reused slot reads
+            // WouldBlock or finds no exit).
+            match role {
+                Role::Exit => self.child_exited(slot, observer),
+                Role::Stdout => self.read_pipe(slot, Stream::Stdout, observer),
+                Role::Stderr => self.read_pipe(slot, Stream::Stderr, observer),
+            }
+        }
+        self.events = events;
+        if orphans {
+            self.reap_orphans();
+        }
+        // After poll returns, whatever made it return: read the clock and fire
+        // everything due, one timer at a time, draining in between, so a
+        // zero-delay timer set while handling one fires in this turn.
+        let now = self.clock.now();
+        while let Some((_, timer)) = self.timers.pop_due(now) {
+            self.monitor.handle(now, Input::TimerFired { timer });
+            self.drain(now, observer);
+        }
+        Ok(self.caught.pop_front())
+    }
+
+    /// Sends SIGKILL to every live child's process group now (a second
+    /// Ctrl-C). Their exits are reported by later turns as usual.
+    pub fn kill_all(&mut self) {
+        for live in self
+            .children
+            .iter()
+            .flatten()
+            .filter_map(|c| c.live.as_ref())
+        {
+            kill_group(live, libc::SIGKILL);
+        }
+    }
+
+    // ----- Carrying out commands -----
+
+    /// The drain contract: every queued command in order, then facts that
+    /// arose while draining (failed spawns), until the monitor is quiet.
+    fn drain(&mut self, now: Instant, observer: &mut impl Observer) {
+        loop {
+            while let Some(command) = self.monitor.poll_command() {
+                self.execute(command, observer);
+            }
+            let Some((instance, errno)) = self.failed_spawns.pop_front() else {
+                break;
+            };
+            self.monitor
+                .handle(now, Input::SpawnFailed { instance, errno });
+        }
+    }
+
+    fn execute(&mut self, command: Command, observer: &mut impl Observer) {
+        match command {
+            Command::Spawn { process, instance } => self.spawn(process, instance, observer),
+            Command::Signal {
+                instance, signal, ..
+            } => {
+                let Some(child) = self
+                    .by_instance
+                    .get(&instance)
+                    .and_then(|&slot| self.children[slot].as_ref())
+                else {
+                    return;
+                };
+                let live = child
+                    .live
+                    .as_ref()
+                    .expect("by_instance holds live children only");
+                let sig = match signal {
+                    Signal::Term => libc::SIGTERM,
+                    Signal::Kill => libc::SIGKILL,
+                };
+                kill_group(live, sig);
+                observer.notice(Notice::Signalled {
+                    name: &child.name,
+                    pid: live.pid,
+                    signal,
+                });
+            }
+            Command::SetTimer { timer, at } => self.timers.set(timer, at),
+            Command::CancelTimer { timer } => {
+                self.timers.cancel(timer);
+            }
+            Command::Log(line) => observer.notice(Notice::Output {
+                name: self.name(line.process),
+                stream: line.stream,
+                line: &line.bytes,
+            }),
+            Command::Report(report) => self.report(report, observer),
+        }
+    }
+
+    fn report(&mut self, report: Report, observer: &mut impl Observer) {
+        match report {
+            Report::Exited {
+                process,
+                instance,
+                status,
+                uptime,
+            } => {
+                let pid = match self.exiting {
+                    Some((exiting, pid)) if exiting == instance => pid,
+                    // The core reports an exit only when told of one.
+                    _ => 0,
+                };
+                observer.notice(Notice::Exited {
+                    name: self.name(process),
+                    pid,
+                    status,
+                    uptime,
+                });
+            }
+            Report::SpawnFailed { process, errno, .. } => {
+                observer.notice(Notice::SpawnFailed {
+                    name: self.name(process),
+                    error: &io::Error::from_raw_os_error(errno),
+                });
+            }
+            Report::RestartScheduled { process, delay } => {
+                observer.notice(Notice::RestartScheduled {
+                    name: self.name(process),
+                    delay,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// A process's name; keys in drained commands stay valid while draining.
+    fn name(&self, process: ProcessKey) -> &str {
+        self.monitor
+            .name(process)
+            .expect("keys in drained commands stay valid until the next mutating call")
+    }
+
+    fn spawn(&mut self, process: ProcessKey, instance: InstanceId, observer: &mut impl Observer) {
+        let spec = self
+            .monitor
+            .spec(process)
+            .expect("keys in drained commands stay valid until the next mutating call");
+        let spawned = self
+            .spawner
+            .spawn(spec)
+            .and_then(|spawned| self.register(process, instance, spawned));
+        match spawned {
+            Ok(pid) => observer.notice(Notice::Spawned {
+                name: self.name(process),
+                pid,
+            }),
+            Err(e) => self
+                .failed_spawns
+                .push_back((instance, e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+    }
+
+    /// Takes a new child into the poll and the tables.
+    fn register(
+        &mut self,
+        process: ProcessKey,
+        instance: InstanceId,
+        spawned: spawn::Spawned,
+    ) -> io::Result<i32> {
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.children.push(None);
+            self.children.len() - 1
+        });
+        let mut stdout = Receiver::from(spawned.stdout);
+        let mut stderr = Receiver::from(spawned.stderr);
+        let registry = self.poll.registry();
+        let registered = registry
+            .register(
+                &mut SourceFd(&spawned.pidfd.as_raw_fd()),
+                token(slot, Role::Exit),
+                Interest::READABLE,
+            )
+            .and_then(|()| {
+                registry.register(&mut stdout, token(slot, Role::Stdout), Interest::READABLE)
+            })
+            .and_then(|()| {
+                registry.register(&mut stderr, token(slot, Role::Stderr), Interest::READABLE)
+            });
+        let live = Live {
+            instance,
+            pid: spawned.pid,
+            pidfd: spawned.pidfd,
+        };
+        if let Err(e) = registered {
+            // Without a registration we would never see it exit: undo it all.
+            kill_group(&live, libc::SIGKILL);
+            let mut tracked = sys::tracked();
+            let _ = sys::reap(live.pid);
+            tracked.remove(&live.pid);
+            drop(tracked);
+            let _ = registry.deregister(&mut SourceFd(&live.pidfd.as_raw_fd()));
+            let _ = registry.deregister(&mut stdout);
+            let _ = registry.deregister(&mut stderr);
+            self.free_slots.push(slot);
+            return Err(e);
+        }
+        let pid = live.pid;
+        let name = self.monitor.name(process).unwrap_or_default().into();
+        self.children[slot] = Some(Child {
+            name,
+            live: Some(live),
+            stdout: Some(Pipe {
+                receiver: stdout,
+                lines: LineBuffer::new(),
+            }),
+            stderr: Some(Pipe {
+                receiver: stderr,
+                lines: LineBuffer::new(),
+            }),
+        });
+        self.by_instance.insert(instance, slot);
+        Ok(pid)
+    }
+
+    // ----- Facts from the world -----
+
+    /// The pidfd of `slot` is readable: the leader may have exited.
+    fn child_exited(&mut self, slot: usize, observer: &mut impl Observer) {
+        let Some(live) = self
+            .children
+            .get(slot)
+            .and_then(|c| c.as_ref()?.live.as_ref())
+        else {
+            return;
+        };
+        let (pid, instance) = (live.pid, live.instance);
+        let peeked = match sys::peek_exit(pid) {
+            Ok(None) => return,
+            Ok(Some(status)) => Some(status),
+            // Someone else reaped it (a foreign waitpid(-1)); it is gone all the same.
+            Err(_) => None,
+        };
+        // Its last words first, partial lines included (the core flushes
+        // those when told of the exit). Not waiting for EOF: see `Pipe::lines`.
+        self.read_pipe(slot, Stream::Stdout, observer);
+        self.read_pipe(slot, Stream::Stderr, observer);
+        // The leader is an unreaped zombie, so its pid and group id cannot
+        // have been reused: kill what is left of its group, then reap it.
+        let _ = sys::killpg(pid, libc::SIGKILL);
+        let reaped = {
+            let mut tracked = sys::tracked();
+            let status = sys::reap(pid);
+            tracked.remove(&pid);
+            status
+        };
+        let status = reaped
+            .ok()
+            .or(peeked)
+            .unwrap_or(ExitStatus::Signal(libc::SIGKILL));
+        let child = self.children[slot].as_mut().expect("checked above");
+        let live = child.live.take().expect("checked above");
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&live.pidfd.as_raw_fd()));
+        drop(live);
+        self.by_instance.remove(&instance);
+        self.free_if_done(slot);
+
+        let now = self.clock.now();
+        self.exiting = Some((instance, pid));
+        self.monitor.handle(now, Input::Exited { instance, status });
+        self.drain(now, observer);
+        self.exiting = None;
+        // Its group's members we just killed were re-parented to us.
+        self.reap_orphans();
+    }
+
+    /// Reads one pipe of `slot` until `WouldBlock` or EOF.
+    fn read_pipe(&mut self, slot: usize, stream: Stream, observer: &mut impl Observer) {
+        loop {
+            let Some(child) = self.children.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let Child {
+                name,
+                live,
+                stdout,
+                stderr,
+            } = child;
+            let live = live.as_ref().map(|l| l.instance);
+            let pipe = match stream {
+                Stream::Stdout => stdout,
+                Stream::Stderr => stderr,
+            };
+            let Some(pipe) = pipe.as_mut() else {
+                return;
+            };
+            let read = (&pipe.receiver).read(&mut self.buffer);
+            let n = match read {
+                Ok(0) => {
+                    self.close_pipe(slot, stream, observer);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Any other error on a pipe read is permanent: treat it as EOF.
+                Err(_) => {
+                    self.close_pipe(slot, stream, observer);
+                    return;
+                }
+            };
+            let bytes = &self.buffer[..n];
+            match live {
+                Some(instance) => {
+                    let now = self.clock.now();
+                    self.monitor.handle(
+                        now,
+                        Input::Output {
+                            instance,
+                            stream,
+                            bytes,
+                        },
+                    );
+                    self.drain(now, observer);
+                }
+                None => {
+                    let limit = self.monitor.settings().line_limit_bytes;
+                    let name = &**name;
+                    pipe.lines.push(bytes, limit, |line| {
+                        observer.notice(Notice::Output {
+                            name,
+                            stream,
+                            line: &line,
+                        })
+                    });
+                }
+            }
+        }
+    }
+
+    /// EOF on a pipe: flush what a reaped child's descendants left unfinished
+    /// and forget the pipe.
+    fn close_pipe(&mut self, slot: usize, stream: Stream, observer: &mut impl Observer) {
+        let child = self.children[slot]
+            .as_mut()
+            .expect("caller checked the slot");
+        let mut pipe = child.pipe(stream).take().expect("caller checked the pipe");
+        let _ = self.poll.registry().deregister(&mut pipe.receiver);
+        // While the child lives the core holds its partial line and flushes it
+        // at the exit; after that, ours holds it.
+        if let Some(line) = pipe.lines.take_partial() {
+            observer.notice(Notice::Output {
+                name: &child.name,
+                stream,
+                line: &line,
+            });
+        }
+        self.free_if_done(slot);
+    }
+
+    /// Frees the slot of a reaped child whose pipes are both closed.
+    fn free_if_done(&mut self, slot: usize) {
+        let done = self.children[slot]
+            .as_ref()
+            .is_some_and(|c| c.live.is_none() && c.stdout.is_none() && c.stderr.is_none());
+        if done {
+            self.children[slot] = None;
+            self.free_slots.push(slot);
+        }
+    }
+
+    /// Drains the signalfd; returns whether SIGCHLD arrived.
+    fn read_signals(&mut self) -> io::Result<bool> {
+        let mut sigchld = false;
+        while let Some(signal) = self.signals.read()? {
+            let caught = match signal {
+                libc::SIGCHLD => {
+                    sigchld = true;
+                    continue;
+                }
+                libc::SIGTERM => CaughtSignal::Terminate,
+                libc::SIGINT => CaughtSignal::Interrupt,
+                libc::SIGHUP => CaughtSignal::Hangup,
+                _ => continue,
+            };
+            if self.caught.len() < CAUGHT_CAPACITY {
+                self.caught.push_back(caught);
+            }
+        }
+        Ok(sigchld)
+    }
+
+    /// Reaps every exited child that no supervisor tracks through a pidfd:
+    /// orphans re-parented to us as subreaper. Statuses are peeked first
+    /// (`WNOWAIT`) so a tracked child's is never stolen; when the first exited
+    /// child is a tracked one, the rest wait until its pidfd path reaps it,
+    /// which is followed by another call to this.
+    fn reap_orphans(&mut self) {
+        loop {
+            let tracked = sys::tracked();
+            let Some(pid) = sys::peek_any_exited() else {
+                return;
+            };
+            if tracked.contains(&pid) {
+                return;
+            }
+            sys::reap_if_exited(pid);
+        }
+    }
+}
+
+/// Signals a live child's process group. The leader is not reaped while it is
+/// in `Supervisor::children` with `live` set, so its group id is pinned and
+/// `killpg` cannot reach a stranger. One `killpg` reaches the leader too
+/// (sending also through the pidfd would deliver TERM twice); the pidfd is the
+/// fallback should `killpg` fail. TERM is followed by CONT, so a stopped
+/// child wakes up to act on it.
+fn kill_group(live: &Live, signal: libc::c_int) {
+    if sys::killpg(live.pid, signal).is_err() {
+        let _ = sys::pidfd_send_signal(&live.pidfd, signal);
+    }
+    if signal == libc::SIGTERM {
+        let _ = sys::killpg(live.pid, libc::SIGCONT);
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // No child outlives its supervisor: kill every group, then reap.
+        self.kill_all();
+        for child in self.children.iter_mut().flatten() {
+            if let Some(live) = child.live.take() {
+                let mut tracked = sys::tracked();
+                let _ = sys::reap(live.pid);
+                tracked.remove(&live.pid);
+            }
+        }
+        self.reap_orphans();
+    }
+}

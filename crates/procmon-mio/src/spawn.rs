@@ -1,0 +1,441 @@
+//! Starting a child: everything prepared in the parent, then
+//! `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` and a short, async-signal-safe
+//! child that sets itself up and calls `execve`.
+//!
+//! # Why `clone(CLONE_VM | CLONE_VFORK)`
+//!
+//! It is what glibc's `posix_spawn` does, and for the same reason: the child
+//! shares the parent's memory instead of copying its page tables, so the cost
+//! of a spawn does not grow with the monitor's size. The parent thread is
+//! suspended until the child has called `execve` or exited, which gives two
+//! things for free: the child can run on a stack we lend it (one per
+//! [`Spawner`], reused), and it can report why it failed by writing the
+//! `errno` into [`ChildArgs::errno`], which the parent reads once `clone`
+//! returns. That shared word does the job of the classic close-on-exec error
+//! pipe with no extra descriptors or reads.
+//!
+//! Sharing memory has rules, which the child follows:
+//! - It allocates nothing and takes no locks: all strings, pointer arrays and
+//!   the resolved path are built before `clone`, and the child only reads them.
+//! - No signal handler of the parent may run in the child (it would run on the
+//!   parent's memory): the parent blocks every signal around `clone`, the child
+//!   resets every disposition to the default while still blocked, and only then
+//!   clears its mask.
+//! - Credentials are changed with raw system calls: glibc's `setuid` wrappers
+//!   broadcast the change to every thread in their (shared!) thread list,
+//!   which would change the parent's threads too.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
+
+use procmon_core::ProcessSpec;
+
+use crate::sys::{self, cvt};
+
+/// Size of the stack lent to a child between `clone` and `execve`. The child
+/// calls a handful of libc functions; this is ample, and a guard page below
+/// it turns an overflow into a crash of the child instead of silent damage to
+/// the parent's memory.
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+/// What a successful spawn hands back.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) pid: libc::pid_t,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) stdout: OwnedFd,
+    pub(crate) stderr: OwnedFd,
+}
+
+/// Long-lived resources for spawning: the child stack and `/dev/null`.
+#[derive(Debug)]
+pub(crate) struct Spawner {
+    stack: Stack,
+    dev_null: OwnedFd,
+    /// Only root may call `setgroups`; others keep their groups.
+    is_root: bool,
+}
+
+impl Spawner {
+    pub(crate) fn new() -> io::Result<Spawner> {
+        Ok(Spawner {
+            stack: Stack::new(CHILD_STACK_BYTES)?,
+            dev_null: sys::open_dev_null()?,
+            // SAFETY: geteuid cannot fail.
+            is_root: unsafe { libc::geteuid() } == 0,
+        })
+    }
+
+    /// Starts `spec`. An error is the reason the child could not start, be it
+    /// found before `clone` (no such program) or reported by the child
+    /// (`chdir`, `setuid`, `execve` failed); the child is then already reaped.
+    pub(crate) fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Spawned> {
+        let prepared = Prepared::new(spec)?;
+        let (stdout_read, stdout_write) = sys::pipe()?;
+        let (stderr_read, stderr_write) = sys::pipe()?;
+        sys::set_nonblocking(&stdout_read)?;
+        sys::set_nonblocking(&stderr_read)?;
+        let stdout_write = sys::above_stdio(stdout_write)?;
+        let stderr_write = sys::above_stdio(stderr_write)?;
+
+        let mut args = ChildArgs {
+            path: prepared.path.as_ptr(),
+            argv: prepared.argv_ptrs.as_ptr(),
+            envp: prepared.envp_ptrs.as_ptr(),
+            cwd: prepared.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+            uid: spec.uid,
+            gid: spec.gid,
+            drop_groups: self.is_root && (spec.uid.is_some() || spec.gid.is_some()),
+            stdin: self.dev_null.as_raw_fd(),
+            stdout: stdout_write.as_raw_fd(),
+            stderr: stderr_write.as_raw_fd(),
+            // SAFETY: getpid cannot fail.
+            parent_pid: unsafe { libc::getpid() },
+            errno: 0,
+        };
+
+        // Held from before the child exists until its pid is recorded, so no
+        // orphan reaper can take this child for an untracked one.
+        let mut tracked = sys::tracked();
+        let mut pidfd: libc::c_int = -1;
+        let old_mask = block_all_signals();
+        // SAFETY: `child_main` only touches `args` (alive until clone returns,
+        // as CLONE_VFORK suspends us until the child execs or exits) and the
+        // prepared strings it points to; the stack is ours and unused by
+        // anyone else; CLONE_PIDFD stores the pidfd through the parent-tid
+        // pointer, which points at `pidfd`.
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                self.stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+                ptr::addr_of_mut!(args).cast(),
+                ptr::addr_of_mut!(pidfd),
+            )
+        };
+        let clone_error = (pid == -1).then(io::Error::last_os_error);
+        restore_signal_mask(&old_mask);
+        if let Some(e) = clone_error {
+            return Err(e);
+        }
+        // SAFETY: CLONE_PIDFD succeeded with the clone, so this is a fresh
+        // close-on-exec descriptor that we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        // SAFETY: the child has exec'd or exited; volatile because the write
+        // happened behind the compiler's back, in the child.
+        let errno = unsafe { ptr::read_volatile(ptr::addr_of!(args.errno)) };
+        if errno != 0 {
+            // The child has already called _exit: reap it now so no zombie
+            // is left and its pid is never tracked.
+            let _ = sys::reap(pid);
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        tracked.insert(pid);
+        drop(tracked);
+        // Dropping our copies of the write ends leaves the child (and anything
+        // it forks) as their only holders, so EOF means they are all gone.
+        drop((stdout_write, stderr_write));
+        Ok(Spawned {
+            pid,
+            pidfd,
+            stdout: stdout_read,
+            stderr: stderr_read,
+        })
+    }
+}
+
+/// Everything the child needs, as C data, built before `clone`.
+struct Prepared {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+}
+
+impl Prepared {
+    fn new(spec: &ProcessSpec) -> io::Result<Prepared> {
+        let argv = spec
+            .argv
+            .iter()
+            .map(|a| c_string(a.clone()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let program = spec
+            .argv
+            .first()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let path = resolve(program)?;
+        let envp = environment(spec)?;
+        let cwd = spec.cwd.clone().map(c_string).transpose()?;
+        Ok(Prepared {
+            path,
+            argv_ptrs: null_terminated(&argv),
+            _argv: argv,
+            envp_ptrs: null_terminated(&envp),
+            _envp: envp,
+            cwd,
+        })
+    }
+}
+
+fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
+    // The core refuses NUL bytes in definitions; EINVAL is the OS's word for it.
+    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(ptr::null()))
+        .collect()
+}
+
+/// The environment: the monitor's own plus the spec's entries (which win), or
+/// with `clear_env` exactly the spec's entries. Within the spec a later entry
+/// for the same key wins.
+fn environment(spec: &ProcessSpec) -> io::Result<Vec<CString>> {
+    let mut entries = Vec::new();
+    let overridden = |key: &[u8]| spec.env.iter().any(|(k, _)| k.as_slice() == key);
+    if !spec.clear_env {
+        for (key, value) in std::env::vars_os() {
+            if overridden(key.as_bytes()) {
+                continue;
+            }
+            entries.push(entry(key.as_bytes(), value.as_bytes())?);
+        }
+    }
+    for (i, (key, value)) in spec.env.iter().enumerate() {
+        if spec.env[i + 1..].iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        entries.push(entry(key, value)?);
+    }
+    Ok(entries)
+}
+
+fn entry(key: &[u8], value: &[u8]) -> io::Result<CString> {
+    let mut bytes = Vec::with_capacity(key.len() + 1 + value.len() + 1);
+    bytes.extend_from_slice(key);
+    bytes.push(b'=');
+    bytes.extend_from_slice(value);
+    c_string(bytes)
+}
+
+/// Finds the program as `execvp` would: a name with a `/` is used as it is;
+/// otherwise the first regular file with an execute bit in the monitor's
+/// `PATH` (an empty entry is the current directory). Done in the parent so
+/// the child makes a single `execve`; a miss is `ENOENT`, or `EACCES` if only
+/// files without an execute bit were found, without starting a child.
+fn resolve(program: &[u8]) -> io::Result<CString> {
+    if program.contains(&b'/') {
+        return c_string(program.to_vec());
+    }
+    let path = std::env::var_os("PATH");
+    let path = path
+        .as_ref()
+        .map_or(b"/usr/local/bin:/usr/bin:/bin".as_slice(), |p| p.as_bytes());
+    let mut denied = false;
+    let mut candidate = Vec::new();
+    for dir in path.split(|&b| b == b':') {
+        candidate.clear();
+        candidate.extend_from_slice(if dir.is_empty() { b"." } else { dir });
+        candidate.push(b'/');
+        candidate.extend_from_slice(program);
+        let Ok(meta) = std::fs::metadata(OsStr::from_bytes(&candidate)) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            denied = true;
+            continue;
+        }
+        return c_string(candidate);
+    }
+    Err(io::Error::from_raw_os_error(if denied {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    }))
+}
+
+/// What the child reads (and, on failure, writes `errno` into).
+struct ChildArgs {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    /// Null: stay in the monitor's directory.
+    cwd: *const libc::c_char,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    drop_groups: bool,
+    stdin: libc::c_int,
+    stdout: libc::c_int,
+    stderr: libc::c_int,
+    parent_pid: libc::pid_t,
+    /// Zero unless the child failed; then why.
+    errno: libc::c_int,
+}
+
+/// The child, from `clone` to `execve`. Runs on the lent stack in the
+/// parent's memory: only async-signal-safe calls, no allocation, no panics.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    let args = arg.cast::<ChildArgs>();
+    // SAFETY: `arg` is the `ChildArgs` the suspended parent passed to clone.
+    let errno = unsafe { set_up_and_exec(&*args) };
+    // SAFETY: the parent reads this after we exit; nothing else touches it.
+    unsafe { ptr::write_volatile(ptr::addr_of_mut!((*args).errno), errno) };
+    // SAFETY: _exit skips atexit handlers and stdio flushing, which belong
+    // to the parent whose memory we share.
+    unsafe { libc::_exit(127) }
+}
+
+/// Sets the child up and execs; returns only with the `errno` of the failure.
+///
+/// # Safety
+/// Only in the child of `clone(CLONE_VM | CLONE_VFORK)`, with every signal blocked.
+unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
+    macro_rules! check {
+        ($call:expr) => {
+            if $call == -1 {
+                return *libc::__errno_location();
+            }
+        };
+    }
+    // Default dispositions (an ignored signal would stay ignored across
+    // execve), set while all signals are still blocked. SIGKILL and SIGSTOP
+    // cannot be changed; glibc refuses its internal signals; both are fine.
+    let mut default: libc::sigaction = std::mem::zeroed();
+    default.sa_sigaction = libc::SIG_DFL;
+    for signal in 1..libc::SIGRTMAX() + 1 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            libc::sigaction(signal, &default, ptr::null_mut());
+        }
+    }
+    // Its own session and process group, so a stop can signal the whole tree
+    // with killpg and no terminal signal of ours reaches it.
+    check!(libc::setsid());
+    // If the monitor dies, so does the child; then close the race where the
+    // parent died before the prctl took effect.
+    check!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0));
+    if libc::getppid() != args.parent_pid {
+        libc::_exit(127);
+    }
+    // The parent moved these above 2, so no dup2 overwrites another's source;
+    // dup2 clears close-on-exec on the copies.
+    check!(libc::dup2(args.stdin, 0));
+    check!(libc::dup2(args.stdout, 1));
+    check!(libc::dup2(args.stderr, 2));
+    if !args.cwd.is_null() {
+        check!(libc::chdir(args.cwd));
+    }
+    // Groups first, then the gid, then the uid: after setuid we could no
+    // longer change the others. Raw syscalls: see the module docs.
+    if args.drop_groups {
+        check!(libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) as libc::c_int);
+    }
+    if let Some(gid) = args.gid {
+        check!(libc::syscall(libc::SYS_setgid, gid) as libc::c_int);
+    }
+    if let Some(uid) = args.uid {
+        check!(libc::syscall(libc::SYS_setuid, uid) as libc::c_int);
+    }
+    // The monitor blocks signals it reads through a signalfd; the child starts
+    // with none blocked.
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    check!(libc::sigprocmask(
+        libc::SIG_SETMASK,
+        &empty,
+        ptr::null_mut()
+    ));
+    libc::execve(args.path, args.argv, args.envp);
+    *libc::__errno_location()
+}
+
+/// Blocks every signal in this thread (raw syscall: glibc's wrappers keep two
+/// internal signals unblockable) and returns the previous mask.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigfillset initialises `all`; rt_sigprocmask reads `all` and
+    // fills `old` (8 bytes: the kernel's sigset size).
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const libc::sigset_t,
+            &mut old as *mut libc::sigset_t,
+            8,
+        );
+        old
+    }
+}
+
+fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` came from block_all_signals.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            old as *const libc::sigset_t,
+            ptr::null_mut::<libc::sigset_t>(),
+            8,
+        );
+    }
+}
+
+/// An mmap'd stack with a guard page below it.
+#[derive(Debug)]
+struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Stack {
+    fn new(usable: usize) -> io::Result<Stack> {
+        // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let len = usable.next_multiple_of(page) + page;
+        // SAFETY: an anonymous private mapping at an address of the kernel's choice.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack { base, len };
+        // SAFETY: the lowest page of our own mapping becomes the guard page.
+        cvt(unsafe { libc::mprotect(base, page, libc::PROT_NONE) })?;
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the stack grows down from the end.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our mapping, page-aligned (so 16-aligned).
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped; no child runs on it
+        // (CLONE_VFORK returns only after the child stopped using it).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}

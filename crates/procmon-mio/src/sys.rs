@@ -1,0 +1,274 @@
+//! Thin, checked wrappers over the Linux calls the driver makes.
+//!
+//! Every `unsafe` block in the parent's side of the driver lives here or in
+//! `spawn.rs`; each wrapper turns the C convention (-1 and `errno`) into an
+//! `io::Result` so the callers read as ordinary Rust.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use procmon_core::ExitStatus;
+
+/// Turns a C return value into a result, reading `errno` on -1.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`] for `syscall(2)`, which returns a `c_long`.
+fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A pipe, both ends close-on-exec: `(read, write)`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets `O_NONBLOCK` on one end only: the flag lives on the open file
+/// description, and the child's end must stay blocking.
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no pointers involved.
+    unsafe {
+        let flags = cvt(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        cvt(libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETFL,
+            flags | libc::O_NONBLOCK,
+        ))?;
+    }
+    Ok(())
+}
+
+/// Moves a descriptor that the child will `dup2` onto 0, 1 or 2 out of that
+/// range, so that one `dup2` can never overwrite the source of another (which
+/// happens when the monitor itself runs with a standard stream closed).
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: `new` is a fresh descriptor owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Opens `/dev/null` for reading, close-on-exec: every child's stdin.
+pub(crate) fn open_dev_null() -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated literal path; open returns a fresh descriptor.
+    let fd = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: open succeeded, the descriptor is ours alone.
+    above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `signal` to the process behind `pidfd`: cannot hit a recycled pid.
+pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal(fd, sig, NULL, 0) takes no memory from us.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// Sends `signal` to every process in group `pgid`. Callers only name the
+/// group of a leader they have not reaped: its pid, and with it the group
+/// id, cannot be reused while the leader or its zombie exists.
+pub(crate) fn killpg(pgid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::killpg(pgid, signal) })?;
+    Ok(())
+}
+
+/// Waits on children with `waitid`, retrying `EINTR`; `None` when `WNOHANG`
+/// found nothing to report.
+fn waitid(
+    idtype: libc::idtype_t,
+    id: libc::id_t,
+    options: libc::c_int,
+) -> io::Result<Option<(libc::pid_t, ExitStatus)>> {
+    loop {
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: `info` is a writable siginfo_t; zeroed first so that
+        // `si_pid` reads 0 when WNOHANG finds nothing (waitid(2)).
+        let ret = unsafe { libc::waitid(idtype, id, info.as_mut_ptr(), options) };
+        match cvt(ret) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        // SAFETY: zero-initialised and possibly filled in by the kernel.
+        let info = unsafe { info.assume_init() };
+        // SAFETY: for waitid results the siginfo holds the SIGCHLD fields.
+        let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        let status = if code == libc::CLD_EXITED {
+            ExitStatus::Code(status)
+        } else {
+            ExitStatus::Signal(status)
+        };
+        return Ok(Some((pid, status)));
+    }
+}
+
+/// How child `pid` ended if it has, leaving it a zombie (`WNOWAIT`) so its pid
+/// and process group stay pinned.
+pub(crate) fn peek_exit(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+    Ok(waitid(
+        libc::P_PID,
+        pid as libc::id_t,
+        libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+    )?
+    .map(|(_, status)| status))
+}
+
+/// Reaps child `pid`, which the caller knows has exited.
+pub(crate) fn reap(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    let reaped = waitid(libc::P_PID, pid as libc::id_t, libc::WEXITED)?;
+    Ok(reaped.expect("a blocking waitid returns a child").1)
+}
+
+/// Reaps child `pid` if it has exited, ignoring errors: for orphans.
+pub(crate) fn reap_if_exited(pid: libc::pid_t) {
+    let _ = waitid(
+        libc::P_PID,
+        pid as libc::id_t,
+        libc::WEXITED | libc::WNOHANG,
+    );
+}
+
+/// The pid of some exited child, left unreaped.
+pub(crate) fn peek_any_exited() -> Option<libc::pid_t> {
+    // ECHILD (no children at all) and "none exited" both mean nothing to do.
+    waitid(
+        libc::P_ALL,
+        0,
+        libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+    )
+    .ok()
+    .flatten()
+    .map(|(pid, _)| pid)
+}
+
+/// Pids of the children that some `Supervisor` in this process tracks through
+/// a pidfd. The orphan reaper is process-wide (any child may be reaped with
+/// `waitpid`), so it must not steal a status that a pidfd path will reap: a
+/// supervisor holds this lock while it creates a child and registers its pid,
+/// and while it reaps and forgets one, so the reaper never sees a tracked
+/// zombie as untracked.
+static TRACKED: Mutex<BTreeSet<libc::pid_t>> = Mutex::new(BTreeSet::new());
+
+/// Locks [`TRACKED`]; a panic elsewhere cannot leave the set inconsistent
+/// (each change is one insert or remove), so poisoning is ignored.
+pub(crate) fn tracked() -> MutexGuard<'static, BTreeSet<libc::pid_t>> {
+    TRACKED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Makes this process a child subreaper: orphans of our children's trees are
+/// re-parented to us rather than to init, so nothing escapes reaping.
+pub(crate) fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// A signalfd for a set of signals blocked in the creating thread; restores
+/// that thread's previous mask when dropped.
+pub(crate) struct SignalFd {
+    fd: OwnedFd,
+    old_mask: libc::sigset_t,
+}
+
+impl SignalFd {
+    /// Blocks `signals` in this thread and opens a non-blocking signalfd on them.
+    pub(crate) fn new(signals: &[libc::c_int]) -> io::Result<SignalFd> {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        let mut old_mask = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises `set`; sigaddset writes into it;
+        // pthread_sigmask fills `old_mask` (it returns the error, not -1).
+        let (set, old_mask) = unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            for &signal in signals {
+                libc::sigaddset(set.as_mut_ptr(), signal);
+            }
+            let err = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old_mask.as_mut_ptr());
+            if err != 0 {
+                return Err(io::Error::from_raw_os_error(err));
+            }
+            (set.assume_init(), old_mask.assume_init())
+        };
+        // SAFETY: `set` is initialised; signalfd(-1, ..) creates a new descriptor.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        let fd = match cvt(fd) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // SAFETY: restoring the mask we saved above.
+                unsafe {
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut())
+                };
+                return Err(e);
+            }
+        };
+        Ok(SignalFd {
+            // SAFETY: signalfd succeeded; the descriptor is ours alone.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            old_mask,
+        })
+    }
+
+    /// The descriptor, for registering with the poll.
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The next pending signal number, `None` once none is pending.
+    pub(crate) fn read(&self) -> io::Result<Option<libc::c_int>> {
+        let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        loop {
+            // SAFETY: reading at most `size` bytes into a buffer of that size.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+            if n == -1 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => return Ok(None),
+                    _ => return Err(e),
+                }
+            }
+            // A signalfd read returns whole records only.
+            assert_eq!(n as usize, size, "signalfd returns whole records");
+            // SAFETY: the kernel filled the whole record.
+            let info = unsafe { info.assume_init() };
+            return Ok(Some(info.ssi_signo as libc::c_int));
+        }
+    }
+}
+
+impl Drop for SignalFd {
+    fn drop(&mut self) {
+        // SAFETY: restoring the mask saved at creation.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut()) };
+    }
+}
