@@ -1,0 +1,732 @@
+//! The driver against real processes (`sh`, `sleep`, `seq`, …).
+//!
+//! These tests run one at a time on the main thread (`harness = false`, see
+//! Cargo.toml): the subreaper role and SIGCHLD are process-wide, and only a
+//! thread that blocks SIGCHLD lets it reach the supervisor's signalfd.
+//!
+//! Timing is never asserted exactly: every wait loops `turn` against a
+//! generous deadline and checks order and content. Every test leaves no
+//! process behind, even when it fails: dropping the `Supervisor` kills every
+//! live child's group, and [`Run`]'s drop kills escaped grandchildren it was
+//! told about.
+
+use std::io::ErrorKind;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use procmon_core::{ExitStatus, Monitor, ProcessSpec, Settings, Signal, Stream};
+use procmon_mio::{CaughtSignal, Notice, Options, Supervisor};
+
+/// How long any wait may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// An owned copy of a [`Notice`], for checking afterwards.
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    Spawned(String, i32),
+    SpawnFailed(String, ErrorKind, Option<i32>),
+    Exited(String, i32, ExitStatus),
+    Restart(String, Duration),
+    Signalled(String, i32, Signal),
+    Output(String, Stream, Vec<u8>),
+}
+
+struct Run {
+    supervisor: Option<Supervisor>,
+    seen: Vec<Seen>,
+    /// Processes outside any child's group (escaped with setsid) to kill on drop.
+    escaped: Vec<i32>,
+}
+
+impl Run {
+    fn new(settings: Settings) -> Run {
+        Run::with_options(settings, Options::default())
+    }
+
+    fn with_options(settings: Settings, options: Options) -> Run {
+        let monitor = Monitor::new(settings).expect("valid settings");
+        Run {
+            supervisor: Some(Supervisor::new(monitor, options).expect("a supervisor")),
+            seen: Vec::new(),
+            escaped: Vec::new(),
+        }
+    }
+
+    fn supervisor(&mut self) -> &mut Supervisor {
+        self.supervisor.as_mut().expect("present until drop")
+    }
+
+    fn call<R>(&mut self, f: impl FnOnce(&mut Monitor, procmon_core::Instant) -> R) -> R {
+        let Run {
+            supervisor, seen, ..
+        } = self;
+        let supervisor = supervisor.as_mut().expect("present until drop");
+        supervisor.call(&mut |n: Notice<'_>| record(seen, n), f)
+    }
+
+    fn add(&mut self, name: &str, spec: ProcessSpec) {
+        self.call(|m, now| m.add(now, name, spec).expect("a fresh name"));
+    }
+
+    fn start(&mut self) {
+        self.call(|m, now| m.start_service(now));
+    }
+
+    fn stop(&mut self) {
+        self.call(|m, now| m.stop_service(now));
+    }
+
+    /// One turn of at most `timeout`; returns a caught signal.
+    fn turn(&mut self, timeout: Duration) -> Option<CaughtSignal> {
+        let Run {
+            supervisor, seen, ..
+        } = self;
+        let supervisor = supervisor.as_mut().expect("present until drop");
+        supervisor
+            .turn(&mut |n: Notice<'_>| record(seen, n), Some(timeout))
+            .expect("turn")
+    }
+
+    /// Turns until `done` holds; fails the test after [`DEADLINE`].
+    fn until(&mut self, what: &str, mut done: impl FnMut(&mut Run) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; seen: {:#?}",
+                self.seen
+            );
+            self.turn(Duration::from_millis(100));
+        }
+    }
+
+    fn count(&self, matches: impl Fn(&Seen) -> bool) -> usize {
+        self.seen.iter().filter(|s| matches(s)).count()
+    }
+
+    fn quiesce(&mut self) {
+        self.until("quiescence", |run| {
+            run.supervisor().monitor().is_quiescent()
+        });
+    }
+
+    /// Output lines of one process and stream.
+    fn lines(&self, name: &str, stream: Stream) -> Vec<Vec<u8>> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Output(n, st, line) if n == name && *st == stream => Some(line.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn spawned_pids(&self) -> Vec<i32> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Spawned(_, pid) => Some(*pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn position(&self, matches: impl Fn(&Seen) -> bool) -> usize {
+        self.seen
+            .iter()
+            .position(matches)
+            .unwrap_or_else(|| panic!("not seen; seen: {:#?}", self.seen))
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // Kills and reaps every live child's group.
+        drop(self.supervisor.take());
+        for &pid in &self.escaped {
+            // Only if it is still ours: after a reap the pid may belong to a stranger.
+            if parent_of(pid) == Some(std::process::id() as i32) {
+                // SAFETY: plain kill and waitpid on our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+    }
+}
+
+fn record(seen: &mut Vec<Seen>, notice: Notice<'_>) {
+    seen.push(match notice {
+        Notice::Spawned { name, pid } => Seen::Spawned(name.into(), pid),
+        Notice::SpawnFailed { name, error } => {
+            Seen::SpawnFailed(name.into(), error.kind(), error.raw_os_error())
+        }
+        Notice::Exited {
+            name, pid, status, ..
+        } => Seen::Exited(name.into(), pid, status),
+        Notice::RestartScheduled { name, delay } => Seen::Restart(name.into(), delay),
+        Notice::Signalled { name, pid, signal } => Seen::Signalled(name.into(), pid, signal),
+        Notice::Output { name, stream, line } => Seen::Output(name.into(), stream, line.to_vec()),
+        other => panic!("unexpected notice {other:?}"),
+    });
+}
+
+fn settings(threshold_ms: u64, min_ms: u64, max_ms: u64) -> Settings {
+    let mut s = Settings::default();
+    s.threshold = Duration::from_millis(threshold_ms);
+    s.min_restart_delay = Duration::from_millis(min_ms);
+    s.max_restart_delay = Duration::from_millis(max_ms);
+    s.kill_time = Duration::from_secs(5);
+    s
+}
+
+fn sh(script: &str) -> ProcessSpec {
+    ProcessSpec::new(["sh", "-c", script])
+}
+
+/// `/proc/<pid>/stat`: state, parent and start time (in clock ticks since
+/// boot), or `None` if there is no such process.
+fn stat(pid: i32) -> Option<(char, i32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: skip past it.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let parent = fields.get(1)?.parse().ok()?;
+    // Field 22 of the whole line; `rest` starts at field 3.
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, parent, start))
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    stat(pid).map(|(_, parent, _)| parent)
+}
+
+/// A process as first seen: its pid and start time, so that a later pid
+/// reuse is not mistaken for it.
+#[derive(Clone, Copy, Debug)]
+struct Proc {
+    pid: i32,
+    start: u64,
+}
+
+impl Proc {
+    fn of(pid: i32) -> Proc {
+        let (_, _, start) = stat(pid).unwrap_or_else(|| panic!("pid {pid} should be alive"));
+        Proc { pid, start }
+    }
+
+    /// Neither running nor a zombie: reaped.
+    fn gone(self) -> bool {
+        stat(self.pid).is_none_or(|(_, _, start)| start != self.start)
+    }
+}
+
+/// A zombie child of ours, if any, left unreaped (`WNOWAIT`).
+fn any_zombie_child() -> Option<i32> {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a writable, zeroed siginfo_t.
+    let ret = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: zeroed and possibly filled by the kernel.
+    let pid = unsafe { info.si_pid() };
+    (ret == 0 && pid != 0).then_some(pid)
+}
+
+// ----- The tests -----
+
+fn restart_after_crash() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add("crash", sh("echo up; sleep 0.3; exit 3"));
+    run.start();
+    run.until("a second start", |r| {
+        r.count(|s| matches!(s, Seen::Spawned(..))) >= 2
+    });
+    let pids = run.spawned_pids();
+    assert_ne!(pids[0], pids[1]);
+    let up = run.position(|s| matches!(s, Seen::Output(_, Stream::Stdout, l) if l == b"up"));
+    let exit = run.position(|s| *s == Seen::Exited("crash".into(), pids[0], ExitStatus::Code(3)));
+    // It lived past the threshold: restarted at once.
+    let restart = run.position(|s| *s == Seen::Restart("crash".into(), Duration::ZERO));
+    let second = run.position(|s| *s == Seen::Spawned("crash".into(), pids[1]));
+    assert!(
+        up < exit && exit < restart && restart < second,
+        "{:#?}",
+        run.seen
+    );
+    run.stop();
+    run.quiesce();
+}
+
+fn backoff_grows_on_instant_deaths() {
+    let mut run = Run::new(settings(10_000, 20, 320));
+    run.add("flap", sh("exit 1"));
+    run.start();
+    run.until("six restarts", |r| {
+        r.count(|s| matches!(s, Seen::Restart(..))) >= 6
+    });
+    let delays: Vec<Duration> = run
+        .seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Restart(_, d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+    assert!(delays[0] < delays[delays.len() - 1], "{delays:?}");
+    assert!(delays.iter().all(|d| *d <= Duration::from_millis(320)));
+    run.stop();
+    run.quiesce();
+}
+
+fn term_then_kill_for_a_term_ignoring_child() {
+    let mut s = settings(100, 50, 1000);
+    s.kill_time = Duration::from_millis(300);
+    let mut run = Run::new(s);
+    // The ignored TERM is inherited by `sleep`, so the whole group ignores it.
+    run.add("stubborn", sh("trap '' TERM; echo ready; sleep 100"));
+    run.start();
+    run.until("ready", |r| !r.lines("stubborn", Stream::Stdout).is_empty());
+    run.stop();
+    run.quiesce();
+    let pid = run.spawned_pids()[0];
+    let term = run.position(|s| *s == Seen::Signalled("stubborn".into(), pid, Signal::Term));
+    let kill = run.position(|s| *s == Seen::Signalled("stubborn".into(), pid, Signal::Kill));
+    let exit = run.position(|s| {
+        *s == Seen::Exited("stubborn".into(), pid, ExitStatus::Signal(libc::SIGKILL))
+    });
+    assert!(term < kill && kill < exit, "{:#?}", run.seen);
+}
+
+fn grandchildren_gone_after_stop() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add("tree", sh("sleep 100 & echo $!; wait"));
+    run.start();
+    run.until("the grandchild's pid", |r| {
+        !r.lines("tree", Stream::Stdout).is_empty()
+    });
+    let grandchild = Proc::of(parse_pid(&run.lines("tree", Stream::Stdout)[0]));
+    run.stop();
+    run.quiesce();
+    run.until("the grandchild gone and reaped", |_| grandchild.gone());
+}
+
+fn group_killed_when_the_leader_exits() {
+    // The leader exits by itself; its background child is killed with the
+    // group before the leader is reaped, then reaped as an orphan.
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add("leader", sh("sleep 100 & echo $!; exit 0"));
+    run.start();
+    run.until("the leader's exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    // Seen after the leader's exit, so it may be gone already: pid only.
+    let grandchild = parse_pid(&run.lines("leader", Stream::Stdout)[0]);
+    run.until("the grandchild gone and reaped", |_| {
+        stat(grandchild).is_none_or(|(_, parent, _)| parent != std::process::id() as i32)
+    });
+    run.stop();
+    run.quiesce();
+}
+
+fn escaped_grandchild_output_and_orphan_reaping() {
+    // The grandchild leaves the group (setsid), so the group kill misses it;
+    // it keeps the pipes open after the leader exits. The exit must be
+    // reported without waiting for EOF, the late output still logged under the
+    // same name, and the orphan reaped by us as subreaper when it exits.
+    let mut run = Run::new(settings(10_000, 60_000, 60_000));
+    run.add(
+        "escape",
+        // The pause lets `setsid` leave the group before the leader's exit
+        // kills whatever is still in it.
+        sh("setsid sh -c 'sleep 1; echo late; printf tail' & echo $!; sleep 0.2; exit 0"),
+    );
+    run.start();
+    run.until("the leader's exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    let escaped = parse_pid(&run.lines("escape", Stream::Stdout)[0]);
+    run.escaped.push(escaped);
+    let escaped = Proc::of(escaped);
+    let exited = run.position(|s| matches!(s, Seen::Exited(..)));
+    let restart = run.position(|s| matches!(s, Seen::Restart(..)));
+    assert!(exited < restart);
+    run.until("the late output, flushed at EOF", |r| {
+        r.lines("escape", Stream::Stdout).len() >= 3
+    });
+    assert_eq!(
+        run.lines("escape", Stream::Stdout)[1..],
+        [b"late".to_vec(), b"tail".to_vec()]
+    );
+    let late = run.position(|s| matches!(s, Seen::Output(_, _, l) if l == b"late"));
+    assert!(exited < late, "the exit did not wait for the pipe's EOF");
+    run.until("the escaped orphan reaped", |_| escaped.gone());
+    run.stop();
+    run.quiesce();
+}
+
+fn subreaper_reaps_an_adopted_orphan() {
+    // The orphan is adopted while the child still runs and dies later: only
+    // SIGCHLD (not the exit of one of our own) tells us to reap it.
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add(
+        "parent",
+        sh("setsid sh -c 'exec sleep 0.5' </dev/null >/dev/null 2>&1 & echo $!; sleep 100"),
+    );
+    run.start();
+    run.until("the orphan's pid", |r| {
+        !r.lines("parent", Stream::Stdout).is_empty()
+    });
+    let orphan = parse_pid(&run.lines("parent", Stream::Stdout)[0]);
+    run.escaped.push(orphan);
+    let orphan = Proc::of(orphan);
+    run.until("the orphan gone and reaped", |_| orphan.gone());
+    assert!(!run.seen.iter().any(|s| matches!(s, Seen::Exited(..))));
+    run.stop();
+    run.quiesce();
+}
+
+fn hundred_thousand_lines_in_order_with_the_partial_last() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add("seq", sh("seq 1 100000; printf partial"));
+    run.start();
+    run.until("the exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    let lines = run.lines("seq", Stream::Stdout);
+    assert_eq!(lines.len(), 100_001);
+    for (i, line) in lines[..100_000].iter().enumerate() {
+        assert_eq!(line, (i + 1).to_string().as_bytes(), "line {i}");
+    }
+    assert_eq!(lines[100_000], b"partial");
+    // The last lines come before the exit report.
+    let exited = run.position(|s| matches!(s, Seen::Exited(..)));
+    let partial = run.position(|s| matches!(s, Seen::Output(_, _, l) if l == b"partial"));
+    assert!(partial < exited || partial == exited + 1);
+    run.stop();
+    run.quiesce();
+}
+
+fn invalid_utf8_passes_through_raw() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add("bytes", sh(r"printf '\377\376ok\n'; printf '\200' >&2"));
+    run.start();
+    run.until("the exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    assert_eq!(run.lines("bytes", Stream::Stdout), [b"\xff\xfeok".to_vec()]);
+    assert_eq!(run.lines("bytes", Stream::Stderr), [b"\x80".to_vec()]);
+    run.stop();
+    run.quiesce();
+}
+
+fn spawn_failures_are_reported_and_back_off() {
+    let mut run = Run::new(settings(10_000, 20, 160));
+    run.add(
+        "missing",
+        ProcessSpec::new(["procmon-test-no-such-program"]),
+    );
+    run.start();
+    run.until("four failures", |r| {
+        r.count(|s| matches!(s, Seen::SpawnFailed(..))) >= 4
+    });
+    assert!(run.seen.iter().all(|s| !matches!(s, Seen::Spawned(..))));
+    assert!(run
+        .seen
+        .iter()
+        .all(|s| !matches!(s, Seen::SpawnFailed(_, kind, _) if *kind != ErrorKind::NotFound)));
+    let delays: Vec<Duration> = run
+        .seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Restart(_, d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]) && delays[0] < delays[delays.len() - 1]);
+    run.stop();
+    run.quiesce();
+
+    // Failures found only in the child: not executable, bad cwd, refused uid.
+    let file = std::env::temp_dir().join(format!("procmon-not-executable-{}", std::process::id()));
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    let mut run = Run::new(settings(10_000, 60_000, 60_000));
+    run.add(
+        "noexec",
+        ProcessSpec::new([file.to_str().unwrap().as_bytes().to_vec()]),
+    );
+    run.add(
+        "badcwd",
+        ProcessSpec::new(["true"]).with_cwd("/procmon-no-such-directory"),
+    );
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        run.add("baduid", ProcessSpec::new(["true"]).with_uid(0));
+    }
+    run.start();
+    let expected = if root { 2 } else { 3 };
+    run.until("every failure", |r| {
+        r.count(|s| matches!(s, Seen::SpawnFailed(..))) >= expected
+    });
+    std::fs::remove_file(&file).unwrap();
+    let failure = |name: &str| {
+        run.seen
+            .iter()
+            .find_map(|s| match s {
+                Seen::SpawnFailed(n, _, errno) if n == name => *errno,
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(failure("noexec"), libc::EACCES);
+    assert_eq!(failure("badcwd"), libc::ENOENT);
+    if !root {
+        assert_eq!(failure("baduid"), libc::EPERM);
+    }
+    assert_eq!(any_zombie_child(), None, "a failed child was not reaped");
+    run.stop();
+    run.quiesce();
+}
+
+fn no_zombie_is_left() {
+    let mut run = Run::new(settings(1, 10, 10));
+    run.add("brief", sh("exit 0"));
+    run.add("crash", sh("kill -SEGV $$"));
+    run.start();
+    run.until("ten starts", |r| {
+        r.count(|s| matches!(s, Seen::Spawned(..))) >= 10
+    });
+    run.stop();
+    run.quiesce();
+    assert!(run
+        .seen
+        .iter()
+        .any(|s| matches!(s, Seen::Exited(_, _, ExitStatus::Signal(libc::SIGSEGV)))));
+    for pid in run.spawned_pids() {
+        assert!(
+            stat(pid).is_none_or(
+                |(state, parent, _)| state != 'Z' || parent != std::process::id() as i32
+            ),
+            "pid {pid} is our zombie"
+        );
+    }
+    assert_eq!(any_zombie_child(), None);
+}
+
+fn descriptors_do_not_leak_into_children() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    // A running neighbour, so its pipes and pidfd exist while "fds" starts.
+    run.add("neighbour", sh("sleep 100"));
+    run.add("fds", sh("ls /proc/$$/fd"));
+    run.start();
+    run.until("the listing", |r| {
+        r.count(|s| matches!(s, Seen::Exited(n, ..) if n == "fds")) >= 1
+    });
+    assert_eq!(
+        run.lines("fds", Stream::Stdout),
+        [b"0".to_vec(), b"1".to_vec(), b"2".to_vec()]
+    );
+    run.stop();
+    run.quiesce();
+}
+
+fn environment_and_working_directory() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add(
+        "inherit",
+        sh("echo \"$PROCMON_TEST_VALUE:${PATH:+has-path}\"").with_env("PROCMON_TEST_VALUE", "yes"),
+    );
+    run.add(
+        "clear",
+        ProcessSpec::new(["/usr/bin/env"])
+            .with_clear_env(true)
+            .with_env("ONLY", "this"),
+    );
+    run.add("cwd", ProcessSpec::new(["pwd"]).with_cwd("/tmp"));
+    run.start();
+    run.until("three exits", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 3
+    });
+    assert_eq!(
+        run.lines("inherit", Stream::Stdout),
+        [b"yes:has-path".to_vec()]
+    );
+    assert_eq!(run.lines("clear", Stream::Stdout), [b"ONLY=this".to_vec()]);
+    assert_eq!(run.lines("cwd", Stream::Stdout), [b"/tmp".to_vec()]);
+    run.stop();
+    run.quiesce();
+}
+
+fn uid_and_gid_are_set() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("(skipped: needs root)");
+        return;
+    }
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add(
+        "nobody",
+        ProcessSpec::new(["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"])
+            .with_uid(65534)
+            .with_gid(65534)
+            .with_cwd("/"),
+    );
+    run.start();
+    run.until("the exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    assert_eq!(
+        run.lines("nobody", Stream::Stdout),
+        [b"65534 65534 65534".to_vec()]
+    );
+    run.stop();
+    run.quiesce();
+}
+
+fn caught_signals_are_returned_from_turn() {
+    let mut run = Run::with_options(
+        settings(100, 50, 1000),
+        Options::default().with_catch_signals(true),
+    );
+    for (signal, expected) in [
+        (libc::SIGTERM, CaughtSignal::Terminate),
+        (libc::SIGINT, CaughtSignal::Interrupt),
+        (libc::SIGHUP, CaughtSignal::Hangup),
+    ] {
+        // SAFETY: the signal is blocked in this (the only) thread, so it
+        // waits in the signalfd instead of killing the test.
+        unsafe { libc::kill(libc::getpid(), signal) };
+        let start = Instant::now();
+        let caught = loop {
+            if let Some(caught) = run.turn(Duration::from_millis(100)) {
+                break caught;
+            }
+            assert!(start.elapsed() < DEADLINE, "signal {signal} not caught");
+        };
+        assert_eq!(caught, expected);
+    }
+}
+
+fn kill_all_kills_every_group() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add("a", sh("trap '' TERM; sleep 100"));
+    run.add("b", sh("sleep 100 & echo $!; wait"));
+    run.start();
+    run.until("b's grandchild", |r| {
+        !r.lines("b", Stream::Stdout).is_empty()
+    });
+    let grandchild = Proc::of(parse_pid(&run.lines("b", Stream::Stdout)[0]));
+    run.supervisor().kill_all();
+    run.until("both exits", |r| {
+        r.count(|s| matches!(s, Seen::Exited(_, _, ExitStatus::Signal(libc::SIGKILL)))) >= 2
+    });
+    run.until("the grandchild gone", |_| grandchild.gone());
+    run.stop();
+    run.quiesce();
+}
+
+fn parse_pid(line: &[u8]) -> i32 {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not a pid: {line:?}"))
+}
+
+fn main() {
+    let tests: &[(&str, fn())] = &[
+        ("restart_after_crash", restart_after_crash),
+        (
+            "backoff_grows_on_instant_deaths",
+            backoff_grows_on_instant_deaths,
+        ),
+        (
+            "term_then_kill_for_a_term_ignoring_child",
+            term_then_kill_for_a_term_ignoring_child,
+        ),
+        (
+            "grandchildren_gone_after_stop",
+            grandchildren_gone_after_stop,
+        ),
+        (
+            "group_killed_when_the_leader_exits",
+            group_killed_when_the_leader_exits,
+        ),
+        (
+            "escaped_grandchild_output_and_orphan_reaping",
+            escaped_grandchild_output_and_orphan_reaping,
+        ),
+        (
+            "subreaper_reaps_an_adopted_orphan",
+            subreaper_reaps_an_adopted_orphan,
+        ),
+        (
+            "hundred_thousand_lines_in_order_with_the_partial_last",
+            hundred_thousand_lines_in_order_with_the_partial_last,
+        ),
+        (
+            "invalid_utf8_passes_through_raw",
+            invalid_utf8_passes_through_raw,
+        ),
+        (
+            "spawn_failures_are_reported_and_back_off",
+            spawn_failures_are_reported_and_back_off,
+        ),
+        ("no_zombie_is_left", no_zombie_is_left),
+        (
+            "descriptors_do_not_leak_into_children",
+            descriptors_do_not_leak_into_children,
+        ),
+        (
+            "environment_and_working_directory",
+            environment_and_working_directory,
+        ),
+        ("uid_and_gid_are_set", uid_and_gid_are_set),
+        (
+            "caught_signals_are_returned_from_turn",
+            caught_signals_are_returned_from_turn,
+        ),
+        ("kill_all_kills_every_group", kill_all_kills_every_group),
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in tests {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for &(name, test) in tests {
+        if filter.is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let start = Instant::now();
+        let result = panic::catch_unwind(AssertUnwindSafe(test));
+        let outcome = if result.is_ok() { "ok" } else { "FAILED" };
+        println!("test {name} ... {outcome} ({:.2?})", start.elapsed());
+        if result.is_err() {
+            failed.push(name);
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        ran - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(1);
+    }
+}
