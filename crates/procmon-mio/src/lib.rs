@@ -309,8 +309,10 @@ impl Clock {
 }
 
 impl Supervisor {
-    /// A supervisor for `monitor`. Makes the process a child subreaper and
-    /// blocks SIGCHLD (plus the caught signals) in this thread.
+    /// A supervisor for `monitor`, which must have no commands waiting (a
+    /// fresh monitor, or one built by `from_definitions`, has none). Makes
+    /// the process a child subreaper and blocks SIGCHLD (plus the caught
+    /// signals) in this thread.
     pub fn new(monitor: Monitor, options: Options) -> io::Result<Supervisor> {
         sys::become_subreaper()?;
         let mut blocked = vec![libc::SIGCHLD];
@@ -365,6 +367,10 @@ impl Supervisor {
 
     /// Runs an application call (add, remove, start, stop, start_service, …)
     /// at `now`, then carries out every command it queued.
+    ///
+    /// Make one mutating call per `call`: the drain contract wants the
+    /// commands of each call carried out before the next (the monitor checks
+    /// this in debug builds). Queries may be mixed in freely.
     pub fn call<R>(
         &mut self,
         observer: &mut impl Observer,
@@ -407,9 +413,13 @@ impl Supervisor {
             return Err(e);
         }
         let mut orphans = false;
+        let mut failure = None;
         for event in events.iter() {
             if event.token() == SIGNALS {
-                orphans |= self.read_signals()?;
+                match self.read_signals() {
+                    Ok(sigchld) => orphans |= sigchld,
+                    Err(e) => failure = Some(e),
+                }
                 continue;
             }
             let Some((slot, role)) = decode(event.token()) else {
@@ -425,6 +435,9 @@ impl Supervisor {
             }
         }
         self.events = events;
+        if let Some(e) = failure {
+            return Err(e);
+        }
         if orphans {
             self.reap_orphans();
         }

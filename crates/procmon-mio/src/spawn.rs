@@ -336,7 +336,12 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     // Every descriptor is close-on-exec already, but the monitor may itself
     // have inherited some that are not; none of them is the child's business.
     // (ENOSYS before Linux 5.9: close-on-exec alone then.)
-    libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0);
+    libc::syscall(
+        libc::SYS_close_range,
+        3,
+        libc::c_uint::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    );
     if !args.cwd.is_null() {
         check!(libc::chdir(args.cwd));
     }
