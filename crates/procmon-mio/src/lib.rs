@@ -43,6 +43,8 @@
 //! supervisor, so other code in the program should not rely on `waitpid` for
 //! children of its own. `PR_SET_PDEATHSIG` is tied to the creating thread:
 //! when the thread that runs the supervisor ends, its children are killed.
+//! The soft limit on open descriptors is raised to the hard limit (each child
+//! holds three in the monitor); children get the original limit back.
 //! A `Supervisor` is therefore not `Send`.
 //!
 //! # Example
@@ -839,11 +841,20 @@ impl Supervisor {
 
 /// Signals a live child's process group. The leader is not reaped while it is
 /// in `Supervisor::children` with `live` set, so its group id is pinned and
-/// `killpg` cannot reach a stranger. One `killpg` reaches the leader too
-/// (sending also through the pidfd would deliver TERM twice); the pidfd is the
-/// fallback should `killpg` fail. TERM is followed by CONT, so a stopped
-/// child wakes up to act on it.
+/// `killpg` cannot reach a stranger.
+///
+/// KILL goes to the leader through its pidfd (which cannot miss or hit a
+/// recycled pid, whatever the group does) and then to the group. TERM goes to
+/// the group only, which includes the leader: sending it through the pidfd
+/// too could run a TERM handler twice, so the pidfd is then the fallback
+/// should `killpg` fail. TERM is followed by CONT, so a stopped child wakes
+/// up to act on it.
 fn kill_group(live: &Live, signal: libc::c_int) {
+    if signal == libc::SIGKILL {
+        let _ = sys::pidfd_send_signal(&live.pidfd, signal);
+        let _ = sys::killpg(live.pid, signal);
+        return;
+    }
     if sys::killpg(live.pid, signal).is_err() {
         let _ = sys::pidfd_send_signal(&live.pidfd, signal);
     }

@@ -57,6 +57,9 @@ pub(crate) struct Spawner {
     dev_null: OwnedFd,
     /// Only root may call `setgroups`; others keep their groups.
     is_root: bool,
+    /// The descriptor limit the monitor started with, if [`raise_nofile_limit`]
+    /// raised it: children get it back, as they would have had it without us.
+    original_nofile: Option<libc::rlimit>,
 }
 
 impl Spawner {
@@ -66,6 +69,7 @@ impl Spawner {
             dev_null: sys::open_dev_null()?,
             // SAFETY: geteuid cannot fail.
             is_root: unsafe { libc::geteuid() } == 0,
+            original_nofile: raise_nofile_limit(),
         })
     }
 
@@ -94,6 +98,7 @@ impl Spawner {
             stderr: stderr_write.as_raw_fd(),
             // SAFETY: getpid cannot fail.
             parent_pid: unsafe { libc::getpid() },
+            nofile: self.original_nofile,
             errno: 0,
         };
 
@@ -145,6 +150,30 @@ impl Spawner {
             stderr: stderr_read,
         })
     }
+}
+
+/// Raises the soft limit on open descriptors to the hard limit and returns
+/// the old one if it changed. Each child costs the monitor three descriptors
+/// (two pipes and a pidfd), so the common soft limit of 1024 would cap a
+/// monitor at about 340 children; the hard limit is what the administrator
+/// meant to allow. The Go runtime does the same, for the same reason.
+fn raise_nofile_limit() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur >= limit.rlim_max
+    {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some(limit)
 }
 
 /// Everything the child needs, as C data, built before `clone`.
@@ -280,6 +309,8 @@ struct ChildArgs {
     stdout: libc::c_int,
     stderr: libc::c_int,
     parent_pid: libc::pid_t,
+    /// The descriptor limit to give back, if the monitor raised its own.
+    nofile: Option<libc::rlimit>,
     /// Zero unless the child failed; then why.
     errno: libc::c_int,
 }
@@ -344,6 +375,10 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     );
     if !args.cwd.is_null() {
         check!(libc::chdir(args.cwd));
+    }
+    // Before setuid, which may remove the right to set it.
+    if let Some(limit) = &args.nofile {
+        check!(libc::setrlimit(libc::RLIMIT_NOFILE, limit));
     }
     // Groups first, then the gid, then the uid: after setuid we could no
     // longer change the others. Raw syscalls: see the module docs.

@@ -552,10 +552,16 @@ fn environment_and_working_directory() {
             .with_env("ONLY", "this"),
     );
     run.add("cwd", ProcessSpec::new(["pwd"]).with_cwd("/tmp"));
+    // The monitor raised its descriptor limit; the child gets the old one.
+    run.add("limit", sh("ulimit -n"));
     run.start();
-    run.until("three exits", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 3
+    run.until("four exits", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 4
     });
+    assert_eq!(
+        run.lines("limit", Stream::Stdout),
+        [nofile_soft_limit_at_start().to_string().into_bytes()]
+    );
     assert_eq!(
         run.lines("inherit", Stream::Stdout),
         [b"yes:has-path".to_vec()]
@@ -634,6 +640,31 @@ fn kill_all_kills_every_group() {
     run.quiesce();
 }
 
+/// The soft descriptor limit before the first supervisor raised it.
+static NOFILE_AT_START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn nofile_soft_limit_at_start() -> u64 {
+    *NOFILE_AT_START.get().expect("set in main")
+}
+
+/// Lowers the soft descriptor limit below the hard one where possible, so the
+/// supervisor's raise (and the child's restore) is visible to the tests.
+fn lower_nofile_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a struct we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_max > 1024 && limit.rlim_cur > 1024 {
+            limit.rlim_cur = 1024;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    limit.rlim_cur
+}
+
 fn parse_pid(line: &[u8]) -> i32 {
     std::str::from_utf8(line)
         .ok()
@@ -696,6 +727,7 @@ fn main() {
         ),
         ("kill_all_kills_every_group", kill_all_kills_every_group),
     ];
+    NOFILE_AT_START.set(lower_nofile_limit()).expect("set once");
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         for (name, _) in tests {
