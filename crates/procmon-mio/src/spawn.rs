@@ -30,6 +30,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
+use std::sync::OnceLock;
 
 use procmon_core::ProcessSpec;
 
@@ -69,7 +70,9 @@ impl Spawner {
             dev_null: sys::open_dev_null()?,
             // SAFETY: geteuid cannot fail.
             is_root: unsafe { libc::geteuid() } == 0,
-            original_nofile: raise_nofile_limit(),
+            // Once per process: a second supervisor would find the limit
+            // raised already and must still restore the original.
+            original_nofile: *ORIGINAL_NOFILE.get_or_init(raise_nofile_limit),
         })
     }
 
@@ -151,6 +154,9 @@ impl Spawner {
         })
     }
 }
+
+/// The descriptor limit before the first supervisor raised it.
+static ORIGINAL_NOFILE: OnceLock<Option<libc::rlimit>> = OnceLock::new();
 
 /// Raises the soft limit on open descriptors to the hard limit and returns
 /// the old one if it changed. Each child costs the monitor three descriptors
