@@ -255,6 +255,8 @@ struct Parser<'a> {
 }
 
 type Span = Range<usize>;
+/// One environment entry as `ProcessSpec` holds it: key and value bytes.
+type EnvEntry = (Vec<u8>, Vec<u8>);
 type Entry<'t, 'i> = (
     &'t Spanned<std::borrow::Cow<'i, str>>,
     &'t Spanned<DeValue<'i>>,
@@ -438,7 +440,7 @@ impl Parser<'_> {
             .collect()
     }
 
-    fn env(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ConfigError> {
+    fn env(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<EnvEntry>, ConfigError> {
         let table = value
             .get_ref()
             .as_table()
@@ -694,6 +696,21 @@ gid = 0x10
         let (name, ids) = &defs.processes[1];
         assert_eq!(name, "ids");
         assert_eq!((ids.uid, ids.gid), (Some(7), Some(16)));
+    }
+
+    #[test]
+    fn demo_file_parses() {
+        let source = include_str!("../../../examples/demo.toml");
+        let config = parse(source, "demo.toml").unwrap();
+        let names: Vec<_> = config.processes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["ticker", "crasher", "partial", "grumbler", "stubborn"]
+        );
+        assert_eq!(
+            config.settings.min_restart_delay,
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

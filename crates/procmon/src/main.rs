@@ -1,1 +1,72 @@
-fn main() {}
+//! `procmon`: see `procmon --help`.
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use procmon::cli::Cli;
+use procmon::config::{self, SystemAccounts};
+use procmon::output::Printer;
+use procmon::run::{self, Outcome};
+use procmon_core::{Definitions, Monitor};
+
+/// Usage and configuration errors, as clap reports its own.
+const USAGE_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let definitions = match &cli.config {
+        Some(path) => match load(path) {
+            Ok(definitions) => definitions,
+            Err(message) => {
+                eprintln!("procmon: {message}");
+                return ExitCode::from(USAGE_ERROR);
+            }
+        },
+        None => {
+            if cli.minrestartdelay > cli.maxrestartdelay {
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        "--minrestartdelay is above --maxrestartdelay",
+                    )
+                    .exit();
+            }
+            cli.command_definitions()
+        }
+    };
+    let monitor = match Monitor::from_definitions(definitions) {
+        Ok(monitor) => monitor,
+        Err(error) => {
+            // The config parser and the command line check all of this
+            // first; this is the core's word as a last line of defence.
+            eprintln!("procmon: {error}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let printer = Printer::new(cli.log_format, io::stdout().lock(), io::stderr());
+    match run::run(monitor, printer) {
+        Ok(Outcome::Stopped) => ExitCode::SUCCESS,
+        Ok(Outcome::OutputFailed) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("procmon: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads, parses and resolves a config file; the error is one line.
+fn load(path: &std::path::Path) -> Result<Definitions, String> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let good = std::str::from_utf8(good).expect("valid_up_to marks valid UTF-8");
+        let line = good.matches('\n').count() + 1;
+        let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{shown}:{line}:{column}: the file is not UTF-8 text")
+    })?;
+    config::parse(&source, &shown)
+        .and_then(|config| config.resolve(&SystemAccounts))
+        .map_err(|e| e.to_string())
+}

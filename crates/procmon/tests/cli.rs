@@ -1,0 +1,757 @@
+//! The `procmon` binary against real processes.
+//!
+//! Every wait is "until this appears, or 20 s pass": no test depends on how
+//! fast the machine is. procmon runs in its own process group, which the
+//! guard kills when a test ends (children die with procmon through their
+//! parent-death signal; on a failed test the guard kills them too).
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Output captured from one of procmon's streams by a reader thread.
+#[derive(Default)]
+struct Captured {
+    bytes: Mutex<(Vec<u8>, bool)>,
+    grew: Condvar,
+}
+
+impl Captured {
+    fn spawn_reader(mut from: impl Read + Send + 'static) -> Arc<Captured> {
+        let captured = Arc::new(Captured::default());
+        let sink = captured.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            loop {
+                let n = from.read(&mut buf).unwrap_or(0);
+                let mut guard = sink.bytes.lock().unwrap();
+                if n == 0 {
+                    guard.1 = true;
+                } else {
+                    guard.0.extend_from_slice(&buf[..n]);
+                }
+                sink.grew.notify_all();
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+        captured
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap().0).into_owned()
+    }
+
+    /// Waits until `done` holds for the text so far; `None` after PATIENCE
+    /// or at end of stream without it.
+    fn wait_for(&self, done: &dyn Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut guard = self.bytes.lock().unwrap();
+        loop {
+            let text = String::from_utf8_lossy(&guard.0);
+            if done(&text) {
+                return Some(text.into_owned());
+            }
+            let now = Instant::now();
+            if guard.1 || now >= deadline {
+                return None;
+            }
+            guard = self.grew.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until end of stream (or PATIENCE) and gives the raw bytes.
+    fn wait_closed(&self) -> Vec<u8> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut guard = self.bytes.lock().unwrap();
+        while !guard.1 && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            guard = self.grew.wait_timeout(guard, left).unwrap().0;
+        }
+        guard.0.clone()
+    }
+}
+
+/// A running procmon; dropping it kills procmon's group (and, when the test
+/// failed, every process procmon reported spawning).
+struct Procmon {
+    child: Child,
+    exited: Option<ExitStatus>,
+    out: Arc<Captured>,
+    err: Arc<Captured>,
+    /// Pids to kill if the test fails: grandchildren a test learned of.
+    extra_pids: Vec<i32>,
+}
+
+impl Procmon {
+    fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Procmon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_procmon"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start procmon");
+        let out = Captured::spawn_reader(child.stdout.take().unwrap());
+        let err = Captured::spawn_reader(child.stderr.take().unwrap());
+        Procmon {
+            child,
+            exited: None,
+            out,
+            err,
+            extra_pids: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            tail(&self.out.text()),
+            tail(&self.err.text())
+        );
+    }
+
+    /// Waits until stderr satisfies `done`; the stderr text so far.
+    fn err_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        self.err
+            .wait_for(&done)
+            .unwrap_or_else(|| self.fail(&format!("stderr never showed: {what}")))
+    }
+
+    fn err_has(&self, needle: &str) -> String {
+        self.err_until(needle, |t| t.contains(needle))
+    }
+
+    fn out_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        self.out
+            .wait_for(&done)
+            .unwrap_or_else(|| self.fail(&format!("stdout never showed: {what}")))
+    }
+
+    fn out_has(&self, needle: &str) -> String {
+        self.out_until(needle, |t| t.contains(needle))
+    }
+
+    fn signal(&self, signal: i32) {
+        assert!(self.exited.is_none(), "procmon already exited");
+        // SAFETY: plain syscall on our own, not yet reaped, child.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits for procmon to exit, failing the test after PATIENCE.
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.exited = Some(status);
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.fail("procmon did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pids from `spawned pid N` lines so far.
+    fn spawned_pids(&self) -> Vec<i32> {
+        numbers_after(&self.err.text(), "spawned pid ")
+    }
+}
+
+impl Drop for Procmon {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            // SAFETY: our child is not reaped, so its pid (= its group id,
+            // from process_group(0)) still names it.
+            unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            for pid in self
+                .spawned_pids()
+                .into_iter()
+                .chain(self.extra_pids.clone())
+            {
+                if is_alive(pid) {
+                    // SAFETY: plain syscalls; the pids were alive just now.
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tail(text: &str) -> &str {
+    let start = text.len().saturating_sub(4000);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[start..]
+}
+
+/// The numbers that follow each `prefix` in `text`.
+fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
+    text.match_indices(prefix)
+        .filter_map(|(i, _)| {
+            let rest = &text[i + prefix.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+        .collect()
+}
+
+/// The `N` of each `restarting in N s` line, in order.
+fn restart_delays(stderr: &str) -> Vec<f64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .map(|rest| {
+            rest.trim_end_matches(" s")
+                .parse()
+                .expect("a number of seconds")
+        })
+        .collect()
+}
+
+/// Whether `pid` is a live process (a zombie counts as dead: it has ended
+/// and only waits for its parent, possibly an init that does not reap).
+fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.trim().chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        }
+    }
+}
+
+/// Polls until none of `pids` is alive; the survivors after PATIENCE.
+fn wait_all_dead(pids: &[i32], patience: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let alive: Vec<i32> = pids.iter().copied().filter(|&p| is_alive(p)).collect();
+        if alive.is_empty() || Instant::now() >= deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A directory removed at the end of the test.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "procmon-cli-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ----- Usage, help and config errors -----
+
+#[test]
+fn help_documents_every_option_and_the_config_format() {
+    let mut procmon = Procmon::start(&["--help"]);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let help = String::from_utf8(procmon.out.wait_closed()).unwrap();
+    for needle in [
+        "-c, --config",
+        "-t, --threshold",
+        "-k, --killtime",
+        "-m, --minrestartdelay",
+        "-M, --maxrestartdelay",
+        "--line-limit",
+        "--log-format",
+        "COMMAND",
+        "[[process]]",
+        "argv",
+        "env",
+        "clear_env",
+        "cwd",
+        "uid",
+        "gid",
+        "linelimit",
+        "HUP",
+        "json",
+        "stderr",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = TempDir::new();
+    let config = dir.write("ok.toml", "[[process]]\nname = \"a\"\nargv = [\"true\"]\n");
+    let config = config.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "--config"),
+        (
+            &["--config", config, "--", "sleep", "1"],
+            "cannot be used with",
+        ),
+        (&["-t", "nan", "sleep", "1"], "finite"),
+        (&["--killtime", "-2", "sleep", "1"], "negative"),
+        (&["-M", "inf", "sleep", "1"], "finite"),
+        (&["-m", "5", "-M", "1", "sleep", "1"], "--minrestartdelay"),
+        (&["--log-format", "xml", "sleep", "1"], "xml"),
+    ];
+    for (args, needle) in cases {
+        let mut procmon = Procmon::start(args);
+        assert_eq!(procmon.wait().code(), Some(2), "{args:?}");
+        let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("spawned"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn config_errors_are_one_located_line_and_start_nothing() {
+    let dir = TempDir::new();
+    let marker = dir.0.join("started");
+    let good = format!(
+        "[[process]]\nname = \"marker\"\nargv = [\"sh\", \"-c\", \"touch '{}'; sleep 1000\"]\n",
+        marker.display()
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown-key",
+            format!("thresold = 1\n{good}"),
+            ":1:1: unknown key `thresold`",
+        ),
+        (
+            "unknown-process-key",
+            format!("{good}agrv = []\n"),
+            ":4:1: unknown key `agrv`",
+        ),
+        (
+            "wrong-type",
+            format!("killtime = \"5\"\n{good}"),
+            ":1:12: `killtime` must be a number",
+        ),
+        (
+            "negative",
+            format!("threshold = -1.5\n{good}"),
+            ":1:13: `threshold` must not be negative",
+        ),
+        (
+            "duplicate",
+            format!(
+                "{good}{}",
+                good.replace("marker\"\n", "marker\"\ncwd = \"/\"\n")
+            ),
+            ":5:8: `name`: duplicate process name \"marker\"",
+        ),
+        (
+            "empty-argv",
+            format!("{good}[[process]]\nname = \"b\"\nargv = []\n"),
+            ":6:8: `argv` must not be empty",
+        ),
+        (
+            "unknown-user",
+            format!("{good}uid = \"procmon-no-such-user\"\n"),
+            ":4:7: `uid`: unknown user",
+        ),
+        (
+            "unknown-group",
+            format!("{good}gid = \"procmon-no-such-group\"\n"),
+            ":4:7: `gid`: unknown group",
+        ),
+        (
+            "min-above-max",
+            format!("minrestartdelay = 9\nmaxrestartdelay = 3\n{good}"),
+            ":1:19: `minrestartdelay` (9 s) is above `maxrestartdelay` (3 s)",
+        ),
+        (
+            "syntax",
+            format!("{good}argv = [\n"),
+            ":4:9: invalid TOML: unclosed array",
+        ),
+    ];
+    for (file, source, want) in cases {
+        let path = dir.write(&format!("{file}.toml"), &source);
+        let mut procmon = Procmon::start(&["--config".as_ref(), path.as_os_str()]);
+        assert_eq!(procmon.wait().code(), Some(2), "{file}");
+        let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+        let want = format!("procmon: {}{want}", path.display());
+        assert!(err.starts_with(&want), "{file}:\n got: {err}\nwant: {want}");
+        assert_eq!(err.lines().count(), 1, "{file}: {err}");
+        assert!(procmon.out.wait_closed().is_empty(), "{file}");
+        assert!(!marker.exists(), "{file}: a process was started");
+    }
+    let mut procmon = Procmon::start(&["--config", "/nonexistent/procmon.toml"]);
+    assert_eq!(procmon.wait().code(), Some(2));
+    let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+    assert!(
+        err.starts_with("procmon: /nonexistent/procmon.toml: No such file"),
+        "{err}"
+    );
+}
+
+// ----- Supervision -----
+
+#[test]
+fn crashed_process_restarts_and_both_streams_are_logged() {
+    let procmon = Procmon::start(&[
+        "-m",
+        "0.1",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    let err = procmon.err_until("two spawns", |t| t.matches("spawned pid").count() >= 2);
+    assert!(err.contains("] exited with code 3 after "), "{err}");
+    assert!(err.contains("] restarting in 0.1 s"), "{err}");
+    let name = "sh -c echo out; echo err >&2; exit 3";
+    procmon.out_has(&format!("[{name}] out\n"));
+    procmon.out_has(&format!("[{name}] err\n"));
+}
+
+#[test]
+fn instant_deaths_back_off_with_growing_delays() {
+    let procmon = Procmon::start(&["-m", "0.05", "-M", "10", "--", "sh", "-c", "exit 1"]);
+    let err = procmon.err_until("five restarts", |t| restart_delays(t).len() >= 5);
+    let delays = restart_delays(&err);
+    assert!(
+        delays.windows(2).all(|w| w[0] < w[1]),
+        "delays do not grow: {delays:?}"
+    );
+}
+
+#[test]
+fn missing_binary_reports_spawn_failure_and_backs_off() {
+    let procmon = Procmon::start(&[
+        "-m",
+        "0.05",
+        "-M",
+        "10",
+        "--",
+        "/nonexistent/procmon-test-bin",
+    ]);
+    let err = procmon.err_until("three restarts", |t| restart_delays(t).len() >= 3);
+    assert!(
+        err.contains("[/nonexistent/procmon-test-bin] spawn failed: No such file or directory"),
+        "{err}"
+    );
+    let delays = restart_delays(&err);
+    assert!(delays.windows(2).all(|w| w[0] < w[1]), "{delays:?}");
+}
+
+#[test]
+fn stop_sends_term_then_kill_to_a_child_that_ignores_term() {
+    let mut procmon = Procmon::start(&[
+        "-k",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    procmon.out_has("] ready\n");
+    let pids = procmon.spawned_pids();
+    procmon.signal(libc::SIGTERM);
+    let err = procmon.err_has("killed by signal 9");
+    let term = err.find("sending TERM to pid").expect("TERM line");
+    let kill = err.find("sending KILL to pid").expect("KILL line");
+    assert!(term < kill, "{err}");
+    assert!(
+        err.contains("sending KILL to pid") && err.contains(" after 1 s\n"),
+        "{err}"
+    );
+    assert_eq!(procmon.wait().code(), Some(0));
+    assert_eq!(
+        wait_all_dead(&pids, Duration::from_secs(10)),
+        Vec::<i32>::new()
+    );
+}
+
+const TREE: &str = "sleep 1000 & echo \"grandchild $!\"; wait";
+
+#[test]
+fn sigterm_stops_the_whole_tree_and_exits_0() {
+    let mut procmon = Procmon::start(&["--", "sh", "-c", TREE]);
+    procmon.out_until("grandchild pid", |t| {
+        t.contains("grandchild ") && t.ends_with('\n')
+    });
+    let grandchild = numbers_after(&procmon.out.text(), "grandchild ")[0];
+    procmon.extra_pids.push(grandchild);
+    let mut pids = procmon.spawned_pids();
+    pids.push(grandchild);
+    assert!(pids.iter().all(|&p| is_alive(p)), "{pids:?}");
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let err = procmon.err.text();
+    assert!(
+        err.contains("procmon: received TERM: stopping all processes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("procmon: all processes stopped, exiting"),
+        "{err}"
+    );
+    assert_eq!(
+        wait_all_dead(&pids, Duration::from_secs(10)),
+        Vec::<i32>::new()
+    );
+}
+
+#[test]
+fn sigkill_to_procmon_still_ends_its_child() {
+    let mut procmon = Procmon::start(&["--", "sh", "-c", TREE]);
+    procmon.out_until("grandchild pid", |t| {
+        t.contains("grandchild ") && t.ends_with('\n')
+    });
+    let grandchild = numbers_after(&procmon.out.text(), "grandchild ")[0];
+    procmon.extra_pids.push(grandchild);
+    let child = procmon.spawned_pids();
+    assert_eq!(child.len(), 1);
+    procmon.signal(libc::SIGKILL);
+    procmon.wait();
+    let survivors = wait_all_dead(&child, Duration::from_secs(10));
+    // The parent-death signal reaches the child only; clean up the sleep.
+    // SAFETY: plain syscall on a pid this test learned of just now.
+    unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    assert_eq!(survivors, Vec::<i32>::new(), "child outlived procmon");
+}
+
+#[test]
+fn sighup_restarts_every_process() {
+    let procmon = Procmon::start(&["-m", "0.1", "--", "sh", "-c", "echo up; exec sleep 1000"]);
+    procmon.out_has("] up\n");
+    let first = procmon.spawned_pids();
+    procmon.signal(libc::SIGHUP);
+    let err = procmon.err_until("a second spawn", |t| t.matches("spawned pid").count() >= 2);
+    assert!(
+        err.contains("procmon: received HUP: restarting all processes"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("sending TERM to pid {}", first[0])),
+        "{err}"
+    );
+    let second = procmon.spawned_pids();
+    assert_ne!(first[0], second[1]);
+    assert!(!is_alive(first[0]));
+}
+
+#[test]
+fn invalid_utf8_is_escaped() {
+    let procmon = Procmon::start(&["--", "sh", "-c", "printf 'caf\\351 ok\\n'; exec sleep 1000"]);
+    procmon.out_has("] caf\\xe9 ok\n");
+}
+
+#[test]
+fn hundred_thousand_lines_arrive_in_order_with_the_partial_last_one() {
+    let script = "seq 1 100000; printf partial";
+    let mut procmon = Procmon::start(&[
+        "-t", "1000", "-m", "60", "-M", "60", "--", "sh", "-c", script,
+    ]);
+    procmon.err_has("exited with code 0");
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let out = String::from_utf8(procmon.out.wait_closed()).unwrap();
+    let prefix = format!("[sh -c {script}] ");
+    let mut lines = out.lines();
+    for i in 1..=100_000 {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("only {} lines", i - 1));
+        assert_eq!(line, format!("{prefix}{i}"), "line {i}");
+    }
+    assert_eq!(lines.next(), Some(format!("{prefix}partial").as_str()));
+    assert_eq!(lines.next(), None);
+}
+
+// ----- JSON output -----
+
+#[test]
+fn json_format_gives_one_object_per_line() {
+    let dir = TempDir::new();
+    let script = dir.write(
+        "child.sh",
+        "printf 'q\"b\\\\s\\tt\\377\\n'\necho oops >&2\nexec sleep 1000\n",
+    );
+    let config = dir.write(
+        "json.toml",
+        &format!(
+            "[[process]]\nname = \"j\"\nargv = [\"sh\", \"{}\"]\n",
+            script.display()
+        ),
+    );
+    let mut procmon = Procmon::start(&[
+        "--log-format".as_ref(),
+        "json".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    procmon.out_until("two lines", |t| t.lines().count() >= 2);
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let out = String::from_utf8(procmon.out.wait_closed()).unwrap();
+    let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+
+    let mut lines: Vec<Json> = out
+        .lines()
+        .map(|l| parse_json(l).unwrap_or_else(|| panic!("{l}")))
+        .collect();
+    lines.sort_by_key(|o| o.get("stream").unwrap().clone());
+    assert_eq!(lines.len(), 2, "{out}");
+    let want = |stream: &str, line: &str| {
+        vec![
+            ("name".to_string(), Value::Str("j".into())),
+            ("stream".to_string(), Value::Str(stream.into())),
+            ("line".to_string(), Value::Str(line.into())),
+        ]
+    };
+    assert_eq!(lines[0].fields, want("stderr", "oops"));
+    assert_eq!(lines[1].fields, want("stdout", "q\"b\\s\tt\\xff"));
+
+    let events: Vec<Json> = err
+        .lines()
+        .map(|l| parse_json(l).unwrap_or_else(|| panic!("{l}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.str("event")).collect();
+    assert_eq!(kinds.first(), Some(&"spawned"), "{err}");
+    assert_eq!(events[0].str("name"), "j");
+    assert!(matches!(events[0].get("pid"), Some(Value::Num(_))), "{err}");
+    for kind in ["received_signal", "signalled", "exited", "stopped"] {
+        assert!(kinds.contains(&kind), "no {kind}: {err}");
+    }
+}
+
+/// A flat JSON object of strings and numbers: all procmon writes.
+struct Json {
+    fields: Vec<(String, Value)>,
+}
+
+#[derive(Clone, Debug, PartialEq, PartialOrd, Eq, Ord)]
+enum Value {
+    Str(String),
+    Num(String),
+}
+
+impl Json {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn str(&self, key: &str) -> &str {
+        match self.get(key) {
+            Some(Value::Str(s)) => s,
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+}
+
+/// Parses one line holding a flat object, strictly: `None` for anything else.
+fn parse_json(line: &str) -> Option<Json> {
+    let mut chars = line.chars().peekable();
+    let mut fields = Vec::new();
+    (chars.next()? == '{').then_some(())?;
+    loop {
+        let key = parse_json_string(&mut chars)?;
+        (chars.next()? == ':').then_some(())?;
+        let value = if chars.peek() == Some(&'"') {
+            Value::Str(parse_json_string(&mut chars)?)
+        } else {
+            let mut number = String::new();
+            while let Some(&c) = chars
+                .peek()
+                .filter(|c| c.is_ascii_digit() || **c == '.' || **c == '-')
+            {
+                number.push(c);
+                chars.next();
+            }
+            number.parse::<f64>().ok()?;
+            Value::Num(number)
+        };
+        fields.push((key, value));
+        match chars.next()? {
+            ',' => continue,
+            '}' => break,
+            _ => return None,
+        }
+    }
+    chars.next().is_none().then_some(Json { fields })
+}
+
+fn parse_json_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<String> {
+    (chars.next()? == '"').then_some(())?;
+    let mut s = String::new();
+    loop {
+        match chars.next()? {
+            '"' => return Some(s),
+            '\\' => s.push(match chars.next()? {
+                '"' => '"',
+                '\\' => '\\',
+                '/' => '/',
+                'n' => '\n',
+                'r' => '\r',
+                't' => '\t',
+                'b' => '\u{8}',
+                'f' => '\u{c}',
+                'u' => {
+                    let hex: String = (0..4).map(|_| chars.next()).collect::<Option<_>>()?;
+                    char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
+                }
+                _ => return None,
+            }),
+            c if (c as u32) < 0x20 => return None,
+            c => s.push(c),
+        }
+    }
+}
+
+#[test]
+fn the_json_checker_rejects_broken_lines() {
+    assert!(parse_json(r#"{"a":"b","n":12}"#).is_some());
+    for bad in [
+        r#"{"a":"b"#,
+        r#"{"a":"\x"}"#,
+        "{\"a\":\"\t\"}",
+        r#"{"a":1}x"#,
+        r#"{"a":}"#,
+    ] {
+        assert!(parse_json(bad).is_none(), "{bad}");
+    }
+}
