@@ -53,4 +53,31 @@ pub mod fuzzing {
         }
         sim.finish();
     }
+
+    #[cfg(test)]
+    mod tests {
+        /// The documented scenarios, cut at every tenth byte and with bytes
+        /// flipped, are the kind of input a fuzzer starts from.
+        #[test]
+        fn the_fuzz_body_takes_scenarios_and_their_mutilations() {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenarios");
+            let mut seen = 0;
+            for entry in std::fs::read_dir(dir).expect("docs/scenarios") {
+                let path = entry.expect("entry").path();
+                if path.extension().is_none_or(|e| e != "scn") {
+                    continue;
+                }
+                let source = std::fs::read(&path).expect("readable");
+                super::scenario_parser(&source);
+                for cut in (0..source.len()).step_by(10) {
+                    super::scenario_parser(&source[..cut]);
+                    let mut flipped = source.clone();
+                    flipped[cut] ^= 0x80;
+                    super::scenario_parser(&flipped);
+                }
+                seen += 1;
+            }
+            assert!(seen > 0, "no scenarios in {dir}");
+        }
+    }
 }

@@ -804,6 +804,93 @@ proptest! {
     }
 }
 
+/// Scenario-like bytes: words of the format, the bytes that make lexing hard,
+/// and anything at all.
+fn scenario_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        prop::sample::select(vec![
+            "set ",
+            "threshold ",
+            "line-limit ",
+            "min-restart-delay ",
+            "add ",
+            "a ",
+            "-- ",
+            "--uid ",
+            "--env ",
+            "K=v ",
+            "start-service",
+            "stop-service",
+            "restart-all",
+            "stop ",
+            "remove ",
+            "start ",
+            "advance ",
+            "exit ",
+            "kill ",
+            "TERM",
+            "KILL",
+            "term-delay ",
+            "output ",
+            "stdout ",
+            "stderr ",
+            "expect ",
+            "error",
+            "running ",
+            "logged ",
+            "now ",
+            "0",
+            "1",
+            "2.5",
+            "0.000000001",
+            "99999999999999999999",
+            "-1",
+            "\n",
+            "\\x",
+            "\\xff",
+            "\\q",
+            "\"",
+            "\\\"",
+            "#",
+            " ",
+            "\\n",
+            "\r\n",
+            "\\t",
+            "\\\\",
+            "é",
+        ])
+        .prop_map(|s| s.as_bytes().to_vec()),
+        prop::collection::vec(any::<u8>(), 1..3),
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Parsing is total: any bytes give steps or a `FILE:LINE` error, every
+    /// parsed step prints as text that parses back, and running never panics.
+    #[test]
+    fn any_bytes_parse_or_fail_with_a_line(bytes in scenario_bytes()) {
+        match procmon_sim::parse("any.scn", &bytes) {
+            Err(error) => {
+                let lines = bytes.split(|&b| b == b'\n').count();
+                prop_assert!(error.line >= 1 && error.line <= lines, "{}", error);
+                let prefix = format!("any.scn:{}: ", error.line);
+                prop_assert!(error.to_string().starts_with(&prefix), "{}", error);
+            }
+            Ok(steps) => {
+                for numbered in &steps {
+                    let text = numbered.step.to_string();
+                    let parsed = procmon_sim::parse_line(text.as_bytes());
+                    prop_assert_eq!(parsed, Ok(Some(numbered.step.clone())), "{}", text);
+                }
+                let _ = procmon_sim::run("any.scn", &bytes);
+            }
+        }
+    }
+}
+
 /// The model's line rule is the contract's own example.
 #[test]
 fn the_model_splits_lines_as_the_contract_says() {
