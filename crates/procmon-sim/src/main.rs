@@ -62,26 +62,24 @@ fn trace(path: &Path) -> ExitCode {
 }
 
 fn check(paths: Vec<PathBuf>) -> ExitCode {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
+    // A path that cannot be read is reported in its sorted place, as a failure.
+    let mut found: Vec<(PathBuf, Option<String>)> = Vec::new();
     for path in paths {
-        collect(&path, true, &mut files, &mut errors);
+        collect(&path, true, &mut found);
     }
-    files.sort();
-    files.dedup();
+    found.sort();
+    found.dedup();
     let (mut passed, mut failed) = (0usize, 0usize);
-    for (path, error) in &errors {
-        println!("FAIL {}", path.display());
-        println!("  {error}");
-        failed += 1;
-    }
-    for file in &files {
-        let messages = check_file(file);
+    for (path, error) in &found {
+        let messages = match error {
+            Some(error) => vec![error.clone()],
+            None => check_file(path),
+        };
         if messages.is_empty() {
-            println!("ok {}", file.display());
+            println!("ok {}", path.display());
             passed += 1;
         } else {
-            println!("FAIL {}", file.display());
+            println!("FAIL {}", path.display());
             for message in messages {
                 println!("  {message}");
             }
@@ -117,30 +115,34 @@ fn check_file(file: &Path) -> Vec<String> {
     messages
 }
 
-/// Every `.scn` file under `path`; a file named on the command line is taken
-/// whatever its name.
-fn collect(
-    path: &Path,
-    named: bool,
-    files: &mut Vec<PathBuf>,
-    errors: &mut Vec<(PathBuf, String)>,
-) {
+/// Every `.scn` file under `path`, or the error that kept it from being
+/// read; a file named on the command line is taken whatever its name.
+fn collect(path: &Path, named: bool, found: &mut Vec<(PathBuf, Option<String>)>) {
+    let mut fail = |error: std::io::Error| {
+        found.push((
+            path.to_path_buf(),
+            Some(format!("{}: {error}", path.display())),
+        ))
+    };
     match std::fs::metadata(path) {
-        Err(error) => errors.push((path.to_path_buf(), error.to_string())),
+        Err(error) => fail(error),
         Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
-            Err(error) => errors.push((path.to_path_buf(), error.to_string())),
+            Err(error) => fail(error),
             Ok(entries) => {
                 for entry in entries {
                     match entry {
-                        Ok(entry) => collect(&entry.path(), false, files, errors),
-                        Err(error) => errors.push((path.to_path_buf(), error.to_string())),
+                        Ok(entry) => collect(&entry.path(), false, found),
+                        Err(error) => found.push((
+                            path.to_path_buf(),
+                            Some(format!("{}: {error}", path.display())),
+                        )),
                     }
                 }
             }
         },
         Ok(_) => {
             if named || path.extension().is_some_and(|e| e == "scn") {
-                files.push(path.to_path_buf());
+                found.push((path.to_path_buf(), None));
             }
         }
     }
