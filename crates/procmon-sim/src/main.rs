@@ -70,23 +70,25 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
     found.sort();
     found.dedup();
     let (mut passed, mut failed) = (0usize, 0usize);
+    // A closed pipe (`| head`) is not worth a panic; the exit code still tells.
+    let mut out = std::io::stdout().lock();
     for (path, error) in &found {
         let messages = match error {
             Some(error) => vec![error.clone()],
             None => check_file(path),
         };
         if messages.is_empty() {
-            println!("ok {}", path.display());
+            let _ = writeln!(out, "ok {}", path.display());
             passed += 1;
         } else {
-            println!("FAIL {}", path.display());
+            let _ = writeln!(out, "FAIL {}", path.display());
             for message in messages {
-                println!("  {message}");
+                let _ = writeln!(out, "  {message}");
             }
             failed += 1;
         }
     }
-    println!("{passed} passed, {failed} failed");
+    let _ = writeln!(out, "{passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
