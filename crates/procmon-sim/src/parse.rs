@@ -203,11 +203,6 @@ impl SignalName {
         SIGNALS.iter().find(|&&s| s == name).map(|&s| SignalName(s))
     }
 
-    /// Every signal name a scenario may use.
-    pub fn all() -> impl Iterator<Item = SignalName> {
-        SIGNALS.iter().map(|&s| SignalName(s))
-    }
-
     /// The name, without `SIG`.
     pub fn as_str(self) -> &'static str {
         self.0

@@ -185,7 +185,8 @@ impl Sim {
     /// Failed expectations are recorded (see [`failures`](Self::failures))
     /// and the run may go on. `Err` is a mistake in the scenario that stops
     /// the run (a step about a name with no live instance, time past its
-    /// end); the harness is unchanged by the step that caused it.
+    /// end); the step that caused it has had no effect on the monitor or
+    /// the world.
     pub fn step(&mut self, line: usize, step: &Step) -> Result<(), Diagnostic> {
         if let Some(rejected_line) = self.unanswered_rejection.take() {
             if !matches!(step, Step::Expect(Expectation::Error)) {
