@@ -1,6 +1,7 @@
 //! `procmon`: see `procmon --help`.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -44,7 +45,16 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    let printer = Printer::new(cli.log_format, io::stdout().lock(), io::stderr());
+    // Our own descriptor for stdout: std's handle is line-buffered, which
+    // would split the printer's big buffered writes and copy their tails.
+    let stdout = match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(error) => {
+            eprintln!("procmon: stdout: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let printer = Printer::new(cli.log_format, stdout, io::stderr());
     match run::run(monitor, printer) {
         Ok(Outcome::Stopped) => ExitCode::SUCCESS,
         Ok(Outcome::OutputFailed) => ExitCode::FAILURE,
