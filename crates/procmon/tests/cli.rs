@@ -165,6 +165,20 @@ impl Procmon {
         }
     }
 
+    /// Waits for `count` complete `spawned pid N` lines and gives their pids
+    /// (stdout and stderr are read separately, so a child's first line can
+    /// arrive before the line announcing it).
+    fn wait_spawned(&self, count: usize) -> Vec<i32> {
+        let text = self.err_until(&format!("{count} spawns"), |t| {
+            t.lines()
+                .zip(t.split_inclusive('\n'))
+                .filter(|(l, full)| l.contains("spawned pid ") && full.ends_with('\n'))
+                .count()
+                >= count
+        });
+        numbers_after(&text, "spawned pid ")
+    }
+
     /// Pids from `spawned pid N` lines so far.
     fn spawned_pids(&self) -> Vec<i32> {
         numbers_after(&self.err.text(), "spawned pid ")
@@ -488,7 +502,7 @@ fn stop_sends_term_then_kill_to_a_child_that_ignores_term() {
         "trap '' TERM; echo ready; while :; do sleep 0.1; done",
     ]);
     procmon.out_has("] ready\n");
-    let pids = procmon.spawned_pids();
+    let pids = procmon.wait_spawned(1);
     procmon.signal(libc::SIGTERM);
     let err = procmon.err_has("killed by signal 9");
     let term = err.find("sending TERM to pid").expect("TERM line");
@@ -505,6 +519,33 @@ fn stop_sends_term_then_kill_to_a_child_that_ignores_term() {
     );
 }
 
+#[test]
+fn second_interrupt_kills_at_once() {
+    let mut procmon = Procmon::start(&[
+        "-k",
+        "600",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    procmon.out_has("] ready\n");
+    procmon.signal(libc::SIGINT);
+    procmon.err_has("sending TERM to pid");
+    procmon.signal(libc::SIGINT);
+    let err = procmon.err_has("all processes stopped, exiting");
+    assert!(
+        err.contains("procmon: received INT: stopping all processes\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("procmon: received INT: killing all processes now\n"),
+        "{err}"
+    );
+    assert!(err.contains("killed by signal 9 (KILL)"), "{err}");
+    assert_eq!(procmon.wait().code(), Some(0));
+}
+
 const TREE: &str = "sleep 1000 & echo \"grandchild $!\"; wait";
 
 #[test]
@@ -515,7 +556,7 @@ fn sigterm_stops_the_whole_tree_and_exits_0() {
     });
     let grandchild = numbers_after(&procmon.out.text(), "grandchild ")[0];
     procmon.extra_pids.push(grandchild);
-    let mut pids = procmon.spawned_pids();
+    let mut pids = procmon.wait_spawned(1);
     pids.push(grandchild);
     assert!(pids.iter().all(|&p| is_alive(p)), "{pids:?}");
     procmon.signal(libc::SIGTERM);
@@ -543,7 +584,7 @@ fn sigkill_to_procmon_still_ends_its_child() {
     });
     let grandchild = numbers_after(&procmon.out.text(), "grandchild ")[0];
     procmon.extra_pids.push(grandchild);
-    let child = procmon.spawned_pids();
+    let child = procmon.wait_spawned(1);
     assert_eq!(child.len(), 1);
     procmon.signal(libc::SIGKILL);
     procmon.wait();
@@ -558,7 +599,7 @@ fn sigkill_to_procmon_still_ends_its_child() {
 fn sighup_restarts_every_process() {
     let procmon = Procmon::start(&["-m", "0.1", "--", "sh", "-c", "echo up; exec sleep 1000"]);
     procmon.out_has("] up\n");
-    let first = procmon.spawned_pids();
+    let first = procmon.wait_spawned(1);
     procmon.signal(libc::SIGHUP);
     let err = procmon.err_until("a second spawn", |t| t.matches("spawned pid").count() >= 2);
     assert!(
@@ -569,7 +610,7 @@ fn sighup_restarts_every_process() {
         err.contains(&format!("sending TERM to pid {}", first[0])),
         "{err}"
     );
-    let second = procmon.spawned_pids();
+    let second = procmon.wait_spawned(2);
     assert_ne!(first[0], second[1]);
     assert!(!is_alive(first[0]));
 }
