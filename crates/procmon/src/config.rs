@@ -837,6 +837,20 @@ gid = 0x10
     }
 
     #[test]
+    fn every_prefix_of_a_file_parses_or_gives_a_located_error() {
+        // A cheap stand-in for the fuzzer: cut anywhere, never a panic, and
+        // any error points inside the text.
+        let source = include_str!("../../../examples/demo.toml");
+        for end in (0..=source.len()).filter(|&i| source.is_char_boundary(i)) {
+            let text = &source[..end];
+            if let Err(e) = parse(text, "f") {
+                assert!(e.line <= text.lines().count() + 1, "{e}");
+                assert!(!e.message.contains('\n'), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn first_error_in_file_order_wins() {
         // Both keys are unknown; the map sorts "a" first but "z" comes first.
         let got = error("z = 1\na = 2\n");
