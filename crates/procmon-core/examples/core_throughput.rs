@@ -12,7 +12,10 @@
 use std::hint::black_box;
 use std::time::Instant as WallClock;
 
-use procmon_core::{Command, Duration, ExitStatus, Input, Instant, InstanceId, Monitor, ProcessSpec, Settings, Stream, TimerId};
+use procmon_core::{
+    Command, Duration, ExitStatus, Input, InstanceId, Instant, Monitor, ProcessSpec, Settings,
+    Stream, TimerId,
+};
 
 const LINE: &[u8] = b"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456\n";
 const PARTIAL: &[u8] = b"partial line without newline";
@@ -44,11 +47,18 @@ fn run(processes: usize, events_wanted: u64) -> (f64, u64) {
     let mut settings = Settings::default();
     settings.threshold = Duration::ZERO;
     let mut monitor = Monitor::new(settings).expect("valid settings");
-    let mut world = World { live: Vec::new(), timers: Vec::new(), spawned: Vec::new(), logged_bytes: 0 };
+    let mut world = World {
+        live: Vec::new(),
+        timers: Vec::new(),
+        spawned: Vec::new(),
+        logged_bytes: 0,
+    };
     let mut now = Instant::ZERO;
     for i in 0..processes {
         let name = format!("p{i}");
-        monitor.add(now, &name, ProcessSpec::new(["true"])).expect("unique name");
+        monitor
+            .add(now, &name, ProcessSpec::new(["true"]))
+            .expect("unique name");
     }
     monitor.start_service(now);
     world.drain(&mut monitor);
@@ -60,11 +70,31 @@ fn run(processes: usize, events_wanted: u64) -> (f64, u64) {
         for slot in 0..processes {
             now = Instant::from_nanos(now.as_nanos() + 1_000);
             let instance = world.live[slot];
-            monitor.handle(now, Input::Output { instance, stream: Stream::Stdout, bytes: LINE });
+            monitor.handle(
+                now,
+                Input::Output {
+                    instance,
+                    stream: Stream::Stdout,
+                    bytes: LINE,
+                },
+            );
             world.drain(&mut monitor);
-            monitor.handle(now, Input::Output { instance, stream: Stream::Stderr, bytes: PARTIAL });
+            monitor.handle(
+                now,
+                Input::Output {
+                    instance,
+                    stream: Stream::Stderr,
+                    bytes: PARTIAL,
+                },
+            );
             world.drain(&mut monitor);
-            monitor.handle(now, Input::Exited { instance, status: ExitStatus::Code(1) });
+            monitor.handle(
+                now,
+                Input::Exited {
+                    instance,
+                    status: ExitStatus::Code(1),
+                },
+            );
             world.drain(&mut monitor);
             let timer = world.timers.pop().expect("an exit schedules a restart");
             monitor.handle(now, Input::TimerFired { timer });
@@ -81,14 +111,23 @@ fn run(processes: usize, events_wanted: u64) -> (f64, u64) {
 }
 
 fn main() {
-    let events = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000_000u64);
+    let events = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000_000u64);
     // Warm up caches and the allocator once before measuring.
     run(10, events / 10);
     let mut figures = Vec::new();
     for processes in [10, 10_000] {
         let (rate, total) = run(processes, events);
-        println!("{processes:>6} processes: {total} events, {:.2} million events/s", rate / 1e6);
+        println!(
+            "{processes:>6} processes: {total} events, {:.2} million events/s",
+            rate / 1e6
+        );
         figures.push(rate);
     }
-    println!("10,000-process rate / 10-process rate: {:.2}", figures[1] / figures[0]);
+    println!(
+        "10,000-process rate / 10-process rate: {:.2}",
+        figures[1] / figures[0]
+    );
 }
