@@ -1,0 +1,800 @@
+//! Hostile children: the driver against processes that misbehave on purpose
+//! (floods without newlines, closed stdio, SIGSTOP, setsid escapees, fork
+//! loops, crash loops, descriptor exhaustion, mass churn).
+//!
+//! Like `real.rs`, these run one at a time on the main thread (`harness =
+//! false`, see Cargo.toml): the subreaper role and SIGCHLD are process-wide.
+//! Timing is never asserted exactly: every wait loops `turn` against a
+//! generous deadline. No test leaves a process behind, even when it fails:
+//! dropping [`Run`] drops the `Supervisor` (which kills every live child's
+//! group) and then kills and reaps every remaining child of this process
+//! (the subreaper adopts every orphan of our children's trees, so that is
+//! everything they left).
+//!
+//! Set `PROCMON_SLOW_TESTS=1` for the slow variants (1 GB of output, 10,000
+//! crash-loop deaths); the default variants are smaller and always run.
+
+use std::collections::HashSet;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use procmon_core::{ExitStatus, Monitor, ProcessSpec, Settings, Signal, Stream};
+use procmon_mio::{Notice, Options, Supervisor};
+
+/// How long any wait may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn slow() -> bool {
+    std::env::var_os("PROCMON_SLOW_TESTS").is_some_and(|v| v == "1")
+}
+
+/// An owned copy of a [`Notice`] (output only if asked for).
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    Spawned(String, i32),
+    SpawnFailed(String, Option<i32>),
+    Exited(String, i32, ExitStatus),
+    Restart(String, Duration),
+    Signalled(String, i32, Signal),
+    Output(String, Stream, Vec<u8>),
+}
+
+/// Counters kept for every notice, whether or not it is recorded.
+#[derive(Debug, Default)]
+struct Stats {
+    spawned: usize,
+    exited: usize,
+    failed: usize,
+    restarts: usize,
+    min_delay: Option<Duration>,
+    max_delay: Option<Duration>,
+    /// Output bytes and pieces per stream (stdout, stderr).
+    bytes: [u64; 2],
+    pieces: [u64; 2],
+    longest_piece: usize,
+    /// Output bytes other than `b'x'` (for the flood test).
+    not_x: u64,
+}
+
+struct Run {
+    supervisor: Option<Supervisor>,
+    /// Every notice, unless `record` is off (long loops would grow it).
+    seen: Vec<Seen>,
+    record: bool,
+    /// Keep output bytes in `seen` (off for floods: only count them).
+    record_output: bool,
+    stats: Stats,
+}
+
+impl Run {
+    fn new(settings: Settings) -> Run {
+        let monitor = Monitor::new(settings).expect("valid settings");
+        Run {
+            supervisor: Some(Supervisor::new(monitor, Options::default()).expect("a supervisor")),
+            seen: Vec::new(),
+            record: true,
+            record_output: true,
+            stats: Stats::default(),
+        }
+    }
+
+    fn supervisor(&mut self) -> &mut Supervisor {
+        self.supervisor.as_mut().expect("present until drop")
+    }
+
+    fn parts(&mut self) -> (&mut Supervisor, impl FnMut(Notice<'_>) + '_) {
+        let Run {
+            supervisor,
+            seen,
+            record,
+            record_output,
+            stats,
+        } = self;
+        let (record, record_output) = (*record, *record_output);
+        let observer = move |n: Notice<'_>| observe(seen, stats, record, record_output, n);
+        (supervisor.as_mut().expect("present until drop"), observer)
+    }
+
+    fn call<R>(&mut self, f: impl FnOnce(&mut Monitor, procmon_core::Instant) -> R) -> R {
+        let (supervisor, mut observer) = self.parts();
+        supervisor.call(&mut observer, f)
+    }
+
+    fn add(&mut self, name: &str, spec: ProcessSpec) {
+        self.call(|m, now| m.add(now, name, spec).expect("a fresh name"));
+    }
+
+    fn start(&mut self) {
+        self.call(|m, now| m.start_service(now));
+    }
+
+    fn stop(&mut self) {
+        self.call(|m, now| m.stop_service(now));
+    }
+
+    fn turn(&mut self, timeout: Duration) {
+        let (supervisor, mut observer) = self.parts();
+        supervisor.turn(&mut observer, Some(timeout)).expect("turn");
+    }
+
+    /// Turns until `done` holds; fails the test after [`DEADLINE`].
+    fn until(&mut self, what: &str, mut done: impl FnMut(&mut Run) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; stats: {:?}; last seen: {:#?}",
+                self.stats,
+                &self.seen[self.seen.len().saturating_sub(20)..]
+            );
+            self.turn(Duration::from_millis(50));
+        }
+    }
+
+    /// Turns for about `time`, whatever happens.
+    fn turn_for(&mut self, time: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < time {
+            self.turn(Duration::from_millis(20));
+        }
+    }
+
+    fn quiesce(&mut self) {
+        self.until("quiescence", |run| {
+            run.supervisor().monitor().is_quiescent()
+        });
+    }
+
+    fn lines(&self, name: &str, stream: Stream) -> Vec<Vec<u8>> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Output(n, st, line) if n == name && *st == stream => Some(line.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pid_of(&self, name: &str) -> i32 {
+        self.seen
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Seen::Spawned(n, pid) if n == name => Some(*pid),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name} not spawned; seen: {:#?}", self.seen))
+    }
+
+    fn position(&self, matches: impl Fn(&Seen) -> bool) -> usize {
+        self.seen
+            .iter()
+            .position(matches)
+            .unwrap_or_else(|| panic!("not seen; seen: {:#?}", self.seen))
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // Kills and reaps every live child's group.
+        drop(self.supervisor.take());
+        kill_all_our_children();
+    }
+}
+
+/// Kills and reaps every child of this process until none is left. As
+/// subreaper we adopt every orphan of our children's trees, so this reaches
+/// whatever they left, escaped sessions included; a process whose parent is
+/// us is ours, so a recycled pid is never hit.
+fn kill_all_our_children() {
+    let start = Instant::now();
+    loop {
+        let ours = children_of_us();
+        if ours.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            return;
+        }
+        for p in ours {
+            // SAFETY: kill and waitpid on our own child.
+            unsafe {
+                libc::kill(p.pid, libc::SIGKILL);
+                libc::waitpid(p.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+fn observe(
+    seen: &mut Vec<Seen>,
+    stats: &mut Stats,
+    record: bool,
+    record_output: bool,
+    notice: Notice<'_>,
+) {
+    let entry = match notice {
+        Notice::Spawned { name, pid } => {
+            stats.spawned += 1;
+            Seen::Spawned(name.into(), pid)
+        }
+        Notice::SpawnFailed { name, error } => {
+            stats.failed += 1;
+            Seen::SpawnFailed(name.into(), error.raw_os_error())
+        }
+        Notice::Exited {
+            name, pid, status, ..
+        } => {
+            stats.exited += 1;
+            Seen::Exited(name.into(), pid, status)
+        }
+        Notice::RestartScheduled { name, delay } => {
+            stats.restarts += 1;
+            stats.min_delay = Some(stats.min_delay.map_or(delay, |d| d.min(delay)));
+            stats.max_delay = Some(stats.max_delay.map_or(delay, |d| d.max(delay)));
+            Seen::Restart(name.into(), delay)
+        }
+        Notice::Signalled { name, pid, signal } => Seen::Signalled(name.into(), pid, signal),
+        Notice::Output { name, stream, line } => {
+            let i = stream as usize;
+            stats.bytes[i] += line.len() as u64;
+            stats.pieces[i] += 1;
+            stats.longest_piece = stats.longest_piece.max(line.len());
+            stats.not_x += line.iter().filter(|&&b| b != b'x').count() as u64;
+            if !record_output {
+                return;
+            }
+            Seen::Output(name.into(), stream, line.to_vec())
+        }
+        other => panic!("unexpected notice {other:?}"),
+    };
+    if record {
+        seen.push(entry);
+    }
+}
+
+fn settings(threshold_ms: u64, min_ms: u64, max_ms: u64) -> Settings {
+    let mut s = Settings::default();
+    s.threshold = Duration::from_millis(threshold_ms);
+    s.min_restart_delay = Duration::from_millis(min_ms);
+    s.max_restart_delay = Duration::from_millis(max_ms);
+    s.kill_time = Duration::from_secs(5);
+    s
+}
+
+fn sh(script: &str) -> ProcessSpec {
+    ProcessSpec::new(["sh", "-c", script])
+}
+
+// ----- /proc -----
+
+/// One line of `/proc/<pid>/stat`.
+#[derive(Clone, Copy, Debug)]
+struct Stat {
+    pid: i32,
+    state: char,
+    parent: i32,
+    session: i32,
+    start: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: skip past it.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // `rest` starts at field 3 (state); session is field 6, start time 22.
+    Some(Stat {
+        pid,
+        state: fields.first()?.chars().next()?,
+        parent: fields.get(1)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process on the system (that did not vanish while we looked).
+fn all_processes() -> Vec<Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(stat)
+        .collect()
+}
+
+fn our_pid() -> i32 {
+    std::process::id() as i32
+}
+
+fn children_of_us() -> Vec<Stat> {
+    all_processes()
+        .into_iter()
+        .filter(|p| p.parent == our_pid())
+        .collect()
+}
+
+/// Processes (zombies included) in any of these sessions.
+fn in_sessions(sessions: &HashSet<i32>) -> Vec<Stat> {
+    all_processes()
+        .into_iter()
+        .filter(|p| sessions.contains(&p.session))
+        .collect()
+}
+
+/// A process as first seen, so a later pid reuse is not mistaken for it.
+#[derive(Clone, Copy, Debug)]
+struct Proc {
+    pid: i32,
+    start: u64,
+}
+
+impl Proc {
+    fn of(pid: i32) -> Proc {
+        let s = stat(pid).unwrap_or_else(|| panic!("pid {pid} should be alive"));
+        Proc {
+            pid,
+            start: s.start,
+        }
+    }
+
+    fn stat(self) -> Option<Stat> {
+        stat(self.pid).filter(|s| s.start == self.start)
+    }
+
+    /// Neither running nor a zombie: reaped.
+    fn gone(self) -> bool {
+        self.stat().is_none()
+    }
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+        // The directory's own descriptor, open while it is listed.
+        - 1
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn parse_pid(line: &[u8]) -> i32 {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not a pid: {line:?}"))
+}
+
+fn temp_path(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("procmon-hostile-{what}-{}", std::process::id()))
+}
+
+/// Removes a file on drop.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+// ----- The tests -----
+
+/// Fault 1: a flood with no newline is logged in line-limit pieces, every byte
+/// accounted for, and the monitor's memory stays bounded.
+fn flood_without_newline() {
+    let total: u64 = if slow() { 1 << 30 } else { 64 << 20 };
+    let mut s = settings(100, 60_000, 60_000);
+    s.line_limit_bytes = 65536;
+    let mut run = Run::new(s);
+    run.record_output = false;
+    let baseline = rss_kib();
+    run.add(
+        "flood",
+        sh(&format!("head -c {total} /dev/zero | tr '\\0' x")),
+    );
+    run.start();
+    let mut peak = baseline;
+    let mut turns = 0u64;
+    run.until("the flood's exit", |r| {
+        turns += 1;
+        if turns % 16 == 0 {
+            peak = peak.max(rss_kib());
+        }
+        r.stats.exited >= 1
+    });
+    peak = peak.max(rss_kib());
+    let out = Stream::Stdout as usize;
+    assert_eq!(run.stats.bytes[out], total, "{:?}", run.stats);
+    assert_eq!(run.stats.pieces[out], total / 65536, "{:?}", run.stats);
+    assert_eq!(run.stats.longest_piece, 65536);
+    assert_eq!(run.stats.not_x, 0);
+    assert!(
+        run.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Exited(_, _, ExitStatus::Code(0)))),
+        "{:#?}",
+        run.seen
+    );
+    let growth = peak.saturating_sub(baseline);
+    println!("  flood of {total} bytes: RSS {baseline} KiB, peak {peak} KiB");
+    assert!(growth < 64 * 1024, "RSS grew by {growth} KiB");
+    run.stop();
+    run.quiesce();
+}
+
+/// Fault 2a: a child that closes stdout and stderr and keeps running is still
+/// supervised: its pipes reach EOF, but stop still works and its exit is seen.
+fn closed_stdio_still_supervised() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add("closed", sh("exec >&- 2>&-; exec sleep 100"));
+    run.start();
+    run.until("the spawn", |r| r.stats.spawned >= 1);
+    let pid = run.pid_of("closed");
+    run.until("stdout and stderr closed in the child", |_| {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        comm.trim() == "sleep"
+            && !std::path::Path::new(&format!("/proc/{pid}/fd/1")).exists()
+            && !std::path::Path::new(&format!("/proc/{pid}/fd/2")).exists()
+    });
+    // EOF on both pipes is not an exit.
+    run.turn_for(Duration::from_millis(300));
+    assert_eq!(run.stats.exited, 0, "{:#?}", run.seen);
+    assert!(stat(pid).is_some_and(|s| s.state != 'Z'));
+    run.stop();
+    run.quiesce();
+    run.position(|s| *s == Seen::Signalled("closed".into(), pid, Signal::Term));
+    run.position(|s| *s == Seen::Exited("closed".into(), pid, ExitStatus::Signal(libc::SIGTERM)));
+}
+
+/// Fault 2b: binary output, NUL bytes included, arrives raw and intact.
+fn binary_and_nul_bytes_intact() {
+    let file = TempFile(temp_path("binary"));
+    // Every byte value, 64 times over; it ends in 0xff, so the last piece is
+    // a partial line flushed at the exit.
+    let content: Vec<u8> = (0..64).flat_map(|_| 0..=255u8).collect();
+    std::fs::write(&file.0, &content).unwrap();
+    let path = file.0.to_str().unwrap();
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add("binary", sh(&format!("cat '{path}'; cat '{path}' >&2")));
+    run.start();
+    run.until("the exit", |r| r.stats.exited >= 1);
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        let joined = run.lines("binary", stream).join(&b'\n');
+        assert_eq!(joined, content, "{stream:?}");
+    }
+    run.stop();
+    run.quiesce();
+}
+
+/// Fault 3: stopped children (SIGSTOP) still go away on stop within the kill time:
+/// TERM is followed by CONT, and KILL needs no CONT.
+fn stopped_children_go_away() {
+    let mut s = settings(100, 60_000, 60_000);
+    s.kill_time = Duration::from_millis(500);
+    let mut run = Run::new(s);
+    // Stops itself; TERM kills it once CONT lets it act.
+    run.add("self-stopped", sh("echo ready; kill -STOP $$; sleep 100"));
+    // Ignores TERM and stops itself: only KILL takes it.
+    run.add(
+        "stubborn-stopped",
+        sh("trap '' TERM; echo ready; kill -STOP $$; sleep 100"),
+    );
+    // Stopped from outside, by the test.
+    run.add("frozen", sh("exec sleep 100"));
+    run.start();
+    run.until("three spawns", |r| r.stats.spawned >= 3);
+    let frozen = run.pid_of("frozen");
+    // SAFETY: our own live child (unreaped, so the pid is its).
+    unsafe { libc::kill(frozen, libc::SIGSTOP) };
+    let pids = ["self-stopped", "stubborn-stopped", "frozen"].map(|n| run.pid_of(n));
+    run.until("all three stopped", |_| {
+        pids.iter()
+            .all(|&p| stat(p).is_some_and(|s| s.state == 'T'))
+    });
+    let stopping = Instant::now();
+    run.stop();
+    run.until("three exits", |r| r.stats.exited >= 3);
+    let took = stopping.elapsed();
+    run.quiesce();
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let status = |run: &Run, name: &str| {
+        run.seen
+            .iter()
+            .find_map(|s| match s {
+                Seen::Exited(n, _, status) if n == name => Some(*status),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        status(&run, "self-stopped"),
+        ExitStatus::Signal(libc::SIGTERM)
+    );
+    assert_eq!(status(&run, "frozen"), ExitStatus::Signal(libc::SIGTERM));
+    assert_eq!(
+        status(&run, "stubborn-stopped"),
+        ExitStatus::Signal(libc::SIGKILL)
+    );
+    run.position(|s| *s == Seen::Signalled("stubborn-stopped".into(), pids[1], Signal::Kill));
+    for pid in pids {
+        assert!(
+            stat(pid).is_none_or(|s| s.parent != our_pid()),
+            "{pid} left"
+        );
+    }
+}
+
+/// Fault 4: a double-forked daemon that calls setsid escapes the group: stop does
+/// not kill it (a limit, documented), but as subreaper we adopt it and reap
+/// it when it exits, leaving no zombie.
+fn setsid_daemon_is_reaped_not_killed() {
+    let file = TempFile(temp_path("daemon"));
+    let path = file.0.to_str().unwrap();
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add(
+        "forker",
+        sh(&format!(
+            "(setsid sh -c 'echo $$ > {path}.tmp; mv {path}.tmp {path}; exec sleep 3' \
+             </dev/null >/dev/null 2>&1 &); echo forked; exec sleep 100"
+        )),
+    );
+    run.start();
+    let mut daemon = None;
+    run.until("the daemon's pid", |_| {
+        daemon = std::fs::read(path).ok().map(|b| parse_pid(&b));
+        daemon.is_some()
+    });
+    let _ = std::fs::remove_file(format!("{path}.tmp"));
+    let daemon = Proc::of(daemon.unwrap());
+    // Its own session; once its intermediate parent exited, adopted by us.
+    run.until("the daemon adopted", |_| {
+        daemon.stat().is_some_and(|s| s.parent == our_pid())
+    });
+    let s = daemon.stat().unwrap();
+    assert_eq!(s.session, daemon.pid, "the daemon did not escape: {s:?}");
+    let forker = run.pid_of("forker");
+    run.stop();
+    run.quiesce();
+    run.position(|s| {
+        *s == Seen::Exited("forker".into(), forker, ExitStatus::Signal(libc::SIGTERM))
+    });
+    // The limit: the group kill missed it, it is still running.
+    assert!(
+        daemon.stat().is_some_and(|s| s.state != 'Z'),
+        "the escaped daemon was killed (or reaped) already"
+    );
+    // It exits by itself after its sleep and is reaped: no zombie.
+    run.until("the daemon reaped", |_| daemon.gone());
+}
+
+/// Fault 5: a child forking 200 grandchildren (bounded by the loop count: as root
+/// RLIMIT_NPROC is not enforced) leaves nothing behind on stop.
+fn fork_loop_leaves_nothing() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.add(
+        "forker",
+        sh("ulimit -u 1000 2>/dev/null; i=0; \
+            while [ $i -lt 200 ]; do sleep 1000 & i=$((i+1)); done; echo forked; wait"),
+    );
+    run.start();
+    run.until("forked", |r| !r.lines("forker", Stream::Stdout).is_empty());
+    let pid = run.pid_of("forker");
+    let session = HashSet::from([pid]);
+    let members = in_sessions(&session).len();
+    assert!(members > 200, "only {members} in the session");
+    run.stop();
+    run.quiesce();
+    run.until("the session empty, zombies reaped", |_| {
+        in_sessions(&session).is_empty()
+    });
+    assert!(children_of_us().is_empty(), "{:?}", children_of_us());
+}
+
+/// Fault 6: a crash loop of instant deaths with tiny delays: descriptors and memory
+/// do not grow, and every restart delay respects the backoff bounds.
+fn crash_loop_does_not_leak() {
+    let deaths = if slow() { 10_000 } else { 2_000 };
+    let mut s = settings(1000, 0, 1);
+    s.min_restart_delay = Duration::from_micros(100);
+    let mut run = Run::new(s);
+    run.record = false;
+    run.add("crash", ProcessSpec::new(["sh", "-c", "exit 1"]));
+    run.start();
+    run.until("a hundred deaths", |r| r.stats.exited >= 100);
+    let (fds, rss) = (fd_count(), rss_kib());
+    run.until("every death", |r| r.stats.exited >= deaths);
+    let (fds_end, rss_end) = (fd_count(), rss_kib());
+    println!("  {deaths} deaths: fds {fds} -> {fds_end}, RSS {rss} -> {rss_end} KiB");
+    // The one live child may be between spawn and exit: three descriptors.
+    assert!(fds_end <= fds + 3, "fds {fds} -> {fds_end}");
+    assert!(rss_end <= rss + 2048, "RSS {rss} -> {rss_end} KiB");
+    assert_eq!(run.stats.failed, 0);
+    assert!(run.stats.restarts >= deaths - 1);
+    let (min, max) = (run.stats.min_delay.unwrap(), run.stats.max_delay.unwrap());
+    assert!(
+        min >= Duration::from_micros(100) && max <= Duration::from_millis(1),
+        "delays in {min:?}..={max:?}"
+    );
+    run.stop();
+    run.quiesce();
+    run.until("descriptors back", |_| fd_count() <= fds);
+}
+
+/// Restores the soft descriptor limit on drop.
+struct NofileGuard(libc::rlimit);
+
+impl NofileGuard {
+    fn lower_to(soft: u64) -> NofileGuard {
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit on structs we own.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+            let low = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: old.rlim_max,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &low), 0);
+        }
+        NofileGuard(old)
+    }
+}
+
+impl Drop for NofileGuard {
+    fn drop(&mut self) {
+        // SAFETY: setrlimit reads the struct we own; only the soft limit moved.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &self.0) };
+    }
+}
+
+/// Fault 7: spawns failing with EMFILE (the monitor's descriptor limit lowered) are
+/// reported and backed off, a running neighbour keeps being served, and the
+/// process starts once the limit is lifted.
+fn spawn_failures_from_descriptor_limit() {
+    let mut run = Run::new(settings(10_000, 20, 160));
+    run.add("steady", sh("while :; do echo tick; sleep 0.05; done"));
+    run.start();
+    run.until("a tick", |r| !r.lines("steady", Stream::Stdout).is_empty());
+    let fds_before = fd_count();
+    // The lowest free descriptor number: with the soft limit there, every new
+    // descriptor is refused.
+    let open: HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
+    let guard = NofileGuard::lower_to(lowest_free);
+    run.add("starved", sh("echo alive; exec sleep 100"));
+    run.until("four failures", |r| r.stats.failed >= 4);
+    let ticks_at_fourth = run.lines("steady", Stream::Stdout).len();
+    run.until("more ticks while starved", |r| {
+        r.lines("steady", Stream::Stdout).len() >= ticks_at_fourth + 3
+    });
+    drop(guard);
+    run.until("starved started", |r| {
+        !r.lines("starved", Stream::Stdout).is_empty()
+    });
+    assert!(run.seen.iter().all(
+        |s| !matches!(s, Seen::SpawnFailed(n, e) if n != "starved" || *e != Some(libc::EMFILE))
+    ));
+    let delays: Vec<Duration> = run
+        .seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Restart(n, d) if n == "starved" => Some(*d),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        delays.windows(2).all(|w| w[0] <= w[1])
+            && delays[0] >= Duration::from_millis(20)
+            && delays[0] < delays[delays.len() - 1]
+            && delays.iter().all(|d| *d <= Duration::from_millis(160)),
+        "{delays:?}"
+    );
+    let failed = run.position(|s| matches!(s, Seen::SpawnFailed(..)));
+    let started = run.position(|s| matches!(s, Seen::Spawned(n, _) if n == "starved"));
+    assert!(failed < started);
+    run.stop();
+    run.quiesce();
+    run.until("descriptors back", |_| fd_count() <= fds_before);
+}
+
+/// Fault 8: a thousand `sleep`s added and removed repeatedly: descriptors and
+/// children return to the baseline and nothing is left.
+fn thousand_added_and_removed() {
+    const N: usize = 1000;
+    let rounds = 3;
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    run.record = false;
+    run.start();
+    let fds = fd_count();
+    assert!(children_of_us().is_empty());
+    let mut sessions = HashSet::new();
+    for round in 0..rounds {
+        let mut names = Vec::new();
+        for i in 0..N {
+            let name = format!("r{round}-{i}");
+            run.add(&name, ProcessSpec::new(["sleep", "1000"]));
+            names.push(name);
+        }
+        run.until("every spawn", |r| r.stats.spawned >= N * (round + 1));
+        for child in children_of_us() {
+            sessions.insert(child.pid);
+        }
+        assert!(sessions.len() >= N * (round + 1) - N / 10);
+        for name in &names {
+            run.call(|m, now| m.remove(now, name).expect("added"));
+        }
+        run.until("every exit", |r| r.stats.exited >= N * (round + 1));
+        run.until("descriptors and children back to the baseline", |_| {
+            fd_count() <= fds && children_of_us().is_empty()
+        });
+        assert_eq!(run.stats.failed, 0);
+    }
+    run.quiesce();
+    assert!(in_sessions(&sessions).is_empty());
+}
+
+fn main() {
+    let tests: &[(&str, fn())] = &[
+        ("flood_without_newline", flood_without_newline),
+        (
+            "closed_stdio_still_supervised",
+            closed_stdio_still_supervised,
+        ),
+        ("binary_and_nul_bytes_intact", binary_and_nul_bytes_intact),
+        ("stopped_children_go_away", stopped_children_go_away),
+        (
+            "setsid_daemon_is_reaped_not_killed",
+            setsid_daemon_is_reaped_not_killed,
+        ),
+        ("fork_loop_leaves_nothing", fork_loop_leaves_nothing),
+        ("crash_loop_does_not_leak", crash_loop_does_not_leak),
+        (
+            "spawn_failures_from_descriptor_limit",
+            spawn_failures_from_descriptor_limit,
+        ),
+        ("thousand_added_and_removed", thousand_added_and_removed),
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in tests {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for &(name, test) in tests {
+        if filter.is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let start = Instant::now();
+        let result = panic::catch_unwind(AssertUnwindSafe(test));
+        let outcome = if result.is_ok() { "ok" } else { "FAILED" };
+        println!("test {name} ... {outcome} ({:.2?})", start.elapsed());
+        if result.is_err() {
+            failed.push(name);
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        ran - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(1);
+    }
+}
