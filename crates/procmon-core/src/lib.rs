@@ -20,6 +20,8 @@ extern crate alloc;
 mod command;
 mod error;
 mod escape;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod input;
 mod lines;
 mod monitor;

@@ -9,5 +9,7 @@
 
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod output;
 pub mod run;

@@ -1,0 +1,247 @@
+//! Fuzz bodies, compiled only with the `fuzzing` feature so that `fuzz/`
+//! stays a thin shim that cannot drift out of date, and the bodies always
+//! compile and run as unit tests.
+
+use procmon_core::{Duration, ProcessSpec, Stream};
+
+use crate::check::{execute, script, Model, NAMES};
+use crate::{parse, parse_line, run, Setting, SignalName, Sim, Step};
+
+/// Decodes arbitrary bytes into steps and drives them through the core in
+/// virtual time, checking the reference model after every step.
+///
+/// The bytes become, as in the property tests, five settings (threshold,
+/// kill time, restart delays, line limit) and then up to 256 steps: API calls,
+/// advances, exits, outside kills, term delays, output chunks of arbitrary
+/// bytes and line-limit changes (see [`decode`]). Panics only on a bug: the
+/// monitor must follow [`Model`] after every step, conserve output, and the
+/// same steps must give the same trace, also when replayed from text.
+pub fn core_events(data: &[u8]) {
+    let steps = decode(data);
+    let mut model = Model::new();
+    let first = execute(&steps, Some(&mut model)).unwrap_or_else(|failure| panic!("{failure}"));
+    let second = execute(&steps, None).unwrap_or_else(|failure| panic!("{failure}"));
+    assert_eq!(
+        first.sim.trace(),
+        second.sim.trace(),
+        "same steps, another trace"
+    );
+    assert_eq!(
+        first.sim.events(),
+        second.sim.events(),
+        "same steps, other events"
+    );
+    let text = script(&first.executed);
+    let replay = run("replay.scn", text.as_bytes());
+    assert!(replay.passed(), "{replay:?}\n{text}");
+    assert_eq!(first.sim.trace(), replay.trace.as_str(), "{text}");
+}
+
+/// The most steps [`decode`] makes, so that each input stays quick.
+const MAX_STEPS: usize = 256;
+const HALF_SECOND: u64 = 500_000_000;
+
+/// Reads choices from the fuzzer's bytes; past the end, every choice is 0.
+struct Choices<'a> {
+    data: &'a [u8],
+}
+
+impl Choices<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::from(self.byte()) % n
+    }
+
+    /// Mostly on a half-second grid (so coincidences are common), else any
+    /// nanosecond up to the same bound.
+    fn duration(&mut self, max_halves: u64) -> Duration {
+        let b = self.byte();
+        if b & 0x80 == 0 {
+            Duration::from_nanos(u64::from(b) % (max_halves + 1) * HALF_SECOND)
+        } else {
+            let raw = u32::from_le_bytes([self.byte(), self.byte(), self.byte(), self.byte()]);
+            Duration::from_nanos(u64::from(raw) * 8 % (max_halves * HALF_SECOND + 1))
+        }
+    }
+
+    fn name(&mut self) -> String {
+        NAMES[self.below(NAMES.len())].to_string()
+    }
+}
+
+/// Decodes bytes into steps: five setting bytes (as the property tests
+/// generate them), then one opcode byte per step and its arguments.
+pub fn decode(data: &[u8]) -> Vec<Step> {
+    let mut c = Choices { data };
+    let threshold = c.duration(8);
+    let kill_time = c.duration(6);
+    let min = c.duration(4);
+    let extra = c.duration(8);
+    let limit = c.below(8) + 1;
+    let mut steps = vec![
+        Step::Set(Setting::Threshold(threshold)),
+        Step::Set(Setting::KillTime(kill_time)),
+        Step::Set(Setting::MinRestartDelay(min)),
+        Step::Set(Setting::MaxRestartDelay(min + extra)),
+        Step::Set(Setting::LineLimit(limit)),
+    ];
+    while !c.data.is_empty() && steps.len() < MAX_STEPS {
+        let step = match c.below(24) {
+            0..=2 => {
+                let name = c.name();
+                let mut argv = vec![name.clone()];
+                if c.byte() & 1 == 1 {
+                    argv.push("--again".to_string());
+                }
+                Step::Add {
+                    name,
+                    spec: ProcessSpec::new(argv),
+                }
+            }
+            3 => Step::Remove { name: c.name() },
+            4 => Step::Start { name: c.name() },
+            5 | 6 => Step::Stop { name: c.name() },
+            7 => Step::RestartAll,
+            8 | 9 => Step::StartService,
+            10 => Step::StopService,
+            11..=16 => Step::Advance(c.duration(16)),
+            17 | 18 => Step::Exit {
+                name: c.name(),
+                code: c.below(3) as i32,
+            },
+            19 => Step::Kill {
+                name: c.name(),
+                signal: SignalName::from_name(["TERM", "KILL", "HUP"][c.below(3)])
+                    .expect("a known signal"),
+            },
+            20 => Step::TermDelay {
+                name: c.name(),
+                delay: c.duration(12),
+            },
+            21 | 22 => {
+                let name = c.name();
+                let flags = c.byte();
+                let stream = if flags & 0x80 == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
+                let len = usize::from(flags & 0x0f).min(c.data.len());
+                let (bytes, rest) = c.data.split_at(len);
+                c.data = rest;
+                Step::Output {
+                    name,
+                    stream,
+                    bytes: bytes.to_vec(),
+                }
+            }
+            _ => Step::Set(Setting::LineLimit(c.below(8) + 1)),
+        };
+        steps.push(step);
+    }
+    steps
+}
+
+/// Parses arbitrary bytes as a scenario and, if they parse, runs them.
+///
+/// Panics only on a bug: parsing must be total, every parsed step must
+/// print as text that parses back to it, and running must not panic.
+pub fn scenario_parser(data: &[u8]) {
+    let Ok(steps) = parse("fuzz.scn", data) else {
+        return;
+    };
+    for numbered in &steps {
+        let text = numbered.step.to_string();
+        let again = parse_line(text.as_bytes());
+        assert_eq!(
+            again.as_ref().ok().and_then(Option::as_ref),
+            Some(&numbered.step),
+            "{text:?} does not parse back: {again:?}"
+        );
+    }
+    let mut sim = Sim::new("fuzz.scn");
+    for numbered in &steps {
+        if sim.step(numbered.line, &numbered.step).is_err() {
+            return;
+        }
+    }
+    sim.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    /// The documented scenarios, cut at every tenth byte and with bytes
+    /// flipped, are the kind of input a fuzzer starts from.
+    #[test]
+    fn the_fuzz_body_takes_scenarios_and_their_mutilations() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("docs/scenarios") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "scn") {
+                continue;
+            }
+            let source = std::fs::read(&path).expect("readable");
+            super::scenario_parser(&source);
+            for cut in (0..source.len()).step_by(10) {
+                super::scenario_parser(&source[..cut]);
+                let mut flipped = source.clone();
+                flipped[cut] ^= 0x80;
+                super::scenario_parser(&flipped);
+            }
+            seen += 1;
+        }
+        assert!(seen > 0, "no scenarios in {dir}");
+    }
+
+    /// The core_events body over the seed scenarios (as the fuzzer starts
+    /// from them), their prefixes, and fixed byte strings that reach every
+    /// opcode.
+    #[test]
+    fn the_core_events_body_takes_seeds_and_fixed_inputs() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("docs/scenarios") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "scn") {
+                continue;
+            }
+            let source = std::fs::read(&path).expect("readable");
+            super::core_events(&source);
+            for cut in (0..source.len()).step_by(37) {
+                super::core_events(&source[..cut]);
+            }
+            seen += 1;
+        }
+        assert!(seen > 0, "no scenarios in {dir}");
+        let fixed: &[&[u8]] = &[
+            b"",
+            b"\x00",
+            b"\x04\x02\x01\x02\x03\x00\x00\x08\x0b\x05\x15\x00\x83ab\ncd\x0b\x09\x11\x01\x01",
+            b"\x00\x00\x00\x00\x00\x01\x01\x08\x05\x00\x0b\x01\x0b\x7f\x13\x00\x02\x14\x00\x05",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        ];
+        for input in fixed {
+            super::core_events(input);
+        }
+        // Every opcode, on every name, with a little time between.
+        for op in 0..24u8 {
+            for name in 0..3u8 {
+                let input = [
+                    2, 2, 1, 2, 3, 0, name, 1, 8, 0, op, name, 0x85, b'x', b'\n', b'y', b'z', b'w',
+                    11, 3, op, name, 1, 11, 40,
+                ];
+                super::core_events(&input);
+            }
+        }
+    }
+}

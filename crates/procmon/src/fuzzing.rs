@@ -1,0 +1,71 @@
+//! Fuzz bodies, compiled only with the `fuzzing` feature so that `fuzz/`
+//! stays a thin shim and the bodies always compile and run as unit tests.
+
+use crate::config;
+
+/// Parses arbitrary bytes as a configuration file.
+///
+/// Bytes that are not UTF-8 are skipped: the command reads the file as a
+/// string and refuses it before parsing. Panics only on a bug: parsing must
+/// give a configuration or an error located inside the file (line between 1
+/// and the number of lines, column at least 1) whose message is one line.
+pub fn config_parser(data: &[u8]) {
+    let Ok(source) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Err(error) = config::parse(source, "fuzz.toml") {
+        let lines = source.split('\n').count();
+        assert!(
+            error.line >= 1 && error.line <= lines,
+            "line {} outside 1..={lines}: {error}",
+            error.line
+        );
+        assert!(error.column >= 1, "column 0: {error}");
+        assert!(
+            !error.message.contains('\n'),
+            "a message on two lines: {error}"
+        );
+        assert!(error.to_string().starts_with("fuzz.toml:"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_parser;
+
+    /// The examples, cut at every character boundary, and fixed odd inputs.
+    #[test]
+    fn the_fuzz_body_takes_the_examples_and_fixed_inputs() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("examples/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let source = std::fs::read(&path).expect("readable");
+            config_parser(&source);
+            for cut in 0..source.len() {
+                config_parser(&source[..cut]);
+            }
+            seen += 1;
+        }
+        assert!(seen > 0, "no examples in {dir}");
+        let inputs: &[&[u8]] = &[
+            b"",
+            b"\n\n\n",
+            b"\xff\xfe",
+            b"[",
+            b"[processes.a]\n",
+            b"[processes.a]\nargv = []\n",
+            b"[processes.a]\nargv = [\"x\"]\nuid = -1\n",
+            b"[settings]\nthreshold = nan\n",
+            b"[settings]\nkill-time = 1e400\n",
+            b"a = \"\\u{0}\"\n\r\n\r",
+            b"x = 1\ny = 2\nz = \"unterminated",
+        ];
+        for input in inputs {
+            config_parser(input);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Fuzz target `scenario_parser`: a shim over `procmon_sim::fuzzing::scenario_parser`, where the body and its
+//! unit tests live (see docs/fuzzing.md).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| procmon_sim::fuzzing::scenario_parser(data));
