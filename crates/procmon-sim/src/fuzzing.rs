@@ -11,7 +11,7 @@ use crate::{parse, parse_line, run, Setting, SignalName, Sim, Step};
 /// virtual time, checking the reference model after every step.
 ///
 /// The bytes become, as in the property tests, five settings (threshold,
-/// kill time, restart delays, line limit) and then up to 256 steps: API calls,
+/// kill time, restart delays, line limit) and then up to 95 steps: API calls,
 /// advances, exits, outside kills, term delays, output chunks of arbitrary
 /// bytes and line-limit changes (see [`decode`]). Panics only on a bug: the
 /// monitor must follow [`Model`] after every step, conserve output, and the
@@ -38,7 +38,7 @@ pub fn core_events(data: &[u8]) {
 }
 
 /// The most steps [`decode`] makes, so that each input stays quick.
-const MAX_STEPS: usize = 256;
+const MAX_STEPS: usize = 100;
 const HALF_SECOND: u64 = 500_000_000;
 
 /// Reads choices from the fuzzer's bytes; past the end, every choice is 0.
@@ -232,6 +232,17 @@ mod tests {
         ];
         for input in fixed {
             super::core_events(input);
+        }
+        // The decoding reaches the interesting paths: add a, start the
+        // service, write a partial line, let a ignore TERM for 3.5 s, stop a
+        // (TERM), advance past KILL (kill time 1 s).
+        let steps = super::decode(
+            b"\x02\x02\x01\x02\x03\x00\x00\x00\x08\x15\x00\x02ab\x14\x00\x14\x05\x00\x0b\x0c",
+        );
+        let ran = crate::check::execute(&steps, None).expect("runs");
+        let trace = ran.sim.trace();
+        for word in ["spawn", "TERM", "KILL"] {
+            assert!(trace.contains(word), "no {word} in\n{trace}");
         }
         // Every opcode, on every name, with a little time between.
         for op in 0..24u8 {
