@@ -520,7 +520,21 @@ fn stopped_children_go_away() {
         status(&run, "stubborn-stopped"),
         ExitStatus::Signal(libc::SIGKILL)
     );
-    run.position(|s| *s == Seen::Signalled("stubborn-stopped".into(), pids[1], Signal::Kill));
+    let kill =
+        run.position(|s| *s == Seen::Signalled("stubborn-stopped".into(), pids[1], Signal::Kill));
+    // TERM and CONT were enough for the other two: they went before the
+    // kill time ran out, and were never sent KILL.
+    for (name, pid) in [("self-stopped", pids[0]), ("frozen", pids[2])] {
+        let exit = run.position(|s| matches!(s, Seen::Exited(n, ..) if n == name));
+        assert!(
+            exit < kill,
+            "{name} outlived the kill time: {:#?}",
+            run.seen
+        );
+        assert!(!run
+            .seen
+            .contains(&Seen::Signalled(name.into(), pid, Signal::Kill)));
+    }
     for pid in pids {
         assert!(
             stat(pid).is_none_or(|s| s.parent != our_pid()),
@@ -663,13 +677,15 @@ fn spawn_failures_from_descriptor_limit() {
     run.start();
     run.until("a tick", |r| !r.lines("steady", Stream::Stdout).is_empty());
     let fds_before = fd_count();
-    // The lowest free descriptor number: with the soft limit there, every new
-    // descriptor is refused.
-    let open: HashSet<u64> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
+    // The lowest free descriptor number (what `dup` picks): with the soft
+    // limit there, every new descriptor is refused.
+    // SAFETY: dup and close of a descriptor we own for the moment.
+    let lowest_free = unsafe {
+        let fd = libc::dup(0);
+        assert!(fd >= 0);
+        libc::close(fd);
+        fd as u64
+    };
     let guard = NofileGuard::lower_to(lowest_free);
     run.add("starved", sh("echo alive; exec sleep 100"));
     run.until("four failures", |r| r.stats.failed >= 4);
