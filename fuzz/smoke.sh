@@ -4,8 +4,9 @@
 #
 #   bash fuzz/smoke.sh 30
 #
-# Installs cargo-fuzz and the nightly toolchain if they are missing, seeds
-# fuzz/corpus/ (fuzz/seed.sh), builds, then runs. Needs no terminal: safe
+# Installs cargo-fuzz and the nightly toolchain if they are missing, runs the
+# bodies' unit tests on stable, seeds fuzz/corpus/ (fuzz/seed.sh), builds,
+# then runs. Needs no terminal: safe
 # under CI=true with stdin closed.
 set -euo pipefail
 
@@ -26,6 +27,11 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "smoke: installing the nightly toolchain"
     rustup toolchain install nightly --profile minimal </dev/null
 fi
+
+# The bodies' own unit tests, on stable, from the main workspace (the
+# workspace's plain `cargo test` leaves the fuzzing features off).
+(cd "$fuzz_dir/.." && cargo test -p procmon-core -p procmon-sim -p procmon \
+    --features procmon-core/fuzzing,procmon-sim/fuzzing,procmon/fuzzing --lib fuzzing </dev/null)
 
 bash "$fuzz_dir/seed.sh"
 cargo +nightly fuzz build </dev/null
