@@ -718,9 +718,66 @@ fn spawn_failures_from_descriptor_limit() {
     let failed = run.position(|s| matches!(s, Seen::SpawnFailed(..)));
     let started = run.position(|s| matches!(s, Seen::Spawned(n, _) if n == "starved"));
     assert!(failed < started);
+
+    // A limit that leaves exactly `free` descriptor numbers lets a spawn fail
+    // at each later step (second pipe, pidfd): whatever it had opened must be
+    // closed again, and with enough room it starts.
+    let mut outcomes = Vec::new();
+    for free in 0..=6usize {
+        let fds = fd_count();
+        let name = format!("partial-{free}");
+        // The numbers the next `free` descriptors would get.
+        // SAFETY: dup and close of descriptors we own for the moment.
+        let next: Vec<i32> = (0..free).map(|_| unsafe { libc::dup(0) }).collect();
+        assert!(next.iter().all(|&fd| fd >= 0));
+        let limit = next.iter().max().map_or_else(
+            || {
+                // SAFETY: as above.
+                unsafe {
+                    let fd = libc::dup(0);
+                    libc::close(fd);
+                    fd
+                }
+            },
+            |&max| max + 1,
+        );
+        for fd in next {
+            // SAFETY: closing what we just opened.
+            unsafe { libc::close(fd) };
+        }
+        let guard = NofileGuard::lower_to(limit as u64);
+        run.add(&name, sh("exec sleep 100"));
+        run.until("a failure or a start", |r| {
+            r.seen.iter().any(|s| match s {
+                Seen::SpawnFailed(n, _) | Seen::Spawned(n, _) => *n == name,
+                _ => false,
+            })
+        });
+        let outcome = run
+            .seen
+            .iter()
+            .find_map(|s| match s {
+                Seen::SpawnFailed(n, e) if *n == name => Some(*e),
+                Seen::Spawned(n, _) if *n == name => Some(None),
+                _ => None,
+            })
+            .unwrap();
+        outcomes.push(outcome);
+        drop(guard);
+        run.call(|m, now| m.remove(now, &name).expect("added"));
+        run.until("descriptors back after a partial spawn", |_| {
+            fd_count() <= fds
+        });
+    }
+    println!("  outcomes with 0..=6 descriptors free: {outcomes:?}");
+    assert!(
+        outcomes[..4].iter().all(|o| *o == Some(libc::EMFILE)),
+        "{outcomes:?}"
+    );
     run.stop();
     run.quiesce();
     run.until("descriptors back", |_| fd_count() <= fds_before);
+    run.until("no child left, no zombie", |_| children_of_us().is_empty());
 }
 
 /// Fault 8: a thousand `sleep`s added and removed repeatedly: descriptors and
