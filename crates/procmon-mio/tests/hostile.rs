@@ -609,6 +609,33 @@ fn fork_loop_leaves_nothing() {
     assert!(children_of_us().is_empty(), "{:?}", children_of_us());
 }
 
+/// Fault 5b: a TERM-ignoring child still forking when stop comes: the kill
+/// time runs out mid-loop, KILL goes to the group, and nothing is left.
+fn fork_loop_killed_mid_fork() {
+    let mut s = settings(100, 60_000, 60_000);
+    s.kill_time = Duration::from_millis(200);
+    let mut run = Run::new(s);
+    run.add(
+        "bomb",
+        sh("trap '' TERM; echo started; i=0; \
+            while [ $i -lt 2000 ]; do sleep 1000 & i=$((i+1)); done; wait"),
+    );
+    run.start();
+    run.until("started", |r| !r.lines("bomb", Stream::Stdout).is_empty());
+    let pid = run.pid_of("bomb");
+    let session = HashSet::from([pid]);
+    run.until("some grandchildren", |_| in_sessions(&session).len() > 20);
+    run.stop();
+    run.quiesce();
+    let members = in_sessions(&session).len();
+    run.position(|s| *s == Seen::Signalled("bomb".into(), pid, Signal::Kill));
+    run.until("the session empty, zombies reaped", |_| {
+        in_sessions(&session).is_empty()
+    });
+    println!("  {members} left in the session right after the exit report");
+    assert!(children_of_us().is_empty(), "{:?}", children_of_us());
+}
+
 /// Fault 6: a crash loop of instant deaths with tiny delays: descriptors and memory
 /// do not grow, and every restart delay respects the backoff bounds.
 fn crash_loop_does_not_leak() {
@@ -830,6 +857,7 @@ fn main() {
             setsid_daemon_is_reaped_not_killed,
         ),
         ("fork_loop_leaves_nothing", fork_loop_leaves_nothing),
+        ("fork_loop_killed_mid_fork", fork_loop_killed_mid_fork),
         ("crash_loop_does_not_leak", crash_loop_does_not_leak),
         (
             "spawn_failures_from_descriptor_limit",
