@@ -1,32 +1,134 @@
-//! Spawn and restart cost of the driver against a bare `posix_spawn` loop.
+//! The driver's costs, each measured beside its floor in the same run.
 //!
-//! `cargo run --release -p procmon-mio --example bench [ROUNDS] [CHILDREN]`
+//! `cargo run --release -p procmon-mio --example bench [SECTION] [ARGS]`
 //!
-//! - restart: a process that exits at once (`/bin/true`), restarted with no
-//!   delay, ROUNDS times; against `posix_spawn` + `waitpid` in a loop.
-//! - start: CHILDREN long-running children (`sleep 1000`) started at once;
-//!   against CHILDREN `posix_spawn` calls. Both sides kill them afterwards.
+//! Sections (no section: all of them, with their defaults):
+//!
+//! - `restart [ROUNDS=100]`: a process that exits at once (`/bin/true`),
+//!   restarted with no delay; per round, the time from one spawn to the next
+//!   (the child's life, noticing its exit, reaping, spawning the successor).
+//!   Floor: `posix_spawn` + `waitpid` in a loop. Median and worst.
+//! - `start [CHILDREN=1000]`: CHILDREN long-running children (`sleep 1000`)
+//!   started at once; floor: CHILDREN `posix_spawn` calls.
+//! - `throughput [MB=200] [PROCMON]`: one child writing 100-byte lines as fast
+//!   as it can, read (a) from a plain pipe drained to /dev/null (the floor),
+//!   (b) by a `Supervisor` whose observer counts bytes and (c) by the `procmon`
+//!   binary (default: next to this example's directory) writing to /dev/null.
+//! - `idle [CHILDREN=1000] [SECS=10]`: a `Supervisor` with CHILDREN sleeping
+//!   children, left alone for SECS: its CPU time, `turn` returns and voluntary
+//!   context switches, and its RSS; floor: the bench sleeping SECS itself.
+//! - `cli [CHILDREN=1000] [SECS=10] [PROCMON]`: the same for the `procmon`
+//!   binary with a generated config of CHILDREN `sleep 60` processes, read
+//!   from `/proc/<pid>/{stat,status}`; floor: `procmon` with one child.
+//!
+//! `writer BYTES [term-parent]` is the throughput child (it writes BYTES in
+//! 100-byte lines, 655 lines per `write`, then optionally sends SIGTERM to
+//! its parent so that a `procmon` running it stops).
 
 use std::ffi::CString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procmon_core::{Monitor, ProcessSpec, Settings};
 use procmon_mio::{Notice, Options, Supervisor};
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let rounds: usize = args.next().map_or(2000, |a| a.parse().expect("ROUNDS"));
-    let children: usize = args.next().map_or(1000, |a| a.parse().expect("CHILDREN"));
+const LINE: usize = 100;
+const LINES_PER_WRITE: usize = 655;
 
-    for _ in 0..2 {
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    let num = |i: usize, default: usize| arg(i).map_or(default, |a| a.parse().expect("a number"));
+    match arg(0) {
+        Some("writer") => writer(num(1, 0), arg(2) == Some("term-parent")),
+        Some("restart") => restart(num(1, 100)),
+        Some("start") => start(num(1, 1000)),
+        Some("throughput") => throughput(num(1, 200), arg(2).map(PathBuf::from)),
+        Some("idle") => idle(num(1, 1000), num(2, 10)),
+        Some("cli") => cli(num(1, 1000), num(2, 10), arg(3).map(PathBuf::from)),
+        None => {
+            restart(100);
+            start(1000);
+            throughput(200, None);
+            idle(1000, 10);
+            cli(1000, 10, None);
+        }
+        Some(other) => panic!("unknown section {other}"),
+    }
+}
+
+// ----- restart -----
+
+fn restart(rounds: usize) {
+    for _ in 0..3 {
         let bare = bare_restarts(rounds);
         let ours = driver_restarts(rounds);
+        let (bm, bw) = median_worst(bare);
+        let (om, ow) = median_worst(ours);
         println!(
-            "restart x{rounds}: posix_spawn {:.1} us/round, procmon-mio {:.1} us/round, ratio {:.2}",
-            per(bare, rounds),
-            per(ours, rounds),
-            ours.as_secs_f64() / bare.as_secs_f64()
+            "restart x{rounds}: posix_spawn+waitpid median {bm:.1} us worst {bw:.1} us; \
+             procmon-mio median {om:.1} us worst {ow:.1} us; ratio median {:.2} worst {:.2}",
+            om / bm,
+            ow / bw
         );
+    }
+}
+
+/// Median and worst of per-round times, in microseconds.
+fn median_worst(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    (us(samples[samples.len() / 2]), us(*samples.last().unwrap()))
+}
+
+fn bare_restarts(rounds: usize) -> Vec<Duration> {
+    let (_owned, argv) = c_argv(&["/bin/true"]);
+    let mut samples = Vec::with_capacity(rounds);
+    let mut last = Instant::now();
+    for _ in 0..rounds {
+        let pid = posix_spawn(&argv);
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        let now = Instant::now();
+        samples.push(now - last);
+        last = now;
+    }
+    samples
+}
+
+fn driver_restarts(rounds: usize) -> Vec<Duration> {
+    let mut settings = Settings::default();
+    // No instant deaths, so no backoff: every exit restarts at once.
+    settings.threshold = Duration::ZERO;
+    let monitor = Monitor::new(settings).unwrap();
+    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
+    let mut spawns = Vec::with_capacity(rounds + 1);
+    let mut count = |n: Notice<'_>| {
+        if let Notice::Spawned { .. } = n {
+            spawns.push(Instant::now());
+        }
+    };
+    supervisor.call(&mut count, |m, now| {
+        m.add(now, "true", ProcessSpec::new(["/bin/true"])).unwrap();
+        m.start_service(now);
+    });
+    while supervisor.monitor().stats().spawns <= rounds as u64 {
+        supervisor.turn(&mut count, None).unwrap();
+    }
+    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+    while !supervisor.monitor().is_quiescent() {
+        supervisor.turn(&mut quiet(), None).unwrap();
+    }
+    spawns.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+// ----- start -----
+
+fn start(children: usize) {
+    for _ in 0..3 {
         let bare = bare_start(children);
         let ours = driver_start(children);
         println!(
@@ -40,6 +142,357 @@ fn main() {
 
 fn per(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n as f64
+}
+
+fn bare_start(children: usize) -> Duration {
+    let (_owned, argv) = c_argv(&["/bin/sleep", "1000"]);
+    let start = Instant::now();
+    let pids: Vec<libc::pid_t> = (0..children).map(|_| posix_spawn(&argv)).collect();
+    let elapsed = start.elapsed();
+    for pid in pids {
+        // SAFETY: killing and reaping our own children.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    elapsed
+}
+
+fn sleepers(children: usize) -> Supervisor {
+    let mut settings = Settings::default();
+    settings.kill_time = Duration::ZERO;
+    let monitor = Monitor::new(settings).unwrap();
+    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
+    supervisor.call(&mut quiet(), |m, now| {
+        for i in 0..children {
+            m.add(
+                now,
+                &format!("sleep{i}"),
+                ProcessSpec::new(["/bin/sleep", "1000"]),
+            )
+            .unwrap();
+        }
+    });
+    supervisor
+}
+
+fn stop(mut supervisor: Supervisor) {
+    supervisor.kill_all();
+    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+    while !supervisor.monitor().is_quiescent() {
+        supervisor.turn(&mut quiet(), None).unwrap();
+    }
+}
+
+fn driver_start(children: usize) -> Duration {
+    let mut supervisor = sleepers(children);
+    let start = Instant::now();
+    supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+    let elapsed = start.elapsed();
+    stop(supervisor);
+    elapsed
+}
+
+// ----- throughput -----
+
+fn writer(bytes: usize, term_parent: bool) {
+    let mut chunk = Vec::with_capacity(LINE * LINES_PER_WRITE);
+    for i in 0..LINES_PER_WRITE {
+        let mut line = [b'a' + (i % 26) as u8; LINE];
+        line[LINE - 1] = b'\n';
+        chunk.extend_from_slice(&line);
+    }
+    let mut out = std::fs::File::from(
+        std::os::fd::AsFd::as_fd(&std::io::stdout())
+            .try_clone_to_owned()
+            .unwrap(),
+    );
+    let mut left = bytes / LINE * LINE;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        out.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    if term_parent {
+        // SAFETY: plain syscalls.
+        unsafe { libc::kill(libc::getppid(), libc::SIGTERM) };
+    }
+}
+
+fn throughput(mb: usize, procmon: Option<PathBuf>) {
+    let bytes = mb * 1_000_000 / LINE * LINE;
+    let lines = bytes / LINE;
+    let exe = std::env::current_exe().unwrap();
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    let report = |what: &str, d: Duration, floor: Duration| {
+        let s = d.as_secs_f64();
+        println!(
+            "  {what}: {:.2} s, {:.2} M lines/s, {:.0} MB/s, {:.0}% of the pipe",
+            s,
+            lines as f64 / s / 1e6,
+            bytes as f64 / s / 1e6,
+            100.0 * floor.as_secs_f64() / s
+        );
+    };
+    for _ in 0..3 {
+        println!("throughput {mb} MB of 100-byte lines:");
+        let floor = pipe_throughput(&exe, bytes);
+        report("plain pipe to /dev/null", floor, floor);
+        let ours = supervisor_throughput(&exe, bytes);
+        report("Supervisor, observer counting", ours, floor);
+        if procmon.exists() {
+            let cli = procmon_throughput(&procmon, &exe, bytes);
+            report("procmon binary > /dev/null", cli, floor);
+        } else {
+            println!("  ({} not built: no CLI figure)", procmon.display());
+        }
+    }
+}
+
+fn default_procmon() -> PathBuf {
+    // target/<profile>/examples/bench -> target/<profile>/procmon
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("procmon")
+}
+
+fn pipe_throughput(exe: &std::path::Path, bytes: usize) -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new(exe)
+        .args(["writer", &bytes.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdout.take().unwrap();
+    let mut null = std::fs::File::create("/dev/null").unwrap();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = pipe.read(&mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        null.write_all(&buffer[..n]).unwrap();
+    }
+    child.wait().unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(total, bytes);
+    elapsed
+}
+
+fn supervisor_throughput(exe: &std::path::Path, bytes: usize) -> Duration {
+    let monitor = Monitor::new(Settings::default()).unwrap();
+    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
+    let (total, exited) = (std::cell::Cell::new(0), std::cell::Cell::new(false));
+    let mut count = |n: Notice<'_>| match n {
+        Notice::Output { line, .. } => total.set(total.get() + line.len() + 1),
+        Notice::Exited { .. } => exited.set(true),
+        _ => {}
+    };
+    let exe = exe.to_str().unwrap();
+    let size = bytes.to_string();
+    let start = Instant::now();
+    supervisor.call(&mut count, |m, now| {
+        m.add(now, "w", ProcessSpec::new([exe, "writer", &size]))
+            .unwrap();
+        m.start_service(now);
+    });
+    while !exited.get() {
+        supervisor.turn(&mut count, None).unwrap();
+    }
+    let elapsed = start.elapsed();
+    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+    while !supervisor.monitor().is_quiescent() {
+        supervisor.turn(&mut quiet(), None).unwrap();
+    }
+    assert_eq!(total.get(), bytes);
+    elapsed
+}
+
+fn procmon_throughput(procmon: &std::path::Path, exe: &std::path::Path, bytes: usize) -> Duration {
+    // A config, so the process gets a short name ("[w] " per line), as a
+    // real one would.
+    let config = std::env::temp_dir().join(format!("procmon-bench-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[[process]]\nname = \"w\"\nargv = [{:?}, \"writer\", \"{bytes}\", \"term-parent\"]\n",
+            exe.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let status = Command::new(procmon)
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::fs::File::create("/dev/null").unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let _ = std::fs::remove_file(&config);
+    assert!(status.success(), "procmon: {status}");
+    elapsed
+}
+
+// ----- idle -----
+
+/// CPU time (user + system) and voluntary context switches of this process.
+fn self_usage() -> (Duration, i64) {
+    // SAFETY: getrusage fills the struct.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(usage.ru_utime) + tv(usage.ru_stime), usage.ru_nvcsw)
+}
+
+/// `key:` of `/proc/<pid>/status`, the number only.
+fn status_field(pid: &str, key: &str) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn idle(children: usize, secs: usize) {
+    let window = Duration::from_secs(secs as u64);
+    for _ in 0..2 {
+        let rss_before = status_field("self", "VmRSS");
+        let (cpu0, csw0) = self_usage();
+        std::thread::sleep(window);
+        let (cpu1, csw1) = self_usage();
+        println!(
+            "idle floor (thread::sleep {secs} s): cpu {:.1} ms, voluntary switches {}",
+            (cpu1 - cpu0).as_secs_f64() * 1e3,
+            csw1 - csw0
+        );
+
+        let mut supervisor = sleepers(children);
+        supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+        assert_eq!(supervisor.monitor().live_instances(), children);
+        let rss = status_field("self", "VmRSS");
+        let (cpu0, csw0) = self_usage();
+        let start = Instant::now();
+        let mut turns = 0;
+        let mut notices = 0;
+        while start.elapsed() < window {
+            supervisor
+                .turn(
+                    &mut |_: Notice<'_>| notices += 1,
+                    Some(window - start.elapsed()),
+                )
+                .unwrap();
+            turns += 1;
+        }
+        let (cpu1, csw1) = self_usage();
+        println!(
+            "idle Supervisor x{children} for {secs} s: cpu {:.1} ms, turn returns {turns} \
+             (the last one is the bench's own timeout), notices {notices}, voluntary switches {}; \
+             VmRSS {} kB with them running ({} kB before the supervisor)",
+            (cpu1 - cpu0).as_secs_f64() * 1e3,
+            csw1 - csw0,
+            rss,
+            rss_before
+        );
+        stop(supervisor);
+    }
+}
+
+// ----- cli -----
+
+fn cli(children: usize, secs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    assert!(procmon.exists(), "{} not built", procmon.display());
+    for _ in 0..2 {
+        cli_run(&procmon, 1, 0);
+        cli_run(&procmon, children, secs);
+    }
+}
+
+/// utime + stime of a process, from `/proc/<pid>/stat`.
+fn proc_cpu(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
+    let config = std::env::temp_dir().join(format!("procmon-bench-{}.toml", std::process::id()));
+    let mut text = String::new();
+    for i in 0..children {
+        text.push_str(&format!(
+            "[[process]]\nname = \"sleep{i}\"\nargv = [\"sleep\", \"60\"]\n"
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(procmon)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let drain = std::thread::spawn(move || {
+        let mut spawned = 0;
+        for line in BufReader::new(stderr).lines() {
+            if line.unwrap().contains("spawned pid") {
+                spawned += 1;
+                if spawned == children {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("every child spawned");
+    // Let the start's own work settle.
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = status_field(&pid, "VmRSS");
+    let hwm = status_field(&pid, "VmHWM");
+    let cpu0 = proc_cpu(&pid);
+    let csw0 = status_field(&pid, "voluntary_ctxt_switches");
+    let ncsw0 = status_field(&pid, "nonvoluntary_ctxt_switches");
+    if secs > 0 {
+        std::thread::sleep(Duration::from_secs(secs as u64));
+        let cpu1 = proc_cpu(&pid);
+        let csw1 = status_field(&pid, "voluntary_ctxt_switches");
+        let ncsw1 = status_field(&pid, "nonvoluntary_ctxt_switches");
+        println!(
+            "procmon x{children} idle {secs} s: cpu {:.0} ms (clock-tick resolution), \
+             voluntary switches {}, involuntary {}; VmRSS {rss} kB, VmHWM {hwm} kB",
+            (cpu1 - cpu0).as_secs_f64() * 1e3,
+            csw1 - csw0,
+            ncsw1 - ncsw0
+        );
+    } else {
+        println!("procmon x{children}: VmRSS {rss} kB, VmHWM {hwm} kB");
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    drain.join().unwrap();
+    let _ = std::fs::remove_file(&config);
+}
+
+// ----- helpers -----
+
+fn quiet() -> impl FnMut(Notice<'_>) {
+    |_| {}
 }
 
 fn c_argv(argv: &[&str]) -> (Vec<CString>, Vec<*mut libc::c_char>) {
@@ -67,88 +520,4 @@ fn posix_spawn(argv: &[*mut libc::c_char]) -> libc::pid_t {
     };
     assert_eq!(err, 0, "posix_spawn");
     pid
-}
-
-fn bare_restarts(rounds: usize) -> Duration {
-    let (_owned, argv) = c_argv(&["/bin/true"]);
-    let start = Instant::now();
-    for _ in 0..rounds {
-        let pid = posix_spawn(&argv);
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    }
-    start.elapsed()
-}
-
-fn quiet() -> impl FnMut(Notice<'_>) {
-    |_| {}
-}
-
-fn driver_restarts(rounds: usize) -> Duration {
-    let mut settings = Settings::default();
-    // No instant deaths, so no backoff: every exit restarts at once.
-    settings.threshold = Duration::ZERO;
-    let monitor = Monitor::new(settings).unwrap();
-    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
-    let mut spawns = 0;
-    let mut count = |n: Notice<'_>| {
-        if let Notice::Spawned { .. } = n {
-            spawns += 1;
-        }
-    };
-    let start = Instant::now();
-    supervisor.call(&mut count, |m, now| {
-        m.add(now, "true", ProcessSpec::new(["/bin/true"])).unwrap();
-        m.start_service(now);
-    });
-    while supervisor.monitor().stats().spawns < rounds as u64 {
-        supervisor.turn(&mut count, None).unwrap();
-    }
-    let elapsed = start.elapsed();
-    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
-    while !supervisor.monitor().is_quiescent() {
-        supervisor.turn(&mut quiet(), None).unwrap();
-    }
-    elapsed
-}
-
-fn bare_start(children: usize) -> Duration {
-    let (_owned, argv) = c_argv(&["/bin/sleep", "1000"]);
-    let start = Instant::now();
-    let pids: Vec<libc::pid_t> = (0..children).map(|_| posix_spawn(&argv)).collect();
-    let elapsed = start.elapsed();
-    for pid in pids {
-        // SAFETY: killing and reaping our own children.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-    }
-    elapsed
-}
-
-fn driver_start(children: usize) -> Duration {
-    let mut settings = Settings::default();
-    settings.kill_time = Duration::ZERO;
-    let monitor = Monitor::new(settings).unwrap();
-    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
-    supervisor.call(&mut quiet(), |m, now| {
-        for i in 0..children {
-            m.add(
-                now,
-                &format!("sleep{i}"),
-                ProcessSpec::new(["/bin/sleep", "1000"]),
-            )
-            .unwrap();
-        }
-    });
-    let start = Instant::now();
-    supervisor.call(&mut quiet(), |m, now| m.start_service(now));
-    let elapsed = start.elapsed();
-    supervisor.kill_all();
-    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
-    while !supervisor.monitor().is_quiescent() {
-        supervisor.turn(&mut quiet(), None).unwrap();
-    }
-    elapsed
 }
