@@ -9,7 +9,8 @@ use alloc::vec::Vec;
 /// the buffer already holds at least `limit` bytes, the buffer is emitted as a
 /// line and starts again with that byte. The limit is passed with each chunk,
 /// so the one in force when a byte arrives is the one that counts. Emitting
-/// allocates one `Vec` per line and nothing per byte.
+/// takes one `Vec` per line (new, or a spare one with `push_recycling`) and
+/// nothing per byte.
 #[derive(Debug, Default, Clone)]
 pub struct LineBuffer {
     pending: Vec<u8>,
@@ -24,15 +25,33 @@ impl LineBuffer {
     }
 
     /// Feeds `bytes` and calls `emit` with each line they complete, in order.
-    pub fn push(&mut self, mut bytes: &[u8], limit_bytes: usize, mut emit: impl FnMut(Vec<u8>)) {
+    pub fn push(&mut self, bytes: &[u8], limit_bytes: usize, emit: impl FnMut(Vec<u8>)) {
+        self.push_recycling(bytes, limit_bytes, Vec::new, emit);
+    }
+
+    /// Like [`push`](Self::push), but each emitted line's place is taken by
+    /// `spare()` (an empty, possibly pre-allocated `Vec`, e.g. a spent line
+    /// given back) instead of a new one, to save an allocation per line.
+    pub fn push_recycling(
+        &mut self,
+        mut bytes: &[u8],
+        limit_bytes: usize,
+        mut spare: impl FnMut() -> Vec<u8>,
+        mut emit: impl FnMut(Vec<u8>),
+    ) {
         let limit = limit_bytes.max(1);
+        let mut emit = |pending: &mut Vec<u8>| {
+            let mut next = spare();
+            next.clear();
+            emit(core::mem::replace(pending, next));
+        };
         while !bytes.is_empty() {
             let newline = memchr::memchr(b'\n', bytes);
             let segment = &bytes[..newline.unwrap_or(bytes.len())];
             self.push_segment(segment, limit, &mut emit);
             match newline {
                 Some(at) => {
-                    emit(core::mem::take(&mut self.pending));
+                    emit(&mut self.pending);
                     bytes = &bytes[at + 1..];
                 }
                 None => break,
@@ -55,10 +74,15 @@ impl LineBuffer {
     }
 
     /// Feeds bytes that hold no newline.
-    fn push_segment(&mut self, mut segment: &[u8], limit: usize, emit: &mut impl FnMut(Vec<u8>)) {
+    fn push_segment(
+        &mut self,
+        mut segment: &[u8],
+        limit: usize,
+        emit: &mut impl FnMut(&mut Vec<u8>),
+    ) {
         while !segment.is_empty() {
             if self.pending.len() >= limit {
-                emit(core::mem::take(&mut self.pending));
+                emit(&mut self.pending);
             }
             let room = limit - self.pending.len();
             let take = room.min(segment.len());
@@ -112,6 +136,21 @@ mod tests {
         buf.push(b"abcdef", 10, |l| lines.push(l));
         buf.push(b"gh\n", 4, |l| lines.push(l));
         assert_eq!(lines, vec![b"abcdef".to_vec(), b"gh".to_vec()]);
+    }
+
+    #[test]
+    fn recycling_gives_the_same_lines_in_the_spare_buffers() {
+        let mut buf = LineBuffer::new();
+        let mut lines = Vec::new();
+        let spare = || {
+            let mut v = Vec::with_capacity(64);
+            v.extend_from_slice(b"stale");
+            v
+        };
+        buf.push_recycling(b"ab\ncdefg\nh", 4, spare, |l| lines.push(l));
+        assert_eq!(lines, split(&[b"ab\ncdefg\nh"], 4).0);
+        assert!(lines[1..].iter().all(|l| l.capacity() >= 64));
+        assert_eq!(buf.take_partial(), Some(b"h".to_vec()));
     }
 
     #[test]

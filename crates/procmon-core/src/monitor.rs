@@ -91,7 +91,14 @@ pub struct Monitor {
     live_instances: usize,
     armed_timers: usize,
     stats: Stats,
+    /// Spent log-line buffers given back with [`Monitor::recycle`].
+    spare_lines: Vec<Vec<u8>>,
 }
+
+/// At most this many spent line buffers are kept for reuse...
+const SPARE_LINES: usize = 64;
+/// ...each of at most this capacity, so they hold 64 KiB at most.
+const SPARE_LINE_CAPACITY: usize = 1024;
 
 #[derive(Debug)]
 struct Process {
@@ -197,6 +204,7 @@ impl Monitor {
             live_instances: 0,
             armed_timers: 0,
             stats: Stats::default(),
+            spare_lines: Vec::new(),
         })
     }
 
@@ -438,6 +446,16 @@ impl Monitor {
         self.commands.pop_front()
     }
 
+    /// Gives back the bytes of a [`LogLine`] once the world is done with
+    /// them, so a later line can reuse the allocation. Optional: a world that
+    /// drops them loses nothing but speed. Only a few small buffers are kept.
+    pub fn recycle(&mut self, mut line: Vec<u8>) {
+        if self.spare_lines.len() < SPARE_LINES && line.capacity() <= SPARE_LINE_CAPACITY {
+            line.clear();
+            self.spare_lines.push(line);
+        }
+    }
+
     // ----- D. Queries -----
 
     /// The settings in force.
@@ -668,6 +686,7 @@ impl Monitor {
             commands,
             stats,
             settings,
+            spare_lines,
             ..
         } = self;
         let live = processes[key.index()]
@@ -679,7 +698,8 @@ impl Monitor {
             Stream::Stderr => &mut live.stderr,
         };
         stats.output_bytes += bytes.len() as u64;
-        buffer.push(bytes, settings.line_limit_bytes, |line| {
+        let spare = || spare_lines.pop().unwrap_or_default();
+        buffer.push_recycling(bytes, settings.line_limit_bytes, spare, |line| {
             stats.log_lines += 1;
             commands.push_back(Command::Log(LogLine {
                 process: key,
