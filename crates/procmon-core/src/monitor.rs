@@ -93,11 +93,14 @@ pub struct Monitor {
     stats: Stats,
     /// Spent log-line buffers given back with [`Monitor::recycle`].
     spare_lines: Vec<Vec<u8>>,
+    /// The capacities of `spare_lines`, summed.
+    spare_bytes: usize,
 }
 
-/// At most this many spent line buffers are kept for reuse...
-const SPARE_LINES: usize = 64;
-/// ...each of at most this capacity, so they hold 64 KiB at most.
+/// Spent line buffers kept for reuse hold at most this many bytes in all
+/// (a 64 KiB read of short lines queues hundreds of lines at once)...
+const SPARE_LINE_BYTES: usize = 256 * 1024;
+/// ...and each at most this many.
 const SPARE_LINE_CAPACITY: usize = 1024;
 
 #[derive(Debug)]
@@ -205,6 +208,7 @@ impl Monitor {
             armed_timers: 0,
             stats: Stats::default(),
             spare_lines: Vec::new(),
+            spare_bytes: 0,
         })
     }
 
@@ -450,8 +454,10 @@ impl Monitor {
     /// them, so a later line can reuse the allocation. Optional: a world that
     /// drops them loses nothing but speed. Only a few small buffers are kept.
     pub fn recycle(&mut self, mut line: Vec<u8>) {
-        if self.spare_lines.len() < SPARE_LINES && line.capacity() <= SPARE_LINE_CAPACITY {
+        let capacity = line.capacity();
+        if capacity <= SPARE_LINE_CAPACITY && self.spare_bytes + capacity <= SPARE_LINE_BYTES {
             line.clear();
+            self.spare_bytes += capacity;
             self.spare_lines.push(line);
         }
     }
@@ -687,6 +693,7 @@ impl Monitor {
             stats,
             settings,
             spare_lines,
+            spare_bytes,
             ..
         } = self;
         let live = processes[key.index()]
@@ -698,7 +705,11 @@ impl Monitor {
             Stream::Stderr => &mut live.stderr,
         };
         stats.output_bytes += bytes.len() as u64;
-        let spare = || spare_lines.pop().unwrap_or_default();
+        let spare = || {
+            let line = spare_lines.pop().unwrap_or_default();
+            *spare_bytes -= line.capacity();
+            line
+        };
         buffer.push_recycling(bytes, settings.line_limit_bytes, spare, |line| {
             stats.log_lines += 1;
             commands.push_back(Command::Log(LogLine {
