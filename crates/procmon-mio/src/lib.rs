@@ -92,6 +92,13 @@ const EVENTS_CAPACITY: usize = 256;
 /// empties one.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// At most this many reads (1 MiB) from one pipe per readiness event or
+/// drain; a pipe still full after them is read again on the next turn. A
+/// child writing faster than the monitor logs (`yes`) would otherwise keep
+/// one read loop busy for ever and starve every other child, the timers and
+/// stop.
+const READS_PER_PIPE: usize = 16;
+
 /// The signalfd's token; child tokens are `slot << 2 | role` and never reach it.
 const SIGNALS: Token = Token(usize::MAX);
 
@@ -230,6 +237,9 @@ pub struct Supervisor {
     /// The child whose exit is being handed to the monitor, so the
     /// `Report::Exited` it queues can name the pid.
     exiting: Option<(InstanceId, i32)>,
+    /// Pipes that hit [`READS_PER_PIPE`] without emptying: read again next
+    /// turn (epoll is edge-triggered, so no new event may come for them).
+    unfinished: VecDeque<(usize, Stream)>,
     buffer: Box<[u8]>,
 }
 
@@ -344,6 +354,7 @@ impl Supervisor {
             caught: VecDeque::with_capacity(CAUGHT_CAPACITY),
             failed_spawns: VecDeque::new(),
             exiting: None,
+            unfinished: VecDeque::new(),
             buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
         })
     }
@@ -402,7 +413,7 @@ impl Supervisor {
                 let until = at.saturating_duration_since(now);
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
-            if !self.caught.is_empty() {
+            if !self.caught.is_empty() || !self.unfinished.is_empty() {
                 wait = Some(Duration::ZERO);
             }
             match self.poll.poll(&mut events, wait) {
@@ -437,6 +448,12 @@ impl Supervisor {
             }
         }
         self.events = events;
+        // Pipes left full last time, once each (a read may queue one again).
+        for _ in 0..self.unfinished.len() {
+            if let Some((slot, stream)) = self.unfinished.pop_front() {
+                self.read_pipe(slot, stream, observer);
+            }
+        }
         if let Some(e) = failure {
             return Err(e);
         }
@@ -704,9 +721,10 @@ impl Supervisor {
         self.reap_orphans();
     }
 
-    /// Reads one pipe of `slot` until `WouldBlock` or EOF.
+    /// Reads one pipe of `slot` until `WouldBlock` or EOF, or at most
+    /// [`READS_PER_PIPE`] times, leaving the rest for the next turn.
     fn read_pipe(&mut self, slot: usize, stream: Stream, observer: &mut impl Observer) {
-        loop {
+        for _ in 0..READS_PER_PIPE {
             let Some(child) = self.children.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
@@ -765,6 +783,10 @@ impl Supervisor {
                     });
                 }
             }
+        }
+        // Still full after the budget: the next turn reads on.
+        if !self.unfinished.contains(&(slot, stream)) {
+            self.unfinished.push_back((slot, stream));
         }
     }
 

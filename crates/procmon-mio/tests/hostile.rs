@@ -427,6 +427,44 @@ fn flood_without_newline() {
     run.quiesce();
 }
 
+/// Fault 1b: a child writing short lines faster than the monitor can log
+/// them (`yes`) does not starve a neighbour's output, timers or stop, nor
+/// keep its leader's exit from being handled. (Before reads were bounded per
+/// turn, the first read loop never saw `WouldBlock` and this hung.)
+fn yes_does_not_starve_the_others() {
+    let mut s = settings(100, 60_000, 60_000);
+    s.kill_time = Duration::from_millis(500);
+    let mut run = Run::new(s);
+    run.record_output = false;
+    run.add("yes", ProcessSpec::new(["yes"]));
+    run.add("steady", sh("while :; do echo tick >&2; sleep 0.05; done"));
+    // Its leader exits while `yes` still floods in its group: the exit must
+    // be handled (group killed, exit reported) without reading to the end.
+    run.add("yes-leader", sh("yes & sleep 0.3; exit 7"));
+    run.start();
+    run.until("the flooding leader's exit", |r| r.stats.exited >= 1);
+    assert!(run
+        .seen
+        .iter()
+        .any(|s| matches!(s, Seen::Exited(n, _, ExitStatus::Code(7)) if n == "yes-leader")));
+    run.until("yes flowing", |r| {
+        r.stats.bytes[Stream::Stdout as usize] > 1 << 20
+    });
+    let ticks = run.stats.pieces[Stream::Stderr as usize];
+    run.until("the neighbour's ticks while yes floods", |r| {
+        r.stats.pieces[Stream::Stderr as usize] >= ticks + 5
+    });
+    let stopping = Instant::now();
+    run.stop();
+    run.until("all three exits", |r| r.stats.exited >= 3);
+    println!(
+        "  yes: {} bytes logged; stop took {:?}",
+        run.stats.bytes[Stream::Stdout as usize],
+        stopping.elapsed()
+    );
+    run.quiesce();
+}
+
 /// Fault 2a: a child that closes stdout and stderr and keeps running is still
 /// supervised: its pipes reach EOF, but stop still works and its exit is seen.
 fn closed_stdio_still_supervised() {
@@ -846,6 +884,10 @@ fn thousand_added_and_removed() {
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("flood_without_newline", flood_without_newline),
+        (
+            "yes_does_not_starve_the_others",
+            yes_does_not_starve_the_others,
+        ),
         (
             "closed_stdio_still_supervised",
             closed_stdio_still_supervised,
