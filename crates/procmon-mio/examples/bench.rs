@@ -10,7 +10,7 @@
 //!   Floor: `posix_spawn` + `waitpid` in a loop. Median and worst.
 //! - `start [CHILDREN=1000]`: CHILDREN long-running children (`sleep 1000`)
 //!   started at once; floor: CHILDREN `posix_spawn` calls.
-//! - `throughput [MB=200] [PROCMON]`: one child writing 100-byte lines as fast
+//! - `throughput [MB=2000] [PROCMON]`: one child writing 100-byte lines as fast
 //!   as it can, read (a) from a plain pipe drained to /dev/null (the floor),
 //!   (b) by a `Supervisor` whose observer counts bytes and (c) by the `procmon`
 //!   binary (default: next to this example's directory) writing to /dev/null.
@@ -46,13 +46,13 @@ fn main() {
         Some("writer") => writer(num(1, 0), arg(2) == Some("term-parent")),
         Some("restart") => restart(num(1, 100)),
         Some("start") => start(num(1, 1000)),
-        Some("throughput") => throughput(num(1, 200), arg(2).map(PathBuf::from)),
+        Some("throughput") => throughput(num(1, 2000), arg(2).map(PathBuf::from)),
         Some("idle") => idle(num(1, 1000), num(2, 10)),
         Some("cli") => cli(num(1, 1000), num(2, 10), arg(3).map(PathBuf::from)),
         None => {
             restart(100);
             start(1000);
-            throughput(200, None);
+            throughput(2000, None);
             idle(1000, 10);
             cli(1000, 10, None);
         }
