@@ -16,8 +16,9 @@
 //! build); `PROCMON_QUICK_TESTS=1` shrinks them (64 MB, 2,000 deaths) for a
 //! quick local loop.
 
+mod common;
+
 use std::collections::HashSet;
-use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use procmon_core::{ExitStatus, Monitor, ProcessSpec, Settings, Signal, Stream};
@@ -909,37 +910,5 @@ fn main() {
         ),
         ("thousand_added_and_removed", thousand_added_and_removed),
     ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in tests {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filter = args.iter().find(|a| !a.starts_with('-'));
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for &(name, test) in tests {
-        if filter.is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let start = Instant::now();
-        let result = panic::catch_unwind(AssertUnwindSafe(test));
-        let outcome = if result.is_ok() { "ok" } else { "FAILED" };
-        println!("test {name} ... {outcome} ({:.2?})", start.elapsed());
-        if result.is_err() {
-            failed.push(name);
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if !failed.is_empty() {
-        println!("failures: {failed:?}");
-        std::process::exit(1);
-    }
+    common::run_tests(tests);
 }

@@ -10,8 +10,9 @@
 //! live child's group, and [`Run`]'s drop kills escaped grandchildren it was
 //! told about.
 
+mod common;
+
 use std::io::ErrorKind;
-use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use procmon_core::{ExitStatus, Monitor, ProcessSpec, Settings, Signal, Stream};
@@ -728,37 +729,5 @@ fn main() {
         ("kill_all_kills_every_group", kill_all_kills_every_group),
     ];
     NOFILE_AT_START.set(lower_nofile_limit()).expect("set once");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in tests {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filter = args.iter().find(|a| !a.starts_with('-'));
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for &(name, test) in tests {
-        if filter.is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let start = Instant::now();
-        let result = panic::catch_unwind(AssertUnwindSafe(test));
-        let outcome = if result.is_ok() { "ok" } else { "FAILED" };
-        println!("test {name} ... {outcome} ({:.2?})", start.elapsed());
-        if result.is_err() {
-            failed.push(name);
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if !failed.is_empty() {
-        println!("failures: {failed:?}");
-        std::process::exit(1);
-    }
+    common::run_tests(tests);
 }
