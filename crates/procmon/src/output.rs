@@ -20,6 +20,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use procmon_core::{EscapeInvalid, ExitStatus, Seconds, Signal, Stream};
+use procmon_mio::Notice;
 
 /// How lines are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -35,46 +36,11 @@ pub enum LogFormat {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event<'a> {
-    /// A child was started.
-    Spawned {
-        /// The process name.
-        name: &'a str,
-        /// Its pid.
-        pid: i32,
-    },
-    /// A child could not be started.
-    SpawnFailed {
-        /// The process name.
-        name: &'a str,
-        /// Why.
-        error: &'a io::Error,
-    },
-    /// A child ended.
-    Exited {
-        /// The process name.
-        name: &'a str,
-        /// Its pid.
-        pid: i32,
-        /// How it ended.
-        status: ExitStatus,
-        /// How long it ran.
-        uptime: Duration,
-    },
-    /// The process will be started again after `delay`.
-    RestartScheduled {
-        /// The process name.
-        name: &'a str,
-        /// Zero: at once.
-        delay: Duration,
-    },
-    /// A signal was sent to a child's process group.
-    Signalled {
-        /// The process name.
-        name: &'a str,
-        /// The child's pid.
-        pid: i32,
-        /// TERM to stop it, KILL when it outlived the kill time.
-        signal: Signal,
+    /// Something the supervisor did or saw. Child lines
+    /// ([`Notice::Output`]) go through [`Printer::child_line`] instead.
+    Supervisor {
+        /// What happened.
+        notice: &'a Notice<'a>,
         /// The kill time, shown with KILL to say why it was sent.
         kill_time: Duration,
     },
@@ -233,9 +199,28 @@ fn event_text(event: &Event<'_>) -> String {
 
 fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
     match event {
-        Event::Spawned { name, pid } => write!(s, "[{name}] spawned pid {pid}"),
-        Event::SpawnFailed { name, error } => write!(s, "[{name}] spawn failed: {error}"),
-        Event::Exited {
+        Event::Supervisor { notice, kill_time } => write_notice_text(s, notice, *kill_time),
+        Event::Received { signal, action } => {
+            let what = match action {
+                Action::Stop => "stopping all processes",
+                Action::AlreadyStopping => "already stopping",
+                Action::KillAll => "killing all processes now",
+                Action::RestartAll => "restarting all processes",
+            };
+            write!(s, "received {signal}: {what}")
+        }
+        Event::Stopped => write!(s, "all processes stopped, exiting"),
+        Event::OutputFailed { error } => {
+            write!(s, "writing to stdout failed: {error}; stopping")
+        }
+    }
+}
+
+fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -> std::fmt::Result {
+    match notice {
+        Notice::Spawned { name, pid } => write!(s, "[{name}] spawned pid {pid}"),
+        Notice::SpawnFailed { name, error } => write!(s, "[{name}] spawn failed: {error}"),
+        Notice::Exited {
             name,
             pid,
             status,
@@ -258,90 +243,36 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
                 }
             }
         }
-        Event::RestartScheduled { name, delay } if delay.is_zero() => {
+        Notice::RestartScheduled { name, delay } if delay.is_zero() => {
             write!(s, "[{name}] restarting now")
         }
-        Event::RestartScheduled { name, delay } => {
+        Notice::RestartScheduled { name, delay } => {
             write!(s, "[{name}] restarting in {} s", Rounded(*delay))
         }
-        Event::Signalled {
+        Notice::Signalled {
             name,
             pid,
             signal: Signal::Term,
-            ..
         } => write!(s, "[{name}] sending TERM to pid {pid}"),
-        Event::Signalled {
+        Notice::Signalled {
             name,
             pid,
             signal: Signal::Kill,
-            kill_time,
         } => write!(
             s,
             "[{name}] sending KILL to pid {pid} after {} s",
-            Rounded(*kill_time)
+            Rounded(kill_time)
         ),
-        Event::Received { signal, action } => {
-            let what = match action {
-                Action::Stop => "stopping all processes",
-                Action::AlreadyStopping => "already stopping",
-                Action::KillAll => "killing all processes now",
-                Action::RestartAll => "restarting all processes",
-            };
-            write!(s, "received {signal}: {what}")
-        }
-        Event::Stopped => write!(s, "all processes stopped, exiting"),
-        Event::OutputFailed { error } => {
-            write!(s, "writing to stdout failed: {error}; stopping")
-        }
+        // Child lines are printed by `child_line`; a notice the driver
+        // gains later is still shown, in its debug form, rather than lost.
+        other => write!(s, "{other:?}"),
     }
 }
 
 fn event_json(event: &Event<'_>) -> String {
     let mut j = JsonObject::new();
     match event {
-        Event::Spawned { name, pid } => {
-            j.str("event", "spawned").str("name", name).num("pid", pid);
-        }
-        Event::SpawnFailed { name, error } => {
-            j.str("event", "spawn_failed")
-                .str("name", name)
-                .str("error", &error.to_string());
-            if let Some(errno) = error.raw_os_error() {
-                j.num("errno", errno);
-            }
-        }
-        Event::Exited {
-            name,
-            pid,
-            status,
-            uptime,
-        } => {
-            j.str("event", "exited").str("name", name).num("pid", pid);
-            match status {
-                ExitStatus::Code(code) => j.num("code", code),
-                ExitStatus::Signal(signal) => j.num("signal", signal),
-            };
-            j.num("uptime", Rounded(*uptime));
-        }
-        Event::RestartScheduled { name, delay } => {
-            j.str("event", "restart_scheduled")
-                .str("name", name)
-                .num("delay", Rounded(*delay));
-        }
-        Event::Signalled {
-            name,
-            pid,
-            signal,
-            kill_time,
-        } => {
-            j.str("event", "signalled")
-                .str("name", name)
-                .num("pid", pid)
-                .str("signal", signal.as_str());
-            if *signal == Signal::Kill {
-                j.num("after", Rounded(*kill_time));
-            }
-        }
+        Event::Supervisor { notice, kill_time } => notice_json(&mut j, notice, *kill_time),
         Event::Received { signal, action } => {
             j.str("event", "received_signal")
                 .str("signal", signal)
@@ -358,7 +289,52 @@ fn event_json(event: &Event<'_>) -> String {
     j.finish()
 }
 
-/// Builds one JSON object on one line.
+fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
+    match notice {
+        Notice::Spawned { name, pid } => {
+            j.str("event", "spawned").str("name", name).num("pid", pid);
+        }
+        Notice::SpawnFailed { name, error } => {
+            j.str("event", "spawn_failed")
+                .str("name", name)
+                .str("error", &error.to_string());
+            if let Some(errno) = error.raw_os_error() {
+                j.num("errno", errno);
+            }
+        }
+        Notice::Exited {
+            name,
+            pid,
+            status,
+            uptime,
+        } => {
+            j.str("event", "exited").str("name", name).num("pid", pid);
+            match status {
+                ExitStatus::Code(code) => j.num("code", code),
+                ExitStatus::Signal(signal) => j.num("signal", signal),
+            };
+            j.num("uptime", Rounded(*uptime));
+        }
+        Notice::RestartScheduled { name, delay } => {
+            j.str("event", "restart_scheduled")
+                .str("name", name)
+                .num("delay", Rounded(*delay));
+        }
+        Notice::Signalled { name, pid, signal } => {
+            j.str("event", "signalled")
+                .str("name", name)
+                .num("pid", pid)
+                .str("signal", signal.as_str());
+            if *signal == Signal::Kill {
+                j.num("after", Rounded(kill_time));
+            }
+        }
+        other => {
+            j.str("event", "other").str("debug", &format!("{other:?}"));
+        }
+    }
+}
+
 struct JsonObject {
     bytes: Vec<u8>,
 }
@@ -513,47 +489,50 @@ mod tests {
         let (out, err) = print(LogFormat::Text, |p| {
             p.child_line("web", Stream::Stdout, b"hello");
             p.child_line("web", Stream::Stderr, b"bad \xff byte");
-            p.event(&Event::Spawned {
-                name: "web",
-                pid: 12,
-            });
-            p.event(&Event::SpawnFailed {
-                name: "web",
-                error: &enoent,
-            });
-            p.event(&Event::Exited {
-                name: "web",
-                pid: 12,
-                status: ExitStatus::Code(1),
-                uptime: Duration::from_micros(200_400),
-            });
-            p.event(&Event::Exited {
-                name: "web",
-                pid: 12,
-                status: ExitStatus::Signal(9),
-                uptime: Duration::from_secs(3),
-            });
-            p.event(&Event::RestartScheduled {
-                name: "web",
-                delay: Duration::ZERO,
-            });
-            p.event(&Event::RestartScheduled {
-                name: "web",
-                delay: Duration::from_secs(4),
-            });
             let kill_time = Duration::from_secs(5);
-            p.event(&Event::Signalled {
-                name: "web",
-                pid: 12,
-                signal: Signal::Term,
-                kill_time,
-            });
-            p.event(&Event::Signalled {
-                name: "web",
-                pid: 12,
-                signal: Signal::Kill,
-                kill_time,
-            });
+            let notices = [
+                Notice::Spawned {
+                    name: "web",
+                    pid: 12,
+                },
+                Notice::SpawnFailed {
+                    name: "web",
+                    error: &enoent,
+                },
+                Notice::Exited {
+                    name: "web",
+                    pid: 12,
+                    status: ExitStatus::Code(1),
+                    uptime: Duration::from_micros(200_400),
+                },
+                Notice::Exited {
+                    name: "web",
+                    pid: 12,
+                    status: ExitStatus::Signal(9),
+                    uptime: Duration::from_secs(3),
+                },
+                Notice::RestartScheduled {
+                    name: "web",
+                    delay: Duration::ZERO,
+                },
+                Notice::RestartScheduled {
+                    name: "web",
+                    delay: Duration::from_secs(4),
+                },
+                Notice::Signalled {
+                    name: "web",
+                    pid: 12,
+                    signal: Signal::Term,
+                },
+                Notice::Signalled {
+                    name: "web",
+                    pid: 12,
+                    signal: Signal::Kill,
+                },
+            ];
+            for notice in &notices {
+                p.event(&Event::Supervisor { notice, kill_time });
+            }
             p.event(&Event::Received {
                 signal: "HUP",
                 action: Action::RestartAll,
@@ -581,22 +560,27 @@ procmon: all processes stopped, exiting
         let enoent = io::Error::from_raw_os_error(libc::ENOENT);
         let (out, err) = print(LogFormat::Json, |p| {
             p.child_line("a \"q\"", Stream::Stderr, b"x\ty\xfe");
-            p.event(&Event::SpawnFailed {
-                name: "a",
-                error: &enoent,
-            });
-            p.event(&Event::Exited {
-                name: "a",
-                pid: 3,
-                status: ExitStatus::Signal(15),
-                uptime: Duration::from_millis(1500),
-            });
-            p.event(&Event::Signalled {
-                name: "a",
-                pid: 3,
-                signal: Signal::Kill,
-                kill_time: Duration::from_millis(250),
-            });
+            let kill_time = Duration::from_millis(250);
+            let notices = [
+                Notice::SpawnFailed {
+                    name: "a",
+                    error: &enoent,
+                },
+                Notice::Exited {
+                    name: "a",
+                    pid: 3,
+                    status: ExitStatus::Signal(15),
+                    uptime: Duration::from_millis(1500),
+                },
+                Notice::Signalled {
+                    name: "a",
+                    pid: 3,
+                    signal: Signal::Kill,
+                },
+            ];
+            for notice in &notices {
+                p.event(&Event::Supervisor { notice, kill_time });
+            }
             p.event(&Event::Received {
                 signal: "INT",
                 action: Action::KillAll,

@@ -97,35 +97,12 @@ struct Printing<O: Write, E: Write> {
 
 impl<O: Write, E: Write> Observer for Printing<O, E> {
     fn notice(&mut self, notice: Notice<'_>) {
-        let event = match notice {
-            Notice::Output { name, stream, line } => {
-                self.printer.child_line(name, stream, line);
-                return;
-            }
-            Notice::Spawned { name, pid } => Event::Spawned { name, pid },
-            Notice::SpawnFailed { name, error } => Event::SpawnFailed { name, error },
-            Notice::Exited {
-                name,
-                pid,
-                status,
-                uptime,
-            } => Event::Exited {
-                name,
-                pid,
-                status,
-                uptime,
-            },
-            Notice::RestartScheduled { name, delay } => Event::RestartScheduled { name, delay },
-            Notice::Signalled { name, pid, signal } => Event::Signalled {
-                name,
-                pid,
-                signal,
+        match notice {
+            Notice::Output { name, stream, line } => self.printer.child_line(name, stream, line),
+            notice => self.printer.event(&Event::Supervisor {
+                notice: &notice,
                 kill_time: self.kill_time,
-            },
-            // Notices added to the driver later are not worth a line until
-            // this printer learns them.
-            _ => return,
-        };
-        self.printer.event(&event);
+            }),
+        }
     }
 }
