@@ -179,18 +179,25 @@ pub fn scenario_parser(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    /// The documented scenarios, the fuzzers' seed corpus; never empty.
+    fn seed_scenarios() -> Vec<Vec<u8>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenarios");
+        let mut sources = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("docs/scenarios") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "scn") {
+                sources.push(std::fs::read(&path).expect("readable"));
+            }
+        }
+        assert!(!sources.is_empty(), "no scenarios in {dir}");
+        sources
+    }
+
     /// The documented scenarios, cut at every tenth byte and with bytes
     /// flipped, are the kind of input a fuzzer starts from.
     #[test]
     fn the_fuzz_body_takes_scenarios_and_their_mutilations() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenarios");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(dir).expect("docs/scenarios") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_none_or(|e| e != "scn") {
-                continue;
-            }
-            let source = std::fs::read(&path).expect("readable");
+        for source in seed_scenarios() {
             super::scenario_parser(&source);
             for cut in (0..source.len()).step_by(10) {
                 super::scenario_parser(&source[..cut]);
@@ -198,9 +205,7 @@ mod tests {
                 flipped[cut] ^= 0x80;
                 super::scenario_parser(&flipped);
             }
-            seen += 1;
         }
-        assert!(seen > 0, "no scenarios in {dir}");
     }
 
     /// The core_events body over the seed scenarios (as the fuzzer starts
@@ -208,21 +213,12 @@ mod tests {
     /// opcode.
     #[test]
     fn the_core_events_body_takes_seeds_and_fixed_inputs() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenarios");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(dir).expect("docs/scenarios") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_none_or(|e| e != "scn") {
-                continue;
-            }
-            let source = std::fs::read(&path).expect("readable");
+        for source in seed_scenarios() {
             super::core_events(&source);
             for cut in (0..source.len()).step_by(37) {
                 super::core_events(&source[..cut]);
             }
-            seen += 1;
         }
-        assert!(seen > 0, "no scenarios in {dir}");
         let fixed: &[&[u8]] = &[
             b"",
             b"\x00",
