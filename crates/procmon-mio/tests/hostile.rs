@@ -21,298 +21,21 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use procmon_core::{ExitStatus, Monitor, ProcessSpec, Settings, Signal, Stream};
-use procmon_mio::{Notice, Options, Supervisor};
+use common::procfs::{all_processes, children_of_us, our_pid, stat, Proc, Stat};
+use common::run::{parse_pid, settings, sh, Run, Seen};
+use procmon_core::{ExitStatus, ProcessSpec, Signal, Stream};
 
-/// How long any wait may take before the test fails.
+/// How long any wait may take before the test fails: longer than
+/// [`common::run::DEADLINE`], as the full-size flood and crash loop take tens
+/// of seconds in a debug build.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// `PROCMON_QUICK_TESTS=1`: shrink the two heavy tests (see above).
 fn quick() -> bool {
     std::env::var_os("PROCMON_QUICK_TESTS").is_some_and(|v| v == "1")
 }
 
-/// An owned copy of a [`Notice`] (output only if asked for).
-#[derive(Clone, Debug, PartialEq)]
-enum Seen {
-    Spawned(String, i32),
-    SpawnFailed(String, Option<i32>),
-    Exited(String, i32, ExitStatus),
-    Restart(String, Duration),
-    Signalled(String, i32, Signal),
-    Output(String, Stream, Vec<u8>),
-}
-
-/// Counters kept for every notice, whether or not it is recorded.
-#[derive(Debug, Default)]
-struct Stats {
-    spawned: usize,
-    exited: usize,
-    failed: usize,
-    restarts: usize,
-    min_delay: Option<Duration>,
-    max_delay: Option<Duration>,
-    /// Output bytes and pieces per stream (stdout, stderr).
-    bytes: [u64; 2],
-    pieces: [u64; 2],
-    longest_piece: usize,
-    /// Output bytes other than `b'x'` (for the flood test).
-    not_x: u64,
-}
-
-struct Run {
-    supervisor: Option<Supervisor>,
-    /// Every notice, unless `record` is off (long loops would grow it).
-    seen: Vec<Seen>,
-    record: bool,
-    /// Keep output bytes in `seen` (off for floods: only count them).
-    record_output: bool,
-    stats: Stats,
-}
-
-impl Run {
-    fn new(settings: Settings) -> Run {
-        let monitor = Monitor::new(settings).expect("valid settings");
-        Run {
-            supervisor: Some(Supervisor::new(monitor, Options::default()).expect("a supervisor")),
-            seen: Vec::new(),
-            record: true,
-            record_output: true,
-            stats: Stats::default(),
-        }
-    }
-
-    fn supervisor(&mut self) -> &mut Supervisor {
-        self.supervisor.as_mut().expect("present until drop")
-    }
-
-    fn parts(&mut self) -> (&mut Supervisor, impl FnMut(Notice<'_>) + '_) {
-        let Run {
-            supervisor,
-            seen,
-            record,
-            record_output,
-            stats,
-        } = self;
-        let (record, record_output) = (*record, *record_output);
-        let observer = move |n: Notice<'_>| observe(seen, stats, record, record_output, n);
-        (supervisor.as_mut().expect("present until drop"), observer)
-    }
-
-    fn call<R>(&mut self, f: impl FnOnce(&mut Monitor, procmon_core::Instant) -> R) -> R {
-        let (supervisor, mut observer) = self.parts();
-        supervisor.call(&mut observer, f)
-    }
-
-    fn add(&mut self, name: &str, spec: ProcessSpec) {
-        self.call(|m, now| m.add(now, name, spec).expect("a fresh name"));
-    }
-
-    fn start(&mut self) {
-        self.call(|m, now| m.start_service(now));
-    }
-
-    fn stop(&mut self) {
-        self.call(|m, now| m.stop_service(now));
-    }
-
-    fn turn(&mut self, timeout: Duration) {
-        let (supervisor, mut observer) = self.parts();
-        supervisor.turn(&mut observer, Some(timeout)).expect("turn");
-    }
-
-    /// Turns until `done` holds; fails the test after [`DEADLINE`].
-    fn until(&mut self, what: &str, mut done: impl FnMut(&mut Run) -> bool) {
-        let start = Instant::now();
-        while !done(self) {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; stats: {:?}; last seen: {:#?}",
-                self.stats,
-                &self.seen[self.seen.len().saturating_sub(20)..]
-            );
-            self.turn(Duration::from_millis(50));
-        }
-    }
-
-    /// Turns for about `time`, whatever happens.
-    fn turn_for(&mut self, time: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < time {
-            self.turn(Duration::from_millis(20));
-        }
-    }
-
-    fn quiesce(&mut self) {
-        self.until("quiescence", |run| {
-            run.supervisor().monitor().is_quiescent()
-        });
-    }
-
-    fn lines(&self, name: &str, stream: Stream) -> Vec<Vec<u8>> {
-        self.seen
-            .iter()
-            .filter_map(|s| match s {
-                Seen::Output(n, st, line) if n == name && *st == stream => Some(line.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn pid_of(&self, name: &str) -> i32 {
-        self.seen
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                Seen::Spawned(n, pid) if n == name => Some(*pid),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("{name} not spawned; seen: {:#?}", self.seen))
-    }
-
-    fn position(&self, matches: impl Fn(&Seen) -> bool) -> usize {
-        self.seen
-            .iter()
-            .position(matches)
-            .unwrap_or_else(|| panic!("not seen; seen: {:#?}", self.seen))
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        // Kills and reaps every live child's group.
-        drop(self.supervisor.take());
-        kill_all_our_children();
-    }
-}
-
-/// Kills and reaps every child of this process until none is left. As
-/// subreaper we adopt every orphan of our children's trees, so this reaches
-/// whatever they left, escaped sessions included; a process whose parent is
-/// us is ours, so a recycled pid is never hit.
-fn kill_all_our_children() {
-    let start = Instant::now();
-    loop {
-        let ours = children_of_us();
-        if ours.is_empty() || start.elapsed() > Duration::from_secs(30) {
-            return;
-        }
-        for p in ours {
-            // SAFETY: kill and waitpid on our own child.
-            unsafe {
-                libc::kill(p.pid, libc::SIGKILL);
-                libc::waitpid(p.pid, std::ptr::null_mut(), 0);
-            }
-        }
-    }
-}
-
-fn observe(
-    seen: &mut Vec<Seen>,
-    stats: &mut Stats,
-    record: bool,
-    record_output: bool,
-    notice: Notice<'_>,
-) {
-    let entry = match notice {
-        Notice::Spawned { name, pid } => {
-            stats.spawned += 1;
-            Seen::Spawned(name.into(), pid)
-        }
-        Notice::SpawnFailed { name, error } => {
-            stats.failed += 1;
-            Seen::SpawnFailed(name.into(), error.raw_os_error())
-        }
-        Notice::Exited {
-            name, pid, status, ..
-        } => {
-            stats.exited += 1;
-            Seen::Exited(name.into(), pid, status)
-        }
-        Notice::RestartScheduled { name, delay } => {
-            stats.restarts += 1;
-            stats.min_delay = Some(stats.min_delay.map_or(delay, |d| d.min(delay)));
-            stats.max_delay = Some(stats.max_delay.map_or(delay, |d| d.max(delay)));
-            Seen::Restart(name.into(), delay)
-        }
-        Notice::Signalled { name, pid, signal } => Seen::Signalled(name.into(), pid, signal),
-        Notice::Output { name, stream, line } => {
-            let i = stream as usize;
-            stats.bytes[i] += line.len() as u64;
-            stats.pieces[i] += 1;
-            stats.longest_piece = stats.longest_piece.max(line.len());
-            stats.not_x += line.iter().filter(|&&b| b != b'x').count() as u64;
-            if !record_output {
-                return;
-            }
-            Seen::Output(name.into(), stream, line.to_vec())
-        }
-        other => panic!("unexpected notice {other:?}"),
-    };
-    if record {
-        seen.push(entry);
-    }
-}
-
-fn settings(threshold_ms: u64, min_ms: u64, max_ms: u64) -> Settings {
-    let mut s = Settings::default();
-    s.threshold = Duration::from_millis(threshold_ms);
-    s.min_restart_delay = Duration::from_millis(min_ms);
-    s.max_restart_delay = Duration::from_millis(max_ms);
-    s.kill_time = Duration::from_secs(5);
-    s
-}
-
-fn sh(script: &str) -> ProcessSpec {
-    ProcessSpec::new(["sh", "-c", script])
-}
-
 // ----- /proc -----
-
-/// One line of `/proc/<pid>/stat`.
-#[derive(Clone, Copy, Debug)]
-struct Stat {
-    pid: i32,
-    state: char,
-    parent: i32,
-    session: i32,
-    start: u64,
-}
-
-fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: skip past it.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // `rest` starts at field 3 (state); session is field 6, start time 22.
-    Some(Stat {
-        pid,
-        state: fields.first()?.chars().next()?,
-        parent: fields.get(1)?.parse().ok()?,
-        session: fields.get(3)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// Every process on the system (that did not vanish while we looked).
-fn all_processes() -> Vec<Stat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter_map(stat)
-        .collect()
-}
-
-fn our_pid() -> i32 {
-    std::process::id() as i32
-}
-
-fn children_of_us() -> Vec<Stat> {
-    all_processes()
-        .into_iter()
-        .filter(|p| p.parent == our_pid())
-        .collect()
-}
 
 /// Processes (zombies included) in any of these sessions.
 fn in_sessions(sessions: &HashSet<i32>) -> Vec<Stat> {
@@ -320,32 +43,6 @@ fn in_sessions(sessions: &HashSet<i32>) -> Vec<Stat> {
         .into_iter()
         .filter(|p| sessions.contains(&p.session))
         .collect()
-}
-
-/// A process as first seen, so a later pid reuse is not mistaken for it.
-#[derive(Clone, Copy, Debug)]
-struct Proc {
-    pid: i32,
-    start: u64,
-}
-
-impl Proc {
-    fn of(pid: i32) -> Proc {
-        let s = stat(pid).unwrap_or_else(|| panic!("pid {pid} should be alive"));
-        Proc {
-            pid,
-            start: s.start,
-        }
-    }
-
-    fn stat(self) -> Option<Stat> {
-        stat(self.pid).filter(|s| s.start == self.start)
-    }
-
-    /// Neither running nor a zombie: reaped.
-    fn gone(self) -> bool {
-        self.stat().is_none()
-    }
 }
 
 fn fd_count() -> usize {
@@ -363,13 +60,6 @@ fn rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
-}
-
-fn parse_pid(line: &[u8]) -> i32 {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("not a pid: {line:?}"))
 }
 
 fn temp_path(what: &str) -> std::path::PathBuf {
@@ -393,7 +83,7 @@ fn flood_without_newline() {
     let total: u64 = if quick() { 64 << 20 } else { 1 << 30 };
     let mut s = settings(100, 60_000, 60_000);
     s.line_limit_bytes = 65536;
-    let mut run = Run::new(s);
+    let mut run = Run::new(s).with_deadline(DEADLINE);
     run.record_output = false;
     let baseline = rss_kib();
     run.add(
@@ -437,7 +127,7 @@ fn flood_without_newline() {
 fn yes_does_not_starve_the_others() {
     let mut s = settings(100, 60_000, 60_000);
     s.kill_time = Duration::from_millis(500);
-    let mut run = Run::new(s);
+    let mut run = Run::new(s).with_deadline(DEADLINE);
     run.record_output = false;
     run.add("yes", ProcessSpec::new(["yes"]));
     run.add("steady", sh("while :; do echo tick >&2; sleep 0.05; done"));
@@ -471,7 +161,7 @@ fn yes_does_not_starve_the_others() {
 /// Fault 2a: a child that closes stdout and stderr and keeps running is still
 /// supervised: its pipes reach EOF, but stop still works and its exit is seen.
 fn closed_stdio_still_supervised() {
-    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let mut run = Run::new(settings(100, 60_000, 60_000)).with_deadline(DEADLINE);
     run.add("closed", sh("exec >&- 2>&-; exec sleep 100"));
     run.start();
     run.until("the spawn", |r| r.stats.spawned >= 1);
@@ -500,7 +190,7 @@ fn binary_and_nul_bytes_intact() {
     let content: Vec<u8> = (0..64).flat_map(|_| 0..=255u8).collect();
     std::fs::write(&file.0, &content).unwrap();
     let path = file.0.to_str().unwrap();
-    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let mut run = Run::new(settings(100, 60_000, 60_000)).with_deadline(DEADLINE);
     run.add("binary", sh(&format!("cat '{path}'; cat '{path}' >&2")));
     run.start();
     run.until("the exit", |r| r.stats.exited >= 1);
@@ -517,7 +207,7 @@ fn binary_and_nul_bytes_intact() {
 fn stopped_children_go_away() {
     let mut s = settings(100, 60_000, 60_000);
     s.kill_time = Duration::from_millis(500);
-    let mut run = Run::new(s);
+    let mut run = Run::new(s).with_deadline(DEADLINE);
     // Stops itself; TERM kills it once CONT lets it act.
     run.add("self-stopped", sh("echo ready; kill -STOP $$; sleep 100"));
     // Ignores TERM and stops itself: only KILL takes it.
@@ -590,7 +280,7 @@ fn stopped_children_go_away() {
 fn setsid_daemon_is_reaped_not_killed() {
     let file = TempFile(temp_path("daemon"));
     let path = file.0.to_str().unwrap();
-    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let mut run = Run::new(settings(100, 60_000, 60_000)).with_deadline(DEADLINE);
     run.add(
         "forker",
         sh(&format!(
@@ -630,7 +320,7 @@ fn setsid_daemon_is_reaped_not_killed() {
 /// Fault 5: a child forking 200 grandchildren (bounded by the loop count: as root
 /// RLIMIT_NPROC is not enforced) leaves nothing behind on stop.
 fn fork_loop_leaves_nothing() {
-    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let mut run = Run::new(settings(100, 60_000, 60_000)).with_deadline(DEADLINE);
     run.add(
         "forker",
         sh("ulimit -u 1000 2>/dev/null; i=0; \
@@ -655,7 +345,7 @@ fn fork_loop_leaves_nothing() {
 fn fork_loop_killed_mid_fork() {
     let mut s = settings(100, 60_000, 60_000);
     s.kill_time = Duration::from_millis(200);
-    let mut run = Run::new(s);
+    let mut run = Run::new(s).with_deadline(DEADLINE);
     run.add(
         "bomb",
         sh("trap '' TERM; echo started; i=0; \
@@ -683,7 +373,7 @@ fn crash_loop_does_not_leak() {
     let deaths = if quick() { 2_000 } else { 10_000 };
     let mut s = settings(1000, 0, 1);
     s.min_restart_delay = Duration::from_micros(100);
-    let mut run = Run::new(s);
+    let mut run = Run::new(s).with_deadline(DEADLINE);
     run.record = false;
     run.add("crash", ProcessSpec::new(["sh", "-c", "exit 1"]));
     run.start();
@@ -740,7 +430,7 @@ impl Drop for NofileGuard {
 /// reported and backed off, a running neighbour keeps being served, and the
 /// process starts once the limit is lifted.
 fn spawn_failures_from_descriptor_limit() {
-    let mut run = Run::new(settings(10_000, 20, 160));
+    let mut run = Run::new(settings(10_000, 20, 160)).with_deadline(DEADLINE);
     run.add("steady", sh("while :; do echo tick; sleep 0.05; done"));
     run.start();
     run.until("a tick", |r| !r.lines("steady", Stream::Stdout).is_empty());
@@ -766,7 +456,7 @@ fn spawn_failures_from_descriptor_limit() {
         !r.lines("starved", Stream::Stdout).is_empty()
     });
     assert!(run.seen.iter().all(
-        |s| !matches!(s, Seen::SpawnFailed(n, e) if n != "starved" || *e != Some(libc::EMFILE))
+        |s| !matches!(s, Seen::SpawnFailed(n, _, e) if n != "starved" || *e != Some(libc::EMFILE))
     ));
     let delays: Vec<Duration> = run
         .seen
@@ -817,7 +507,7 @@ fn spawn_failures_from_descriptor_limit() {
         run.add(&name, sh("exec sleep 100"));
         run.until("a failure or a start", |r| {
             r.seen.iter().any(|s| match s {
-                Seen::SpawnFailed(n, _) | Seen::Spawned(n, _) => *n == name,
+                Seen::SpawnFailed(n, ..) | Seen::Spawned(n, _) => *n == name,
                 _ => false,
             })
         });
@@ -825,7 +515,7 @@ fn spawn_failures_from_descriptor_limit() {
             .seen
             .iter()
             .find_map(|s| match s {
-                Seen::SpawnFailed(n, e) if *n == name => Some(*e),
+                Seen::SpawnFailed(n, _, e) if *n == name => Some(*e),
                 Seen::Spawned(n, _) if *n == name => Some(None),
                 _ => None,
             })
@@ -853,7 +543,7 @@ fn spawn_failures_from_descriptor_limit() {
 fn thousand_added_and_removed() {
     const N: usize = 1000;
     let rounds = 3;
-    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let mut run = Run::new(settings(100, 60_000, 60_000)).with_deadline(DEADLINE);
     run.record = false;
     run.start();
     let fds = fd_count();

@@ -6,223 +6,19 @@
 //!
 //! Timing is never asserted exactly: every wait loops `turn` against a
 //! generous deadline and checks order and content. Every test leaves no
-//! process behind, even when it fails: dropping the `Supervisor` kills every
-//! live child's group, and [`Run`]'s drop kills escaped grandchildren it was
-//! told about.
+//! process behind, even when it fails: dropping a [`Run`] drops the
+//! `Supervisor` (which kills every live child's group) and then kills and
+//! reaps every child of ours that escaped the groups.
 
 mod common;
 
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use procmon_core::{ExitStatus, Monitor, ProcessSpec, Settings, Signal, Stream};
-use procmon_mio::{CaughtSignal, Notice, Options, Supervisor};
-
-/// How long any wait may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// An owned copy of a [`Notice`], for checking afterwards.
-#[derive(Clone, Debug, PartialEq)]
-enum Seen {
-    Spawned(String, i32),
-    SpawnFailed(String, ErrorKind, Option<i32>),
-    Exited(String, i32, ExitStatus),
-    Restart(String, Duration),
-    Signalled(String, i32, Signal),
-    Output(String, Stream, Vec<u8>),
-}
-
-struct Run {
-    supervisor: Option<Supervisor>,
-    seen: Vec<Seen>,
-    /// Processes outside any child's group (escaped with setsid) to kill on drop.
-    escaped: Vec<i32>,
-}
-
-impl Run {
-    fn new(settings: Settings) -> Run {
-        Run::with_options(settings, Options::default())
-    }
-
-    fn with_options(settings: Settings, options: Options) -> Run {
-        let monitor = Monitor::new(settings).expect("valid settings");
-        Run {
-            supervisor: Some(Supervisor::new(monitor, options).expect("a supervisor")),
-            seen: Vec::new(),
-            escaped: Vec::new(),
-        }
-    }
-
-    fn supervisor(&mut self) -> &mut Supervisor {
-        self.supervisor.as_mut().expect("present until drop")
-    }
-
-    fn call<R>(&mut self, f: impl FnOnce(&mut Monitor, procmon_core::Instant) -> R) -> R {
-        let Run {
-            supervisor, seen, ..
-        } = self;
-        let supervisor = supervisor.as_mut().expect("present until drop");
-        supervisor.call(&mut |n: Notice<'_>| record(seen, n), f)
-    }
-
-    fn add(&mut self, name: &str, spec: ProcessSpec) {
-        self.call(|m, now| m.add(now, name, spec).expect("a fresh name"));
-    }
-
-    fn start(&mut self) {
-        self.call(|m, now| m.start_service(now));
-    }
-
-    fn stop(&mut self) {
-        self.call(|m, now| m.stop_service(now));
-    }
-
-    /// One turn of at most `timeout`; returns a caught signal.
-    fn turn(&mut self, timeout: Duration) -> Option<CaughtSignal> {
-        let Run {
-            supervisor, seen, ..
-        } = self;
-        let supervisor = supervisor.as_mut().expect("present until drop");
-        supervisor
-            .turn(&mut |n: Notice<'_>| record(seen, n), Some(timeout))
-            .expect("turn")
-    }
-
-    /// Turns until `done` holds; fails the test after [`DEADLINE`].
-    fn until(&mut self, what: &str, mut done: impl FnMut(&mut Run) -> bool) {
-        let start = Instant::now();
-        while !done(self) {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; seen: {:#?}",
-                self.seen
-            );
-            self.turn(Duration::from_millis(100));
-        }
-    }
-
-    fn count(&self, matches: impl Fn(&Seen) -> bool) -> usize {
-        self.seen.iter().filter(|s| matches(s)).count()
-    }
-
-    fn quiesce(&mut self) {
-        self.until("quiescence", |run| {
-            run.supervisor().monitor().is_quiescent()
-        });
-    }
-
-    /// Output lines of one process and stream.
-    fn lines(&self, name: &str, stream: Stream) -> Vec<Vec<u8>> {
-        self.seen
-            .iter()
-            .filter_map(|s| match s {
-                Seen::Output(n, st, line) if n == name && *st == stream => Some(line.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn spawned_pids(&self) -> Vec<i32> {
-        self.seen
-            .iter()
-            .filter_map(|s| match s {
-                Seen::Spawned(_, pid) => Some(*pid),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn position(&self, matches: impl Fn(&Seen) -> bool) -> usize {
-        self.seen
-            .iter()
-            .position(matches)
-            .unwrap_or_else(|| panic!("not seen; seen: {:#?}", self.seen))
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        // Kills and reaps every live child's group.
-        drop(self.supervisor.take());
-        for &pid in &self.escaped {
-            // Only if it is still ours: after a reap the pid may belong to a stranger.
-            if parent_of(pid) == Some(std::process::id() as i32) {
-                // SAFETY: plain kill and waitpid on our own child.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, std::ptr::null_mut(), 0);
-                }
-            }
-        }
-    }
-}
-
-fn record(seen: &mut Vec<Seen>, notice: Notice<'_>) {
-    seen.push(match notice {
-        Notice::Spawned { name, pid } => Seen::Spawned(name.into(), pid),
-        Notice::SpawnFailed { name, error } => {
-            Seen::SpawnFailed(name.into(), error.kind(), error.raw_os_error())
-        }
-        Notice::Exited {
-            name, pid, status, ..
-        } => Seen::Exited(name.into(), pid, status),
-        Notice::RestartScheduled { name, delay } => Seen::Restart(name.into(), delay),
-        Notice::Signalled { name, pid, signal } => Seen::Signalled(name.into(), pid, signal),
-        Notice::Output { name, stream, line } => Seen::Output(name.into(), stream, line.to_vec()),
-        other => panic!("unexpected notice {other:?}"),
-    });
-}
-
-fn settings(threshold_ms: u64, min_ms: u64, max_ms: u64) -> Settings {
-    let mut s = Settings::default();
-    s.threshold = Duration::from_millis(threshold_ms);
-    s.min_restart_delay = Duration::from_millis(min_ms);
-    s.max_restart_delay = Duration::from_millis(max_ms);
-    s.kill_time = Duration::from_secs(5);
-    s
-}
-
-fn sh(script: &str) -> ProcessSpec {
-    ProcessSpec::new(["sh", "-c", script])
-}
-
-/// `/proc/<pid>/stat`: state, parent and start time (in clock ticks since
-/// boot), or `None` if there is no such process.
-fn stat(pid: i32) -> Option<(char, i32, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: skip past it.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let state = fields.first()?.chars().next()?;
-    let parent = fields.get(1)?.parse().ok()?;
-    // Field 22 of the whole line; `rest` starts at field 3.
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, parent, start))
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    stat(pid).map(|(_, parent, _)| parent)
-}
-
-/// A process as first seen: its pid and start time, so that a later pid
-/// reuse is not mistaken for it.
-#[derive(Clone, Copy, Debug)]
-struct Proc {
-    pid: i32,
-    start: u64,
-}
-
-impl Proc {
-    fn of(pid: i32) -> Proc {
-        let (_, _, start) = stat(pid).unwrap_or_else(|| panic!("pid {pid} should be alive"));
-        Proc { pid, start }
-    }
-
-    /// Neither running nor a zombie: reaped.
-    fn gone(self) -> bool {
-        stat(self.pid).is_none_or(|(_, _, start)| start != self.start)
-    }
-}
+use common::procfs::{our_pid, stat, Proc};
+use common::run::{parse_pid, settings, sh, Run, Seen};
+use procmon_core::{ExitStatus, ProcessSpec, Signal, Stream};
+use procmon_mio::{CaughtSignal, Options};
 
 /// A zombie child of ours, if any, left unreaped (`WNOWAIT`).
 fn any_zombie_child() -> Option<i32> {
@@ -332,7 +128,7 @@ fn group_killed_when_the_leader_exits() {
     // Seen after the leader's exit, so it may be gone already: pid only.
     let grandchild = parse_pid(&run.lines("leader", Stream::Stdout)[0]);
     run.until("the grandchild gone and reaped", |_| {
-        stat(grandchild).is_none_or(|(_, parent, _)| parent != std::process::id() as i32)
+        stat(grandchild).is_none_or(|s| s.parent != our_pid())
     });
     run.stop();
     run.quiesce();
@@ -354,9 +150,7 @@ fn escaped_grandchild_output_and_orphan_reaping() {
     run.until("the leader's exit", |r| {
         r.count(|s| matches!(s, Seen::Exited(..))) >= 1
     });
-    let escaped = parse_pid(&run.lines("escape", Stream::Stdout)[0]);
-    run.escaped.push(escaped);
-    let escaped = Proc::of(escaped);
+    let escaped = Proc::of(parse_pid(&run.lines("escape", Stream::Stdout)[0]));
     let exited = run.position(|s| matches!(s, Seen::Exited(..)));
     let restart = run.position(|s| matches!(s, Seen::Restart(..)));
     assert!(exited < restart);
@@ -386,9 +180,7 @@ fn subreaper_reaps_an_adopted_orphan() {
     run.until("the orphan's pid", |r| {
         !r.lines("parent", Stream::Stdout).is_empty()
     });
-    let orphan = parse_pid(&run.lines("parent", Stream::Stdout)[0]);
-    run.escaped.push(orphan);
-    let orphan = Proc::of(orphan);
+    let orphan = Proc::of(parse_pid(&run.lines("parent", Stream::Stdout)[0]));
     run.until("the orphan gone and reaped", |_| orphan.gone());
     assert!(!run.seen.iter().any(|s| matches!(s, Seen::Exited(..))));
     run.stop();
@@ -514,9 +306,7 @@ fn no_zombie_is_left() {
         .any(|s| matches!(s, Seen::Exited(_, _, ExitStatus::Signal(libc::SIGSEGV)))));
     for pid in run.spawned_pids() {
         assert!(
-            stat(pid).is_none_or(
-                |(state, parent, _)| state != 'Z' || parent != std::process::id() as i32
-            ),
+            stat(pid).is_none_or(|s| s.state != 'Z' || s.parent != our_pid()),
             "pid {pid} is our zombie"
         );
     }
@@ -617,7 +407,7 @@ fn caught_signals_are_returned_from_turn() {
             if let Some(caught) = run.turn(Duration::from_millis(100)) {
                 break caught;
             }
-            assert!(start.elapsed() < DEADLINE, "signal {signal} not caught");
+            assert!(start.elapsed() < run.deadline, "signal {signal} not caught");
         };
         assert_eq!(caught, expected);
     }
@@ -664,13 +454,6 @@ fn lower_nofile_limit() -> u64 {
         }
     }
     limit.rlim_cur
-}
-
-fn parse_pid(line: &[u8]) -> i32 {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("not a pid: {line:?}"))
 }
 
 fn main() {

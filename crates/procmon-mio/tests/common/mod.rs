@@ -3,7 +3,15 @@
 //! Those suites run one test at a time on the main thread, because the
 //! subreaper role and SIGCHLD delivery are process-wide; this keeps libtest's
 //! conventions (`--list`, a name filter, the closing `test result:` line that
-//! CI reads) without its threads.
+//! CI reads) without its threads. [`run`] holds the supervisor fixture both
+//! suites drive, [`procfs`] what they read about processes from `/proc`.
+
+// Each suite uses only part of this module, and each is its own crate, so
+// whatever one of them leaves unused would warn there.
+#![allow(dead_code)]
+
+pub mod procfs;
+pub mod run;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
