@@ -84,6 +84,45 @@ pub struct LogLine {
     pub bytes: Vec<u8>,
 }
 
+impl LogLine {
+    /// The same line, lent.
+    pub fn borrowed(&self) -> LogLineRef<'_> {
+        LogLineRef {
+            process: self.process,
+            instance: self.instance,
+            stream: self.stream,
+            bytes: &self.bytes,
+        }
+    }
+}
+
+/// One line of a child's output, lent for the time of a call to the sink of
+/// [`Monitor::handle_output`](crate::Monitor::handle_output); otherwise the
+/// same as a [`LogLine`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLineRef<'a> {
+    /// The process that wrote it.
+    pub process: ProcessKey,
+    /// The instance that wrote it.
+    pub instance: InstanceId,
+    /// The stream it came from.
+    pub stream: Stream,
+    /// The line, without its newline.
+    pub bytes: &'a [u8],
+}
+
+impl LogLineRef<'_> {
+    /// The same line, owned: what `Command::Log` carries.
+    pub fn to_log_line(self) -> LogLine {
+        LogLine {
+            process: self.process,
+            instance: self.instance,
+            stream: self.stream,
+            bytes: self.bytes.to_vec(),
+        }
+    }
+}
+
 /// A decision of the monitor worth telling a person about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

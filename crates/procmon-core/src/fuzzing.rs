@@ -64,7 +64,7 @@ fn split(chunks: &[&[u8]], limit: usize) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
     let mut buffer = LineBuffer::new();
     let mut lines = Vec::new();
     for chunk in chunks {
-        buffer.push(chunk, limit, |line| lines.push(line));
+        buffer.push(chunk, limit, |line| lines.push(line.to_vec()));
         assert!(buffer.pending_len() <= limit.max(1));
     }
     (lines, buffer.take_partial())

@@ -29,7 +29,7 @@ mod spec;
 mod time;
 mod timer;
 
-pub use command::{Command, LogLine, Report, Signal};
+pub use command::{Command, LogLine, LogLineRef, Report, Signal};
 pub use error::{AddError, DefinitionsError, SettingsError, UnknownProcess};
 pub use escape::{EscapeInvalid, EscapeQuoted};
 pub use input::{ExitStatus, Input, InstanceId, Stream};

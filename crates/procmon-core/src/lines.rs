@@ -8,9 +8,12 @@ use alloc::vec::Vec;
 /// the limit is handed out in pieces: when a byte other than `\n` arrives while
 /// the buffer already holds at least `limit` bytes, the buffer is emitted as a
 /// line and starts again with that byte. The limit is passed with each chunk,
-/// so the one in force when a byte arrives is the one that counts. Emitting
-/// takes one `Vec` per line (new, or a spare one with `push_recycling`) and
-/// nothing per byte.
+/// so the one in force when a byte arrives is the one that counts.
+///
+/// Lines are lent to the caller, not allocated: a line that lies wholly in the
+/// chunk is a slice of the chunk, and only a line begun in an earlier chunk is
+/// lent from the buffer. So the buffer copies nothing but partial lines, which
+/// is what lets a driver log a flood at close to memory speed.
 #[derive(Debug, Default, Clone)]
 pub struct LineBuffer {
     pending: Vec<u8>,
@@ -25,36 +28,18 @@ impl LineBuffer {
     }
 
     /// Feeds `bytes` and calls `emit` with each line they complete, in order.
-    pub fn push(&mut self, bytes: &[u8], limit_bytes: usize, emit: impl FnMut(Vec<u8>)) {
-        self.push_recycling(bytes, limit_bytes, Vec::new, emit);
-    }
-
-    /// Like [`push`](Self::push), but each emitted line's place is taken by
-    /// `spare()` (an empty, possibly pre-allocated `Vec`, e.g. a spent line
-    /// given back) instead of a new one, to save an allocation per line.
-    pub fn push_recycling(
-        &mut self,
-        mut bytes: &[u8],
-        limit_bytes: usize,
-        mut spare: impl FnMut() -> Vec<u8>,
-        mut emit: impl FnMut(Vec<u8>),
-    ) {
+    pub fn push(&mut self, mut bytes: &[u8], limit_bytes: usize, mut emit: impl FnMut(&[u8])) {
         let limit = limit_bytes.max(1);
-        let mut emit = |pending: &mut Vec<u8>| {
-            let mut next = spare();
-            next.clear();
-            emit(core::mem::replace(pending, next));
-        };
-        while !bytes.is_empty() {
-            let newline = memchr::memchr(b'\n', bytes);
-            let segment = &bytes[..newline.unwrap_or(bytes.len())];
-            self.push_segment(segment, limit, &mut emit);
-            match newline {
+        loop {
+            match memchr::memchr(b'\n', bytes) {
                 Some(at) => {
-                    emit(&mut self.pending);
+                    self.push_segment(&bytes[..at], limit, true, &mut emit);
                     bytes = &bytes[at + 1..];
                 }
-                None => break,
+                None => {
+                    self.push_segment(bytes, limit, false, &mut emit);
+                    return;
+                }
             }
         }
     }
@@ -73,21 +58,40 @@ impl LineBuffer {
         self.pending.len()
     }
 
-    /// Feeds bytes that hold no newline.
+    /// Feeds bytes that hold no newline; `terminated` if a newline followed
+    /// them.
     fn push_segment(
         &mut self,
         mut segment: &[u8],
         limit: usize,
-        emit: &mut impl FnMut(&mut Vec<u8>),
+        terminated: bool,
+        emit: &mut impl FnMut(&[u8]),
     ) {
-        while !segment.is_empty() {
-            if self.pending.len() >= limit {
-                emit(&mut self.pending);
+        if !self.pending.is_empty() {
+            // Finish the line begun earlier: fill it up to the limit.
+            let room = limit.saturating_sub(self.pending.len());
+            let (head, rest) = segment.split_at(room.min(segment.len()));
+            self.pending.extend_from_slice(head);
+            segment = rest;
+            if segment.is_empty() && !terminated {
+                return;
             }
-            let room = limit - self.pending.len();
-            let take = room.min(segment.len());
-            self.pending.extend_from_slice(&segment[..take]);
-            segment = &segment[take..];
+            emit(&self.pending);
+            self.pending.clear();
+            if segment.is_empty() {
+                return;
+            }
+        }
+        // Nothing pending: whole pieces go out straight from the chunk.
+        while segment.len() > limit {
+            let (piece, rest) = segment.split_at(limit);
+            emit(piece);
+            segment = rest;
+        }
+        if terminated {
+            emit(segment);
+        } else {
+            self.pending.extend_from_slice(segment);
         }
     }
 }
@@ -101,7 +105,7 @@ mod tests {
         let mut buf = LineBuffer::new();
         let mut lines = Vec::new();
         for chunk in chunks {
-            buf.push(chunk, limit, |line| lines.push(line));
+            buf.push(chunk, limit, |line| lines.push(line.to_vec()));
             assert!(buf.pending_len() <= limit);
         }
         (lines, buf.take_partial())
@@ -133,24 +137,23 @@ mod tests {
     fn a_buffer_filled_under_a_larger_limit_is_emitted_whole() {
         let mut buf = LineBuffer::new();
         let mut lines = Vec::new();
-        buf.push(b"abcdef", 10, |l| lines.push(l));
-        buf.push(b"gh\n", 4, |l| lines.push(l));
+        buf.push(b"abcdef", 10, |l| lines.push(l.to_vec()));
+        buf.push(b"gh\n", 4, |l| lines.push(l.to_vec()));
         assert_eq!(lines, vec![b"abcdef".to_vec(), b"gh".to_vec()]);
     }
 
     #[test]
-    fn recycling_gives_the_same_lines_in_the_spare_buffers() {
+    fn lines_inside_the_chunk_are_lent_from_it() {
+        let chunk: &[u8] = b"ab\ncdefg\nhi";
+        let range = chunk.as_ptr_range();
         let mut buf = LineBuffer::new();
-        let mut lines = Vec::new();
-        let spare = || {
-            let mut v = Vec::with_capacity(64);
-            v.extend_from_slice(b"stale");
-            v
-        };
-        buf.push_recycling(b"ab\ncdefg\nh", 4, spare, |l| lines.push(l));
-        assert_eq!(lines, split(&[b"ab\ncdefg\nh"], 4).0);
-        assert!(lines[1..].iter().all(|l| l.capacity() >= 64));
-        assert_eq!(buf.take_partial(), Some(b"h".to_vec()));
+        let mut lent = 0;
+        buf.push(chunk, 4, |line| {
+            assert!(range.contains(&line.as_ptr()), "copied: {line:?}");
+            lent += 1;
+        });
+        assert_eq!(lent, 3);
+        assert_eq!(buf.take_partial(), Some(b"hi".to_vec()));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use core::time::Duration;
 use slab::Slab;
 use smallvec::SmallVec;
 
-use crate::command::{Command, LogLine, Report, Signal};
+use crate::command::{Command, LogLine, LogLineRef, Report, Signal};
 use crate::error::{AddError, DefinitionsError, SettingsError, UnknownProcess};
 use crate::input::{ExitStatus, Input, InstanceId, Stream};
 use crate::lines::LineBuffer;
@@ -91,17 +91,7 @@ pub struct Monitor {
     live_instances: usize,
     armed_timers: usize,
     stats: Stats,
-    /// Spent log-line buffers given back with [`Monitor::recycle`].
-    spare_lines: Vec<Vec<u8>>,
-    /// The capacities of `spare_lines`, summed.
-    spare_bytes: usize,
 }
-
-/// Spent line buffers kept for reuse hold at most this many bytes in all
-/// (a 64 KiB read of short lines queues hundreds of lines at once)...
-const SPARE_LINE_BYTES: usize = 256 * 1024;
-/// ...and each at most this many.
-const SPARE_LINE_CAPACITY: usize = 1024;
 
 #[derive(Debug)]
 struct Process {
@@ -207,8 +197,6 @@ impl Monitor {
             live_instances: 0,
             armed_timers: 0,
             stats: Stats::default(),
-            spare_lines: Vec::new(),
-            spare_bytes: 0,
         })
     }
 
@@ -422,7 +410,7 @@ impl Monitor {
                 instance,
                 stream,
                 bytes,
-            } => self.handle_output(instance, stream, bytes),
+            } => self.split_output(instance, stream, bytes, queue_line),
             Input::Exited { instance, status } => {
                 if let Some(key) = self.live_key(instance) {
                     self.instance_ended(key, Ok(status));
@@ -441,6 +429,34 @@ impl Monitor {
         }
     }
 
+    /// Takes in output of a live instance, like `handle` with
+    /// [`Input::Output`], but gives each line it completes to `on_line` at
+    /// once instead of queueing a [`Command::Log`] with a copy of it. A line
+    /// that lies wholly inside `bytes` is lent straight from them, so a driver
+    /// can log a flood without copying or allocating per line.
+    ///
+    /// If commands from an earlier call are still queued (the drain contract
+    /// was not kept: debug builds panic on that in every call), a release
+    /// build queues the lines behind them instead and does not call
+    /// `on_line`, so the world still sees everything in order.
+    ///
+    /// May queue: `Log`, and nothing else.
+    pub fn handle_output(
+        &mut self,
+        now: Instant,
+        instance: InstanceId,
+        stream: Stream,
+        bytes: &[u8],
+        mut on_line: impl FnMut(LogLineRef<'_>),
+    ) {
+        self.begin(now);
+        if self.commands.is_empty() {
+            self.split_output(instance, stream, bytes, |_, line| on_line(line));
+        } else {
+            self.split_output(instance, stream, bytes, queue_line);
+        }
+    }
+
     // ----- C. Work for the world -----
 
     /// The next command for the world, or `None` when there is nothing to do.
@@ -448,18 +464,6 @@ impl Monitor {
     #[must_use]
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
-    }
-
-    /// Gives back the bytes of a [`LogLine`] once the world is done with
-    /// them, so a later line can reuse the allocation. Optional: a world that
-    /// drops them loses nothing but speed. Only a few small buffers are kept.
-    pub fn recycle(&mut self, mut line: Vec<u8>) {
-        let capacity = line.capacity();
-        if capacity <= SPARE_LINE_CAPACITY && self.spare_bytes + capacity <= SPARE_LINE_BYTES {
-            line.clear();
-            self.spare_bytes += capacity;
-            self.spare_lines.push(line);
-        }
     }
 
     // ----- D. Queries -----
@@ -682,7 +686,15 @@ impl Monitor {
         instance.kill_timer = Some(timer);
     }
 
-    fn handle_output(&mut self, instance: InstanceId, stream: Stream, bytes: &[u8]) {
+    /// Splits output of a live instance into lines and gives each to
+    /// `deliver`, with the command queue so that it can queue the line.
+    fn split_output(
+        &mut self,
+        instance: InstanceId,
+        stream: Stream,
+        bytes: &[u8],
+        mut deliver: impl FnMut(&mut VecDeque<Command>, LogLineRef<'_>),
+    ) {
         let Some(key) = self.live_key(instance) else {
             self.stats.stale_inputs += 1;
             return;
@@ -692,8 +704,6 @@ impl Monitor {
             commands,
             stats,
             settings,
-            spare_lines,
-            spare_bytes,
             ..
         } = self;
         let live = processes[key.index()]
@@ -705,19 +715,17 @@ impl Monitor {
             Stream::Stderr => &mut live.stderr,
         };
         stats.output_bytes += bytes.len() as u64;
-        let spare = || {
-            let line = spare_lines.pop().unwrap_or_default();
-            *spare_bytes -= line.capacity();
-            line
-        };
-        buffer.push_recycling(bytes, settings.line_limit_bytes, spare, |line| {
+        buffer.push(bytes, settings.line_limit_bytes, |line| {
             stats.log_lines += 1;
-            commands.push_back(Command::Log(LogLine {
-                process: key,
-                instance,
-                stream,
-                bytes: line,
-            }));
+            deliver(
+                commands,
+                LogLineRef {
+                    process: key,
+                    instance,
+                    stream,
+                    bytes: line,
+                },
+            );
         });
     }
 
@@ -868,6 +876,10 @@ impl fmt::Display for Monitor {
         }
         f.write_str(">")
     }
+}
+
+fn queue_line(commands: &mut VecDeque<Command>, line: LogLineRef<'_>) {
+    commands.push_back(Command::Log(line.to_log_line()));
 }
 
 fn unknown(name: &str) -> UnknownProcess {
@@ -1036,5 +1048,40 @@ mod tests {
         assert!(drain(&mut m).is_empty());
         assert_eq!(m.stats().stale_inputs, 3);
         assert!(m.status("foo").unwrap().is_running());
+    }
+
+    #[test]
+    fn lent_lines_are_the_queued_lines() {
+        let chunks: [&[u8]; 5] = [b"one\ntw", b"o\n", b"", b"a long line\n\nend", b"ing"];
+        let mut queued = seed_monitor();
+        let mut lent = seed_monitor();
+        queued.set_line_limit_bytes(6).unwrap();
+        lent.set_line_limit_bytes(6).unwrap();
+        let mut from_queue = Vec::new();
+        let mut from_sink = Vec::new();
+        for m in [&mut queued, &mut lent] {
+            m.start_service(secs(0));
+            m.add(secs(0), "foo", ProcessSpec::new(["foo"])).unwrap();
+            drain(m);
+        }
+        let instance = queued.live_instance("foo").unwrap();
+        assert_eq!(lent.live_instance("foo"), Some(instance));
+        for (i, bytes) in chunks.into_iter().enumerate() {
+            let stream = [Stream::Stdout, Stream::Stderr][i % 2];
+            let input = Input::Output {
+                instance,
+                stream,
+                bytes,
+            };
+            queued.handle(secs(1), input);
+            from_queue.extend(drain(&mut queued));
+            lent.handle_output(secs(1), instance, stream, bytes, |line| {
+                from_sink.push(Command::Log(line.to_log_line()))
+            });
+            assert!(drain(&mut lent).is_empty());
+        }
+        assert_eq!(from_queue.len(), 5);
+        assert_eq!(from_sink, from_queue);
+        assert_eq!(lent.stats(), queued.stats());
     }
 }

@@ -533,15 +533,13 @@ impl Supervisor {
             Command::CancelTimer { timer } => {
                 self.timers.cancel(timer);
             }
-            Command::Log(line) => {
-                observer.notice(Notice::Output {
-                    name: self.name(line.process),
-                    stream: line.stream,
-                    line: &line.bytes,
-                });
-                // Spares the core an allocation for a later line.
-                self.monitor.recycle(line.bytes);
-            }
+            // Partial lines flushed at an exit; the rest are lent by
+            // `handle_output` in `read_pipe`.
+            Command::Log(line) => observer.notice(Notice::Output {
+                name: self.name(line.process),
+                stream: line.stream,
+                line: &line.bytes,
+            }),
             Command::Report(report) => self.report(report, observer),
         }
     }
@@ -762,29 +760,23 @@ impl Supervisor {
                 }
             };
             let bytes = &self.buffer[..n];
+            let name = &**name;
+            let mut log = |line: &[u8]| observer.notice(Notice::Output { name, stream, line });
             match live {
                 Some(instance) => {
                     let now = self.clock.now();
-                    self.monitor.handle(
+                    self.monitor.handle_output(
                         now,
-                        Input::Output {
-                            instance,
-                            stream,
-                            bytes,
-                        },
+                        instance,
+                        stream,
+                        bytes,
+                        |line| log(line.bytes),
                     );
                     self.drain(now, observer);
                 }
                 None => {
                     let limit = self.monitor.settings().line_limit_bytes;
-                    let name = &**name;
-                    pipe.lines.push(bytes, limit, |line| {
-                        observer.notice(Notice::Output {
-                            name,
-                            stream,
-                            line: &line,
-                        })
-                    });
+                    pipe.lines.push(bytes, limit, log);
                 }
             }
         }

@@ -14,7 +14,7 @@ use std::fmt;
 
 use procmon_core::{Duration, InstanceId, Instant, Signal, Stream};
 
-use crate::{Event, Expectation, Setting, Sim, Step};
+use crate::{Event, Expectation, LineDelivery, Setting, Sim, Step};
 
 /// The process names the model checks `expect`-visible state for; generated
 /// and decoded steps use only these.
@@ -79,16 +79,22 @@ pub struct Ran {
 /// Runs the steps, skipping invalid ones and answering rejections with
 /// `expect error`; with a model, checks it after every step and, at the
 /// end, that output was conserved. Also fails on a fatal step or a failed
-/// `expect`.
-pub fn execute(steps: &[Step], model: Option<&mut Model>) -> Result<Ran, Failure> {
-    execute_steps(steps, model).map_err(Failure::from)
+/// `expect`. `delivery` says how the sim takes output lines from the
+/// monitor.
+pub fn execute(
+    steps: &[Step],
+    model: Option<&mut Model>,
+    delivery: LineDelivery,
+) -> Result<Ran, Failure> {
+    execute_steps(steps, model, delivery).map_err(Failure::from)
 }
 
 fn execute_steps(
     steps: &[Step],
     mut model: Option<&mut Model>,
+    delivery: LineDelivery,
 ) -> Result<Ran, (String, Vec<Step>)> {
-    let mut sim = Sim::new("generated.scn");
+    let mut sim = Sim::with_line_delivery("generated.scn", delivery);
     let mut executed: Vec<Step> = Vec::new();
     for step in steps {
         if let Some(name) = needs_live(step) {

@@ -5,7 +5,7 @@
 use procmon_core::{Duration, ProcessSpec, Stream};
 
 use crate::check::{execute, script, Model, NAMES};
-use crate::{parse, parse_line, run, Setting, SignalName, Sim, Step};
+use crate::{parse, parse_line, run, LineDelivery, Setting, SignalName, Sim, Step};
 
 /// Decodes arbitrary bytes into steps and drives them through the core in
 /// virtual time, checking the reference model after every step.
@@ -15,16 +15,19 @@ use crate::{parse, parse_line, run, Setting, SignalName, Sim, Step};
 /// advances, exits, outside kills, term delays, output chunks of arbitrary
 /// bytes and line-limit changes (see [`decode`]). Panics only on a bug: the
 /// monitor must follow [`Model`] after every step, conserve output, and the
-/// same steps must give the same trace, also when replayed from text.
+/// same steps must give the same trace whether output lines are lent or
+/// queued, also when replayed from text.
 pub fn core_events(data: &[u8]) {
     let steps = decode(data);
     let mut model = Model::new();
-    let first = execute(&steps, Some(&mut model)).unwrap_or_else(|failure| panic!("{failure}"));
-    let second = execute(&steps, None).unwrap_or_else(|failure| panic!("{failure}"));
+    let first = execute(&steps, Some(&mut model), LineDelivery::Lent)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    let second =
+        execute(&steps, None, LineDelivery::Queued).unwrap_or_else(|failure| panic!("{failure}"));
     assert_eq!(
         first.sim.trace(),
         second.sim.trace(),
-        "same steps, another trace"
+        "same steps, another trace (lines lent, then queued)"
     );
     assert_eq!(
         first.sim.events(),
@@ -235,7 +238,7 @@ mod tests {
         let steps = super::decode(
             b"\x02\x02\x01\x02\x03\x00\x00\x00\x08\x15\x00\x02ab\x14\x00\x14\x05\x00\x0b\x0c",
         );
-        let ran = crate::check::execute(&steps, None).expect("runs");
+        let ran = crate::check::execute(&steps, None, crate::LineDelivery::Lent).expect("runs");
         let trace = ran.sim.trace();
         for word in ["spawn", "TERM", "KILL"] {
             assert!(trace.contains(word), "no {word} in\n{trace}");

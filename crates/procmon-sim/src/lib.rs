@@ -25,4 +25,4 @@ mod world;
 pub use parse::{
     parse, parse_line, parse_seconds, Diagnostic, Expectation, Numbered, Setting, SignalName, Step,
 };
-pub use run::{run, Event, Outcome, Sim};
+pub use run::{run, Event, LineDelivery, Outcome, Sim};

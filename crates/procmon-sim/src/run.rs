@@ -161,6 +161,20 @@ pub struct Sim {
     /// `expect error`.
     unanswered_rejection: Option<usize>,
     last_step_rejected: bool,
+    delivery: LineDelivery,
+}
+
+/// How a [`Sim`] takes its output lines from the monitor. The trace and the
+/// events must be the same either way; property tests and the fuzzer run
+/// both and compare.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LineDelivery {
+    /// Lent at once by [`Monitor::handle_output`], as a real driver takes
+    /// them.
+    #[default]
+    Lent,
+    /// Queued as `Command::Log` by `Monitor::handle` with `Input::Output`.
+    Queued,
 }
 
 impl Sim {
@@ -177,6 +191,15 @@ impl Sim {
             failures: Vec::new(),
             unanswered_rejection: None,
             last_step_rejected: false,
+            delivery: LineDelivery::default(),
+        }
+    }
+
+    /// The same, taking output lines from the monitor as `delivery` says.
+    pub fn with_line_delivery(file_name: &str, delivery: LineDelivery) -> Sim {
+        Sim {
+            delivery,
+            ..Sim::new(file_name)
         }
     }
 
@@ -268,14 +291,27 @@ impl Sim {
                 bytes,
             } => {
                 let instance = self.live(line, name)?;
-                self.monitor.handle(
-                    now,
-                    Input::Output {
-                        instance,
-                        stream: *stream,
-                        bytes,
-                    },
-                );
+                let stream = *stream;
+                match self.delivery {
+                    LineDelivery::Lent => {
+                        let mut lines = Vec::new();
+                        self.monitor
+                            .handle_output(now, instance, stream, bytes, |line| {
+                                lines.push(line.to_log_line())
+                            });
+                        for line in lines {
+                            self.log(now, line);
+                        }
+                    }
+                    LineDelivery::Queued => self.monitor.handle(
+                        now,
+                        Input::Output {
+                            instance,
+                            stream,
+                            bytes,
+                        },
+                    ),
+                }
             }
             Step::Expect(expectation) => self.expect(line, expectation, previous_rejected),
         }
@@ -435,26 +471,7 @@ impl Sim {
                 }
                 Command::SetTimer { timer, at } => self.world.set_timer(timer, at),
                 Command::CancelTimer { timer } => self.world.cancel_timer(timer),
-                Command::Log(LogLine {
-                    process,
-                    instance,
-                    stream,
-                    bytes,
-                }) => {
-                    let name = self.process_name(process);
-                    self.trace_line(format_args!(
-                        "log {} {}",
-                        Word(name.as_bytes()),
-                        Quoted(&bytes)
-                    ));
-                    self.events.push(Event::Log {
-                        at: now,
-                        name,
-                        instance,
-                        stream,
-                        bytes,
-                    });
-                }
+                Command::Log(line) => self.log(now, line),
                 Command::Report(Report::Exited {
                     process,
                     instance,
@@ -487,6 +504,23 @@ impl Sim {
             .name(process)
             .expect("keys in commands are valid until the next mutating call")
             .to_string()
+    }
+
+    /// Traces and records one line the monitor logged.
+    fn log(&mut self, now: Instant, line: LogLine) {
+        let name = self.process_name(line.process);
+        self.trace_line(format_args!(
+            "log {} {}",
+            Word(name.as_bytes()),
+            Quoted(&line.bytes)
+        ));
+        self.events.push(Event::Log {
+            at: now,
+            name,
+            instance: line.instance,
+            stream: line.stream,
+            bytes: line.bytes,
+        });
     }
 
     fn trace_line(&mut self, what: fmt::Arguments<'_>) {

@@ -13,7 +13,7 @@ use std::fmt;
 
 use procmon_core::{Duration, ProcessSpec, Stream};
 use procmon_sim::check::{execute, script, split_lines, Failure, Model, NAMES};
-use procmon_sim::{Setting, SignalName, Step};
+use procmon_sim::{LineDelivery, Setting, SignalName, Step};
 use proptest::prelude::*;
 
 const HALF_SECOND: u64 = 500_000_000;
@@ -139,15 +139,16 @@ proptest! {
     #[test]
     fn the_monitor_follows_the_model(case in case()) {
         let mut model = Model::new();
-        execute(&case.steps, Some(&mut model)).map_err(report)?;
+        execute(&case.steps, Some(&mut model), LineDelivery::Lent).map_err(report)?;
     }
 
-    /// The same steps give the same trace and events, and the trace printed
-    /// as scenario text replays to the same trace through the parser.
+    /// The same steps give the same trace and events, whether output lines
+    /// are lent or queued, and the trace printed as scenario text replays to
+    /// the same trace through the parser.
     #[test]
     fn same_steps_same_trace(case in case()) {
-        let first = execute(&case.steps, None).map_err(report)?;
-        let second = execute(&case.steps, None).map_err(report)?;
+        let first = execute(&case.steps, None, LineDelivery::Lent).map_err(report)?;
+        let second = execute(&case.steps, None, LineDelivery::Queued).map_err(report)?;
         prop_assert_eq!(first.sim.trace(), second.sim.trace());
         prop_assert_eq!(first.sim.events(), second.sim.events());
         let text = script(&first.executed);
