@@ -86,31 +86,39 @@ impl Action {
 
 /// Writes children's lines to a buffered `out` and events to `err`.
 ///
-/// `out` is a `BufWriter` because a chatty child must not cost a system call
-/// per line; call [`flush`](Self::flush) each time the event loop is about to
-/// sleep. Events go to `err` at once, one `write` per line, so they interleave
-/// whole with anything else writing there.
+/// Children's lines are gathered in a buffer and written in blocks of
+/// [`OUT_BLOCK`], because a chatty child must not cost a system call per
+/// line; call [`flush`](Self::flush) each time the event loop is about to
+/// sleep. The buffer is our own rather than a `BufWriter` so that a line is
+/// formatted with plain appends and one capacity check, not four `write`
+/// calls. Events go to `err` at once, one `write` per line, so they
+/// interleave whole with anything else writing there.
 #[derive(Debug)]
 pub struct Printer<O: Write, E: Write> {
     format: LogFormat,
-    out: io::BufWriter<O>,
+    out: O,
+    /// Children's lines not yet written to `out`.
+    pending: Vec<u8>,
     err: E,
     /// The first error writing `out`; later writes are dropped.
     out_error: Option<io::Error>,
     out_failed: bool,
-    scratch: Vec<u8>,
 }
+
+/// Children's lines are written out once this many bytes have gathered.
+pub const OUT_BLOCK: usize = 64 * 1024;
 
 impl<O: Write, E: Write> Printer<O, E> {
     /// A printer in `format` over these streams.
     pub fn new(format: LogFormat, out: O, err: E) -> Self {
         Printer {
             format,
-            out: io::BufWriter::with_capacity(64 * 1024, out),
+            out,
+            // Room for a block and the line that overflows it.
+            pending: Vec::with_capacity(2 * OUT_BLOCK),
             err,
             out_error: None,
             out_failed: false,
-            scratch: Vec::with_capacity(256),
         }
     }
 
@@ -119,22 +127,28 @@ impl<O: Write, E: Write> Printer<O, E> {
         if self.out_failed {
             return;
         }
-        let result = match self.format {
-            LogFormat::Text => write_text_line(&mut self.out, name, line),
-            LogFormat::Json => {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(b"{\"name\":");
-                json_string(&mut self.scratch, name.as_bytes());
-                self.scratch.extend_from_slice(b",\"stream\":\"");
-                self.scratch.extend_from_slice(stream.as_str().as_bytes());
-                self.scratch.extend_from_slice(b"\",\"line\":");
-                json_string(&mut self.scratch, line);
-                self.scratch.extend_from_slice(b"}\n");
-                self.out.write_all(&self.scratch)
+        let out = &mut self.pending;
+        match self.format {
+            LogFormat::Text => {
+                out.reserve(name.len() + line.len() + 4);
+                out.push(b'[');
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"] ");
+                push_escaped(out, line);
+                out.push(b'\n');
             }
-        };
-        if let Err(e) = result {
-            self.fail_out(e);
+            LogFormat::Json => {
+                out.extend_from_slice(b"{\"name\":");
+                json_string(out, name.as_bytes());
+                out.extend_from_slice(b",\"stream\":\"");
+                out.extend_from_slice(stream.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"line\":");
+                json_string(out, line);
+                out.extend_from_slice(b"}\n");
+            }
+        }
+        if self.pending.len() >= OUT_BLOCK {
+            self.flush();
         }
     }
 
@@ -143,7 +157,9 @@ impl<O: Write, E: Write> Printer<O, E> {
         if self.out_failed {
             return;
         }
-        if let Err(e) = self.out.flush() {
+        let written = self.out.write_all(&self.pending);
+        self.pending.clear();
+        if let Err(e) = written.and_then(|()| self.out.flush()) {
             self.fail_out(e);
         }
     }
@@ -165,9 +181,12 @@ impl<O: Write, E: Write> Printer<O, E> {
     }
 
     /// The streams, after flushing children's lines through.
-    pub fn into_inner(self) -> io::Result<(O, E)> {
-        let out = self.out.into_inner().map_err(|e| e.into_error())?;
-        Ok((out, self.err))
+    pub fn into_inner(mut self) -> io::Result<(O, E)> {
+        self.flush();
+        match self.out_error {
+            Some(error) => Err(error),
+            None => Ok((self.out, self.err)),
+        }
     }
 
     fn fail_out(&mut self, error: io::Error) {
@@ -176,17 +195,24 @@ impl<O: Write, E: Write> Printer<O, E> {
     }
 }
 
-fn write_text_line(out: &mut impl Write, name: &str, line: &[u8]) -> io::Result<()> {
-    out.write_all(b"[")?;
-    out.write_all(name.as_bytes())?;
-    out.write_all(b"] ")?;
-    // Valid UTF-8 is the common case: copy it without going through fmt.
-    if std::str::from_utf8(line).is_ok() {
-        out.write_all(line)?;
+/// Appends `line` as it is if it is UTF-8, else with bad bytes as `\xHH`.
+fn push_escaped(out: &mut Vec<u8>, line: &[u8]) {
+    // Checking for ASCII first is several times faster than `from_utf8` on
+    // the short lines logs are made of, and most lines are ASCII.
+    if is_ascii(line) || std::str::from_utf8(line).is_ok() {
+        out.extend_from_slice(line);
     } else {
-        write!(out, "{}", EscapeInvalid(line))?;
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{}", EscapeInvalid(line));
     }
-    out.write_all(b"\n")
+}
+
+/// Whether every byte is below 0x80. The blocks are folded without an early
+/// exit so that the compiler turns each into a few vector instructions.
+fn is_ascii(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(32);
+    let block_or = |block: &[u8]| block.iter().fold(0u8, |acc, &b| acc | b);
+    blocks.all(|block| block_or(block) < 0x80) && block_or(blocks.remainder()) < 0x80
 }
 
 fn event_text(event: &Event<'_>) -> String {
@@ -481,6 +507,25 @@ mod tests {
             String::from_utf8(out).unwrap(),
             String::from_utf8(err).unwrap(),
         )
+    }
+
+    #[test]
+    fn the_ascii_check_sees_a_high_byte_anywhere() {
+        for len in 0..100 {
+            let mut line = vec![b'a'; len];
+            assert!(is_ascii(&line));
+            for at in 0..len {
+                line[at] = 0x80;
+                assert!(!is_ascii(&line), "len {len}, high byte at {at}");
+                let mut out = Vec::new();
+                push_escaped(&mut out, &line);
+                assert_eq!(out, format!("{}", EscapeInvalid(&line)).into_bytes());
+                line[at] = b'a';
+            }
+        }
+        let mut out = Vec::new();
+        push_escaped(&mut out, "déjà vu, 32 bytes and then more …".as_bytes());
+        assert_eq!(out, "déjà vu, 32 bytes and then more …".as_bytes());
     }
 
     #[test]
