@@ -14,6 +14,11 @@
 //!   as it can, read (a) from a plain pipe drained to /dev/null (the floor),
 //!   (b) by a `Supervisor` whose observer counts bytes and (c) by the `procmon`
 //!   binary (default: next to this example's directory) writing to /dev/null.
+//!   Each three ways: placed by the scheduler, pinned to two CPUs (reader on
+//!   CPU 0, writer on CPU 1), and pinned together to CPU 0. Placement decides
+//!   the floor: a pipe between two cores runs at a third of the speed of one
+//!   within a core on the project's VMs, and an unpinned run swings between
+//!   the two with the machine's load.
 //! - `idle [CHILDREN=1000] [SECS=10]`: a `Supervisor` with CHILDREN sleeping
 //!   children, left alone for SECS: its CPU time, `turn` returns and voluntary
 //!   context switches, and its RSS; floor: the bench sleeping SECS itself.
@@ -21,9 +26,10 @@
 //!   binary with a generated config of CHILDREN `sleep 60` processes, read
 //!   from `/proc/<pid>/{stat,status}`; floor: `procmon` with one child.
 //!
-//! `writer BYTES [term-parent]` is the throughput child (it writes BYTES in
-//! 100-byte lines, 655 lines per `write`, then optionally sends SIGTERM to
-//! its parent so that a `procmon` running it stops).
+//! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
+//! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
+//! `write`, then optionally sends SIGTERM to its parent so that a `procmon`
+//! running it stops).
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,7 +49,14 @@ fn main() {
     let arg = |i: usize| args.get(i).map(String::as_str);
     let num = |i: usize, default: usize| arg(i).map_or(default, |a| a.parse().expect("a number"));
     match arg(0) {
-        Some("writer") => writer(num(1, 0), arg(2) == Some("term-parent")),
+        Some("writer") => {
+            let flags = &args[2..];
+            let cpu = flags
+                .iter()
+                .find_map(|f| f.strip_prefix("cpu="))
+                .map(|n| n.parse().expect("a CPU number"));
+            writer(num(1, 0), flags.iter().any(|f| f == "term-parent"), cpu)
+        }
         Some("restart") => restart(num(1, 100)),
         Some("start") => start(num(1, 1000)),
         Some("throughput") => throughput(num(1, 2000), arg(2).map(PathBuf::from)),
@@ -196,7 +209,10 @@ fn driver_start(children: usize) -> Duration {
 
 // ----- throughput -----
 
-fn writer(bytes: usize, term_parent: bool) {
+fn writer(bytes: usize, term_parent: bool, cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        pin(Some(cpu));
+    }
     let mut chunk = Vec::with_capacity(LINE * LINES_PER_WRITE);
     for i in 0..LINES_PER_WRITE {
         let mut line = [b'a' + (i % 26) as u8; LINE];
@@ -220,6 +236,53 @@ fn writer(bytes: usize, term_parent: bool) {
     }
 }
 
+/// Where the reader (this process, or the `procmon` it starts) and the
+/// writer run.
+#[derive(Clone, Copy)]
+struct Placement {
+    what: &'static str,
+    reader: Option<usize>,
+    writer: Option<usize>,
+}
+
+const PLACEMENTS: [Placement; 3] = [
+    Placement {
+        what: "placed by the scheduler",
+        reader: None,
+        writer: None,
+    },
+    Placement {
+        what: "reader on CPU 0, writer on CPU 1",
+        reader: Some(0),
+        writer: Some(1),
+    },
+    Placement {
+        what: "reader and writer both on CPU 0",
+        reader: Some(0),
+        writer: Some(0),
+    },
+];
+
+/// Pins this thread (and the children it starts from now on) to `cpu`, or
+/// lets it run anywhere again.
+fn pin(cpu: Option<usize>) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(cpu) => libc::CPU_SET(cpu, &mut set),
+            None => (0..libc::CPU_SETSIZE as usize).for_each(|c| libc::CPU_SET(c, &mut set)),
+        }
+        let rc = libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn throughput(mb: usize, procmon: Option<PathBuf>) {
     let bytes = mb * 1_000_000 / LINE * LINE;
     let lines = bytes / LINE;
@@ -228,26 +291,49 @@ fn throughput(mb: usize, procmon: Option<PathBuf>) {
     let report = |what: &str, d: Duration, floor: Duration| {
         let s = d.as_secs_f64();
         println!(
-            "  {what}: {:.2} s, {:.2} M lines/s, {:.0} MB/s, {:.0}% of the pipe",
+            "    {what}: {:.2} s, {:.2} M lines/s, {:.0} MB/s, {:.0}% of the pipe",
             s,
             lines as f64 / s / 1e6,
             bytes as f64 / s / 1e6,
             100.0 * floor.as_secs_f64() / s
         );
     };
-    for _ in 0..3 {
-        println!("throughput {mb} MB of 100-byte lines:");
-        let floor = pipe_throughput(&exe, bytes);
-        report("plain pipe to /dev/null", floor, floor);
-        let ours = supervisor_throughput(&exe, bytes);
-        report("Supervisor, observer counting", ours, floor);
-        if procmon.exists() {
-            let cli = procmon_throughput(&procmon, &exe, bytes);
-            report("procmon binary > /dev/null", cli, floor);
-        } else {
-            println!("  ({} not built: no CLI figure)", procmon.display());
+    println!("throughput {mb} MB of 100-byte lines:");
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("  (one CPU: only the scheduler's placement)");
+    }
+    for round in 0..3 {
+        for placement in PLACEMENTS {
+            if placement.writer.is_some_and(|cpu| !cpu_online(cpu)) {
+                continue;
+            }
+            println!("  round {}, {}:", round + 1, placement.what);
+            pin(placement.reader);
+            let writer = placement.writer;
+            let floor = pipe_throughput(&exe, bytes, writer);
+            report("plain pipe to /dev/null", floor, floor);
+            let ours = supervisor_throughput(&exe, bytes, writer);
+            report("Supervisor, observer counting", ours, floor);
+            if procmon.exists() {
+                let cli = procmon_throughput(&procmon, &exe, bytes, writer);
+                report("procmon binary > /dev/null", cli, floor);
+            } else {
+                println!("    ({} not built: no CLI figure)", procmon.display());
+            }
+            pin(None);
         }
     }
+}
+
+fn cpu_online(cpu: usize) -> bool {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) > cpu
+}
+
+/// The writer's arguments: BYTES, then its CPU if it is pinned.
+fn writer_args(bytes: usize, cpu: Option<usize>) -> Vec<String> {
+    let mut args = vec!["writer".to_string(), bytes.to_string()];
+    args.extend(cpu.map(|cpu| format!("cpu={cpu}")));
+    args
 }
 
 fn default_procmon() -> PathBuf {
@@ -256,10 +342,10 @@ fn default_procmon() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("procmon")
 }
 
-fn pipe_throughput(exe: &std::path::Path, bytes: usize) -> Duration {
+fn pipe_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> Duration {
     let start = Instant::now();
     let mut child = Command::new(exe)
-        .args(["writer", &bytes.to_string()])
+        .args(writer_args(bytes, cpu))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -281,7 +367,7 @@ fn pipe_throughput(exe: &std::path::Path, bytes: usize) -> Duration {
     elapsed
 }
 
-fn supervisor_throughput(exe: &std::path::Path, bytes: usize) -> Duration {
+fn supervisor_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> Duration {
     let monitor = Monitor::new(Settings::default()).unwrap();
     let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
     let (total, exited) = (std::cell::Cell::new(0), std::cell::Cell::new(false));
@@ -290,12 +376,11 @@ fn supervisor_throughput(exe: &std::path::Path, bytes: usize) -> Duration {
         Notice::Exited { .. } => exited.set(true),
         _ => {}
     };
-    let exe = exe.to_str().unwrap();
-    let size = bytes.to_string();
+    let mut argv = vec![exe.to_str().unwrap().to_string()];
+    argv.extend(writer_args(bytes, cpu));
     let start = Instant::now();
     supervisor.call(&mut count, |m, now| {
-        m.add(now, "w", ProcessSpec::new([exe, "writer", &size]))
-            .unwrap();
+        m.add(now, "w", ProcessSpec::new(argv)).unwrap();
         m.start_service(now);
     });
     while !exited.get() {
@@ -310,16 +395,22 @@ fn supervisor_throughput(exe: &std::path::Path, bytes: usize) -> Duration {
     elapsed
 }
 
-fn procmon_throughput(procmon: &std::path::Path, exe: &std::path::Path, bytes: usize) -> Duration {
+fn procmon_throughput(
+    procmon: &std::path::Path,
+    exe: &std::path::Path,
+    bytes: usize,
+    cpu: Option<usize>,
+) -> Duration {
     // A config, so the process gets a short name ("[w] " per line), as a
     // real one would.
     let config = std::env::temp_dir().join(format!("procmon-bench-{}.toml", std::process::id()));
+    let mut argv = vec![exe.to_str().unwrap().to_string()];
+    argv.extend(writer_args(bytes, cpu));
+    argv.push("term-parent".to_string());
+    // Debug quoting is TOML quoting for these plain paths and words.
     std::fs::write(
         &config,
-        format!(
-            "[[process]]\nname = \"w\"\nargv = [{:?}, \"writer\", \"{bytes}\", \"term-parent\"]\n",
-            exe.to_str().unwrap()
-        ),
+        format!("[[process]]\nname = \"w\"\nargv = {argv:?}\n"),
     )
     .unwrap();
     let start = Instant::now();
