@@ -79,22 +79,25 @@ fn restart(rounds: usize) {
     for _ in 0..3 {
         let bare = bare_restarts(rounds);
         let ours = driver_restarts(rounds);
-        let (bm, bw) = median_worst(bare);
-        let (om, ow) = median_worst(ours);
+        let (bm, b99, bw) = median_p99_worst(bare);
+        let (om, o99, ow) = median_p99_worst(ours);
         println!(
-            "restart x{rounds}: posix_spawn+waitpid median {bm:.1} us worst {bw:.1} us; \
-             procmon-mio median {om:.1} us worst {ow:.1} us; ratio median {:.2} worst {:.2}",
+            "restart x{rounds}: posix_spawn+waitpid median {bm:.1} us p99 {b99:.1} us worst {bw:.1} us; \
+             procmon-mio median {om:.1} us p99 {o99:.1} us worst {ow:.1} us; \
+             ratio median {:.2} p99 {:.2} worst {:.2}",
             om / bm,
+            o99 / b99,
             ow / bw
         );
     }
 }
 
-/// Median and worst of per-round times, in microseconds.
-fn median_worst(mut samples: Vec<Duration>) -> (f64, f64) {
+/// Median, 99th percentile and worst of per-round times, in microseconds.
+fn median_p99_worst(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    (us(samples[samples.len() / 2]), us(*samples.last().unwrap()))
+    let at = |q: f64| us(samples[((samples.len() - 1) as f64 * q).round() as usize]);
+    (at(0.5), at(0.99), at(1.0))
 }
 
 fn bare_restarts(rounds: usize) -> Vec<Duration> {
