@@ -25,7 +25,8 @@
 //!   signalfd) and after each exit it reaps every exited child that no
 //!   supervisor tracks through a pidfd.
 //! - **Output** is read until `WouldBlock` into one 64 KiB buffer and handed to
-//!   the core. The pipes of an exited child are drained before its exit is
+//!   the core with `Monitor::handle_output`, which lends each line straight
+//!   out of that buffer to the [`Observer`]: no copy per line. The pipes of an exited child are drained before its exit is
 //!   reported, but EOF is not awaited: a grandchild that escaped the group may
 //!   keep them open. Such pipes stay registered until EOF, and what they still
 //!   carry is split into lines here and reported under the same name.
