@@ -4,10 +4,12 @@
 //!
 //! Sections (no section: all of them, with their defaults):
 //!
-//! - `restart [ROUNDS=100]`: a process that exits at once (`/bin/true`),
-//!   restarted with no delay; per round, the time from one spawn to the next
-//!   (the child's life, noticing its exit, reaping, spawning the successor).
-//!   Floor: `posix_spawn` + `waitpid` in a loop. Median and worst.
+//! - `restart [ROUNDS=100] [RUNS=15]`: a process that exits at once
+//!   (`/bin/true`), restarted with no delay; per round, the time from one
+//!   spawn to the next (the child's life, noticing its exit, reaping,
+//!   spawning the successor). Floor: `posix_spawn` + `waitpid` in a loop.
+//!   Median, 99th percentile and worst of each run, then the median of each
+//!   ratio over the runs.
 //! - `start [CHILDREN=1000]`: CHILDREN long-running children (`sleep 1000`)
 //!   started at once; floor: CHILDREN `posix_spawn` calls.
 //! - `throughput [MB=2000] [PROCMON]`: one child writing 100-byte lines as fast
@@ -57,13 +59,13 @@ fn main() {
                 .map(|n| n.parse().expect("a CPU number"));
             writer(num(1, 0), flags.iter().any(|f| f == "term-parent"), cpu)
         }
-        Some("restart") => restart(num(1, 100)),
+        Some("restart") => restart(num(1, 100), num(2, 15)),
         Some("start") => start(num(1, 1000)),
         Some("throughput") => throughput(num(1, 2000), arg(2).map(PathBuf::from)),
         Some("idle") => idle(num(1, 1000), num(2, 10)),
         Some("cli") => cli(num(1, 1000), num(2, 10), arg(3).map(PathBuf::from)),
         None => {
-            restart(100);
+            restart(100, 15);
             start(1000);
             throughput(2000, None);
             idle(1000, 10);
@@ -75,8 +77,9 @@ fn main() {
 
 // ----- restart -----
 
-fn restart(rounds: usize) {
-    for _ in 0..3 {
+fn restart(rounds: usize, runs: usize) {
+    let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..runs {
         let bare = bare_restarts(rounds);
         let ours = driver_restarts(rounds);
         let (bm, b99, bw) = median_p99_worst(bare);
@@ -89,7 +92,21 @@ fn restart(rounds: usize) {
             o99 / b99,
             ow / bw
         );
+        for (all, ratio) in ratios.iter_mut().zip([om / bm, o99 / b99, ow / bw]) {
+            all.push(ratio);
+        }
     }
+    // One run's worst is one scheduling hiccup on either side; the typical
+    // worst is the median over runs.
+    let [median, p99, worst] = ratios.map(|mut r| {
+        r.sort_by(f64::total_cmp);
+        (r[r.len() / 2], r[0], r[r.len() - 1])
+    });
+    println!(
+        "restart over {runs} runs, median ratio (lowest-highest): median {:.2} ({:.2}-{:.2}), \
+         p99 {:.2} ({:.2}-{:.2}), worst {:.2} ({:.2}-{:.2})",
+        median.0, median.1, median.2, p99.0, p99.1, p99.2, worst.0, worst.1, worst.2
+    );
 }
 
 /// Median, 99th percentile and worst of per-round times, in microseconds.
