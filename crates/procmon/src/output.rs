@@ -206,12 +206,22 @@ fn push_escaped(out: &mut Vec<u8>, line: &[u8]) {
     }
 }
 
-/// Whether every byte is below 0x80. The bytes are OR-ed together with no
-/// early exit, so that the compiler turns the loop into wide vector ORs
-/// (std's `is_ascii` and `from_utf8` are several times slower on short
-/// lines).
+/// Whether every byte is below 0x80, eight bytes at a time: on lines of
+/// about 100 bytes this beats both a vectorised OR (its reduction and byte
+/// tail cost more than the ORs) and std's `is_ascii` and `from_utf8`.
 fn is_ascii(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |acc, &b| acc | b) < 0x80
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let word = |eight: &[u8]| u64::from_ne_bytes(eight.try_into().expect("eight bytes"));
+    if bytes.len() < 8 {
+        return bytes.iter().fold(0, |acc, &b| acc | b) < 0x80;
+    }
+    let whole = bytes
+        .chunks_exact(8)
+        .fold(0, |acc, eight| acc | word(eight));
+    // The last eight bytes, overlapping the last whole word, stand in for a
+    // byte loop over the tail.
+    let tail = word(&bytes[bytes.len() - 8..]);
+    (whole | tail) & HIGH_BITS == 0
 }
 
 fn event_text(event: &Event<'_>) -> String {
