@@ -41,8 +41,9 @@
 //! reach it the other threads of the program should block them too (create
 //! the supervisor before starting other threads: new threads inherit the
 //! mask). The orphan reaper reaps any exited child not tracked by a
-//! supervisor, so other code in the program should not rely on `waitpid` for
-//! children of its own. `PR_SET_PDEATHSIG` is tied to the creating thread:
+//! supervisor, so a program that waits for children of its own turns it off
+//! with [`Options::reap_orphans`] (which also leaves the subreaper role and
+//! SIGCHLD alone). `PR_SET_PDEATHSIG` is tied to the creating thread:
 //! when the thread that runs the supervisor ends, its children are killed.
 //! The soft limit on open descriptors is raised to the hard limit (each child
 //! holds three in the monitor); children get the original limit back.
@@ -108,18 +109,42 @@ const SIGNALS: Token = Token(usize::MAX);
 const CAUGHT_CAPACITY: usize = 8;
 
 /// Options for [`Supervisor::new`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Options {
     /// Block SIGTERM, SIGINT and SIGHUP in the creating thread and report them
     /// from [`Supervisor::turn`] (through a signalfd), as the procmon CLI needs.
+    /// Default: off.
     pub catch_signals: bool,
+    /// Become a child subreaper and reap every exited child that no
+    /// supervisor tracks, so that orphaned grandchildren never linger as
+    /// zombies. Default: on, as procmon the command (and a PID 1) needs. An
+    /// embedding program that starts and waits for children of its own turns
+    /// it off, so that their statuses stay its own; orphans of supervised
+    /// trees then go to init instead (they are still killed with their group
+    /// when the leader exits).
+    pub reap_orphans: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            catch_signals: false,
+            reap_orphans: true,
+        }
+    }
 }
 
 impl Options {
     /// Sets [`Options::catch_signals`].
     pub fn with_catch_signals(mut self, catch_signals: bool) -> Self {
         self.catch_signals = catch_signals;
+        self
+    }
+
+    /// Sets [`Options::reap_orphans`].
+    pub fn with_reap_orphans(mut self, reap_orphans: bool) -> Self {
+        self.reap_orphans = reap_orphans;
         self
     }
 }
@@ -242,6 +267,8 @@ pub struct Supervisor {
     /// turn (epoll is edge-triggered, so no new event may come for them).
     unfinished: VecDeque<(usize, Stream)>,
     buffer: Box<[u8]>,
+    /// [`Options::reap_orphans`].
+    reap_orphans: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -323,12 +350,15 @@ impl Clock {
 
 impl Supervisor {
     /// A supervisor for `monitor`, which must have no commands waiting (a
-    /// fresh monitor, or one built by `from_definitions`, has none). Makes
-    /// the process a child subreaper and blocks SIGCHLD (plus the caught
-    /// signals) in this thread.
+    /// fresh monitor, or one built by `from_definitions`, has none). Unless
+    /// [`Options::reap_orphans`] is off, makes the process a child subreaper
+    /// and blocks SIGCHLD in this thread; blocks the caught signals too.
     pub fn new(monitor: Monitor, options: Options) -> io::Result<Supervisor> {
-        sys::become_subreaper()?;
-        let mut blocked = vec![libc::SIGCHLD];
+        let mut blocked = Vec::new();
+        if options.reap_orphans {
+            sys::become_subreaper()?;
+            blocked.push(libc::SIGCHLD);
+        }
         if options.catch_signals {
             blocked.extend([libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
         }
@@ -357,6 +387,7 @@ impl Supervisor {
             exiting: None,
             unfinished: VecDeque::new(),
             buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            reap_orphans: options.reap_orphans,
         })
     }
 
@@ -845,6 +876,9 @@ impl Supervisor {
     /// child is a tracked one, the rest wait until its pidfd path reaps it,
     /// which is followed by another call to this.
     fn reap_orphans(&mut self) {
+        if !self.reap_orphans {
+            return;
+        }
         loop {
             let tracked = sys::tracked();
             let Some(pid) = sys::peek_any_exited() else {

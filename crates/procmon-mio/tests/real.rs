@@ -456,6 +456,45 @@ fn lower_nofile_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// With `reap_orphans` off, a child the embedding program started itself
+/// keeps its exit status for the program to wait for, however many exits
+/// the supervisor handles; with it on (the default), the orphan reaper takes
+/// it, which is why the option exists.
+fn own_children_are_left_alone_without_orphan_reaping() {
+    for reap in [false, true] {
+        let mut own = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .expect("sh starts");
+        let pid = own.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stat(pid).is_some_and(|s| s.state != 'Z') {
+            assert!(Instant::now() < deadline, "sh -c 'exit 7' did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut run = Run::with_options(
+            settings(0, 10, 10),
+            Options::default().with_reap_orphans(reap),
+        );
+        // Every exit of `flap` makes the supervisor look for orphans.
+        run.add("flap", sh("exit 0"));
+        run.start();
+        run.until("five exits", |r| {
+            r.count(|s| matches!(s, Seen::Exited(..))) >= 5
+        });
+        run.stop();
+        run.quiesce();
+        let waited = own.wait();
+        if reap {
+            let error = waited.expect_err("the orphan reaper reaped it");
+            assert_eq!(error.raw_os_error(), Some(libc::ECHILD), "{error}");
+        } else {
+            let status = waited.expect("still ours to wait for");
+            assert_eq!(status.code(), Some(7));
+        }
+    }
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("restart_after_crash", restart_after_crash),
@@ -510,6 +549,10 @@ fn main() {
             caught_signals_are_returned_from_turn,
         ),
         ("kill_all_kills_every_group", kill_all_kills_every_group),
+        (
+            "own_children_are_left_alone_without_orphan_reaping",
+            own_children_are_left_alone_without_orphan_reaping,
+        ),
     ];
     NOFILE_AT_START.set(lower_nofile_limit()).expect("set once");
     common::run_tests(tests);
