@@ -45,6 +45,8 @@ impl ProcessKey {
 /// - **B. Facts from the world** ([`handle`](Self::handle)): exits, spawn
 ///   failures, output bytes, fired timers. Infallible: input about an instance
 ///   or timer that no longer matters is counted in [`Stats`] and ignored.
+///   Output can also come through [`handle_output`](Self::handle_output),
+///   which lends each line to a closure at once instead of queueing a copy.
 /// - **C. Work for the world** ([`poll_command`](Self::poll_command)).
 /// - **D. Queries** (`&self`): [`status`](Self::status), [`stats`](Self::stats), ….
 ///
