@@ -169,8 +169,12 @@ impl<O: Write, E: Write> Printer<O, E> {
         self.out_error.take()
     }
 
-    /// Prints one event on the error stream and flushes it.
+    /// Prints one event on the error stream and flushes it, after writing
+    /// out the children's lines gathered so far: where stdout and stderr
+    /// reach one terminal or file, a child's last line then still comes
+    /// before the exit it led to.
     pub fn event(&mut self, event: &Event<'_>) {
+        self.flush();
         let line = match self.format {
             LogFormat::Text => event_text(event),
             LogFormat::Json => event_json(event),
@@ -650,6 +654,28 @@ procmon: all processes stopped, exiting
 {"event":"received_signal","signal":"INT","action":"kill_all"}
 "#;
         assert_eq!(err, want);
+    }
+
+    #[test]
+    fn lines_gathered_before_an_event_are_written_before_it() {
+        /// Both streams into one log, as when they share a terminal.
+        #[derive(Clone)]
+        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Shared(Default::default());
+        let mut printer = Printer::new(LogFormat::Text, log.clone(), log.clone());
+        printer.child_line("web", Stream::Stdout, b"last words");
+        printer.event(&Event::Stopped);
+        let text = String::from_utf8(log.0.borrow().clone()).unwrap();
+        assert!(text.starts_with("[web] last words\nprocmon: "), "{text}");
     }
 
     #[test]
