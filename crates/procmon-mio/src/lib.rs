@@ -9,7 +9,11 @@
 //!   pipes for stdout and stderr, default signal dispositions and an empty
 //!   mask, and `PR_SET_PDEATHSIG(SIGKILL)`. A failure anywhere between `clone`
 //!   and `execve` (no such program, bad `cwd`, refused uid) comes back to the
-//!   core as [`Input::SpawnFailed`] with its `errno`.
+//!   core as [`Input::SpawnFailed`] with its `errno`. A file the kernel
+//!   cannot execute (a script without `#!`) fails with `ENOEXEC`: unlike
+//!   `execvp` there is no retry through `/bin/sh`, as with Twisted's
+//!   `spawnProcess` and supervisord, so a data file is never run as a script
+//!   by accident.
 //! - **Exits** are seen through a pidfd per child, registered with the poll,
 //!   so they are noticed at once and a recycled pid can never be confused with
 //!   ours. The exited leader is left a zombie while its pipes are drained and
