@@ -251,10 +251,18 @@ fn spawn_failures_are_reported_and_back_off() {
     // Failures found only in the child: not executable, bad cwd, refused uid.
     let file = std::env::temp_dir().join(format!("procmon-not-executable-{}", std::process::id()));
     std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    // Executable, but no `#!`: ENOEXEC, with no retry through /bin/sh.
+    let script = std::env::temp_dir().join(format!("procmon-no-shebang-{}", std::process::id()));
+    std::fs::write(&script, "echo should not run\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut run = Run::new(settings(10_000, 60_000, 60_000));
     run.add(
         "noexec",
         ProcessSpec::new([file.to_str().unwrap().as_bytes().to_vec()]),
+    );
+    run.add(
+        "noshebang",
+        ProcessSpec::new([script.to_str().unwrap().as_bytes().to_vec()]),
     );
     run.add(
         "badcwd",
@@ -266,11 +274,12 @@ fn spawn_failures_are_reported_and_back_off() {
         run.add("baduid", ProcessSpec::new(["true"]).with_uid(0));
     }
     run.start();
-    let expected = if root { 2 } else { 3 };
+    let expected = if root { 3 } else { 4 };
     run.until("every failure", |r| {
         r.count(|s| matches!(s, Seen::SpawnFailed(..))) >= expected
     });
     std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(&script).unwrap();
     let failure = |name: &str| {
         run.seen
             .iter()
@@ -281,6 +290,8 @@ fn spawn_failures_are_reported_and_back_off() {
             .unwrap()
     };
     assert_eq!(failure("noexec"), libc::EACCES);
+    assert_eq!(failure("noshebang"), libc::ENOEXEC);
+    assert!(run.lines("noshebang", Stream::Stdout).is_empty());
     assert_eq!(failure("badcwd"), libc::ENOENT);
     if !root {
         assert_eq!(failure("baduid"), libc::EPERM);
