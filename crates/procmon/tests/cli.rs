@@ -88,12 +88,23 @@ struct Procmon {
     err: Arc<Captured>,
     /// Pids to kill if the test fails: grandchildren a test learned of.
     extra_pids: Vec<i32>,
+    /// Whether the pids procmon reports name processes of our PID namespace.
+    /// In a namespace of its own they would name strangers here, so the
+    /// guard leaves them alone (killing procmon, its PID 1, ends them all).
+    pids_are_ours: bool,
 }
 
 impl Procmon {
     fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Procmon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_procmon"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_procmon"));
+        command.args(args);
+        Procmon::spawn(command, true)
+    }
+
+    /// Runs `command` (procmon, or a wrapper that runs it) in a process
+    /// group of its own, capturing both streams.
+    fn spawn(mut command: Command, pids_are_ours: bool) -> Procmon {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -108,6 +119,7 @@ impl Procmon {
             out,
             err,
             extra_pids: Vec::new(),
+            pids_are_ours,
         }
     }
 
@@ -193,7 +205,7 @@ impl Drop for Procmon {
             unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
             let _ = self.child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() && self.pids_are_ours {
             for pid in self
                 .spawned_pids()
                 .into_iter()
@@ -641,6 +653,124 @@ fn hundred_thousand_lines_arrive_in_order_with_the_partial_last_one() {
     }
     assert_eq!(lines.next(), Some(format!("{prefix}partial").as_str()));
     assert_eq!(lines.next(), None);
+}
+
+// ----- As PID 1 of a container -----
+
+/// procmon as PID 1 of a fresh PID namespace, as in a container: an orphan
+/// re-parented to it is reaped, and a `kill -TERM 1` from inside stops
+/// everything and ends procmon (and so `unshare`) with status 0.
+///
+/// The kernel drops a signal sent to a namespace's init when init has no
+/// handler for it (from inside even SIGKILL), so a PID 1 that left TERM at
+/// its default action would never see it. procmon installs no handler: it
+/// blocks TERM, INT and HUP and reads them from a signalfd, and a blocked
+/// signal is always queued. This test proves that design works as init.
+///
+/// The orphan waits until its parent has exited and its parent pid reads 1
+/// before it exits, so its status is PID 1's to collect; the checker waits
+/// until the orphan's `/proc` entry is gone (a zombie keeps it), then sends
+/// the TERM. Skipped, with a line on stderr, where no PID namespace can be
+/// made (no privilege, no namespaces).
+#[test]
+fn as_pid_1_it_reaps_orphans_and_obeys_term_from_inside() {
+    if let Some(reason) = no_pid_namespace() {
+        eprintln!(
+            "skipped as_pid_1_it_reaps_orphans_and_obeys_term_from_inside: \
+             cannot create a PID namespace here: {reason}"
+        );
+        return;
+    }
+    let dir = TempDir::new();
+    let d = dir.0.display();
+    let orphan = dir.write(
+        "orphan.sh",
+        "i=0\n\
+         while [ \"$(cut -d ' ' -f 4 /proc/$$/stat)\" != 1 ] && [ $i -lt 2000 ]; do\n\
+         \x20 sleep 0.01; i=$((i + 1))\n\
+         done\n\
+         echo \"orphan adopted by $(cut -d ' ' -f 4 /proc/$$/stat)\"\n",
+    );
+    // One budget of about 15 s (150 polls) for both waits, so the verdict
+    // comes before the test's own PATIENCE runs out.
+    let checker = dir.write(
+        "checker.sh",
+        &format!(
+            "echo \"parent $PPID\"\n\
+             i=0\n\
+             while [ ! -e {d}/orphan.pid ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done\n\
+             pid=$(cat {d}/orphan.pid 2>/dev/null)\n\
+             while [ -n \"$pid\" ] && [ -e /proc/$pid ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done\n\
+             if [ -z \"$pid\" ]; then echo 'orphan never started'\n\
+             elif [ -e /proc/$pid ]; then echo \"orphan $pid left: $(grep State /proc/$pid/status)\"\n\
+             else echo 'orphan reaped'; fi\n\
+             kill -TERM 1\n\
+             exec sleep 1000\n"
+        ),
+    );
+    let config = dir.write(
+        "pid1.toml",
+        &format!(
+            "[[process]]\n\
+             name = \"orphaner\"\n\
+             argv = [\"sh\", \"-c\", \"sh -c 'sh {orphan} & echo $! > {d}/orphan.tmp; \
+             mv {d}/orphan.tmp {d}/orphan.pid'; echo forked; exec sleep 1000\"]\n\
+             \n\
+             [[process]]\n\
+             name = \"checker\"\n\
+             argv = [\"sh\", \"{checker}\"]\n",
+            orphan = orphan.display(),
+            checker = checker.display(),
+        ),
+    );
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_procmon"))
+        .arg("--config")
+        .arg(&config);
+    let mut procmon = Procmon::spawn(unshare, false);
+
+    procmon.out_has("[orphaner] forked\n");
+    procmon.out_has("[checker] parent 1\n");
+    procmon.out_has("[orphaner] orphan adopted by 1\n");
+    let out = procmon.out_until("the checker's verdict", |t| {
+        t.lines().any(|l| l.starts_with("[checker] orphan"))
+    });
+    if !out.contains("[checker] orphan reaped\n") {
+        procmon.fail("the orphan was not reaped");
+    }
+    let status = procmon.wait();
+    let err = procmon.err.text();
+    assert!(
+        err.contains("procmon: received TERM: stopping all processes\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("procmon: all processes stopped, exiting\n"),
+        "{err}"
+    );
+    assert_eq!(status.code(), Some(0), "{err}");
+}
+
+/// Why `unshare` cannot make a PID namespace with its own /proc here, if it
+/// cannot.
+fn no_pid_namespace() -> Option<String> {
+    let tried = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match tried {
+        Err(error) => Some(format!("unshare: {error}")),
+        Ok(output) if output.status.success() => None,
+        Ok(output) => Some(format!(
+            "unshare {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
 }
 
 // ----- JSON output -----
