@@ -112,6 +112,23 @@ const SIGNALS: Token = Token(usize::MAX);
 /// more of the same kind add nothing.
 const CAUGHT_CAPACITY: usize = 8;
 
+/// The signals [`Options::catch_signals`] catches.
+const CAUGHT_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Blocks the signals that [`Options::catch_signals`] catches (TERM, INT,
+/// HUP) in the calling thread now, before there is a [`Supervisor`] to catch
+/// them, so that one arriving in between waits for it instead of being lost.
+///
+/// Call it first thing in `main` of a program that will catch signals: until
+/// then a TERM kills the program with default handling, and a PID 1 of a
+/// container (which the kernel protects from signals it does not handle)
+/// drops it, so an early `docker stop` would wait for the runtime's SIGKILL.
+/// A supervisor created later with `catch_signals` reports the signal from
+/// its first [`Supervisor::turn`]. The signals stay blocked in this thread.
+pub fn hold_caught_signals() -> io::Result<()> {
+    sys::block_signals(&CAUGHT_SIGNALS).map(drop)
+}
+
 /// Options for [`Supervisor::new`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -364,7 +381,7 @@ impl Supervisor {
             blocked.push(libc::SIGCHLD);
         }
         if options.catch_signals {
-            blocked.extend([libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
+            blocked.extend(CAUGHT_SIGNALS);
         }
         let signals = sys::SignalFd::new(&blocked)?;
         let poll = Poll::new()?;

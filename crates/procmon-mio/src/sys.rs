@@ -193,6 +193,27 @@ pub(crate) fn become_subreaper() -> io::Result<()> {
     Ok(())
 }
 
+/// Blocks `signals` in this thread; gives the set and the mask before.
+pub(crate) fn block_signals(
+    signals: &[libc::c_int],
+) -> io::Result<(libc::sigset_t, libc::sigset_t)> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old_mask = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises `set`; sigaddset writes into it;
+    // pthread_sigmask fills `old_mask` (it returns the error, not -1).
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &signal in signals {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        let err = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old_mask.as_mut_ptr());
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+        Ok((set.assume_init(), old_mask.assume_init()))
+    }
+}
+
 /// A signalfd for a set of signals blocked in the creating thread; restores
 /// that thread's previous mask when dropped.
 pub(crate) struct SignalFd {
@@ -203,21 +224,7 @@ pub(crate) struct SignalFd {
 impl SignalFd {
     /// Blocks `signals` in this thread and opens a non-blocking signalfd on them.
     pub(crate) fn new(signals: &[libc::c_int]) -> io::Result<SignalFd> {
-        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        let mut old_mask = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises `set`; sigaddset writes into it;
-        // pthread_sigmask fills `old_mask` (it returns the error, not -1).
-        let (set, old_mask) = unsafe {
-            libc::sigemptyset(set.as_mut_ptr());
-            for &signal in signals {
-                libc::sigaddset(set.as_mut_ptr(), signal);
-            }
-            let err = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old_mask.as_mut_ptr());
-            if err != 0 {
-                return Err(io::Error::from_raw_os_error(err));
-            }
-            (set.assume_init(), old_mask.assume_init())
-        };
+        let (set, old_mask) = block_signals(signals)?;
         // SAFETY: `set` is initialised; signalfd(-1, ..) creates a new descriptor.
         let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
         let fd = match cvt(fd) {

@@ -424,6 +424,40 @@ fn caught_signals_are_returned_from_turn() {
     }
 }
 
+/// A signal sent after `hold_caught_signals` and before the supervisor
+/// exists waits, and the supervisor reports it: neither lost (as by a PID 1)
+/// nor fatal (as by anyone else).
+fn signals_held_before_the_supervisor_are_caught_by_it() {
+    procmon_mio::hold_caught_signals().expect("signals blocked");
+    for signal in [libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the signal is blocked in this (the only) thread, so it
+        // waits instead of killing the test.
+        unsafe { libc::kill(libc::getpid(), signal) };
+    }
+    let mut run = Run::with_options(
+        settings(100, 50, 1000),
+        Options::default().with_catch_signals(true),
+    );
+    let mut caught = Vec::new();
+    let start = Instant::now();
+    while caught.len() < 2 {
+        caught.extend(run.turn(Duration::from_millis(100)));
+        assert!(start.elapsed() < run.deadline, "caught only {caught:?}");
+    }
+    caught.sort_by_key(|c| *c as u8);
+    assert_eq!(caught, [CaughtSignal::Terminate, CaughtSignal::Hangup]);
+    drop(run);
+    // SAFETY: unblocking signals with no handler installed and none pending.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 fn kill_all_kills_every_group() {
     let mut run = Run::new(settings(100, 60_000, 60_000));
     run.add("a", sh("trap '' TERM; sleep 100"));
@@ -558,6 +592,10 @@ fn main() {
         (
             "caught_signals_are_returned_from_turn",
             caught_signals_are_returned_from_turn,
+        ),
+        (
+            "signals_held_before_the_supervisor_are_caught_by_it",
+            signals_held_before_the_supervisor_are_caught_by_it,
         ),
         ("kill_all_kills_every_group", kill_all_kills_every_group),
         (

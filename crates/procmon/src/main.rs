@@ -15,6 +15,12 @@ use procmon_core::{Definitions, Monitor};
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    // Before anything else: a TERM that comes while the config is read must
+    // wait for the supervisor, not kill us or, as PID 1, be dropped.
+    if let Err(error) = procmon_mio::hold_caught_signals() {
+        eprintln!("procmon: blocking signals: {error}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let definitions = match &cli.config {
         Some(path) => match load(path) {
