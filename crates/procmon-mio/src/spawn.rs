@@ -109,6 +109,11 @@ impl Spawner {
         // orphan reaper can take this child for an untracked one.
         let mut tracked = sys::tracked();
         let mut pidfd: libc::c_int = -1;
+        // A credential change marks the memory the child shares with us (not
+        // just the child) as not dumpable; we put our own mark back after.
+        let changes_credentials = spec.uid.is_some() || spec.gid.is_some();
+        // SAFETY: prctl with integer arguments only.
+        let dumpable = changes_credentials.then(|| unsafe { libc::prctl(libc::PR_GET_DUMPABLE) });
         let old_mask = block_all_signals();
         // SAFETY: `child_main` only touches `args` (alive until clone returns,
         // as CLONE_VFORK suspends us until the child execs or exits) and the
@@ -125,6 +130,10 @@ impl Spawner {
             )
         };
         let clone_error = (pid == -1).then(io::Error::last_os_error);
+        if let Some(dumpable) = dumpable.filter(|&d| d >= 0) {
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable) };
+        }
         restore_signal_mask(&old_mask);
         if let Some(e) = clone_error {
             return Err(e);
@@ -359,12 +368,6 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     // Its own session and process group, so a stop can signal the whole tree
     // with killpg and no terminal signal of ours reaches it.
     check!(libc::setsid());
-    // If the monitor dies, so does the child; then close the race where the
-    // parent died before the prctl took effect.
-    check!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0));
-    if libc::getppid() != args.parent_pid {
-        libc::_exit(127);
-    }
     // The parent moved these above 2, so no dup2 overwrites another's source;
     // dup2 clears close-on-exec on the copies.
     check!(libc::dup2(args.stdin, 0));
@@ -396,6 +399,13 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     }
     if let Some(uid) = args.uid {
         check!(libc::syscall(libc::SYS_setuid, uid) as libc::c_int);
+    }
+    // If the monitor dies, so does the child; then close the race where the
+    // parent died before the prctl took effect. After the credentials, whose
+    // change resets the parent-death signal.
+    check!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0));
+    if libc::getppid() != args.parent_pid {
+        libc::_exit(127);
     }
     // The monitor blocks signals it reads through a signalfd; the child starts
     // with none blocked.

@@ -380,6 +380,11 @@ fn uid_and_gid_are_set() {
         println!("(skipped: needs root)");
         return;
     }
+    // The child changes credentials in memory it shares with us, which
+    // marks that memory (ours too) not dumpable unless the spawner puts the
+    // mark back: we must stay as debuggable as we were.
+    // SAFETY: prctl with integer arguments only.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
     let mut run = Run::new(settings(100, 60_000, 60_000));
     run.add(
         "nobody",
@@ -396,6 +401,8 @@ fn uid_and_gid_are_set() {
         run.lines("nobody", Stream::Stdout),
         [b"65534 65534 65534".to_vec()]
     );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }, dumpable);
     run.stop();
     run.quiesce();
 }

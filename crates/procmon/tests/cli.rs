@@ -607,6 +607,33 @@ fn sigkill_to_procmon_still_ends_its_child() {
     assert_eq!(survivors, Vec::<i32>::new(), "child outlived procmon");
 }
 
+/// Changing credentials resets a process's parent-death signal, so the
+/// child sets it after `setuid`: a child running as another user must die
+/// with procmon too.
+#[test]
+fn sigkill_to_procmon_ends_a_child_running_as_another_user() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped sigkill_to_procmon_ends_a_child_running_as_another_user: needs root");
+        return;
+    }
+    let dir = TempDir::new();
+    let config = dir.write(
+        "nobody.toml",
+        "[[process]]\nname = \"nobody\"\nargv = [\"sleep\", \"1000\"]\nuid = 65534\ngid = 65534\n",
+    );
+    let mut procmon = Procmon::start(&["--config", config.to_str().unwrap()]);
+    let child = procmon.wait_spawned(1);
+    procmon.signal(libc::SIGKILL);
+    procmon.wait();
+    let survivors = wait_all_dead(&child, Duration::from_secs(10));
+    assert_eq!(
+        survivors,
+        Vec::<i32>::new(),
+        "a child running as nobody outlived procmon"
+    );
+}
+
 #[test]
 fn sighup_restarts_every_process() {
     let procmon = Procmon::start(&["-m", "0.1", "--", "sh", "-c", "echo up; exec sleep 1000"]);
