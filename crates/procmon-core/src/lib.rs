@@ -37,7 +37,7 @@ pub use lines::LineBuffer;
 pub use monitor::{Monitor, ProcessKey, ProcessStats, ProcessStatus, Stats};
 pub use spec::{Definitions, ProcessSpec, Settings};
 pub use time::{Instant, Seconds};
-pub use timer::{TimerId, TimerKind, TimerQueue};
+pub use timer::{TimerId, TimerKind, TimerMark, TimerQueue};
 
 /// Re-exported so callers name durations without importing `core::time`.
 pub use core::time::Duration;

@@ -33,6 +33,11 @@ pub enum TimerKind {
     Restart,
 }
 
+/// A point in the order in which a [`TimerQueue`]'s items were set, from
+/// [`TimerQueue::mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimerMark(u64);
+
 /// A deadline queue for a world: items keyed by `K`, ordered by `(at, seq)`.
 ///
 /// Items due at the same instant come out in the order they were set, which
@@ -88,6 +93,28 @@ impl<K: Ord + Copy> TimerQueue<K> {
         self.by_deadline.first_key_value().map(|(&(at, _), _)| at)
     }
 
+    /// A point in the order of `set` calls: everything set after this call
+    /// comes after it. See [`pop_due_before`](Self::pop_due_before).
+    pub fn mark(&self) -> TimerMark {
+        TimerMark(self.next_seq)
+    }
+
+    /// Like [`pop_due`](Self::pop_due), but only items set before `mark`.
+    ///
+    /// A world that fires every due timer in a loop, handing each to the
+    /// monitor, uses this so that timers set while it fires (a zero-delay
+    /// restart after a spawn that failed at once, which sets another) wait
+    /// for its next round instead of keeping the loop going for ever. Items
+    /// set during the loop are due no earlier than `now`, so they sort after
+    /// every older due item, and stopping at the first of them skips none.
+    pub fn pop_due_before(&mut self, now: Instant, mark: TimerMark) -> Option<(Instant, K)> {
+        let (&(_, seq), _) = self.by_deadline.first_key_value()?;
+        if seq >= mark.0 {
+            return None;
+        }
+        self.pop_due(now)
+    }
+
     /// Takes out the first item due at or before `now`, with its deadline.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
         let (&(at, _), _) = self.by_deadline.first_key_value()?;
@@ -135,6 +162,23 @@ mod tests {
         assert_eq!(q.pop_due(t(9)), Some((t(5), 'b')));
         assert_eq!(q.pop_due(t(9)), Some((t(5), 'a')));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn items_set_after_the_mark_wait() {
+        let mut q = TimerQueue::new();
+        q.set('a', t(1));
+        q.set('b', t(2));
+        let mark = q.mark();
+        // Set while firing: due at once, and even at an older instant.
+        q.set('c', t(2));
+        q.set('d', t(0));
+        assert_eq!(q.pop_due_before(t(2), mark), None, "d sorts first");
+        q.cancel('d');
+        assert_eq!(q.pop_due_before(t(2), mark), Some((t(1), 'a')));
+        assert_eq!(q.pop_due_before(t(2), mark), Some((t(2), 'b')));
+        assert_eq!(q.pop_due_before(t(2), mark), None);
+        assert_eq!(q.pop_due_before(t(2), q.mark()), Some((t(2), 'c')));
     }
 
     #[test]

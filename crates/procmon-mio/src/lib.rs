@@ -514,10 +514,13 @@ impl Supervisor {
             self.reap_orphans();
         }
         // After poll returns, whatever made it return: read the clock and fire
-        // everything due, one timer at a time, draining in between, so a
-        // zero-delay timer set while handling one fires in this turn.
+        // everything due, one timer at a time, draining in between. A timer
+        // set while firing (a zero-delay restart after a spawn that failed,
+        // which sets another) waits for the next turn, whose poll does not
+        // sleep: it must not keep this loop from signals and pipes for ever.
         let now = self.clock.now();
-        while let Some((_, timer)) = self.timers.pop_due(now) {
+        let mark = self.timers.mark();
+        while let Some((_, timer)) = self.timers.pop_due_before(now, mark) {
             self.monitor.handle(now, Input::TimerFired { timer });
             self.drain(now, observer);
         }

@@ -503,6 +503,19 @@ fn missing_binary_reports_spawn_failure_and_backs_off() {
     assert!(delays.windows(2).all(|w| w[0] < w[1]), "{delays:?}");
 }
 
+/// With no restart delay, a spawn that fails at once schedules another at
+/// once; procmon must still hear TERM between them rather than loop inside
+/// one turn for ever.
+#[test]
+fn term_is_heard_while_a_missing_binary_restarts_with_no_delay() {
+    let mut procmon = Procmon::start(&["-m", "0", "--", "/nonexistent/procmon-test-bin"]);
+    procmon.err_until("a few failures", |t| t.matches("spawn failed").count() >= 3);
+    procmon.signal(libc::SIGTERM);
+    let status = procmon.wait();
+    assert!(status.success(), "{status}");
+    procmon.err_has("all processes stopped, exiting");
+}
+
 #[test]
 fn stop_sends_term_then_kill_to_a_child_that_ignores_term() {
     let mut procmon = Procmon::start(&[
