@@ -39,9 +39,11 @@
 //!
 //! # Process-wide effects
 //!
-//! Creating a [`Supervisor`] makes the process a child subreaper and blocks
-//! SIGCHLD (and, with [`Options::catch_signals`], SIGTERM, SIGINT and SIGHUP)
-//! in the creating thread. Signals are read from a signalfd, so for them to
+//! Creating a [`Supervisor`] resets an ignored SIGCHLD to its default (and
+//! clears `SA_NOCLDWAIT`), without which the kernel would reap children
+//! itself and their statuses would be lost. It makes the process a child
+//! subreaper and blocks SIGCHLD (and, with [`Options::catch_signals`],
+//! SIGTERM, SIGINT and SIGHUP) in the creating thread. Signals are read from a signalfd, so for them to
 //! reach it the other threads of the program should block them too (create
 //! the supervisor before starting other threads: new threads inherit the
 //! mask). The orphan reaper reaps any exited child not tracked by a
@@ -79,7 +81,7 @@ mod sys;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use mio::unix::pipe::Receiver;
@@ -375,6 +377,7 @@ impl Supervisor {
     /// [`Options::reap_orphans`] is off, makes the process a child subreaper
     /// and blocks SIGCHLD in this thread; blocks the caught signals too.
     pub fn new(monitor: Monitor, options: Options) -> io::Result<Supervisor> {
+        sys::keep_child_statuses()?;
         let mut blocked = Vec::new();
         if options.reap_orphans {
             sys::become_subreaper()?;
@@ -698,7 +701,7 @@ impl Supervisor {
             // Without a registration we would never see it exit: undo it all.
             kill_group(&live, libc::SIGKILL);
             let mut tracked = sys::tracked();
-            let _ = sys::reap(live.pid);
+            let _ = sys::reap(live.pidfd.as_fd());
             tracked.remove(&live.pid);
             drop(tracked);
             let _ = registry.deregister(&mut SourceFd(&live.pidfd.as_raw_fd()));
@@ -737,29 +740,38 @@ impl Supervisor {
             return;
         };
         let (pid, instance) = (live.pid, live.instance);
-        let peeked = match sys::peek_exit(pid) {
+        let peeked = match sys::peek_exit(live.pidfd.as_fd()) {
             Ok(None) => return,
             Ok(Some(status)) => Some(status),
-            // Someone else reaped it (a foreign waitpid(-1)); it is gone all the same.
             Err(_) => None,
         };
         // Its last words first, partial lines included (the core flushes
         // those when told of the exit). Not waiting for EOF: see `Pipe::lines`.
         self.read_pipe(slot, Stream::Stdout, observer);
         self.read_pipe(slot, Stream::Stderr, observer);
-        // The leader is an unreaped zombie, so its pid and group id cannot
-        // have been reused: kill what is left of its group, then reap it.
-        let _ = sys::killpg(pid, libc::SIGKILL);
-        let reaped = {
-            let mut tracked = sys::tracked();
-            let status = sys::reap(pid);
-            tracked.remove(&pid);
-            status
+        let live = self.children[slot]
+            .as_ref()
+            .and_then(|c| c.live.as_ref())
+            .expect("checked above");
+        let status = match peeked {
+            // The leader is an unreaped zombie, so its pid and group id cannot
+            // have been reused: kill what is left of its group, then reap it.
+            Some(peeked) => {
+                let _ = sys::killpg(pid, libc::SIGKILL);
+                let mut tracked = sys::tracked();
+                let reaped = sys::reap(live.pidfd.as_fd());
+                tracked.remove(&pid);
+                reaped.unwrap_or(peeked)
+            }
+            // Someone else reaped it (a foreign `waitpid(-1)`, which the
+            // module docs warn against). Its pid and group id may be a
+            // stranger's by now, so nothing is signalled, and its status is
+            // lost: reported as a SIGKILL.
+            None => {
+                sys::tracked().remove(&pid);
+                ExitStatus::Signal(libc::SIGKILL)
+            }
         };
-        let status = reaped
-            .ok()
-            .or(peeked)
-            .unwrap_or(ExitStatus::Signal(libc::SIGKILL));
         let child = self.children[slot].as_mut().expect("checked above");
         let live = child.live.take().expect("checked above");
         let _ = self
@@ -947,7 +959,7 @@ impl Drop for Supervisor {
         for child in self.children.iter_mut().flatten() {
             if let Some(live) = child.live.take() {
                 let mut tracked = sys::tracked();
-                let _ = sys::reap(live.pid);
+                let _ = sys::reap(live.pidfd.as_fd());
                 tracked.remove(&live.pid);
             }
         }

@@ -27,7 +27,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
 use std::sync::OnceLock;
@@ -147,7 +147,7 @@ impl Spawner {
         if errno != 0 {
             // The child has already called _exit: reap it now so no zombie
             // is left and its pid is never tracked.
-            let _ = sys::reap(pid);
+            let _ = sys::reap(pidfd.as_fd());
             return Err(io::Error::from_raw_os_error(errno));
         }
         tracked.insert(pid);

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use procmon_core::ExitStatus;
@@ -132,20 +132,27 @@ fn waitid(
     }
 }
 
-/// How child `pid` ended if it has, leaving it a zombie (`WNOWAIT`) so its pid
-/// and process group stay pinned.
-pub(crate) fn peek_exit(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+/// How the child behind `pidfd` ended if it has, leaving it a zombie
+/// (`WNOWAIT`) so its pid and process group stay pinned. An error (`ECHILD`)
+/// means it is no longer ours to wait for: someone else reaped it.
+pub(crate) fn peek_exit(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
     Ok(waitid(
-        libc::P_PID,
-        pid as libc::id_t,
+        libc::P_PIDFD,
+        pidfd.as_raw_fd() as libc::id_t,
         libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
     )?
     .map(|(_, status)| status))
 }
 
-/// Reaps child `pid`, which the caller knows has exited.
-pub(crate) fn reap(pid: libc::pid_t) -> io::Result<ExitStatus> {
-    let reaped = waitid(libc::P_PID, pid as libc::id_t, libc::WEXITED)?;
+/// Reaps the child behind `pidfd`, waiting for it to exit. Through the
+/// pidfd, not the pid: if someone else reaped it and the pid was reused by
+/// another child of ours, this cannot wait for that one or steal its status.
+pub(crate) fn reap(pidfd: BorrowedFd<'_>) -> io::Result<ExitStatus> {
+    let reaped = waitid(
+        libc::P_PIDFD,
+        pidfd.as_raw_fd() as libc::id_t,
+        libc::WEXITED,
+    )?;
     Ok(reaped.expect("a blocking waitid returns a child").1)
 }
 
@@ -212,6 +219,41 @@ pub(crate) fn block_signals(
         }
         Ok((set.assume_init(), old_mask.assume_init()))
     }
+}
+
+/// Makes the kernel keep exited children for us to wait for. An ignored
+/// SIGCHLD (which survives `execve`, so a parent can hand it down) or a
+/// handler with `SA_NOCLDWAIT` makes it reap them itself: every exit status
+/// would be lost, and with it the zombie that keeps a pid and group id ours
+/// until we are done signalling them. Resets the first to the default and
+/// clears the flag from the second.
+pub(crate) fn keep_child_statuses() -> io::Result<()> {
+    // SAFETY: sigaction reads and fills plain structs we own; no handler of
+    // ours is installed (a foreign handler is kept as it was).
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        cvt(libc::sigaction(
+            libc::SIGCHLD,
+            std::ptr::null(),
+            &mut current,
+        ))?;
+        let ignored = current.sa_sigaction == libc::SIG_IGN;
+        if !ignored && current.sa_flags & libc::SA_NOCLDWAIT == 0 {
+            return Ok(());
+        }
+        if ignored {
+            current = std::mem::zeroed();
+            current.sa_sigaction = libc::SIG_DFL;
+        } else {
+            current.sa_flags &= !libc::SA_NOCLDWAIT;
+        }
+        cvt(libc::sigaction(
+            libc::SIGCHLD,
+            &current,
+            std::ptr::null_mut(),
+        ))?;
+    }
+    Ok(())
 }
 
 /// A signalfd for a set of signals blocked in the creating thread; restores

@@ -465,6 +465,32 @@ fn signals_held_before_the_supervisor_are_caught_by_it() {
     }
 }
 
+/// An ignored SIGCHLD, handed down by a careless parent, would make the
+/// kernel reap children itself: statuses lost and zombies that pin a group
+/// gone. The supervisor puts the default back, so exits read true.
+fn an_ignored_sigchld_is_reset_and_statuses_survive() {
+    // SAFETY: setting a disposition, no handler of ours involved.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let mut run = Run::new(settings(10_000, 60_000, 60_000));
+    run.add("three", sh("exit 3"));
+    run.start();
+    run.until("the exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    let pid = run.spawned_pids()[0];
+    assert_eq!(
+        run.count(|s| *s == Seen::Exited("three".into(), pid, ExitStatus::Code(3))),
+        1,
+        "{:#?}",
+        run.seen
+    );
+    run.stop();
+    run.quiesce();
+    // SAFETY: as above.
+    let now = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    assert_eq!(now, libc::SIG_DFL, "the supervisor left SIGCHLD ignored");
+}
+
 fn kill_all_kills_every_group() {
     let mut run = Run::new(settings(100, 60_000, 60_000));
     run.add("a", sh("trap '' TERM; sleep 100"));
@@ -603,6 +629,10 @@ fn main() {
         (
             "signals_held_before_the_supervisor_are_caught_by_it",
             signals_held_before_the_supervisor_are_caught_by_it,
+        ),
+        (
+            "an_ignored_sigchld_is_reset_and_statuses_survive",
+            an_ignored_sigchld_is_reset_and_statuses_survive,
         ),
         ("kill_all_kills_every_group", kill_all_kills_every_group),
         (
