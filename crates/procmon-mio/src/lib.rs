@@ -110,8 +110,10 @@ const READS_PER_PIPE: usize = 16;
 /// The signalfd's token; child tokens are `slot << 2 | role` and never reach it.
 const SIGNALS: Token = Token(usize::MAX);
 
-/// At most this many caught signals wait to be returned from [`Supervisor::turn`];
-/// more of the same kind add nothing.
+/// At most this many caught signals wait to be returned from [`Supervisor::turn`].
+/// When they are all waiting, one more of a kind already waiting adds
+/// nothing, and one of a new kind takes the place of a repeat, so a storm
+/// of HUPs cannot crowd out a TERM.
 const CAUGHT_CAPACITY: usize = 8;
 
 /// The signals [`Options::catch_signals`] catches.
@@ -899,9 +901,19 @@ impl Supervisor {
                 libc::SIGHUP => CaughtSignal::Hangup,
                 _ => continue,
             };
-            if self.caught.len() < CAUGHT_CAPACITY {
-                self.caught.push_back(caught);
+            if self.caught.len() == CAUGHT_CAPACITY {
+                if self.caught.contains(&caught) {
+                    continue;
+                }
+                // Full of other kinds: drop the newest repeat of a kind that
+                // waits more than once, so that every kind keeps a place.
+                let repeat = (0..self.caught.len())
+                    .rev()
+                    .find(|&i| self.caught.iter().filter(|&&c| c == self.caught[i]).count() > 1)
+                    .expect("more entries than kinds");
+                self.caught.remove(repeat);
             }
+            self.caught.push_back(caught);
         }
         Ok(sigchld)
     }

@@ -491,6 +491,36 @@ fn an_ignored_sigchld_is_reset_and_statuses_survive() {
     assert_eq!(now, libc::SIG_DFL, "the supervisor left SIGCHLD ignored");
 }
 
+/// A storm of INTs and HUPs, read faster than `turn` returns them, fills
+/// the queue of caught signals; a TERM after it must still come out.
+fn a_signal_storm_does_not_crowd_out_term() {
+    let mut run = Run::with_options(
+        settings(100, 50, 1000),
+        Options::default().with_catch_signals(true),
+    );
+    let mut returned = Vec::new();
+    for _ in 0..12 {
+        for signal in [libc::SIGINT, libc::SIGHUP] {
+            // SAFETY: blocked in this (the only) thread: it waits in the signalfd.
+            unsafe { libc::kill(libc::getpid(), signal) };
+        }
+        // Reads both, returns one: the queue grows by one each time.
+        returned.extend(run.turn(Duration::from_millis(100)));
+    }
+    // Read in one go, in signal-number order: the HUP fills the queue, and
+    // the TERM comes after it.
+    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM] {
+        // SAFETY: as above.
+        unsafe { libc::kill(libc::getpid(), signal) };
+    }
+    let start = Instant::now();
+    while let Some(caught) = run.turn(Duration::from_millis(100)) {
+        returned.push(caught);
+        assert!(start.elapsed() < run.deadline, "signals never run out");
+    }
+    assert!(returned.contains(&CaughtSignal::Terminate), "{returned:?}");
+}
+
 fn kill_all_kills_every_group() {
     let mut run = Run::new(settings(100, 60_000, 60_000));
     run.add("a", sh("trap '' TERM; sleep 100"));
@@ -633,6 +663,10 @@ fn main() {
         (
             "an_ignored_sigchld_is_reset_and_statuses_survive",
             an_ignored_sigchld_is_reset_and_statuses_survive,
+        ),
+        (
+            "a_signal_storm_does_not_crowd_out_term",
+            a_signal_storm_does_not_crowd_out_term,
         ),
         ("kill_all_kills_every_group", kill_all_kills_every_group),
         (
