@@ -375,7 +375,8 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     check!(libc::dup2(args.stderr, 2));
     // Every descriptor is close-on-exec already, but the monitor may itself
     // have inherited some that are not; none of them is the child's business.
-    // (ENOSYS before Linux 5.9: close-on-exec alone then.)
+    // (close_range came in Linux 5.9 and CLOSE_RANGE_CLOEXEC in 5.11; before,
+    // it fails and close-on-exec alone does the job.)
     libc::syscall(
         libc::SYS_close_range,
         3,
@@ -420,15 +421,17 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     *libc::__errno_location()
 }
 
-/// Blocks every signal in this thread (raw syscall: glibc's wrappers keep two
-/// internal signals unblockable) and returns the previous mask.
+/// Blocks every signal in this thread, glibc's two internal ones included
+/// (its `sigfillset` leaves them out and its wrappers refuse them, hence the
+/// raw syscall and a mask of all ones), and returns the previous mask.
 fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: sigfillset initialises `all`; rt_sigprocmask reads `all` and
-    // fills `old` (8 bytes: the kernel's sigset size).
+    // SAFETY: the kernel's sigset is the first 8 bytes of glibc's larger
+    // sigset_t, written as one u64; rt_sigprocmask reads `all` and fills
+    // `old` (8 bytes: the kernel's sigset size; it ignores SIGKILL/SIGSTOP).
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
+        ptr::write_unaligned(ptr::addr_of_mut!(all).cast::<u64>(), u64::MAX);
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
