@@ -33,7 +33,10 @@
 //!   out of that buffer to the [`Observer`]: no copy per line. The pipes of an exited child are drained before its exit is
 //!   reported, but EOF is not awaited: a grandchild that escaped the group may
 //!   keep them open. Such pipes stay registered until EOF, and what they still
-//!   carry is split into lines here and reported under the same name.
+//!   carry is split into lines here and reported under the same name; only
+//!   the last four reaped instances of a process keep theirs, after which the
+//!   oldest's are closed ([`Notice::OutputClosed`]), so escapees cannot make
+//!   the monitor's descriptors grow without end.
 //! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
 //!   until the earliest deadline or an event, with no periodic wake-up.
 //!
@@ -106,6 +109,13 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// one read loop busy for ever and starve every other child, the timers and
 /// stop.
 const READS_PER_PIPE: usize = 16;
+
+/// At most this many reaped instances of one process keep their pipes open
+/// for descendants that escaped its group (a daemon that double-forked and
+/// kept its stdout); when one more would, the oldest's pipes are closed.
+/// Without a bound, every restart of such a process would leave two
+/// descriptors and a slot behind for as long as those descendants live.
+const LINGERING_PER_PROCESS: usize = 4;
 
 /// The signalfd's token; child tokens are `slot << 2 | role` and never reach it.
 const SIGNALS: Token = Token(usize::MAX);
@@ -221,6 +231,17 @@ pub enum Notice<'a> {
         /// The signal.
         signal: Signal,
     },
+    /// The pipes of an earlier instance of a process, still held open by
+    /// descendants that escaped its group, were closed: only the last four
+    /// reaped instances of a process keep theirs.
+    /// Their partial lines were reported first; those descendants' later
+    /// writes fail (`EPIPE`, or SIGPIPE).
+    OutputClosed {
+        /// The process's name.
+        name: &'a str,
+        /// The pid of the instance, reaped earlier.
+        pid: i32,
+    },
     /// One line of a child's output, without its newline, as raw bytes
     /// (escape them for printing, e.g. with [`procmon_core::EscapeInvalid`]).
     Output {
@@ -294,6 +315,9 @@ pub struct Supervisor {
     buffer: Box<[u8]>,
     /// [`Options::reap_orphans`].
     reap_orphans: bool,
+    /// Slots of reaped children whose pipes are still open, oldest first,
+    /// by name; at most [`LINGERING_PER_PROCESS`] each.
+    lingering: HashMap<Box<str>, VecDeque<usize>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -309,6 +333,8 @@ impl std::fmt::Debug for Supervisor {
 /// One spawned child, until it is reaped and its pipes are closed.
 struct Child {
     name: Box<str>,
+    /// The leader's pid, kept after it is reaped to name the instance.
+    pid: libc::pid_t,
     /// `None` once reaped.
     live: Option<Live>,
     stdout: Option<Pipe>,
@@ -414,6 +440,7 @@ impl Supervisor {
             unfinished: VecDeque::new(),
             buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             reap_orphans: options.reap_orphans,
+            lingering: HashMap::new(),
         })
     }
 
@@ -716,6 +743,7 @@ impl Supervisor {
         let name = self.monitor.name(process).unwrap_or_default().into();
         self.children[slot] = Some(Child {
             name,
+            pid,
             live: Some(live),
             stdout: Some(Pipe {
                 receiver: stdout,
@@ -783,6 +811,9 @@ impl Supervisor {
         drop(live);
         self.by_instance.remove(&instance);
         self.free_if_done(slot);
+        if self.children[slot].is_some() {
+            self.linger(slot, observer);
+        }
 
         let now = self.clock.now();
         self.exiting = Some((instance, pid));
@@ -805,6 +836,7 @@ impl Supervisor {
                 live,
                 stdout,
                 stderr,
+                ..
             } = child;
             let live = live.as_ref().map(|l| l.instance);
             let pipe = match stream {
@@ -881,10 +913,47 @@ impl Supervisor {
         let done = self.children[slot]
             .as_ref()
             .is_some_and(|c| c.live.is_none() && c.stdout.is_none() && c.stderr.is_none());
-        if done {
-            self.children[slot] = None;
-            self.free_slots.push(slot);
+        if !done {
+            return;
         }
+        let child = self.children[slot].take().expect("checked above");
+        self.free_slots.push(slot);
+        if let Some(lingering) = self.lingering.get_mut(&child.name) {
+            lingering.retain(|&s| s != slot);
+            if lingering.is_empty() {
+                self.lingering.remove(&child.name);
+            }
+        }
+    }
+
+    /// Keeps the pipes of a reaped child open for its escaped descendants,
+    /// closing those of the oldest such instance of the same process if that
+    /// makes more than [`LINGERING_PER_PROCESS`].
+    fn linger(&mut self, slot: usize, observer: &mut impl Observer) {
+        let child = self.children[slot]
+            .as_ref()
+            .expect("caller checked the slot");
+        let name = child.name.clone();
+        let lingering = self.lingering.entry(child.name.clone()).or_default();
+        lingering.push_back(slot);
+        if lingering.len() <= LINGERING_PER_PROCESS {
+            return;
+        }
+        let oldest = lingering[0];
+        let pid = self.children[oldest]
+            .as_ref()
+            .expect("lingering slots are occupied")
+            .pid;
+        // Closing the second pipe frees the slot and takes it off the list.
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let open = self.children[oldest]
+                .as_mut()
+                .is_some_and(|c| c.pipe(stream).is_some());
+            if open {
+                self.close_pipe(oldest, stream, observer);
+            }
+        }
+        observer.notice(Notice::OutputClosed { name: &name, pid });
     }
 
     /// Drains the signalfd; returns whether SIGCHLD arrived.

@@ -574,6 +574,43 @@ fn thousand_added_and_removed() {
     assert!(in_sessions(&sessions).is_empty());
 }
 
+/// A process whose descendants escape its group and keep its pipes (a
+/// daemon that double-forks without closing stdout), restarted again and
+/// again: only the last few instances' pipes stay open, so the monitor's
+/// descriptors stay bounded, and each pipe closed is announced.
+fn escapees_holding_pipes_do_not_pile_up() {
+    let before = fd_count();
+    let mut run = Run::new(settings(10_000, 10, 10)).with_deadline(DEADLINE);
+    // The leader waits, through a fifo, until its child has left the group
+    // (otherwise the group kill at its exit could catch the child first).
+    run.add(
+        "forker",
+        sh("d=$(mktemp -d) && mkfifo $d/f && \
+            { setsid sh -c \"echo > $d/f; exec sleep 1000\" & } && \
+            read x < $d/f; rm -r $d; echo started"),
+    );
+    run.start();
+    run.until("twelve exits", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 12
+    });
+    let closed = run.count(|s| matches!(s, Seen::OutputClosed(..)));
+    let exited = run.count(|s| matches!(s, Seen::Exited(..)));
+    assert!(closed + 4 >= exited, "{closed} closed after {exited} exits");
+    // Four instances' pipes, the live one's two pipes and pidfd, and slack
+    // for an instance caught between its exit and its pipes' closing.
+    let held = fd_count() - before;
+    assert!(held <= 4 * 2 + 3 + 2, "{held} descriptors held");
+    // Every instance's line was read, the closed ones' included.
+    let started = run
+        .lines("forker", Stream::Stdout)
+        .iter()
+        .filter(|l| l.as_slice() == b"started")
+        .count();
+    assert!(started >= exited, "{started} lines for {exited} exits");
+    run.stop();
+    run.quiesce();
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("flood_without_newline", flood_without_newline),
@@ -597,6 +634,10 @@ fn main() {
         (
             "spawn_failures_from_descriptor_limit",
             spawn_failures_from_descriptor_limit,
+        ),
+        (
+            "escapees_holding_pipes_do_not_pile_up",
+            escapees_holding_pipes_do_not_pile_up,
         ),
         ("thousand_added_and_removed", thousand_added_and_removed),
     ];

@@ -302,6 +302,10 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             "[{name}] sending KILL to pid {pid} after {} s",
             Rounded(kill_time)
         ),
+        Notice::OutputClosed { name, pid } => write!(
+            s,
+            "[{name}] closing the output of pid {pid}, still held open by processes that left its group"
+        ),
         // Child lines are printed by `child_line`; a notice the driver
         // gains later is still shown, in its debug form, rather than lost.
         other => write!(s, "{other:?}"),
@@ -367,6 +371,11 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
             if *signal == Signal::Kill {
                 j.num("after", Rounded(kill_time));
             }
+        }
+        Notice::OutputClosed { name, pid } => {
+            j.str("event", "output_closed")
+                .str("name", name)
+                .num("pid", pid);
         }
         other => {
             j.str("event", "other").str("debug", &format!("{other:?}"));
@@ -587,6 +596,10 @@ mod tests {
                     pid: 12,
                     signal: Signal::Kill,
                 },
+                Notice::OutputClosed {
+                    name: "web",
+                    pid: 11,
+                },
             ];
             for notice in &notices {
                 p.event(&Event::Supervisor { notice, kill_time });
@@ -607,6 +620,7 @@ procmon: [web] restarting now
 procmon: [web] restarting in 4 s
 procmon: [web] sending TERM to pid 12
 procmon: [web] sending KILL to pid 12 after 5 s
+procmon: [web] closing the output of pid 11, still held open by processes that left its group
 procmon: received HUP: restarting all processes
 procmon: all processes stopped, exiting
 ";
@@ -635,6 +649,7 @@ procmon: all processes stopped, exiting
                     pid: 3,
                     signal: Signal::Kill,
                 },
+                Notice::OutputClosed { name: "a", pid: 2 },
             ];
             for notice in &notices {
                 p.event(&Event::Supervisor { notice, kill_time });
@@ -651,6 +666,7 @@ procmon: all processes stopped, exiting
         let want = r#"{"event":"spawn_failed","name":"a","error":"No such file or directory (os error 2)","errno":2}
 {"event":"exited","name":"a","pid":3,"signal":15,"uptime":1.5}
 {"event":"signalled","name":"a","pid":3,"signal":"KILL","after":0.25}
+{"event":"output_closed","name":"a","pid":2}
 {"event":"received_signal","signal":"INT","action":"kill_all"}
 "#;
         assert_eq!(err, want);

@@ -22,6 +22,7 @@ pub enum Seen {
     Restart(String, Duration),
     Signalled(String, i32, Signal),
     Output(String, Stream, Vec<u8>),
+    OutputClosed(String, i32),
 }
 
 /// Counters kept for every notice, whether or not it is recorded, so long
@@ -265,6 +266,7 @@ fn observe(
             }
             Seen::Output(name.into(), stream, line.to_vec())
         }
+        Notice::OutputClosed { name, pid } => Seen::OutputClosed(name.into(), pid),
         other => panic!("unexpected notice {other:?}"),
     };
     if record {
