@@ -106,6 +106,10 @@ CONFIG FILE (--config FILE)
   uid = "www-data"              # optional, user name or number
   gid = 33                      # optional, group name or number
 
+  With uid or gid, a child started by root has no supplementary groups: it
+  runs with exactly the uid and gid given (the gid stays procmon's if only
+  uid is given).
+
   An error in the file is reported as `procmon: FILE:LINE:COL: message` and nothing starts.
 
 EXIT STATUS
