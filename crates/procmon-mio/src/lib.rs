@@ -562,6 +562,26 @@ impl Supervisor {
         Ok(self.caught.pop_front())
     }
 
+    /// Reads what the pipes of reaped children (kept open by descendants that
+    /// escaped their group) still hold, reports it with their partial lines,
+    /// and closes them. For a program about to exit or drop the supervisor
+    /// once the monitor is quiescent: otherwise a partial last line of such
+    /// a descendant would go unreported, since their EOF is not awaited.
+    pub fn finish_output(&mut self, observer: &mut impl Observer) {
+        let slots: Vec<usize> = self.lingering.values().flatten().copied().collect();
+        for slot in slots {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                self.read_pipe(slot, stream, observer);
+                let open = self.children[slot]
+                    .as_mut()
+                    .is_some_and(|c| c.live.is_none() && c.pipe(stream).is_some());
+                if open {
+                    self.close_pipe(slot, stream, observer);
+                }
+            }
+        }
+    }
+
     /// Sends SIGKILL to every live child's process group now (a second
     /// Ctrl-C). Their exits are reported by later turns as usual.
     pub fn kill_all(&mut self) {

@@ -168,6 +168,42 @@ fn escaped_grandchild_output_and_orphan_reaping() {
     run.quiesce();
 }
 
+/// At the end, what an escaped descendant left in a reaped child's pipes
+/// (a partial line, with no EOF in sight) is still reported.
+fn finish_output_reports_what_escapees_left() {
+    let dir = std::env::temp_dir().join(format!("procmon-finish-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let mut run = Run::new(settings(10_000, 60_000, 60_000));
+    // The escapee leaves the group, lets the leader exit, and writes its
+    // partial line only once the leader is gone; then it says so in a file.
+    run.add(
+        "escape",
+        sh(&format!(
+            "mkfifo {d}/f && {{ setsid sh -c \"echo > {d}/f; \
+             while kill -0 $$ 2>/dev/null; do sleep 0.01; done; \
+             printf 'last words'; touch {d}/done; exec sleep 1000\" & }} && read x < {d}/f"
+        )),
+    );
+    run.start();
+    run.until("the leader's exit and the escapee's write", |_| {
+        dir.join("done").exists()
+    });
+    run.stop();
+    run.quiesce();
+    assert!(
+        run.lines("escape", Stream::Stdout).is_empty(),
+        "{:?}",
+        run.seen
+    );
+    run.finish_output();
+    assert_eq!(
+        run.lines("escape", Stream::Stdout),
+        [b"last words".to_vec()]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn subreaper_reaps_an_adopted_orphan() {
     // The orphan is adopted while the child still runs and dies later: only
     // SIGCHLD (not the exit of one of our own) tells us to reap it.
@@ -625,6 +661,10 @@ fn main() {
         (
             "escaped_grandchild_output_and_orphan_reaping",
             escaped_grandchild_output_and_orphan_reaping,
+        ),
+        (
+            "finish_output_reports_what_escapees_left",
+            finish_output_reports_what_escapees_left,
         ),
         (
             "subreaper_reaps_an_adopted_orphan",

@@ -49,6 +49,8 @@ pub fn run<O: Write, E: Write>(monitor: Monitor, printer: Printer<O, E>) -> io::
             }
         }
         if stopping && supervisor.monitor().is_quiescent() {
+            // What escaped descendants left in earlier instances' pipes.
+            supervisor.finish_output(&mut observer);
             observer.printer.event(&Event::Stopped);
             return Ok(outcome);
         }

@@ -160,6 +160,12 @@ impl Run {
         }
     }
 
+    /// [`Supervisor::finish_output`], recording what it reports.
+    pub fn finish_output(&mut self) {
+        let (supervisor, mut observer) = self.parts();
+        supervisor.finish_output(&mut observer);
+    }
+
     /// Turns until the monitor has nothing running or pending.
     pub fn quiesce(&mut self) {
         self.until("quiescence", |run| {
