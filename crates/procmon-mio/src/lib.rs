@@ -601,8 +601,33 @@ impl Supervisor {
     /// arose while draining (failed spawns), until the monitor is quiet.
     fn drain(&mut self, now: Instant, observer: &mut impl Observer) {
         loop {
+            // The core reports an exit before it flushes the instance's partial
+            // lines (the scenario contract's order); observers get the lines
+            // first, so that a log reads cause before effect.
+            let mut held_exit: Option<Report> = None;
             while let Some(command) = self.monitor.poll_command() {
-                self.execute(command, observer);
+                match command {
+                    Command::Log(line)
+                        if matches!(&held_exit, Some(Report::Exited { instance, .. })
+                            if *instance == line.instance) =>
+                    {
+                        self.execute(Command::Log(line), observer);
+                    }
+                    Command::Report(report @ Report::Exited { .. }) => {
+                        if let Some(held) = held_exit.replace(report) {
+                            self.report(held, observer);
+                        }
+                    }
+                    other => {
+                        if let Some(held) = held_exit.take() {
+                            self.report(held, observer);
+                        }
+                        self.execute(other, observer);
+                    }
+                }
+            }
+            if let Some(held) = held_exit.take() {
+                self.report(held, observer);
             }
             let Some((instance, errno)) = self.failed_spawns.pop_front() else {
                 break;

@@ -62,6 +62,25 @@ fn restart_after_crash() {
     run.quiesce();
 }
 
+/// A child's partial last line reaches the observer before its exit: the
+/// core's command order puts the exit first, the driver puts the lines first.
+fn partial_last_line_comes_before_the_exit() {
+    let mut run = Run::new(settings(10_000, 60_000, 60_000));
+    run.add("brief", sh("echo full; printf partial >&2; printf half"));
+    run.start();
+    run.until("the exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    let exit = run.position(|s| matches!(s, Seen::Exited(..)));
+    for (stream, line) in [(Stream::Stdout, &b"half"[..]), (Stream::Stderr, b"partial")] {
+        let at =
+            run.position(|s| matches!(s, Seen::Output(_, st, l) if *st == stream && l == line));
+        assert!(at < exit, "{:#?}", run.seen);
+    }
+    run.stop();
+    run.quiesce();
+}
+
 fn backoff_grows_on_instant_deaths() {
     let mut run = Run::new(settings(10_000, 20, 320));
     run.add("flap", sh("exit 1"));
@@ -642,6 +661,10 @@ fn own_children_are_left_alone_without_orphan_reaping() {
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("restart_after_crash", restart_after_crash),
+        (
+            "partial_last_line_comes_before_the_exit",
+            partial_last_line_comes_before_the_exit,
+        ),
         (
             "backoff_grows_on_instant_deaths",
             backoff_grows_on_instant_deaths,
