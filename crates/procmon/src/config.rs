@@ -266,8 +266,22 @@ impl Parser<'_> {
     fn document(&self) -> Result<Config, ConfigError> {
         let root = DeTable::parse(self.source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            // The parser's message may run over several lines; ours may not.
-            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            // The parser's message may run over several lines, and may quote
+            // the text it stumbled on, control characters and all; ours may
+            // hold neither.
+            let mut message = String::new();
+            for word in e.message().split_whitespace() {
+                if !message.is_empty() {
+                    message.push(' ');
+                }
+                for c in word.chars() {
+                    if c.is_control() {
+                        message.extend(c.escape_debug());
+                    } else {
+                        message.push(c);
+                    }
+                }
+            }
             self.error(span, format!("invalid TOML: {message}"))
         })?;
         let mut settings = Settings::default();
@@ -454,11 +468,11 @@ impl Parser<'_> {
                     format!("`env` key {name:?} is empty or holds '=' or NUL"),
                 ));
             }
-            let text = entry
-                .get_ref()
-                .as_str()
-                .ok_or_else(|| self.wrong_type(entry, &format!("`env.{name}` must be a string")))?;
-            self.no_nul(&format!("env.{name}"), entry.span(), text)?;
+            let shown = escape_for_message(name.as_bytes());
+            let text = entry.get_ref().as_str().ok_or_else(|| {
+                self.wrong_type(entry, &format!("`env.{shown}` must be a string"))
+            })?;
+            self.no_nul(&format!("env.{shown}"), entry.span(), text)?;
             env.push((name.as_bytes().to_vec(), text.as_bytes().to_vec()));
         }
         Ok(env)
@@ -566,7 +580,8 @@ impl Parser<'_> {
         self.error(
             key.span(),
             format!(
-                "unknown key `{name}` {place} (expected one of: {})",
+                "unknown key `{}` {place} (expected one of: {})",
+                escape_for_message(name.as_bytes()),
                 allowed.join(", ")
             ),
         )
@@ -608,6 +623,29 @@ pub fn seconds_from_f64(seconds: f64) -> Result<Duration, &'static str> {
         return Err("must not be negative");
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| "is too large")
+}
+
+/// Shows text from the user (a key, a file name) inside an error message,
+/// so that the message stays one line of plain text: as `{:?}` shows a
+/// string (control characters as `\n` or `\u{1b}`, `\` doubled so that no
+/// escape can be forged) but without quotes, which the caller chooses, and
+/// with bytes that are not UTF-8 as `\xHH`.
+pub fn escape_for_message(bytes: &[u8]) -> String {
+    let mut shown = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                // Unambiguous where they stand (inside backticks, or at the
+                // start of a line): escaping them would only add noise.
+                '"' | '\'' => shown.push(c),
+                c => shown.extend(c.escape_debug()),
+            }
+        }
+        for byte in chunk.invalid() {
+            shown.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    shown
 }
 
 /// The 1-based line and character column of byte `offset` in `source`.
@@ -834,6 +872,54 @@ gid = 0x10
                 "for {source:?}\n got: {got}\nwant: {want}"
             );
         }
+    }
+
+    /// Every error is one line without control characters, whatever the
+    /// file holds: user text (keys, env names) is shown escaped.
+    #[test]
+    fn user_text_in_errors_is_escaped_onto_one_line() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("\"evil\\nkey\\u001b[31m\" = 1\n{p}"),
+                "f.toml:1:1: unknown key `evil\\nkey\\u{1b}[31m` at the top level",
+            ),
+            (
+                format!("{p}\"a\\tb\\\\\" = 1\n"),
+                "f.toml:4:1: unknown key `a\\tb\\\\` in `[[process]]`",
+            ),
+            (
+                format!("{p}env = {{ \"a\\nb\" = 1 }}\n"),
+                "f.toml:4:18: `env.a\\nb` must be a string, found integer",
+            ),
+            (
+                format!("{p}env = {{ \"a\\u001bb\" = \"x\\u0000\" }}\n"),
+                "f.toml:4:22: `env.a\\u{1b}b` holds a NUL character",
+            ),
+            (format!("{p}a\u{1b}b = 1\n"), "f.toml:4:2: invalid TOML: "),
+            (
+                format!("{p}x = \"a\u{1b}\u{7f}\"\n"),
+                "f.toml:4:7: invalid TOML: ",
+            ),
+        ];
+        for (source, want) in cases {
+            let got = error(source);
+            assert!(!got.chars().any(char::is_control), "{got:?}");
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn escaping_for_messages() {
+        assert_eq!(escape_for_message(b"plain/path.toml"), "plain/path.toml");
+        assert_eq!(escape_for_message(b"nl\nname.toml"), "nl\\nname.toml");
+        assert_eq!(escape_for_message(b"\x1b[31m\x7f"), "\\u{1b}[31m\\u{7f}");
+        assert_eq!(escape_for_message(b"a\\b\"c'd"), "a\\\\b\"c'd");
+        assert_eq!(escape_for_message(b"bad\xff\xfe"), "bad\\xff\\xfe");
+        assert_eq!(escape_for_message("caf\u{e9}".as_bytes()), "caf\u{e9}");
     }
 
     #[test]

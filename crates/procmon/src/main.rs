@@ -73,7 +73,9 @@ fn main() -> ExitCode {
 
 /// Reads, parses and resolves a config file; the error is one line.
 fn load(path: &std::path::Path) -> Result<Definitions, String> {
-    let shown = path.display().to_string();
+    // The name as given, escaped: it may hold a newline or an ESC, and the
+    // error must stay one line of plain text.
+    let shown = config::escape_for_message(path.as_os_str().as_encoded_bytes());
     let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
     let source = String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];

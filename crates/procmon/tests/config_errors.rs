@@ -1,0 +1,186 @@
+//! The `procmon` binary refusing config files and command lines: each
+//! refusal is one line on stderr, exit status 2, and nothing started.
+//!
+//! Every run is bounded: a procmon still running after PATIENCE is killed
+//! and the test fails (a config it blocks on must not hang the suite).
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// How a refused run ended.
+struct Refusal {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+/// Runs procmon to its end (killing it after PATIENCE), with nothing on
+/// stdin.
+fn run<S: AsRef<OsStr>>(args: &[S]) -> Refusal {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_procmon"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("start procmon");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: our own child, not yet reaped; its group is its pid.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!(
+                "procmon {:?} did not exit within {PATIENCE:?}",
+                args_text(args)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Refusal {
+        code: status.code(),
+        stdout,
+        stderr: String::from_utf8(stderr).expect("stderr is UTF-8"),
+    }
+}
+
+fn args_text<S: AsRef<OsStr>>(args: &[S]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Runs procmon with `args` and checks that it refused them as a usage or
+/// config error should: status 2, nothing on stdout, and (for config
+/// errors, `one_line`) exactly one line of plain text on stderr. Gives
+/// stderr.
+fn refused<S: AsRef<OsStr>>(args: &[S], one_line: bool) -> String {
+    let refusal = run(args);
+    let what = args_text(args);
+    assert_eq!(refusal.code, Some(2), "{what:?}: {}", refusal.stderr);
+    assert!(refusal.stdout.is_empty(), "{what:?}");
+    assert!(
+        !refusal.stderr.contains("spawned"),
+        "{what:?}: {}",
+        refusal.stderr
+    );
+    if one_line {
+        let err = &refusal.stderr;
+        assert!(err.starts_with("procmon: "), "{what:?}: {err}");
+        assert!(err.ends_with('\n'), "{what:?}: {err:?}");
+        assert_eq!(err.lines().count(), 1, "{what:?}: {err:?}");
+        let body = &err[..err.len() - 1];
+        assert!(!body.chars().any(char::is_control), "{what:?}: {err:?}");
+    }
+    refusal.stderr
+}
+
+/// A directory removed at the end of the test.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "procmon-config-errors-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn path(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn write(&self, name: impl AsRef<Path>, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config_arg(path: &Path) -> [&OsStr; 2] {
+    ["--config".as_ref(), path.as_os_str()]
+}
+
+// ----- File names and keys in errors -----
+
+#[test]
+fn a_file_name_with_control_characters_is_shown_escaped() {
+    let dir = TempDir::new();
+    // Missing: the error from opening it.
+    let missing = dir.path("nl\nname\u{1b}[31m.toml");
+    let err = refused(&config_arg(&missing), true);
+    let shown = format!("{}/nl\\nname\\u{{1b}}[31m.toml: ", dir.0.display());
+    assert!(
+        err.starts_with(&format!("procmon: {shown}No such file")),
+        "{err:?}"
+    );
+
+    // Present, with an error inside: the located error.
+    let bad = dir.write(
+        "tab\tname.toml",
+        "[[process]]\nname = \"a\"\nargv = [\"true\"]\ncolour = 1\n",
+    );
+    let err = refused(&config_arg(&bad), true);
+    let want = format!(
+        "procmon: {}/tab\\tname.toml:4:1: unknown key `colour`",
+        dir.0.display()
+    );
+    assert!(err.starts_with(&want), "{err:?}");
+
+    // Not UTF-8: the bytes as \xHH.
+    let mut name = dir.0.clone().into_os_string().into_vec();
+    name.extend_from_slice(b"/bad\xff.toml");
+    let err = refused(&config_arg(Path::new(OsStr::from_bytes(&name))), true);
+    assert!(err.contains("/bad\\xff.toml: No such file"), "{err:?}");
+}
+
+#[test]
+fn a_key_with_control_characters_is_shown_escaped() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "evil.toml",
+        "\"evil\\nkey\\u001b[31m\" = 1\n[[process]]\nname = \"a\"\nargv = [\"true\"]\n",
+    );
+    let err = refused(&config_arg(&path), true);
+    let want = format!(
+        "procmon: {}:1:1: unknown key `evil\\nkey\\u{{1b}}[31m` at the top level",
+        path.display()
+    );
+    assert!(err.starts_with(&want), "{err:?}");
+}
