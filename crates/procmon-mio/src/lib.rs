@@ -321,6 +321,10 @@ pub struct Supervisor {
     /// Slots of reaped children whose pipes are still open, oldest first,
     /// by name; at most [`LINGERING_PER_PROCESS`] each.
     lingering: HashMap<Box<str>, VecDeque<usize>>,
+    /// Set by [`Supervisor::pause_output`].
+    output_paused: bool,
+    /// Pipes found ready while output was paused, to read once it resumes.
+    paused_pipes: Vec<(usize, Stream)>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -444,6 +448,8 @@ impl Supervisor {
             buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             reap_orphans: options.reap_orphans,
             lingering: HashMap::new(),
+            output_paused: false,
+            paused_pipes: Vec::new(),
         })
     }
 
@@ -571,7 +577,7 @@ impl Supervisor {
         let slots: Vec<usize> = self.lingering.values().flatten().copied().collect();
         for slot in slots {
             for stream in [Stream::Stdout, Stream::Stderr] {
-                self.read_pipe(slot, stream, observer);
+                self.read_pipe_now(slot, stream, observer);
                 let open = self.children[slot]
                     .as_mut()
                     .is_some_and(|c| c.live.is_none() && c.pipe(stream).is_some());
@@ -580,6 +586,26 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Stops or resumes reading children's output, for an observer whose
+    /// own output cannot keep up (procmon's stdout with a stalled reader).
+    ///
+    /// While paused, pipes are left unread, so children that keep writing
+    /// block on their full pipes, as they would on a plain pipe to a slow
+    /// reader; everything else (exits, timers, signals) goes on. An exiting
+    /// child's pipes are still drained, so its last lines come before its
+    /// exit. Resuming reads every pipe that became ready meanwhile on the
+    /// next turn.
+    pub fn pause_output(&mut self, paused: bool) {
+        if self.output_paused && !paused {
+            for pipe in self.paused_pipes.drain(..) {
+                if !self.unfinished.contains(&pipe) {
+                    self.unfinished.push_back(pipe);
+                }
+            }
+        }
+        self.output_paused = paused;
     }
 
     /// Sends SIGKILL to every live child's process group now (a second
@@ -825,8 +851,8 @@ impl Supervisor {
         };
         // Its last words first, partial lines included (the core flushes
         // those when told of the exit). Not waiting for EOF: see `Pipe::lines`.
-        self.read_pipe(slot, Stream::Stdout, observer);
-        self.read_pipe(slot, Stream::Stderr, observer);
+        self.read_pipe_now(slot, Stream::Stdout, observer);
+        self.read_pipe_now(slot, Stream::Stderr, observer);
         let live = self.children[slot]
             .as_ref()
             .and_then(|c| c.live.as_ref())
@@ -873,8 +899,20 @@ impl Supervisor {
     }
 
     /// Reads one pipe of `slot` until `WouldBlock` or EOF, or at most
-    /// [`READS_PER_PIPE`] times, leaving the rest for the next turn.
+    /// [`READS_PER_PIPE`] times, leaving the rest for the next turn; while
+    /// output is paused, only notes it for when output resumes.
     fn read_pipe(&mut self, slot: usize, stream: Stream, observer: &mut impl Observer) {
+        if self.output_paused {
+            if !self.paused_pipes.contains(&(slot, stream)) {
+                self.paused_pipes.push((slot, stream));
+            }
+            return;
+        }
+        self.read_pipe_now(slot, stream, observer);
+    }
+
+    /// [`read_pipe`](Self::read_pipe), paused or not.
+    fn read_pipe_now(&mut self, slot: usize, stream: Stream, observer: &mut impl Observer) {
         for _ in 0..READS_PER_PIPE {
             let Some(child) = self.children.get_mut(slot).and_then(Option::as_mut) else {
                 return;

@@ -81,6 +81,38 @@ fn partial_last_line_comes_before_the_exit() {
     run.quiesce();
 }
 
+/// While output is paused nothing is read, so a child writing more than a
+/// pipe holds blocks instead of piling up in the monitor; resumed, every
+/// byte and line arrives.
+fn paused_output_holds_children_back_and_loses_nothing() {
+    let mut run = Run::new(settings(10_000, 60_000, 60_000));
+    run.record_output = false;
+    run.supervisor().pause_output(true);
+    run.add("chatty", sh("seq 1 200000; echo done"));
+    run.start();
+    run.turn_for(Duration::from_millis(500));
+    assert_eq!(run.stats.pieces, [0, 0], "read while paused");
+    assert_eq!(
+        run.count(|s| matches!(s, Seen::Exited(..))),
+        0,
+        "1.3 MB fit a pipe?"
+    );
+    run.supervisor().pause_output(false);
+    run.until("the exit", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
+    });
+    assert_eq!(run.stats.pieces[0], 200_001);
+    assert_eq!(
+        run.stats.bytes[0],
+        (1..=200_000)
+            .map(|n: u64| n.to_string().len() as u64)
+            .sum::<u64>()
+            + 4
+    );
+    run.stop();
+    run.quiesce();
+}
+
 fn backoff_grows_on_instant_deaths() {
     let mut run = Run::new(settings(10_000, 20, 320));
     run.add("flap", sh("exit 1"));
@@ -664,6 +696,10 @@ fn main() {
         (
             "partial_last_line_comes_before_the_exit",
             partial_last_line_comes_before_the_exit,
+        ),
+        (
+            "paused_output_holds_children_back_and_loses_nothing",
+            paused_output_holds_children_back_and_loses_nothing,
         ),
         (
             "backoff_grows_on_instant_deaths",
