@@ -13,3 +13,4 @@ pub mod config;
 pub mod fuzzing;
 pub mod output;
 pub mod run;
+pub mod sink;

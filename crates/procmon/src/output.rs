@@ -122,6 +122,11 @@ impl<O: Write, E: Write> Printer<O, E> {
         }
     }
 
+    /// The format lines are printed in.
+    pub fn format(&self) -> LogFormat {
+        self.format
+    }
+
     /// Prints one line of a child's output (without its newline).
     pub fn child_line(&mut self, name: &str, stream: Stream, line: &[u8]) {
         if self.out_failed {

@@ -7,6 +7,7 @@ use procmon_core::Monitor;
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
 use crate::output::{Action, Event, Printer};
+use crate::sink::Sink;
 
 /// How a run ended, for the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,14 +25,38 @@ pub enum Outcome {
 /// scheduled. A second INT sends KILL to everything at once. HUP stops every
 /// process and lets each one restart. Each is announced on the error stream.
 ///
+/// The printer's streams are written on a thread of their own ([`Sink`]):
+/// a reader who stops reading holds up children's output, never the loop,
+/// so TERM still stops everything in time. At the end, procmon waits at
+/// most [`EXIT_PATIENCE`] for what is left to be written.
+///
+/// A TERM or INT that arrived before the loop began (they are held from
+/// the start of `main`) stops it before anything is started.
+///
 /// An error means the driver itself failed; every child has then been sent
 /// KILL (and dies with procmon anyway, through its parent-death signal).
-pub fn run<O: Write, E: Write>(monitor: Monitor, printer: Printer<O, E>) -> io::Result<Outcome> {
+pub fn run<O, E>(monitor: Monitor, printer: Printer<O, E>) -> io::Result<Outcome>
+where
+    O: Write + Send + 'static,
+    E: Write + Send + 'static,
+{
     let options = Options::default().with_catch_signals(true);
     let kill_time = monitor.settings().kill_time;
+    let format = printer.format();
+    let (out, err) = printer.into_inner()?;
     let mut supervisor = Supervisor::new(monitor, options)?;
+    let sink = Sink::start(out, err)?;
+    let printer = Printer::new(format, sink.stdout(), sink.stderr());
     let mut observer = Printing { printer, kill_time };
-    supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
+    let mut early = supervisor.turn(&mut observer, Some(Duration::ZERO))?;
+    match early {
+        Some(CaughtSignal::Terminate | CaughtSignal::Interrupt) => {}
+        // Restarting what has not started yet is nothing.
+        Some(CaughtSignal::Hangup) | None => {
+            early = None;
+            supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
+        }
+    }
     let mut stopping = false;
     let mut outcome = Outcome::Stopped;
     loop {
@@ -52,15 +77,25 @@ pub fn run<O: Write, E: Write>(monitor: Monitor, printer: Printer<O, E>) -> io::
             // What escaped descendants left in earlier instances' pipes.
             supervisor.finish_output(&mut observer);
             observer.printer.event(&Event::Stopped);
+            sink.drain(EXIT_PATIENCE);
             return Ok(outcome);
         }
-        let caught = match supervisor.turn(&mut observer, None) {
-            Ok(caught) => caught,
-            Err(error) => {
-                supervisor.kill_all();
-                observer.printer.flush();
-                return Err(error);
-            }
+        // With output piling up, children's pipes wait instead, and the loop
+        // looks again shortly: only while congested, so idle stays idle.
+        let congested = sink.congested();
+        supervisor.pause_output(congested);
+        let timeout = congested.then_some(CONGESTED_RECHECK);
+        let caught = match early.take() {
+            Some(caught) => Some(caught),
+            None => match supervisor.turn(&mut observer, timeout) {
+                Ok(caught) => caught,
+                Err(error) => {
+                    supervisor.kill_all();
+                    observer.printer.flush();
+                    sink.drain(EXIT_PATIENCE);
+                    return Err(error);
+                }
+            },
         };
         let Some(caught) = caught else { continue };
         let signal = match caught {
@@ -90,6 +125,14 @@ pub fn run<O: Write, E: Write>(monitor: Monitor, printer: Printer<O, E>) -> io::
         }
     }
 }
+
+/// How long procmon waits at exit for its output to be written: a reader
+/// that stopped reading must not keep it alive past a container's grace
+/// period.
+pub const EXIT_PATIENCE: Duration = Duration::from_secs(2);
+
+/// How often a loop whose output is congested looks whether it has drained.
+const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
 
 /// Turns the driver's notices into printed lines.
 struct Printing<O: Write, E: Write> {

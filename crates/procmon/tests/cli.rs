@@ -123,6 +123,28 @@ impl Procmon {
         }
     }
 
+    /// Runs procmon with its stdout given, not captured, for tests of what
+    /// it does when that stdout misbehaves.
+    fn spawn_with_stdout(args: &[&str], stdout: Stdio) -> Procmon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_procmon"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start procmon");
+        let err = Captured::spawn_reader(child.stderr.take().unwrap());
+        Procmon {
+            child,
+            exited: None,
+            out: Arc::new(Captured::default()),
+            err,
+            extra_pids: Vec::new(),
+            pids_are_ours: true,
+        }
+    }
+
     fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -514,6 +536,54 @@ fn term_is_heard_while_a_missing_binary_restarts_with_no_delay() {
     let status = procmon.wait();
     assert!(status.success(), "{status}");
     procmon.err_has("all processes stopped, exiting");
+}
+
+/// A reader that stops reading procmon's stdout (a paused terminal, a
+/// stalled log shipper) must not freeze procmon: TERM still stops the
+/// children and procmon exits, giving up on the unwritten output.
+#[test]
+fn term_works_while_stdout_is_not_being_read() {
+    let (unread, stdout) = std::io::pipe().expect("a pipe");
+    let mut procmon = Procmon::spawn_with_stdout(
+        &["--", "yes", "a line that nobody reads"],
+        Stdio::from(stdout),
+    );
+    procmon.wait_spawned(1);
+    // Long enough for `yes` to fill the pipe and procmon's buffer behind it.
+    std::thread::sleep(Duration::from_millis(500));
+    procmon.signal(libc::SIGTERM);
+    let status = procmon.wait();
+    assert!(status.success(), "{status}");
+    procmon.err_has("received TERM: stopping all processes");
+    drop(unread);
+}
+
+/// A stdout left non-blocking by whoever started procmon returns EAGAIN
+/// when its pipe is full: that is a reason to wait, not to stop everything.
+#[test]
+fn a_full_non_blocking_stdout_is_waited_for() {
+    let (reader, stdout) = std::io::pipe().expect("a pipe");
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let fd = stdout.as_raw_fd();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
+    }
+    let mut procmon = Procmon::spawn_with_stdout(
+        &["--", "sh", "-c", "seq 1 30000; exec sleep 1000"],
+        Stdio::from(stdout),
+    );
+    procmon.wait_spawned(1);
+    // Nobody reads for a while: the pipe fills and writes meet EAGAIN.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Captured::spawn_reader(reader);
+    let text = out
+        .wait_for(&|t: &str| t.contains("] 30000\n"))
+        .unwrap_or_else(|| procmon.fail("not every line arrived"));
+    assert_eq!(text.lines().count(), 30000);
+    procmon.signal(libc::SIGTERM);
+    assert!(procmon.wait().success());
 }
 
 #[test]
