@@ -106,7 +106,9 @@ pub struct Printer<O: Write, E: Write> {
 }
 
 /// Children's lines are written out once this many bytes have gathered.
-pub const OUT_BLOCK: usize = 64 * 1024;
+/// Each block is a hand-off to the writer thread (see `sink`), so blocks
+/// larger than a pipe's 64 KiB keep the hand-offs rare under a flood.
+pub const OUT_BLOCK: usize = 256 * 1024;
 
 impl<O: Write, E: Write> Printer<O, E> {
     /// A printer in `format` over these streams.

@@ -49,8 +49,13 @@ pub struct Sink {
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Signalled whenever a queue or a count changes.
-    changed: Condvar,
+    /// Wakes the stdout thread: a block for it, or closing.
+    out_ready: Condvar,
+    /// Wakes the stderr thread: a block for it, stdout progress it waits
+    /// for, or closing.
+    err_ready: Condvar,
+    /// Wakes `drain`: both queues empty.
+    drained: Condvar,
 }
 
 /// A block waiting to be written.
@@ -160,7 +165,7 @@ impl Sink {
             if left.is_zero() {
                 return false;
             }
-            state = self.shared.wait(state, left);
+            state = wait(&self.shared.drained, state, left);
         }
         true
     }
@@ -173,7 +178,8 @@ impl Drop for Sink {
             state.closing = true;
             state.is_empty()
         };
-        self.shared.changed.notify_all();
+        self.shared.out_ready.notify_all();
+        self.shared.err_ready.notify_all();
         // Joined only if nothing is left to write: a stalled reader must not
         // hold up procmon's exit.
         if empty {
@@ -193,12 +199,22 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn wait<'a>(&self, state: MutexGuard<'a, State>, at_most: Duration) -> MutexGuard<'a, State> {
-        self.changed
-            .wait_timeout(state, at_most)
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .0
+    fn ready(&self, target: Target) -> &Condvar {
+        match target {
+            Target::Out => &self.out_ready,
+            Target::Err => &self.err_ready,
+        }
     }
+}
+
+fn wait<'a>(
+    on: &Condvar,
+    state: MutexGuard<'a, State>,
+    at_most: Duration,
+) -> MutexGuard<'a, State> {
+    on.wait_timeout(state, at_most)
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .0
 }
 
 /// Queues bytes for one of procmon's streams; never blocks.
@@ -223,9 +239,14 @@ impl Write for SinkWriter {
             state.dropped += bytes.len() as u64;
             return Ok(bytes.len());
         }
+        // A thread with blocks queued is busy and looks again before it
+        // sleeps: only an empty queue's thread needs waking.
+        let was_idle = state.queue(self.target).is_empty();
         state.push(self.target, bytes.to_vec());
         drop(state);
-        self.shared.changed.notify_all();
+        if was_idle {
+            self.shared.ready(self.target).notify_one();
+        }
         Ok(bytes.len())
     }
 
@@ -266,10 +287,10 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
                             break std::mem::take(&mut block.bytes);
                         }
                         let left = ORDER_PATIENCE - waited;
-                        state = shared.wait(state, left);
+                        state = wait(shared.ready(target), state, left);
                     }
                     None if closing => return,
-                    None => state = shared.wait(state, Duration::from_secs(3600)),
+                    None => state = wait(shared.ready(target), state, Duration::from_secs(3600)),
                 }
             }
         };
@@ -317,8 +338,16 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
                 }
             }
         }
+        // The stderr thread may be waiting for this stdout block, or have a
+        // line of ours to tell; with nothing queued for it, it sleeps on.
+        let (err_queued, drained) = (!state.err.is_empty(), state.is_empty());
         drop(state);
-        shared.changed.notify_all();
+        if target == Target::Out && err_queued {
+            shared.err_ready.notify_one();
+        }
+        if drained {
+            shared.drained.notify_all();
+        }
     }
 }
 
