@@ -471,6 +471,17 @@ fn status_field(pid: &str, key: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// `key:` of `/proc/<pid>/task/*/status`, summed over every thread.
+fn threads_field(pid: &str, key: &str) -> i64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let tid = task.unwrap().file_name();
+            status_field(&format!("{pid}/task/{}", tid.to_str().unwrap()), key)
+        })
+        .sum()
+}
+
 fn idle(children: usize, secs: usize) {
     let window = Duration::from_secs(secs as u64);
     for _ in 0..2 {
@@ -576,13 +587,14 @@ fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
     let rss = status_field(&pid, "VmRSS");
     let hwm = status_field(&pid, "VmHWM");
     let cpu0 = proc_cpu(&pid);
-    let csw0 = status_field(&pid, "voluntary_ctxt_switches");
-    let ncsw0 = status_field(&pid, "nonvoluntary_ctxt_switches");
+    // Every thread's (procmon writes its output on two threads of its own).
+    let csw0 = threads_field(&pid, "voluntary_ctxt_switches");
+    let ncsw0 = threads_field(&pid, "nonvoluntary_ctxt_switches");
     if secs > 0 {
         std::thread::sleep(Duration::from_secs(secs as u64));
         let cpu1 = proc_cpu(&pid);
-        let csw1 = status_field(&pid, "voluntary_ctxt_switches");
-        let ncsw1 = status_field(&pid, "nonvoluntary_ctxt_switches");
+        let csw1 = threads_field(&pid, "voluntary_ctxt_switches");
+        let ncsw1 = threads_field(&pid, "nonvoluntary_ctxt_switches");
         println!(
             "procmon x{children} idle {secs} s: cpu {:.0} ms (clock-tick resolution), \
              voluntary switches {}, involuntary {}; VmRSS {rss} kB, VmHWM {hwm} kB",

@@ -290,7 +290,13 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
                         state = wait(shared.ready(target), state, left);
                     }
                     None if closing => return,
-                    None => state = wait(shared.ready(target), state, Duration::from_secs(3600)),
+                    // Idle: no timeout, so an idle procmon stays asleep.
+                    None => {
+                        state = shared
+                            .ready(target)
+                            .wait(state)
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    }
                 }
             }
         };
