@@ -26,7 +26,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
 use std::time::Duration;
 
 use procmon_core::{Definitions, ProcessSpec, Seconds, Settings};
@@ -42,6 +45,15 @@ const TOP_KEYS: &[&str] = &[
     "linelimit",
     "process",
 ];
+
+/// The largest config file read: 1 MiB.
+///
+/// The whole file is parsed into a tree before it is checked, and the tree
+/// costs up to about 75 bytes of memory per byte of file (measured: 16 MiB
+/// of `a = [1,1,1,...]` took 1.2 GB), so this cap is what bounds the memory
+/// of loading. 1 MiB keeps that under 100 MB, while a thousand processes
+/// with a generous environment each fit in a quarter of it.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The keys allowed in a `[[process]]` table.
 const PROCESS_KEYS: &[&str] = &["name", "argv", "env", "clear_env", "cwd", "uid", "gid"];
@@ -240,6 +252,79 @@ fn resolve_one(
             Err(e) => Err(error(format!("`{key}`: looking up {kind} {name:?}: {e}"))),
         },
     }
+}
+
+/// Reads the text of the config file at `path`, named `shown` in errors
+/// (see [`escape_for_message`]). The error is one line, starting `shown:`.
+///
+/// Only a regular file of at most [`MAX_FILE_BYTES`] is read: opening a
+/// FIFO would wait for a writer for ever (and TERM and INT are held by then,
+/// so nothing could interrupt it), and a device such as `/dev/zero` would be
+/// read until memory runs out.
+pub fn read_source(path: &Path, shown: &str) -> Result<String, String> {
+    let failed = |e: std::io::Error| format!("{shown}: {e}");
+    // Look before opening, as opening a device can act on it (a tape
+    // rewinds, a terminal can become ours).
+    check_file(&std::fs::metadata(path).map_err(failed)?, shown)?;
+    // Should the path change under us, O_NONBLOCK keeps the open of a FIFO
+    // from waiting and O_NOCTTY a terminal from becoming ours; what was
+    // opened is checked again before a byte is read.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(failed)?;
+    let metadata = file.metadata().map_err(failed)?;
+    check_file(&metadata, shown)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    // One byte more than allowed, to see a file that grew since.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(shown, "more than"));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let good = std::str::from_utf8(good).expect("valid_up_to marks valid UTF-8");
+        let line = good.matches('\n').count() + 1;
+        let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{shown}:{line}:{column}: the file is not UTF-8 text")
+    })
+}
+
+/// Refuses what is not a regular file of at most [`MAX_FILE_BYTES`].
+fn check_file(metadata: &std::fs::Metadata, shown: &str) -> Result<(), String> {
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        if metadata.len() > MAX_FILE_BYTES {
+            return Err(too_large(
+                shown,
+                &format!("{} bytes, more than", metadata.len()),
+            ));
+        }
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "something else"
+    };
+    Err(format!("{shown}: is {what}, not a regular file"))
+}
+
+fn too_large(shown: &str, size: &str) -> String {
+    format!(
+        "{shown}: is {size} the {} MiB a config file may be",
+        MAX_FILE_BYTES >> 20
+    )
 }
 
 /// Parses and checks a configuration file's text. Pure: no I/O, no lookups,
@@ -920,6 +1005,35 @@ gid = 0x10
         assert_eq!(escape_for_message(b"a\\b\"c'd"), "a\\\\b\"c'd");
         assert_eq!(escape_for_message(b"bad\xff\xfe"), "bad\\xff\\xfe");
         assert_eq!(escape_for_message("caf\u{e9}".as_bytes()), "caf\u{e9}");
+    }
+
+    #[test]
+    fn read_source_takes_regular_files_only() {
+        let dir = std::env::temp_dir().join(format!("procmon-read-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("text.toml");
+        std::fs::write(&text, b"a = 1\nb = \"\xc3\xa9\xff\"\n").unwrap();
+        assert_eq!(
+            read_source(&text, "t"),
+            Err("t:2:7: the file is not UTF-8 text".to_string())
+        );
+        std::fs::write(&text, "a = 1\n").unwrap();
+        assert_eq!(read_source(&text, "t"), Ok("a = 1\n".to_string()));
+        assert_eq!(
+            read_source(&dir, "d"),
+            Err("d: is a directory, not a regular file".to_string())
+        );
+        assert_eq!(
+            read_source(Path::new("/dev/null"), "n"),
+            Err("n: is a character device, not a regular file".to_string())
+        );
+        let big = std::fs::File::create(&text).unwrap();
+        big.set_len(MAX_FILE_BYTES + 1).unwrap();
+        assert_eq!(
+            read_source(&text, "t"),
+            Err("t: is 1048577 bytes, more than the 1 MiB a config file may be".to_string())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -76,14 +76,7 @@ fn load(path: &std::path::Path) -> Result<Definitions, String> {
     // The name as given, escaped: it may hold a newline or an ESC, and the
     // error must stay one line of plain text.
     let shown = config::escape_for_message(path.as_os_str().as_encoded_bytes());
-    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
-    let source = String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let good = std::str::from_utf8(good).expect("valid_up_to marks valid UTF-8");
-        let line = good.matches('\n').count() + 1;
-        let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!("{shown}:{line}:{column}: the file is not UTF-8 text")
-    })?;
+    let source = config::read_source(path, &shown)?;
     config::parse(&source, &shown)
         .and_then(|config| config.resolve(&SystemAccounts))
         .map_err(|e| e.to_string())

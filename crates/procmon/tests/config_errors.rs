@@ -184,3 +184,66 @@ fn a_key_with_control_characters_is_shown_escaped() {
     );
     assert!(err.starts_with(&want), "{err:?}");
 }
+
+// ----- Files that are not config files -----
+
+#[test]
+fn only_a_regular_file_is_read() {
+    let dir = TempDir::new();
+    let fifo = dir.path("fifo.toml");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a plain syscall on a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let cases: &[(&Path, &str)] = &[
+        // Opening it would wait for a writer for ever, with TERM held.
+        (&fifo, "is a FIFO, not a regular file"),
+        // Reading it would never end.
+        (
+            Path::new("/dev/zero"),
+            "is a character device, not a regular file",
+        ),
+        (&dir.0, "is a directory, not a regular file"),
+    ];
+    for (path, want) in cases {
+        let err = refused(&config_arg(path), true);
+        let want = format!("procmon: {}: {want}", path.display());
+        assert!(err.starts_with(&want), "{err:?}");
+    }
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_unread() {
+    let dir = TempDir::new();
+    let path = dir.path("big.toml");
+    // Sparse: the size is what counts, not what is stored.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(procmon::config::MAX_FILE_BYTES + 1).unwrap();
+    let err = refused(&config_arg(&path), true);
+    let want = format!(
+        "procmon: {}: is {} bytes, more than the 1 MiB a config file may be",
+        path.display(),
+        procmon::config::MAX_FILE_BYTES + 1
+    );
+    assert!(err.starts_with(&want), "{err:?}");
+
+    // At the limit it is read (and here refused for what it holds).
+    file.set_len(procmon::config::MAX_FILE_BYTES).unwrap();
+    let err = refused(&config_arg(&path), true);
+    assert!(err.contains("big.toml:1:"), "{err:?}");
+}
+
+#[test]
+fn a_symlink_to_a_regular_file_is_read() {
+    let dir = TempDir::new();
+    let target = dir.write(
+        "real.toml",
+        "[[process]]\nname = \"a\"\nargv = [\"true\"]\nlinelimit = 0\n",
+    );
+    let link = dir.path("link.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = refused(&config_arg(&link), true);
+    assert!(
+        err.contains("link.toml:4:1: unknown key `linelimit`"),
+        "{err:?}"
+    );
+}
