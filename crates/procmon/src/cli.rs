@@ -106,6 +106,8 @@ CONFIG FILE (--config FILE)
   uid = "www-data"              # optional, user name or number
   gid = 33                      # optional, group name or number
 
+  A uid or gid written as a string of digits ("0") is that number, not a name.
+
   With uid or gid, a child started by root has no supplementary groups: it
   runs with exactly the uid and gid given (the gid stays procmon's if only
   uid is given).
@@ -177,7 +179,7 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    crate::config::seconds_from_f64(number).map_err(|why| format!("{text:?} {why}"))
+    crate::config::seconds_from_text(number, text).map_err(|why| format!("{text:?} {why}"))
 }
 
 #[cfg(test)]
@@ -239,6 +241,11 @@ mod tests {
         assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
         assert!(parse_seconds("NaN").unwrap_err().contains("finite"));
         assert!(parse_seconds("-3").unwrap_err().contains("negative"));
+        // Finite as written, just too large for a duration or an f64.
+        assert_eq!(parse_seconds("1e30"), Err("\"1e30\" is too large".into()));
+        assert_eq!(parse_seconds("1e400"), Err("\"1e400\" is too large".into()));
+        assert!(parse_seconds("-1e400").unwrap_err().contains("negative"));
+        assert!(parse_seconds("inf").unwrap_err().contains("finite"));
         assert!(parse(&["--line-limit", "0", "sleep"]).is_err());
     }
 

@@ -429,7 +429,10 @@ impl Parser<'_> {
         let mut first_seen: BTreeMap<String, Span> = BTreeMap::new();
         let mut processes = Vec::with_capacity(array.len());
         for item in array.iter() {
-            let table = item.get_ref().as_table().ok_or_else(not_tables)?;
+            // Point at the element that is not a table, not at the array.
+            let table = item.get_ref().as_table().ok_or_else(|| {
+                self.wrong_type(item, "`process` must hold only tables (`[[process]]`)")
+            })?;
             let process = self.process(item.span(), table)?;
             let name_span = process.1;
             let process = process.0;
@@ -569,19 +572,34 @@ impl Parser<'_> {
         kind: &str,
         value: &Spanned<DeValue<'_>>,
     ) -> Result<Located<UserRef>, ConfigError> {
+        let invalid = |shown: &dyn fmt::Display| {
+            self.error(
+                value.span(),
+                format!("`{key}` {shown} is not a valid {kind} id"),
+            )
+        };
+        // -1 (u32::MAX) is no id: to setuid and setgid it means "no change".
+        let id = |text: &str, radix| {
+            u32::from_str_radix(text, radix)
+                .ok()
+                .filter(|&id| id != u32::MAX)
+        };
         let reference = match value.get_ref() {
-            DeValue::String(name) if !name.is_empty() => UserRef::Name(name.to_string()),
+            DeValue::String(name) if name.is_empty() => {
+                return Err(self.error(
+                    value.span(),
+                    format!("`{key}` must not be empty: give a {kind} name or a numeric id"),
+                ))
+            }
+            // All digits is an id, with no lookup (as systemd's User= takes
+            // it; chown would try it as a name first): the same on every
+            // machine, and systemd and recent useradd refuse such names.
+            DeValue::String(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                UserRef::Id(id(digits, 10).ok_or_else(|| invalid(&format_args!("{digits:?}")))?)
+            }
+            DeValue::String(name) => UserRef::Name(name.to_string()),
             DeValue::Integer(int) => {
-                let id = u32::from_str_radix(int.as_str(), int.radix())
-                    .ok()
-                    .filter(|&id| id != u32::MAX)
-                    .ok_or_else(|| {
-                        self.error(
-                            value.span(),
-                            format!("`{key}` {} is not a valid {kind} id", int.as_str()),
-                        )
-                    })?;
-                UserRef::Id(id)
+                UserRef::Id(id(int.as_str(), int.radix()).ok_or_else(|| invalid(&int.as_str()))?)
             }
             _ => {
                 return Err(self.wrong_type(
@@ -600,20 +618,26 @@ impl Parser<'_> {
 
     fn seconds(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<Duration, ConfigError> {
         let (number, text) = match value.get_ref() {
-            DeValue::Integer(int) => (
-                i128::from_str_radix(int.as_str(), int.radix()).map(|i| i as f64),
-                int.as_str(),
-            ),
+            DeValue::Integer(int) => {
+                let text = int.as_str();
+                // Past i128 it is too large, or too negative: an infinity
+                // of its sign, which `seconds_from_text` reports as such.
+                let number = match i128::from_str_radix(text, int.radix()) {
+                    Ok(i) => i as f64,
+                    Err(_) if text.starts_with('-') => f64::NEG_INFINITY,
+                    Err(_) => f64::INFINITY,
+                };
+                (number, text)
+            }
             DeValue::Float(float) => (
-                Ok(float.as_str().parse::<f64>().unwrap_or(f64::NAN)),
+                float.as_str().parse::<f64>().unwrap_or(f64::NAN),
                 float.as_str(),
             ),
             _ => {
                 return Err(self.wrong_type(value, &format!("`{key}` must be a number of seconds")))
             }
         };
-        let number = number.unwrap_or(f64::INFINITY);
-        seconds_from_f64(number)
+        seconds_from_text(number, text)
             .map_err(|why| self.error(value.span(), format!("`{key}` {why}, found {text}")))
     }
 
@@ -698,8 +722,25 @@ fn in_file_order<'t, 'i>(table: &'t DeTable<'i>) -> Vec<Entry<'t, 'i>> {
     entries
 }
 
+/// Converts seconds read from `text` into a duration, or says why not (the
+/// text completes "`key` …"). Shared by the file and the command line.
+///
+/// A number too large for an `f64` (`1e400`, or an integer of forty digits)
+/// reads as infinite; unless `text` spells infinity, it is reported as too
+/// large (or negative), not as "not finite": the user wrote a finite number.
+pub fn seconds_from_text(number: f64, text: &str) -> Result<Duration, &'static str> {
+    if number.is_infinite() && !text.to_ascii_lowercase().contains("inf") {
+        return Err(if number < 0.0 {
+            "must not be negative"
+        } else {
+            "is too large"
+        });
+    }
+    seconds_from_f64(number)
+}
+
 /// Converts seconds given as a number into a duration, or says why not
-/// (the text completes "`key` …"). Shared by the file and the command line.
+/// (the text completes "`key` …").
 pub fn seconds_from_f64(seconds: f64) -> Result<Duration, &'static str> {
     if !seconds.is_finite() {
         return Err("must be a finite number of seconds");
@@ -1037,6 +1078,74 @@ gid = 0x10
     }
 
     #[test]
+    fn out_of_range_numbers_say_what_is_wrong() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("killtime = 99999999999999999999999999999999999999999\n{p}"),
+                "f.toml:1:12: `killtime` is too large, found 99999999999999999999999999999999999999999",
+            ),
+            (
+                format!("killtime = -99999999999999999999999999999999999999999\n{p}"),
+                "f.toml:1:12: `killtime` must not be negative",
+            ),
+            (
+                format!("threshold = 1e400\n{p}"),
+                "f.toml:1:13: `threshold` is too large, found 1e400",
+            ),
+            (
+                format!("threshold = 1e30\n{p}"),
+                "f.toml:1:13: `threshold` is too large, found 1e30",
+            ),
+            (
+                format!("threshold = -1e400\n{p}"),
+                "f.toml:1:13: `threshold` must not be negative",
+            ),
+            (
+                "process = [{name=\"a\", argv=[\"true\"]}, 3]\n".into(),
+                "f.toml:1:39: `process` must hold only tables (`[[process]]`), found integer",
+            ),
+            (
+                format!("{p}uid = \"\"\n"),
+                "f.toml:4:7: `uid` must not be empty: give a user name or a numeric id",
+            ),
+            (
+                format!("{p}gid = \"\"\n"),
+                "f.toml:4:7: `gid` must not be empty: give a group name or a numeric id",
+            ),
+            (
+                format!("{p}uid = \"4294967295\"\n"),
+                "f.toml:4:7: `uid` \"4294967295\" is not a valid user id",
+            ),
+            (
+                format!("{p}gid = \"99999999999\"\n"),
+                "f.toml:4:7: `gid` \"99999999999\" is not a valid group id",
+            ),
+        ];
+        for (source, want) in cases {
+            let got = error(source);
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_string_of_digits_is_a_numeric_id() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let source = format!("{p}uid = \"0\"\ngid = \"0050\"\n");
+        let defs = parse(&source, "f").unwrap().resolve(&FakeAccounts).unwrap();
+        assert_eq!(
+            (defs.processes[0].1.uid, defs.processes[0].1.gid),
+            (Some(0), Some(50))
+        );
+        // Anything else is a name, looked up.
+        let source = format!("{p}uid = \"1e3\"\n");
+        assert!(error(&source).starts_with("f.toml:4:7: `uid`: unknown user \"1e3\""));
+    }
+
+    #[test]
     fn every_prefix_of_a_file_parses_or_gives_a_located_error() {
         // A cheap stand-in for the fuzzer: cut anywhere, never a panic, and
         // any error points inside the text.
@@ -1070,5 +1179,18 @@ gid = 0x10
         assert!(seconds_from_f64(f64::NAN).is_err());
         assert!(seconds_from_f64(f64::INFINITY).is_err());
         assert!(seconds_from_f64(1e30).is_err());
+        assert_eq!(
+            seconds_from_text(f64::INFINITY, "1e400"),
+            Err("is too large")
+        );
+        assert_eq!(
+            seconds_from_text(f64::NEG_INFINITY, "-1e400"),
+            Err("must not be negative")
+        );
+        assert_eq!(
+            seconds_from_text(f64::INFINITY, "+Infinity"),
+            Err("must be a finite number of seconds")
+        );
+        assert_eq!(seconds_from_text(2.0, "2"), Ok(Duration::from_secs(2)));
     }
 }
