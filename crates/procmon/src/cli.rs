@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use procmon_core::{Definitions, ProcessSpec, Settings};
 
+use crate::config::MAX_LINE_LIMIT_BYTES;
 use crate::output::LogFormat;
 
 /// Keep processes running: start each one, restart it when it dies (backing
@@ -51,8 +52,14 @@ pub struct Cli {
     #[arg(short = 'M', long, value_name = "SECONDS", default_value = "3600", value_parser = parse_seconds, allow_hyphen_values = true)]
     pub maxrestartdelay: Duration,
 
-    /// Longest output line, in bytes; a longer line is logged in pieces.
-    #[arg(long, value_name = "BYTES", default_value = "65536", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Longest output line, in bytes (at most 67108864, 64 MiB); a longer
+    /// line is logged in pieces.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "65536",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_LINE_LIMIT_BYTES as u64)
+    )]
     pub line_limit: u64,
 
     /// How to print children's lines (stdout) and procmon's events (stderr).
@@ -95,7 +102,7 @@ CONFIG FILE (--config FILE)
   killtime = 5
   minrestartdelay = 1
   maxrestartdelay = 3600
-  linelimit = 65536             # bytes
+  linelimit = 65536             # bytes, at most 67108864 (64 MiB)
 
   [[process]]                   # one table per process
   name = "web"                  # required, unique
@@ -125,7 +132,12 @@ impl Cli {
         settings.kill_time = self.killtime;
         settings.min_restart_delay = self.minrestartdelay;
         settings.max_restart_delay = self.maxrestartdelay;
-        settings.line_limit_bytes = usize::try_from(self.line_limit).unwrap_or(usize::MAX);
+        // clap refuses more than the maximum; clamp all the same, as the
+        // fields are public and the limit is the memory bound.
+        settings.line_limit_bytes = usize::try_from(self.line_limit)
+            .map_or(MAX_LINE_LIMIT_BYTES, |bytes| {
+                bytes.min(MAX_LINE_LIMIT_BYTES)
+            });
         settings
     }
 
@@ -247,6 +259,22 @@ mod tests {
         assert!(parse_seconds("-1e400").unwrap_err().contains("negative"));
         assert!(parse_seconds("inf").unwrap_err().contains("finite"));
         assert!(parse(&["--line-limit", "0", "sleep"]).is_err());
+    }
+
+    #[test]
+    fn line_limit_is_at_most_64_mib() {
+        let cli = parse(&["--line-limit", "67108864", "sleep"]).unwrap();
+        assert_eq!(cli.settings().line_limit_bytes, 64 << 20);
+        for bad in ["67108865", "9223372036854775808", "99999999999999999999999"] {
+            let error = parse(&["--line-limit", bad, "sleep"])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("--line-limit"), "{error}");
+        }
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("at most 67108864"), "{help}");
     }
 
     #[test]

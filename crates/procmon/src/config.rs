@@ -46,6 +46,15 @@ const TOP_KEYS: &[&str] = &[
     "process",
 ];
 
+/// The largest `linelimit` (and `--line-limit`): 64 MiB.
+///
+/// The line limit is the memory bound: a child that never writes a newline
+/// makes procmon buffer up to this many bytes for each of its two streams,
+/// so the limit must be small enough to hold for every process at once.
+/// 64 MiB is a thousand times the default and far past any real log line,
+/// and still keeps a runaway child to 128 MiB of procmon's memory.
+pub const MAX_LINE_LIMIT_BYTES: usize = 64 << 20;
+
 /// The largest config file read: 1 MiB.
 ///
 /// The whole file is parsed into a tree before it is checked, and the tree
@@ -646,18 +655,27 @@ impl Parser<'_> {
             .get_ref()
             .as_integer()
             .ok_or_else(|| self.wrong_type(value, "`linelimit` must be a whole number of bytes"))?;
-        usize::from_str_radix(int.as_str(), int.radix())
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| {
-                self.error(
-                    value.span(),
-                    format!(
-                        "`linelimit` must be at least 1 byte, found {}",
-                        int.as_str()
-                    ),
-                )
-            })
+        let text = int.as_str();
+        match usize::from_str_radix(text, int.radix()) {
+            Ok(bytes) if (1..=MAX_LINE_LIMIT_BYTES).contains(&bytes) => Ok(bytes),
+            // Zero, or negative (which no usize holds).
+            Ok(0) => Err(self.error(
+                value.span(),
+                format!("`linelimit` must be at least 1 byte, found {text}"),
+            )),
+            Err(_) if text.starts_with('-') => Err(self.error(
+                value.span(),
+                format!("`linelimit` must be at least 1 byte, found {text}"),
+            )),
+            // Too large, for the limit or for a usize.
+            _ => Err(self.error(
+                value.span(),
+                format!(
+                    "`linelimit` must be at most {MAX_LINE_LIMIT_BYTES} bytes ({} MiB), found {text}",
+                    MAX_LINE_LIMIT_BYTES >> 20
+                ),
+            )),
+        }
     }
 
     fn string<'v>(
@@ -1129,6 +1147,44 @@ gid = 0x10
                 "for {source:?}\n got: {got}\nwant: {want}"
             );
         }
+    }
+
+    #[test]
+    fn line_limit_is_between_1_byte_and_64_mib() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "99999999999999999999",
+                "f.toml:1:13: `linelimit` must be at most 67108864 bytes (64 MiB), found 99999999999999999999",
+            ),
+            (
+                "67108865",
+                "f.toml:1:13: `linelimit` must be at most 67108864 bytes (64 MiB), found 67108865",
+            ),
+            (
+                "0x8000000000000000",
+                "f.toml:1:13: `linelimit` must be at most 67108864 bytes (64 MiB), found 8000000000000000",
+            ),
+            (
+                "-5",
+                "f.toml:1:13: `linelimit` must be at least 1 byte, found -5",
+            ),
+            (
+                "-99999999999999999999",
+                "f.toml:1:13: `linelimit` must be at least 1 byte, found -99999999999999999999",
+            ),
+        ];
+        for (limit, want) in cases {
+            let got = error(&format!("linelimit = {limit}\n{p}"));
+            assert!(
+                got.starts_with(want),
+                "for {limit}\n got: {got}\nwant: {want}"
+            );
+        }
+        let source = format!("linelimit = 67108864\n{p}");
+        let config = parse(&source, "f").unwrap();
+        assert_eq!(config.settings.line_limit_bytes, MAX_LINE_LIMIT_BYTES);
+        assert_eq!(MAX_LINE_LIMIT_BYTES, 64 << 20);
     }
 
     #[test]
