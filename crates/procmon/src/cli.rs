@@ -106,10 +106,10 @@ CONFIG FILE (--config FILE)
 
   [[process]]                   # one table per process
   name = "web"                  # required, unique
-  argv = ["python3", "-m", "http.server", "8000"]   # required, not empty
+  argv = ["python3", "-m", "http.server", "8000"]   # required; the program not empty
   env = { PYTHONUNBUFFERED = "1" }                  # optional, added to procmon's own
   clear_env = false             # optional: start from an empty environment
-  cwd = "/srv/www"              # optional
+  cwd = "/srv/www"              # optional, not empty
   uid = "www-data"              # optional, user name or number
   gid = 33                      # optional, group name or number
 

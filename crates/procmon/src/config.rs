@@ -495,6 +495,15 @@ impl Parser<'_> {
                 }
                 "cwd" => {
                     let text = self.string("cwd", value)?;
+                    // chdir("") fails every time: refuse it here rather
+                    // than restart a process that can never start.
+                    if text.is_empty() {
+                        return Err(self.error(
+                            value.span(),
+                            "`cwd` must not be empty: leave it out to stay in procmon's directory"
+                                .to_string(),
+                        ));
+                    }
                     self.no_nul("cwd", value.span(), text)?;
                     cwd = Some(text.as_bytes().to_vec());
                 }
@@ -540,11 +549,19 @@ impl Parser<'_> {
         }
         array
             .iter()
-            .map(|arg| {
+            .enumerate()
+            .map(|(i, arg)| {
                 let text = arg
                     .get_ref()
                     .as_str()
                     .ok_or_else(|| self.wrong_type(arg, "`argv` must hold only strings"))?;
+                if i == 0 && text.is_empty() {
+                    // No program has an empty name: every spawn would fail.
+                    return Err(self.error(
+                        arg.span(),
+                        "`argv[0]` must not be empty: it names the program to run".to_string(),
+                    ));
+                }
                 self.no_nul("argv", arg.span(), text)?;
                 Ok(text.as_bytes().to_vec())
             })
@@ -1199,6 +1216,30 @@ gid = 0x10
         // Anything else is a name, looked up.
         let source = format!("{p}uid = \"1e3\"\n");
         assert!(error(&source).starts_with("f.toml:4:7: `uid`: unknown user \"1e3\""));
+    }
+
+    #[test]
+    fn configs_that_could_never_start_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[[process]]\nname = \"a\"\nargv = [\"true\"]\ncwd = \"\"\n",
+                "f.toml:4:7: `cwd` must not be empty",
+            ),
+            (
+                "[[process]]\nname = \"a\"\nargv = [\"\", \"x\"]\n",
+                "f.toml:3:9: `argv[0]` must not be empty: it names the program to run",
+            ),
+        ];
+        for (source, want) in cases {
+            let got = error(source);
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+        // Empty arguments after the program are fine.
+        let source = "[[process]]\nname = \"a\"\nargv = [\"echo\", \"\"]\n";
+        assert!(parse(source, "f").is_ok());
     }
 
     #[test]

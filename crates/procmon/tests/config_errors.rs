@@ -247,3 +247,26 @@ fn a_symlink_to_a_regular_file_is_read() {
         "{err:?}"
     );
 }
+
+// ----- Configs that could never start -----
+
+#[test]
+fn a_process_that_could_never_start_is_refused_at_load() {
+    let dir = TempDir::new();
+    let cases = [
+        (
+            "[[process]]\nname = \"a\"\nargv = [\"true\"]\ncwd = \"\"\n",
+            ":4:7: `cwd` must not be empty",
+        ),
+        (
+            "[[process]]\nname = \"a\"\nargv = [\"\"]\n",
+            ":3:9: `argv[0]` must not be empty",
+        ),
+    ];
+    for (i, (source, want)) in cases.iter().enumerate() {
+        let path = dir.write(format!("{i}.toml"), source);
+        let err = refused(&config_arg(&path), true);
+        let want = format!("procmon: {}{want}", path.display());
+        assert!(err.starts_with(&want), "{err:?}");
+    }
+}
