@@ -4,8 +4,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use procmon_core::{Definitions, ProcessSpec, Settings};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use procmon_core::{Definitions, ProcessSpec, Seconds, Settings};
 
 use crate::config::MAX_LINE_LIMIT_BYTES;
 use crate::output::LogFormat;
@@ -125,6 +127,54 @@ EXIT STATUS
   0 after a stop by signal, 1 on a runtime failure, 2 on a usage or config error."#;
 
 impl Cli {
+    /// Parses the process's arguments with [`Cli::try_parse_checked`], or
+    /// prints clap's message and exits (status 2; 0 for --help).
+    pub fn parse_checked() -> Cli {
+        Cli::try_parse_checked(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Parses `args` (the program name first) as clap does, then checks what
+    /// the option attributes cannot: that --minrestartdelay is not above
+    /// --maxrestartdelay. Two of clap's messages are replaced by clearer
+    /// ones that show the values and say which are defaults.
+    pub fn try_parse_checked<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command = Cli::command();
+        let matches = match command.try_get_matches_from_mut(args) {
+            Ok(matches) => matches,
+            // Only --config and COMMAND are required, each unless the other
+            // is given; clap would list both as if both were needed.
+            Err(error) if error.kind() == ErrorKind::MissingRequiredArgument => {
+                return Err(command.error(
+                    ErrorKind::MissingRequiredArgument,
+                    "nothing to run: give a COMMAND, or --config FILE",
+                ));
+            }
+            Err(error) => return Err(error),
+        };
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        if cli.minrestartdelay > cli.maxrestartdelay {
+            // Either may be a default the user never typed: say so.
+            let shown = |id: &str, value: Duration| {
+                let default = matches.value_source(id) == Some(ValueSource::DefaultValue);
+                let default = if default { ", the default" } else { "" };
+                format!("{} s{default}", Seconds(value))
+            };
+            return Err(command.error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--minrestartdelay ({}) is above --maxrestartdelay ({})",
+                    shown("minrestartdelay", cli.minrestartdelay),
+                    shown("maxrestartdelay", cli.maxrestartdelay)
+                ),
+            ));
+        }
+        Ok(cli)
+    }
+
     /// The settings given on the command line.
     pub fn settings(&self) -> Settings {
         let mut settings = Settings::default();
@@ -242,6 +292,60 @@ mod tests {
             ErrorKind::ArgumentConflict
         );
         assert!(parse(&["--config", "f", "--log-format", "json"]).is_ok());
+    }
+
+    fn checked(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_checked(std::iter::once("procmon").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn min_above_max_shows_both_values_and_which_is_a_default() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["-M", "0.5", "true"],
+                "--minrestartdelay (1 s, the default) is above --maxrestartdelay (0.5 s)",
+            ),
+            (
+                &["-m", "4000", "true"],
+                "--minrestartdelay (4000 s) is above --maxrestartdelay (3600 s, the default)",
+            ),
+            (
+                &["-m", "5", "-M", "1.25", "true"],
+                "--minrestartdelay (5 s) is above --maxrestartdelay (1.25 s)",
+            ),
+        ];
+        for (args, want) in cases {
+            let error = checked(args).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+            let text = error.to_string();
+            assert!(
+                text.starts_with(&format!("error: {want}\n")),
+                "{args:?}: {text}"
+            );
+        }
+        let cli = checked(&["-m", "2", "-M", "2", "true"]).unwrap();
+        assert_eq!(cli.command, ["true"]);
+        // A config file's own limits are checked when it is read.
+        assert!(checked(&["--config", "f"]).is_ok());
+    }
+
+    #[test]
+    fn no_command_and_no_config_says_either_is_needed() {
+        for args in [&["-k", "1"][..], &[]] {
+            let error = checked(args).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+            let text = error.to_string();
+            assert!(
+                text.starts_with("error: nothing to run: give a COMMAND, or --config FILE\n"),
+                "{text}"
+            );
+            assert!(text.contains("Usage: procmon"), "{text}");
+        }
+        // Other errors are clap's own.
+        let error = checked(&["--log-format", "xml", "true"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidValue);
+        let error = checked(&["--help"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::DisplayHelp);
     }
 
     #[test]

@@ -4,7 +4,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
 use procmon::cli::Cli;
 use procmon::config::{self, SystemAccounts};
 use procmon::output::Printer;
@@ -21,7 +20,7 @@ fn main() -> ExitCode {
         eprintln!("procmon: blocking signals: {error}");
         return ExitCode::FAILURE;
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     let definitions = match &cli.config {
         Some(path) => match load(path) {
             Ok(definitions) => definitions,
@@ -30,17 +29,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(USAGE_ERROR);
             }
         },
-        None => {
-            if cli.minrestartdelay > cli.maxrestartdelay {
-                Cli::command()
-                    .error(
-                        clap::error::ErrorKind::ArgumentConflict,
-                        "--minrestartdelay is above --maxrestartdelay",
-                    )
-                    .exit();
-            }
-            cli.command_definitions()
-        }
+        // try_parse_checked has refused a minimum restart delay above the
+        // maximum.
+        None => cli.command_definitions(),
     };
     let monitor = match Monitor::from_definitions(definitions) {
         Ok(monitor) => monitor,

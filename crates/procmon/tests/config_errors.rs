@@ -270,3 +270,28 @@ fn a_process_that_could_never_start_is_refused_at_load() {
         assert!(err.starts_with(&want), "{err:?}");
     }
 }
+
+// ----- Command-line messages -----
+
+#[test]
+fn command_line_conflicts_show_values_and_what_is_missing() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-M", "0.5", "true"],
+            "error: --minrestartdelay (1 s, the default) is above --maxrestartdelay (0.5 s)\n",
+        ),
+        (
+            &["-k", "1"],
+            "error: nothing to run: give a COMMAND, or --config FILE\n",
+        ),
+        (
+            &["--line-limit", "67108865", "true"],
+            "error: invalid value '67108865' for '--line-limit <BYTES>'",
+        ),
+        (&["-t", "1e400", "true"], "\"1e400\" is too large"),
+    ];
+    for (args, want) in cases {
+        let err = refused(args, false);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
