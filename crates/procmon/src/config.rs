@@ -337,7 +337,8 @@ fn too_large(shown: &str, size: &str) -> String {
 }
 
 /// Parses and checks a configuration file's text. Pure: no I/O, no lookups,
-/// never panics on any input. `file_name` is used only in errors.
+/// never panics on any input. `file_name` is used only in errors, as it is:
+/// pass a name from the user through [`escape_for_message`] first.
 pub fn parse(source: &str, file_name: &str) -> Result<Config, ConfigError> {
     let parser = Parser { source, file_name };
     parser.document()
