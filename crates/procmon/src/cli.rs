@@ -92,6 +92,7 @@ OUTPUT
   With --log-format json both are one JSON object per line instead:
     {"name":"web","stream":"stderr","line":"listening"}                    (stdout)
     {"event":"spawned","name":"web","pid":123}                             (stderr)
+    {"event":"exited","name":"web","pid":123,"signal":"TERM","signo":15,"uptime":4.2}
 
 SIGNALS
   TERM, INT   stop every process (TERM, then KILL after the kill time) and exit 0

@@ -361,7 +361,14 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
             j.str("event", "exited").str("name", name).num("pid", pid);
             match status {
                 ExitStatus::Code(code) => j.num("code", code),
-                ExitStatus::Signal(signal) => j.num("signal", signal),
+                // `signal` is a name wherever it appears (as in `signalled`
+                // and `received_signal`), so a collector can type the key
+                // once; the number is `signo`.
+                ExitStatus::Signal(signal) => {
+                    let name =
+                        signal_name(*signal).map_or_else(|| signal.to_string(), str::to_string);
+                    j.str("signal", &name).num("signo", signal)
+                }
             };
             j.num("uptime", Rounded(*uptime));
         }
@@ -671,7 +678,7 @@ procmon: all processes stopped, exiting
             "{\"name\":\"a \\\"q\\\"\",\"stream\":\"stderr\",\"line\":\"x\\ty\\\\xfe\"}\n"
         );
         let want = r#"{"event":"spawn_failed","name":"a","error":"No such file or directory (os error 2)","errno":2}
-{"event":"exited","name":"a","pid":3,"signal":15,"uptime":1.5}
+{"event":"exited","name":"a","pid":3,"signal":"TERM","signo":15,"uptime":1.5}
 {"event":"signalled","name":"a","pid":3,"signal":"KILL","after":0.25}
 {"event":"output_closed","name":"a","pid":2}
 {"event":"received_signal","signal":"INT","action":"kill_all"}
