@@ -5,13 +5,15 @@
 //! guard kills when a test ends (children die with procmon through their
 //! parent-death signal; on a failed test the guard kills them too).
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use common::TempDir;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -306,34 +308,6 @@ fn wait_all_dead(pids: &[i32], patience: Duration) -> Vec<i32> {
     }
 }
 
-/// A directory removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "procmon-cli-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 // ----- Usage, help and config errors -----
 
 #[test]
@@ -456,7 +430,7 @@ fn config_errors_are_one_located_line_and_start_nothing() {
         ),
     ];
     for (file, source, want) in cases {
-        let path = dir.write(&format!("{file}.toml"), &source);
+        let path = dir.write(format!("{file}.toml"), &source);
         let mut procmon = Procmon::start(&["--config".as_ref(), path.as_os_str()]);
         assert_eq!(procmon.wait().code(), Some(2), "{file}");
         let err = String::from_utf8(procmon.err.wait_closed()).unwrap();

@@ -4,14 +4,17 @@
 //! Every run is bounded: a procmon still running after PATIENCE is killed
 //! and the test fails (a config it blocks on must not hang the suite).
 
+mod common;
+
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use common::TempDir;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -99,38 +102,6 @@ fn refused<S: AsRef<OsStr>>(args: &[S], one_line: bool) -> String {
         assert!(!body.chars().any(char::is_control), "{what:?}: {err:?}");
     }
     refusal.stderr
-}
-
-/// A directory removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "procmon-config-errors-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self, name: impl AsRef<Path>) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: impl AsRef<Path>, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn config_arg(path: &Path) -> [&OsStr; 2] {
