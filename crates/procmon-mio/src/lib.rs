@@ -43,6 +43,12 @@
 //! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
 //!   until the earliest deadline or an event, with no periodic wake-up.
 //!
+//! # Requirements
+//!
+//! Linux 5.4 or later: pidfds from `clone` (5.2), polled for exits (5.3) and
+//! waited on with `waitid(P_PIDFD)` (5.4). From 5.11, `close_range` also
+//! marks every inherited descriptor close-on-exec in the child.
+//!
 //! # Process-wide effects
 //!
 //! Creating a [`Supervisor`] resets an ignored SIGCHLD to its default (and
@@ -261,6 +267,16 @@ pub enum Notice<'a> {
 pub trait Observer {
     /// Called for each notice, in the order things happened.
     fn notice(&mut self, notice: Notice<'_>);
+
+    /// Whether the observer can take more children's output now. The
+    /// driver asks before each read of a pipe; while the answer is no, pipes
+    /// are left unread (as with [`Supervisor::pause_output`]), so children
+    /// block on their full pipes instead of output piling up in the
+    /// observer, and a later turn reads them once the answer is yes again.
+    /// The drain of an exiting child's pipes does not ask.
+    fn accepts_output(&mut self) -> bool {
+        true
+    }
 }
 
 impl<F: FnMut(Notice<'_>)> Observer for F {
@@ -499,6 +515,9 @@ impl Supervisor {
         timeout: Option<Duration>,
     ) -> io::Result<Option<CaughtSignal>> {
         let started = std::time::Instant::now();
+        if !self.paused_pipes.is_empty() && !self.output_paused && observer.accepts_output() {
+            self.resume_held_pipes();
+        }
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let polled = loop {
             let now = self.clock.now();
@@ -598,14 +617,20 @@ impl Supervisor {
     /// exit. Resuming reads every pipe that became ready meanwhile on the
     /// next turn.
     pub fn pause_output(&mut self, paused: bool) {
-        if self.output_paused && !paused {
-            for pipe in self.paused_pipes.drain(..) {
-                if !self.unfinished.contains(&pipe) {
-                    self.unfinished.push_back(pipe);
-                }
+        self.output_paused = paused;
+        if !paused {
+            self.resume_held_pipes();
+        }
+    }
+
+    /// Puts the pipes left unread while output was held back on the list
+    /// read at the end of the next turn (which then does not sleep).
+    fn resume_held_pipes(&mut self) {
+        for pipe in self.paused_pipes.drain(..) {
+            if !self.unfinished.contains(&pipe) {
+                self.unfinished.push_back(pipe);
             }
         }
-        self.output_paused = paused;
     }
 
     /// Sends SIGKILL to every live child's process group now (a second
@@ -847,6 +872,8 @@ impl Supervisor {
         let peeked = match sys::peek_exit(live.pidfd.as_fd()) {
             Ok(None) => return,
             Ok(Some(status)) => Some(status),
+            // ECHILD: someone else reaped it. (Waiting on a pidfd needs Linux
+            // 5.4, the crate's floor, so no other error is expected.)
             Err(_) => None,
         };
         // Its last words first, partial lines included (the core flushes
@@ -902,18 +929,32 @@ impl Supervisor {
     /// [`READS_PER_PIPE`] times, leaving the rest for the next turn; while
     /// output is paused, only notes it for when output resumes.
     fn read_pipe(&mut self, slot: usize, stream: Stream, observer: &mut impl Observer) {
-        if self.output_paused {
-            if !self.paused_pipes.contains(&(slot, stream)) {
-                self.paused_pipes.push((slot, stream));
-            }
-            return;
-        }
-        self.read_pipe_now(slot, stream, observer);
+        self.read_pipe_unless_held(slot, stream, observer, true);
     }
 
     /// [`read_pipe`](Self::read_pipe), paused or not.
     fn read_pipe_now(&mut self, slot: usize, stream: Stream, observer: &mut impl Observer) {
+        self.read_pipe_unless_held(slot, stream, observer, false);
+    }
+
+    /// Reads as `read_pipe` says; with `may_hold`, first asks (before every
+    /// read, so that one turn cannot read much past what the observer can
+    /// take) whether output is paused or the observer refuses it, and then
+    /// only notes the pipe for later.
+    fn read_pipe_unless_held(
+        &mut self,
+        slot: usize,
+        stream: Stream,
+        observer: &mut impl Observer,
+        may_hold: bool,
+    ) {
         for _ in 0..READS_PER_PIPE {
+            if may_hold && (self.output_paused || !observer.accepts_output()) {
+                if !self.paused_pipes.contains(&(slot, stream)) {
+                    self.paused_pipes.push((slot, stream));
+                }
+                return;
+            }
             let Some(child) = self.children.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
@@ -1030,8 +1071,10 @@ impl Supervisor {
             .as_ref()
             .expect("lingering slots are occupied")
             .pid;
-        // Closing the second pipe frees the slot and takes it off the list.
+        // What is in the pipes is read first; closing the second pipe frees
+        // the slot and takes it off the list.
         for stream in [Stream::Stdout, Stream::Stderr] {
+            self.read_pipe_now(oldest, stream, observer);
             let open = self.children[oldest]
                 .as_mut()
                 .is_some_and(|c| c.pipe(stream).is_some());
