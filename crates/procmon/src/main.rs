@@ -42,16 +42,21 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    // Our own descriptor for stdout: std's handle is line-buffered, which
-    // would split the printer's big buffered writes and copy their tails.
-    let stdout = match io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(error) => {
-            eprintln!("procmon: stdout: {error}");
+    // Our own descriptors: std's stdout is line-buffered, which would split
+    // the printer's big writes and copy their tails, and std's stderr is
+    // behind a lock that a writer thread blocked on a stalled reader would
+    // hold, so that even a last `eprintln!` could not get through.
+    let (stdout, stderr) = match (
+        own_file(io::stdout().as_fd()),
+        own_file(io::stderr().as_fd()),
+    ) {
+        (Ok(stdout), Ok(stderr)) => (stdout, stderr),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("procmon: stdout or stderr: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let printer = Printer::new(cli.log_format, stdout, io::stderr());
+    let printer = Printer::new(cli.log_format, stdout, stderr);
     match run::run(monitor, printer) {
         Ok(Outcome::Stopped) => ExitCode::SUCCESS,
         Ok(Outcome::OutputFailed) => ExitCode::FAILURE,
@@ -71,4 +76,9 @@ fn load(path: &std::path::Path) -> Result<Definitions, String> {
     config::parse(&source, &shown)
         .and_then(|config| config.resolve(&SystemAccounts))
         .map_err(|e| e.to_string())
+}
+
+/// A `File` of our own on the same open file as `fd`.
+fn own_file(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::fs::File> {
+    fd.try_clone_to_owned().map(std::fs::File::from)
 }

@@ -47,15 +47,23 @@ where
     let mut supervisor = Supervisor::new(monitor, options)?;
     let sink = Sink::start(out, err)?;
     let printer = Printer::new(format, sink.stdout(), sink.stderr());
-    let mut observer = Printing { printer, kill_time };
-    let mut early = supervisor.turn(&mut observer, Some(Duration::ZERO))?;
-    match early {
-        Some(CaughtSignal::Terminate | CaughtSignal::Interrupt) => {}
-        // Restarting what has not started yet is nothing.
-        Some(CaughtSignal::Hangup) | None => {
-            early = None;
-            supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
+    let mut observer = Printing {
+        printer,
+        kill_time,
+        sink: &sink,
+    };
+    // Signals that came before the loop: a TERM or INT among them wins (HUP
+    // comes out first, by number); restarting what has not started is
+    // nothing.
+    let mut early = None;
+    while let Some(caught) = supervisor.turn(&mut observer, Some(Duration::ZERO))? {
+        if caught != CaughtSignal::Hangup {
+            early = Some(caught);
+            break;
         }
+    }
+    if early.is_none() {
+        supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
     }
     let mut stopping = false;
     let mut outcome = Outcome::Stopped;
@@ -80,11 +88,10 @@ where
             sink.drain(EXIT_PATIENCE);
             return Ok(outcome);
         }
-        // With output piling up, children's pipes wait instead, and the loop
-        // looks again shortly: only while congested, so idle stays idle.
-        let congested = sink.congested();
-        supervisor.pause_output(congested);
-        let timeout = congested.then_some(CONGESTED_RECHECK);
+        // With output piling up, children's pipes wait (the observer says
+        // so before each read) and the loop looks again shortly: only while
+        // congested, so idle stays idle.
+        let timeout = sink.congested().then_some(CONGESTED_RECHECK);
         let caught = match early.take() {
             Some(caught) => Some(caught),
             None => match supervisor.turn(&mut observer, timeout) {
@@ -135,12 +142,18 @@ pub const EXIT_PATIENCE: Duration = Duration::from_secs(2);
 const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
 
 /// Turns the driver's notices into printed lines.
-struct Printing<O: Write, E: Write> {
+struct Printing<'a, O: Write, E: Write> {
     printer: Printer<O, E>,
     kill_time: Duration,
+    /// Where the printer's lines go, asked whether it can take more.
+    sink: &'a Sink,
 }
 
-impl<O: Write, E: Write> Observer for Printing<O, E> {
+impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
+    fn accepts_output(&mut self) -> bool {
+        !self.sink.congested()
+    }
+
     fn notice(&mut self, notice: Notice<'_>) {
         match notice {
             Notice::Output { name, stream, line } => self.printer.child_line(name, stream, line),

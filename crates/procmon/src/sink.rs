@@ -79,8 +79,12 @@ struct State {
     out_done: u64,
     /// Set once stdout's reader is gone (`EPIPE`): the run should end.
     out_closed: Option<io::ErrorKind>,
-    /// Bytes dropped since writing last worked, to report when it does.
+    /// Children's output dropped since it was last reported: bytes that
+    /// found the queue past [`HARD_LIMIT`], or that stdout refused.
     dropped: u64,
+    /// Stdout's writes are failing (a full disk, say); told when it starts
+    /// and when it stops.
+    out_failing: bool,
     /// Set when the sink is dropped: the threads end once their queue is empty.
     closing: bool,
 }
@@ -235,8 +239,12 @@ impl Write for SinkWriter {
         if bytes.is_empty() {
             return Ok(0);
         }
-        if state.queued_bytes + bytes.len() > HARD_LIMIT {
-            state.dropped += bytes.len() as u64;
+        // Below the soft limit anything is taken, so one long line (up to the
+        // line limit, escaped) always goes through.
+        if state.queued_bytes > SOFT_LIMIT && state.queued_bytes + bytes.len() > HARD_LIMIT {
+            if self.target == Target::Out {
+                state.dropped += bytes.len() as u64;
+            }
             return Ok(bytes.len());
         }
         // A thread with blocks queued is busy and looks again before it
@@ -308,16 +316,21 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
             state.out_done += 1;
         }
         match written {
-            // Told once the backlog is written, where the drops happened.
-            Ok(()) if state.dropped > 0 && state.is_empty() => {
+            // Told by stdout's own thread, once its backlog is written, which
+            // is where the drops happened.
+            Ok(()) if target == Target::Out && state.out.is_empty() && state.dropped > 0 => {
                 let dropped = std::mem::take(&mut state.dropped);
-                state.push(
-                    Target::Err,
+                let line = if std::mem::take(&mut state.out_failing) {
                     format!(
                         "procmon: writing children's output works again; {dropped} bytes of it were dropped\n"
                     )
-                    .into_bytes(),
-                );
+                } else {
+                    format!(
+                        "procmon: {dropped} bytes of children's output were dropped: stdout fell {} MiB behind\n",
+                        HARD_LIMIT >> 20
+                    )
+                };
+                state.push(Target::Err, line.into_bytes());
             }
             Ok(()) => {}
             Err(e) if target == Target::Out && e.kind() == io::ErrorKind::BrokenPipe => {
@@ -328,12 +341,13 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
                 state.queued_bytes -= lost.iter().map(|b| b.bytes.len()).sum::<usize>();
                 state.out_done += lost.len() as u64;
             }
+            // Nowhere to tell a failure to write our own lines.
+            Err(_) if target == Target::Err => {}
             Err(e) => {
                 // A full disk, say: the children keep running, their output
                 // is counted as lost, and the first failure is told.
-                let first = state.dropped == 0;
                 state.dropped += bytes.len() as u64;
-                if first && target == Target::Out {
+                if !std::mem::replace(&mut state.out_failing, true) {
                     state.push(
                         Target::Err,
                         format!(
@@ -450,7 +464,10 @@ mod tests {
         let written = out_gate.written.lock().unwrap().clone();
         assert!(written.starts_with(b"line 1\nxxx"));
         let told = String::from_utf8(err_gate.written.lock().unwrap().clone()).unwrap();
-        assert!(told.contains("bytes of it were dropped"), "{told}");
+        assert!(
+            told.contains("bytes of children's output were dropped"),
+            "{told}"
+        );
     }
 
     #[test]
@@ -471,6 +488,50 @@ mod tests {
             let event = text.find(&format!("event {round}\n")).unwrap();
             assert!(line < event, "round {round}:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_line_longer_than_the_hard_limit_still_goes_through() {
+        let log = Gate::default();
+        log.open();
+        let sink = Sink::start(log.clone(), io::sink()).unwrap();
+        let line = vec![b'y'; HARD_LIMIT + 1];
+        sink.stdout().write_all(&line).unwrap();
+        assert!(sink.drain(Duration::from_secs(20)));
+        assert_eq!(log.written.lock().unwrap().len(), HARD_LIMIT + 1);
+    }
+
+    #[test]
+    fn a_failing_stdout_is_told_once_and_its_recovery_once() {
+        /// Fails the first `failures` writes with ENOSPC, then works.
+        struct Full {
+            failures: usize,
+        }
+        impl Write for Full {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                if self.failures > 0 {
+                    self.failures -= 1;
+                    return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = Gate::default();
+        err.open();
+        let sink = Sink::start(Full { failures: 20 }, err.clone()).unwrap();
+        let mut out = sink.stdout();
+        for i in 0..40 {
+            out.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            // One block at a time, so each failure is its own write.
+            assert!(sink.drain(Duration::from_secs(20)));
+        }
+        let told = String::from_utf8(err.written.lock().unwrap().clone()).unwrap();
+        assert_eq!(told.matches("failed").count(), 1, "{told}");
+        assert_eq!(told.matches("works again;").count(), 1, "{told}");
+        assert!(told.contains("150 bytes of it were dropped"), "{told}");
     }
 
     #[test]

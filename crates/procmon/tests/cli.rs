@@ -532,6 +532,56 @@ fn term_works_while_stdout_is_not_being_read() {
     drop(unread);
 }
 
+/// Many chatty children and a reader that starts late: the children wait
+/// in their own pipes (back-pressure) rather than their output being
+/// dropped, so every byte arrives once the reader reads.
+#[test]
+fn a_late_reader_loses_nothing_from_many_chatty_children() {
+    const CHILDREN: usize = 24;
+    const LINES: usize = 300_000;
+    let dir = TempDir::new();
+    let mut config = String::new();
+    for c in 0..CHILDREN {
+        config += &format!(
+            "[[process]]\nname = \"c{c}\"\nargv = [\"sh\", \"-c\", \"seq 1 {LINES}; exec sleep 1000\"]\n"
+        );
+    }
+    let config = dir.write("chatty.toml", &config);
+    let (reader, stdout) = std::io::pipe().expect("a pipe");
+    let mut procmon =
+        Procmon::spawn_with_stdout(&["--config", config.to_str().unwrap()], Stdio::from(stdout));
+    procmon.wait_spawned(CHILDREN);
+    // Nobody reads for a while: far more than 16 MiB is waiting to be said.
+    std::thread::sleep(Duration::from_secs(2));
+    let expected: usize = (0..CHILDREN)
+        .map(|c| {
+            (1..=LINES)
+                .map(|n| format!("[c{c}] {n}\n").len())
+                .sum::<usize>()
+        })
+        .sum();
+    let counted = std::thread::spawn(move || {
+        let (mut reader, mut buffer, mut total) = (reader, vec![0; 1 << 16], 0);
+        while total < expected {
+            match reader.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    });
+    let deadline = Instant::now() + PATIENCE * 3;
+    while !counted.is_finished() {
+        assert!(Instant::now() < deadline, "the output never all arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counted.join().unwrap(), expected);
+    procmon.signal(libc::SIGTERM);
+    assert!(procmon.wait().success());
+    let err = procmon.err.text();
+    assert!(!err.contains("dropped"), "{err}");
+}
+
 /// A stdout left non-blocking by whoever started procmon returns EAGAIN
 /// when its pipe is full: that is a reason to wait, not to stop everything.
 #[test]
