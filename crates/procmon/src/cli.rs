@@ -93,6 +93,9 @@ OUTPUT
     {"name":"web","stream":"stderr","line":"listening"}                    (stdout)
     {"event":"spawned","name":"web","pid":123}                             (stderr)
     {"event":"exited","name":"web","pid":123,"signal":"TERM","signo":15,"uptime":4.2}
+  procmon never waits for whoever reads its stdout: if that reader falls behind, children
+  wait on their own output instead, and signals, restarts and stops go on. Only a reader
+  that is gone (EPIPE, as with `| head`) ends the run (exit status 1).
 
 SIGNALS
   TERM, INT   stop every process (TERM, then KILL after the kill time) and exit 0
