@@ -87,7 +87,14 @@ struct State {
     out_failing: bool,
     /// Set when the sink is dropped: the threads end once their queue is empty.
     closing: bool,
+    /// Written blocks' buffers, kept for the next blocks: a block is larger
+    /// than malloc's mmap threshold, so a fresh one per block would cost an
+    /// mmap, a munmap and a page fault per 4 KiB.
+    spare: Vec<Vec<u8>>,
 }
+
+/// At most this many written blocks' buffers are kept for reuse.
+const SPARE_BUFFERS: usize = 4;
 
 impl State {
     fn queue(&mut self, target: Target) -> &mut VecDeque<Block> {
@@ -250,7 +257,9 @@ impl Write for SinkWriter {
         // A thread with blocks queued is busy and looks again before it
         // sleeps: only an empty queue's thread needs waking.
         let was_idle = state.queue(self.target).is_empty();
-        state.push(self.target, bytes.to_vec());
+        let mut block = state.spare.pop().unwrap_or_default();
+        block.extend_from_slice(bytes);
+        state.push(self.target, block);
         drop(state);
         if was_idle {
             self.shared.ready(self.target).notify_one();
@@ -311,7 +320,14 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
         let written = write_patiently(&mut stream, &bytes);
         let mut state = shared.lock();
         state.queue(target).pop_front();
-        state.queued_bytes -= bytes.len();
+        let len = bytes.len();
+        state.queued_bytes -= len;
+        // Only buffers of ordinary blocks: one huge line's is let go.
+        if state.spare.len() < SPARE_BUFFERS && bytes.capacity() <= 2 * crate::output::OUT_BLOCK {
+            let mut spare = bytes;
+            spare.clear();
+            state.spare.push(spare);
+        }
         if target == Target::Out {
             state.out_done += 1;
         }
@@ -346,7 +362,7 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
             Err(e) => {
                 // A full disk, say: the children keep running, their output
                 // is counted as lost, and the first failure is told.
-                state.dropped += bytes.len() as u64;
+                state.dropped += len as u64;
                 if !std::mem::replace(&mut state.out_failing, true) {
                     state.push(
                         Target::Err,
