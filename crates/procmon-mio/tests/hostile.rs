@@ -590,9 +590,7 @@ fn escapees_holding_pipes_do_not_pile_up() {
             read x < $d/f; rm -r $d; echo started"),
     );
     run.start();
-    run.until("twelve exits", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 12
-    });
+    run.until_exits(12);
     let closed = run.count(|s| matches!(s, Seen::OutputClosed(..)));
     let exited = run.count(|s| matches!(s, Seen::Exited(..)));
     assert!(closed + 4 >= exited, "{closed} closed after {exited} exits");

@@ -68,9 +68,7 @@ fn partial_last_line_comes_before_the_exit() {
     let mut run = Run::new(settings(10_000, 60_000, 60_000));
     run.add("brief", sh("echo full; printf partial >&2; printf half"));
     run.start();
-    run.until("the exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     let exit = run.position(|s| matches!(s, Seen::Exited(..)));
     for (stream, line) in [(Stream::Stdout, &b"half"[..]), (Stream::Stderr, b"partial")] {
         let at =
@@ -98,9 +96,7 @@ fn paused_output_holds_children_back_and_loses_nothing() {
         "1.3 MB fit a pipe?"
     );
     run.supervisor().pause_output(false);
-    run.until("the exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     assert_eq!(run.stats.pieces[0], 200_001);
     assert_eq!(
         run.stats.bytes[0],
@@ -173,9 +169,7 @@ fn group_killed_when_the_leader_exits() {
     let mut run = Run::new(settings(100, 60_000, 60_000));
     run.add("leader", sh("sleep 100 & echo $!; exit 0"));
     run.start();
-    run.until("the leader's exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     // Seen after the leader's exit, so it may be gone already: pid only.
     let grandchild = parse_pid(&run.lines("leader", Stream::Stdout)[0]);
     run.until("the grandchild gone and reaped", |_| {
@@ -198,9 +192,7 @@ fn escaped_grandchild_output_and_orphan_reaping() {
         sh("setsid sh -c 'sleep 1; echo late; printf tail' & echo $!; sleep 0.2; exit 0"),
     );
     run.start();
-    run.until("the leader's exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     let escaped = Proc::of(parse_pid(&run.lines("escape", Stream::Stdout)[0]));
     let exited = run.position(|s| matches!(s, Seen::Exited(..)));
     let restart = run.position(|s| matches!(s, Seen::Restart(..)));
@@ -278,9 +270,7 @@ fn hundred_thousand_lines_in_order_with_the_partial_last() {
     let mut run = Run::new(settings(100, 60_000, 60_000));
     run.add("seq", sh("seq 1 100000; printf partial"));
     run.start();
-    run.until("the exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     let lines = run.lines("seq", Stream::Stdout);
     assert_eq!(lines.len(), 100_001);
     for (i, line) in lines[..100_000].iter().enumerate() {
@@ -299,9 +289,7 @@ fn invalid_utf8_passes_through_raw() {
     let mut run = Run::new(settings(100, 60_000, 60_000));
     run.add("bytes", sh(r"printf '\377\376ok\n'; printf '\200' >&2"));
     run.start();
-    run.until("the exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     assert_eq!(run.lines("bytes", Stream::Stdout), [b"\xff\xfeok".to_vec()]);
     assert_eq!(run.lines("bytes", Stream::Stderr), [b"\x80".to_vec()]);
     run.stop();
@@ -444,9 +432,7 @@ fn environment_and_working_directory() {
     // The monitor raised its descriptor limit; the child gets the old one.
     run.add("limit", sh("ulimit -n"));
     run.start();
-    run.until("four exits", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 4
-    });
+    run.until_exits(4);
     assert_eq!(
         run.lines("limit", Stream::Stdout),
         [nofile_soft_limit_at_start().to_string().into_bytes()]
@@ -481,9 +467,7 @@ fn uid_and_gid_are_set() {
             .with_cwd("/"),
     );
     run.start();
-    run.until("the exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     assert_eq!(
         run.lines("nobody", Stream::Stdout),
         [b"65534 65534 65534".to_vec()]
@@ -561,9 +545,7 @@ fn an_ignored_sigchld_is_reset_and_statuses_survive() {
     let mut run = Run::new(settings(10_000, 60_000, 60_000));
     run.add("three", sh("exit 3"));
     run.start();
-    run.until("the exit", |r| {
-        r.count(|s| matches!(s, Seen::Exited(..))) >= 1
-    });
+    run.until_exits(1);
     let pid = run.spawned_pids()[0];
     assert_eq!(
         run.count(|s| *s == Seen::Exited("three".into(), pid, ExitStatus::Code(3))),
@@ -674,9 +656,7 @@ fn own_children_are_left_alone_without_orphan_reaping() {
         // Every exit of `flap` makes the supervisor look for orphans.
         run.add("flap", sh("exit 0"));
         run.start();
-        run.until("five exits", |r| {
-            r.count(|s| matches!(s, Seen::Exited(..))) >= 5
-        });
+        run.until_exits(5);
         run.stop();
         run.quiesce();
         let waited = own.wait();

@@ -152,6 +152,13 @@ impl Run {
         }
     }
 
+    /// Turns until `n` exits have been seen in all.
+    pub fn until_exits(&mut self, n: usize) {
+        self.until(&format!("{n} exits"), |r| {
+            r.count(|s| matches!(s, Seen::Exited(..))) >= n
+        });
+    }
+
     /// Turns for about `time`, whatever happens.
     pub fn turn_for(&mut self, time: Duration) {
         let start = Instant::now();
