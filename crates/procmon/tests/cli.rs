@@ -98,22 +98,35 @@ struct Procmon {
 
 impl Procmon {
     fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Procmon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_procmon"));
-        command.args(args);
-        Procmon::spawn(command, true)
+        Procmon::spawn(common::procmon(args), true)
     }
 
     /// Runs `command` (procmon, or a wrapper that runs it) in a process
     /// group of its own, capturing both streams.
-    fn spawn(mut command: Command, pids_are_ours: bool) -> Procmon {
+    fn spawn(command: Command, pids_are_ours: bool) -> Procmon {
+        Procmon::spawn_to(command, pids_are_ours, None)
+    }
+
+    /// Runs procmon with its stdout given, not captured, for tests of what
+    /// it does when that stdout misbehaves.
+    fn spawn_with_stdout(args: &[&str], stdout: Stdio) -> Procmon {
+        Procmon::spawn_to(common::procmon(args), true, Some(stdout))
+    }
+
+    /// `spawn`, with stdout captured unless it is given.
+    fn spawn_to(mut command: Command, pids_are_ours: bool, stdout: Option<Stdio>) -> Procmon {
+        let captured = stdout.is_none();
         let mut child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout.unwrap_or_else(Stdio::piped))
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
             .expect("start procmon");
-        let out = Captured::spawn_reader(child.stdout.take().unwrap());
+        let out = match child.stdout.take() {
+            Some(stdout) if captured => Captured::spawn_reader(stdout),
+            _ => Arc::new(Captured::default()),
+        };
         let err = Captured::spawn_reader(child.stderr.take().unwrap());
         Procmon {
             child,
@@ -122,28 +135,6 @@ impl Procmon {
             err,
             extra_pids: Vec::new(),
             pids_are_ours,
-        }
-    }
-
-    /// Runs procmon with its stdout given, not captured, for tests of what
-    /// it does when that stdout misbehaves.
-    fn spawn_with_stdout(args: &[&str], stdout: Stdio) -> Procmon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_procmon"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("start procmon");
-        let err = Captured::spawn_reader(child.stderr.take().unwrap());
-        Procmon {
-            child,
-            exited: None,
-            out: Arc::new(Captured::default()),
-            err,
-            extra_pids: Vec::new(),
-            pids_are_ours: true,
         }
     }
 

@@ -9,9 +9,8 @@ mod common;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::TempDir;
@@ -28,12 +27,9 @@ struct Refusal {
 /// Runs procmon to its end (killing it after PATIENCE), with nothing on
 /// stdin.
 fn run<S: AsRef<OsStr>>(args: &[S]) -> Refusal {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_procmon"))
-        .args(args)
-        .stdin(Stdio::null())
+    let mut child = common::procmon(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .spawn()
         .expect("start procmon");
     let deadline = Instant::now() + PATIENCE;

@@ -1,6 +1,9 @@
 //! Helpers shared by the `procmon` binary's test files.
 
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A directory of the test's own under the system's temp dir, removed when
@@ -36,4 +39,12 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The `procmon` binary with `args`, stdin on /dev/null, in a process group
+/// of its own (so that a test can kill all it started at once).
+pub fn procmon<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_procmon"));
+    command.args(args).stdin(Stdio::null()).process_group(0);
+    command
 }
