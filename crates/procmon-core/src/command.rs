@@ -84,18 +84,6 @@ pub struct LogLine {
     pub bytes: Vec<u8>,
 }
 
-impl LogLine {
-    /// The same line, lent.
-    pub fn borrowed(&self) -> LogLineRef<'_> {
-        LogLineRef {
-            process: self.process,
-            instance: self.instance,
-            stream: self.stream,
-            bytes: &self.bytes,
-        }
-    }
-}
-
 /// One line of a child's output, lent for the time of a call to the sink of
 /// [`Monitor::handle_output`](crate::Monitor::handle_output); otherwise the
 /// same as a [`LogLine`].
