@@ -1061,7 +1061,7 @@ impl Supervisor {
             .as_ref()
             .expect("caller checked the slot");
         let name = child.name.clone();
-        let lingering = self.lingering.entry(child.name.clone()).or_default();
+        let lingering = self.lingering.entry(name.clone()).or_default();
         lingering.push_back(slot);
         if lingering.len() <= LINGERING_PER_PROCESS {
             return;
