@@ -5,26 +5,107 @@ use core::time::Duration;
 
 use crate::input::{ExitStatus, InstanceId, Stream};
 use crate::monitor::ProcessKey;
+use crate::spec::RestartPolicy;
 use crate::time::Instant;
 use crate::timer::TimerId;
 
-/// A signal the monitor asks the world to send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A signal the monitor asks the world to send: the signals a process may
+/// name as its stop signal or an operator may send (the scenario contract's
+/// list). The driver maps each to the platform's number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Signal {
-    /// Ask the instance to stop.
-    Term,
-    /// Stop the instance now; sent `kill_time` after an unanswered TERM.
+    /// SIGHUP.
+    Hup,
+    /// SIGINT.
+    Int,
+    /// SIGQUIT.
+    Quit,
+    /// SIGKILL: stops an instance at once; sent kill time after an
+    /// unanswered stop signal.
     Kill,
+    /// SIGUSR1.
+    Usr1,
+    /// SIGUSR2.
+    Usr2,
+    /// SIGTERM: the default stop signal.
+    Term,
+    /// SIGALRM.
+    Alrm,
+    /// SIGCONT.
+    Cont,
+    /// SIGSTOP.
+    Stop,
+    /// SIGTSTP.
+    Tstp,
+    /// SIGWINCH.
+    Winch,
+    /// SIGPIPE.
+    Pipe,
 }
 
 impl Signal {
-    /// The signal's name without `SIG`: `"TERM"` or `"KILL"`.
+    /// Every signal, in the contract's order.
+    pub const ALL: [Signal; 13] = [
+        Signal::Hup,
+        Signal::Int,
+        Signal::Quit,
+        Signal::Kill,
+        Signal::Usr1,
+        Signal::Usr2,
+        Signal::Term,
+        Signal::Alrm,
+        Signal::Cont,
+        Signal::Stop,
+        Signal::Tstp,
+        Signal::Winch,
+        Signal::Pipe,
+    ];
+
+    /// The signal's name without `SIG`: `"TERM"`, `"KILL"`, `"USR1"`, ….
     pub fn as_str(self) -> &'static str {
         match self {
-            Signal::Term => "TERM",
+            Signal::Hup => "HUP",
+            Signal::Int => "INT",
+            Signal::Quit => "QUIT",
             Signal::Kill => "KILL",
+            Signal::Usr1 => "USR1",
+            Signal::Usr2 => "USR2",
+            Signal::Term => "TERM",
+            Signal::Alrm => "ALRM",
+            Signal::Cont => "CONT",
+            Signal::Stop => "STOP",
+            Signal::Tstp => "TSTP",
+            Signal::Winch => "WINCH",
+            Signal::Pipe => "PIPE",
         }
     }
+
+    /// The signal called `name`, with or without `SIG` (`"TERM"`,
+    /// `"SIGTERM"`); upper case only, as Unix writes them.
+    pub fn from_name(name: &str) -> Option<Signal> {
+        let bare = name.strip_prefix("SIG").unwrap_or(name);
+        Signal::ALL.into_iter().find(|s| s.as_str() == bare)
+    }
+}
+
+impl core::fmt::Display for Signal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the monitor sends a signal: what a person reading the log needs to
+/// tell a stop from an escalation from an operator's own signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SignalReason {
+    /// The process's stop signal, sent because the monitor stops the instance.
+    Stop,
+    /// KILL, because the instance outlived its kill time after the stop signal.
+    KillTime,
+    /// KILL at once, asked for by [`Monitor::kill_all`](crate::Monitor::kill_all).
+    KillAll,
+    /// A signal an operator asked for ([`Monitor::signal`](crate::Monitor::signal)).
+    Request,
 }
 
 /// Something the world must do, taken from [`Monitor::poll_command`](crate::Monitor::poll_command).
@@ -50,6 +131,8 @@ pub enum Command {
         instance: InstanceId,
         /// What to send.
         signal: Signal,
+        /// Why.
+        reason: SignalReason,
     },
     /// Arrange for `Input::TimerFired { timer }` at `at`. Timers due at the
     /// same instant must fire in the order they were set.
@@ -111,7 +194,10 @@ impl LogLineRef<'_> {
     }
 }
 
-/// A decision of the monitor worth telling a person about.
+/// A fact or decision of the monitor worth telling a person about. After an
+/// `Exited` or `SpawnFailed` (and the instance's partial lines) comes exactly
+/// one decision about that process: `RestartScheduled`, `GaveUp` or
+/// `NotRestarting`, so a printer can put an end and what follows on one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Report {
@@ -125,8 +211,11 @@ pub enum Report {
         status: ExitStatus,
         /// How long it lived.
         uptime: Duration,
+        /// Whether the monitor had sent it its stop signal (an end on
+        /// request) rather than it ending by itself.
+        on_request: bool,
     },
-    /// An instance could not be started; counted as an instant death.
+    /// An instance could not be started; an end by itself after a life of 0.
     SpawnFailed {
         /// Its process.
         process: ProcessKey,
@@ -142,4 +231,38 @@ pub enum Report {
         /// How long until the restart.
         delay: Duration,
     },
+    /// The process died quickly `quick_deaths` times in a row, reaching its
+    /// `give_up_after`: it is `failed`, and starts again after `retry_in`
+    /// if it has `retry_failed_after`.
+    GaveUp {
+        /// The process.
+        process: ProcessKey,
+        /// Its quick-death count.
+        quick_deaths: u32,
+        /// When it will be tried again, if ever.
+        retry_in: Option<Duration>,
+    },
+    /// Nothing will start the process by itself after this end.
+    NotRestarting {
+        /// The process.
+        process: ProcessKey,
+        /// Why not.
+        reason: NotRestarting,
+    },
+}
+
+/// Why an end is not followed by a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NotRestarting {
+    /// The restart policy says so: `never`, or `on-failure` and the exit
+    /// code was a success code. The process is `exited`.
+    Policy(RestartPolicy),
+    /// The process is held down (`down`) until started.
+    Held,
+    /// The service is stopped; the process is `stopped`.
+    ServiceStopped,
+    /// The process was removed; a definition added again under the same
+    /// name gets its own decision.
+    Removed,
 }

@@ -38,6 +38,24 @@ pub enum AddError {
         /// The process name.
         name: String,
     },
+    /// The program (`argv[0]`) is the empty string: nothing could ever run.
+    EmptyProgram {
+        /// The process name.
+        name: String,
+    },
+    /// The working directory is the empty string: no directory has that name.
+    EmptyCwd {
+        /// The process name.
+        name: String,
+    },
+    /// The process's own delays do not make sense together, or with the
+    /// global ones it inherits.
+    Policy {
+        /// The process name.
+        name: String,
+        /// What is wrong.
+        error: SettingsError,
+    },
 }
 
 impl fmt::Display for AddError {
@@ -57,6 +75,13 @@ impl fmt::Display for AddError {
             AddError::InvalidEnvKey { name } => {
                 write!(f, "process {name:?}: an env key is empty or holds '='")
             }
+            AddError::EmptyProgram { name } => {
+                write!(f, "process {name:?}: the program is the empty string")
+            }
+            AddError::EmptyCwd { name } => {
+                write!(f, "process {name:?}: cwd is the empty string")
+            }
+            AddError::Policy { name, error } => write!(f, "process {name:?}: {error}"),
         }
     }
 }
@@ -78,6 +103,30 @@ impl fmt::Display for UnknownProcess {
 
 impl core::error::Error for UnknownProcess {}
 
+/// Why [`Monitor::signal`](crate::Monitor::signal) sent nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// No process of this name is added.
+    Unknown(UnknownProcess),
+    /// The process has no live instance to signal.
+    NotRunning {
+        /// The process name.
+        name: String,
+    },
+}
+
+impl fmt::Display for SignalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignalError::Unknown(e) => e.fmt(f),
+            SignalError::NotRunning { name } => write!(f, "process {name:?} is not running"),
+        }
+    }
+}
+
+impl core::error::Error for SignalError {}
+
 /// Settings that do not make sense together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -91,6 +140,21 @@ pub enum SettingsError {
     },
     /// A line limit of zero bytes could never hold a byte.
     ZeroLineLimit,
+    /// A line limit above [`MAX_LINE_LIMIT_BYTES`](crate::MAX_LINE_LIMIT_BYTES).
+    LineLimitTooLarge {
+        /// The limit asked for.
+        limit: usize,
+    },
+    /// A process would be left with its minimum restart delay above its
+    /// maximum (its own or the global one it inherits).
+    ProcessMinAboveMax {
+        /// The process name.
+        name: String,
+        /// Its effective min_restart_delay.
+        min: Duration,
+        /// Its effective max_restart_delay.
+        max: Duration,
+    },
 }
 
 impl fmt::Display for SettingsError {
@@ -103,6 +167,17 @@ impl fmt::Display for SettingsError {
                 Seconds(*max)
             ),
             SettingsError::ZeroLineLimit => f.write_str("line_limit_bytes must be at least 1"),
+            SettingsError::LineLimitTooLarge { limit } => write!(
+                f,
+                "line_limit_bytes {limit} is above the cap of {} (64 MiB)",
+                crate::MAX_LINE_LIMIT_BYTES
+            ),
+            SettingsError::ProcessMinAboveMax { name, min, max } => write!(
+                f,
+                "process {name:?} would have min_restart_delay ({} s) above max_restart_delay ({} s)",
+                Seconds(*min),
+                Seconds(*max)
+            ),
         }
     }
 }

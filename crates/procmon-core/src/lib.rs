@@ -23,19 +23,24 @@ mod escape;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod input;
+mod life;
 mod lines;
 mod monitor;
 mod spec;
 mod time;
 mod timer;
 
-pub use command::{Command, LogLine, LogLineRef, Report, Signal};
-pub use error::{AddError, DefinitionsError, SettingsError, UnknownProcess};
+pub use command::{Command, LogLine, LogLineRef, NotRestarting, Report, Signal, SignalReason};
+pub use error::{AddError, DefinitionsError, SettingsError, SignalError, UnknownProcess};
 pub use escape::{EscapeInvalid, EscapeQuoted};
 pub use input::{ExitStatus, Input, InstanceId, Stream};
 pub use lines::LineBuffer;
-pub use monitor::{Monitor, ProcessKey, ProcessStats, ProcessStatus, Stats};
-pub use spec::{Definitions, ProcessSpec, Settings};
+pub use monitor::{
+    Due, DueAction, Monitor, ProcessKey, ProcessState, ProcessStats, ProcessStatus, Stats,
+};
+pub use spec::{
+    Definitions, ExitCodes, Policy, ProcessSpec, RestartPolicy, Settings, MAX_LINE_LIMIT_BYTES,
+};
 pub use time::{Instant, Seconds};
 pub use timer::{TimerId, TimerKind, TimerMark, TimerQueue};
 

@@ -10,11 +10,11 @@ use core::time::Duration;
 use slab::Slab;
 use smallvec::SmallVec;
 
-use crate::command::{Command, LogLine, LogLineRef, Report, Signal};
-use crate::error::{AddError, DefinitionsError, SettingsError, UnknownProcess};
+use crate::command::{Command, LogLineRef, Signal, SignalReason};
+use crate::error::{AddError, DefinitionsError, SettingsError, SignalError, UnknownProcess};
 use crate::input::{ExitStatus, Input, InstanceId, Stream};
-use crate::lines::LineBuffer;
-use crate::spec::{Definitions, ProcessSpec, ProcessSummary, Settings};
+use crate::life::{End, Event, Life, Process};
+use crate::spec::{check_line_limit, Definitions, ProcessSpec, ProcessSummary, Settings};
 use crate::time::Instant;
 use crate::timer::{TimerId, TimerKind};
 
@@ -24,10 +24,10 @@ use crate::timer::{TimerId, TimerKind};
 /// valid from `add` until the process is removed and its last instance has
 /// exited; keys named in commands stay valid until the next mutating call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProcessKey(u32);
+pub struct ProcessKey(pub(crate) u32);
 
 impl ProcessKey {
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self.0 as usize
     }
 }
@@ -74,10 +74,10 @@ impl ProcessKey {
 /// `now` than one already seen is treated as the latest one seen.
 #[derive(Debug)]
 pub struct Monitor {
-    settings: Settings,
-    service_running: bool,
-    now: Instant,
-    processes: Slab<Process>,
+    pub(crate) settings: Settings,
+    pub(crate) service_running: bool,
+    pub(crate) now: Instant,
+    pub(crate) processes: Slab<Process>,
     /// Added and not removed, by name.
     names: BTreeMap<Box<str>, ProcessKey>,
     /// Added and not removed, in the order they were added.
@@ -86,36 +86,13 @@ pub struct Monitor {
     retiring: BTreeMap<Box<str>, ProcessKey>,
     /// Entries to free at the next mutating call, so keys in drained
     /// commands stay readable while the world carries them out.
-    to_free: SmallVec<[ProcessKey; 4]>,
-    commands: VecDeque<Command>,
+    pub(crate) to_free: SmallVec<[ProcessKey; 4]>,
+    pub(crate) commands: VecDeque<Command>,
     next_add_seq: u64,
     next_serial: u64,
-    live_instances: usize,
-    armed_timers: usize,
-    stats: Stats,
-}
-
-#[derive(Debug)]
-struct Process {
-    name: Box<str>,
-    spec: ProcessSpec,
-    add_seq: u64,
-    removed: bool,
-    delay: Duration,
-    instance: Option<Instance>,
-    last_started: Option<Instant>,
-    restart_timer: Option<TimerId>,
-    stats: ProcessStats,
-}
-
-#[derive(Debug)]
-struct Instance {
-    id: InstanceId,
-    started: Instant,
-    term_sent: bool,
-    kill_timer: Option<TimerId>,
-    stdout: LineBuffer,
-    stderr: LineBuffer,
+    pub(crate) live_instances: usize,
+    pub(crate) armed_timers: usize,
+    pub(crate) stats: Stats,
 }
 
 /// Counters over the monitor's whole life.
@@ -146,8 +123,99 @@ pub struct ProcessStats {
     pub exits: u64,
     /// Spawns that failed.
     pub spawn_failures: u64,
-    /// How the last instance ended.
+    /// How the last instance that exited ended.
     pub last_exit: Option<ExitStatus>,
+    /// Spawns by the restart rules or a retry (not by a request): what
+    /// `procmon ctl status` shows as restarts.
+    pub restarts: u64,
+}
+
+/// Where a process is in its life, as the scenario contract names the
+/// states. Derived from the monitor's private state, never stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProcessState {
+    /// A live instance that the monitor has not sent its stop signal.
+    Running,
+    /// A live instance that the monitor has sent its stop signal.
+    Stopping,
+    /// Held down by `down` until `start` or `restart`.
+    Held,
+    /// Gave up after too many quick deaths, until something starts it.
+    Failed,
+    /// Ended by itself and its policy restarted nothing.
+    Exited,
+    /// A restart is pending.
+    Backoff,
+    /// None of the above: never started, or the service stopped it.
+    Stopped,
+}
+
+impl ProcessState {
+    /// Every state, in the contract's order.
+    pub const ALL: [ProcessState; 7] = [
+        ProcessState::Running,
+        ProcessState::Stopping,
+        ProcessState::Held,
+        ProcessState::Failed,
+        ProcessState::Exited,
+        ProcessState::Backoff,
+        ProcessState::Stopped,
+    ];
+
+    /// The state's name in the contract: `running`, `stopping`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Running => "running",
+            ProcessState::Stopping => "stopping",
+            ProcessState::Held => "held",
+            ProcessState::Failed => "failed",
+            ProcessState::Exited => "exited",
+            ProcessState::Backoff => "backoff",
+            ProcessState::Stopped => "stopped",
+        }
+    }
+
+    /// The state called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<ProcessState> {
+        ProcessState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for ProcessState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The next thing due for a process, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Due {
+    /// What will happen.
+    pub action: DueAction,
+    /// When.
+    pub at: Instant,
+}
+
+/// What a process has due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DueAction {
+    /// A restart after the backoff delay.
+    Restart,
+    /// KILL to a stopping instance after its kill time.
+    Kill,
+    /// Another try of a `failed` process.
+    Retry,
+}
+
+impl DueAction {
+    /// `"restart"`, `"kill"` or `"retry"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DueAction::Restart => "restart",
+            DueAction::Kill => "kill",
+            DueAction::Retry => "retry",
+        }
+    }
 }
 
 /// What the monitor knows about one added process, from [`Monitor::status`].
@@ -156,19 +224,24 @@ pub struct ProcessStats {
 pub struct ProcessStatus<'a> {
     /// The process's key.
     pub key: ProcessKey,
+    /// Its name.
+    pub name: &'a str,
     /// Its definition.
     pub spec: &'a ProcessSpec,
+    /// Where it is in its life. While a removed instance of the same name
+    /// is still alive, that instance's state (`stopping`).
+    pub state: ProcessState,
     /// The live instance of this name, if any. While a removed instance of
     /// the same name is still alive, that one.
     pub instance: Option<InstanceId>,
     /// When the current or last instance of this name was spawned.
     pub started_at: Option<Instant>,
-    /// The delay the next instant death will wait.
+    /// The delay the next quick death will wait.
     pub delay: Duration,
-    /// Whether a KILL is scheduled for the live instance.
-    pub kill_pending: bool,
-    /// Whether a restart is scheduled.
-    pub restart_pending: bool,
+    /// Quick deaths in a row.
+    pub quick_deaths: u32,
+    /// What is due next (restart, KILL or retry) and when.
+    pub next: Option<Due>,
     /// Counters for this definition.
     pub stats: &'a ProcessStats,
 }
@@ -177,6 +250,16 @@ impl ProcessStatus<'_> {
     /// Whether the name has a live instance.
     pub fn is_running(&self) -> bool {
         self.instance.is_some()
+    }
+
+    /// Whether a KILL is scheduled for the live instance.
+    pub fn kill_pending(&self) -> bool {
+        self.next.is_some_and(|d| d.action == DueAction::Kill)
+    }
+
+    /// Whether a restart is scheduled.
+    pub fn restart_pending(&self) -> bool {
+        self.next.is_some_and(|d| d.action == DueAction::Restart)
     }
 }
 
@@ -237,35 +320,54 @@ impl Monitor {
         self.settings.kill_time = kill_time;
     }
 
-    /// Sets the first backoff delay; refused if above the maximum.
-    /// Processes added earlier keep their current delay until it resets.
+    /// Sets the first backoff delay; refused if above the maximum, or if it
+    /// would leave a process that inherits it with its minimum above its
+    /// own maximum. Processes added earlier keep their current delay until
+    /// it resets.
     pub fn set_min_restart_delay(&mut self, delay: Duration) -> Result<(), SettingsError> {
         let settings = Settings {
             min_restart_delay: delay,
             ..self.settings.clone()
         };
-        settings.validate()?;
-        self.settings = settings;
-        Ok(())
+        self.replace_settings(settings)
     }
 
-    /// Sets the cap on the backoff delay; refused if below the minimum.
+    /// Sets the cap on the backoff delay; refused if below the minimum, or
+    /// if it would leave a process that inherits it with its minimum above
+    /// it.
     pub fn set_max_restart_delay(&mut self, delay: Duration) -> Result<(), SettingsError> {
         let settings = Settings {
             max_restart_delay: delay,
             ..self.settings.clone()
         };
-        settings.validate()?;
-        self.settings = settings;
+        self.replace_settings(settings)
+    }
+
+    /// Sets the longest line before output is logged in pieces; refused if
+    /// 0 or above [`MAX_LINE_LIMIT_BYTES`](crate::MAX_LINE_LIMIT_BYTES).
+    pub fn set_line_limit_bytes(&mut self, limit: usize) -> Result<(), SettingsError> {
+        check_line_limit(limit)?;
+        self.settings.line_limit_bytes = limit;
         Ok(())
     }
 
-    /// Sets the longest line before output is logged in pieces; refused if 0.
-    pub fn set_line_limit_bytes(&mut self, limit: usize) -> Result<(), SettingsError> {
-        if limit == 0 {
-            return Err(SettingsError::ZeroLineLimit);
+    /// Takes `settings` if they are valid and every added process's
+    /// effective delays still make sense under them.
+    fn replace_settings(&mut self, settings: Settings) -> Result<(), SettingsError> {
+        settings.validate()?;
+        for key in self.add_order.values() {
+            let process = &self.processes[key.index()];
+            if let Err(SettingsError::MinAboveMax { min, max }) =
+                process.spec.policy.check(&settings)
+            {
+                return Err(SettingsError::ProcessMinAboveMax {
+                    name: process.name.to_string(),
+                    min,
+                    max,
+                });
+            }
         }
-        self.settings.line_limit_bytes = limit;
+        self.settings = settings;
         Ok(())
     }
 
@@ -284,6 +386,12 @@ impl Monitor {
     ) -> Result<ProcessKey, AddError> {
         self.begin(now);
         validate(name, &spec)?;
+        spec.policy
+            .check(&self.settings)
+            .map_err(|error| AddError::Policy {
+                name: name.to_string(),
+                error,
+            })?;
         if self.names.contains_key(name) {
             return Err(AddError::DuplicateName {
                 name: name.to_string(),
@@ -291,72 +399,103 @@ impl Monitor {
         }
         let add_seq = self.next_add_seq;
         self.next_add_seq += 1;
+        let delay = spec.policy.min_restart_delay(&self.settings);
         let entry = self.processes.vacant_entry();
         let key = ProcessKey(u32::try_from(entry.key()).expect("fewer than 2^32 processes"));
         entry.insert(Process {
             name: name.into(),
             spec,
             add_seq,
-            removed: false,
-            delay: self.settings.min_restart_delay,
-            instance: None,
+            life: Life::Stopped,
+            delay,
+            quick_deaths: 0,
             last_started: None,
-            restart_timer: None,
             stats: ProcessStats::default(),
         });
         self.names.insert(name.into(), key);
         self.add_order.insert(add_seq, key);
-        if self.service_running && !self.retiring.contains_key(name) {
-            self.spawn(key);
+        if self.service_running {
+            self.transition(key, Event::ServiceStart);
         }
         Ok(key)
     }
 
-    /// Stops the process and forgets it: a pending restart is cancelled and
-    /// the name is free at once. A live instance gets TERM (then KILL after
-    /// the kill time) and is still reported on until it exits.
+    /// Stops the process and forgets it: a pending restart or retry is
+    /// cancelled and the name is free at once. A live instance gets its
+    /// stop signal (then KILL after the kill time) and is still reported on
+    /// until it exits.
     ///
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
     pub fn remove(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
         self.begin(now);
         let key = self.names.remove(name).ok_or_else(|| unknown(name))?;
-        let process = &mut self.processes[key.index()];
-        process.removed = true;
-        let add_seq = process.add_seq;
-        let has_instance = process.instance.is_some();
+        let add_seq = self.processes[key.index()].add_seq;
         self.add_order.remove(&add_seq);
-        self.cancel_restart(key);
-        if has_instance {
-            self.terminate(key);
+        self.transition(key, Event::Remove);
+        if self.processes[key.index()].life.instance().is_some() {
             self.retiring.insert(name.into(), key);
-        } else {
-            self.to_free.push(key);
         }
         Ok(())
     }
 
     /// Starts the process now if its name has no live instance, cancelling
-    /// any pending restart. Works whether or not the service runs.
+    /// a pending restart or retry. Lifts a hold and the `failed` and
+    /// `exited` states, and sets the quick-death count to 0. Works whether
+    /// or not the service runs.
     ///
     /// May queue: `CancelTimer`, `Spawn`.
     pub fn start(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
-        self.begin(now);
-        let key = self.key(name).ok_or_else(|| unknown(name))?;
-        if !self.name_is_live(key) {
-            self.spawn(key);
-        }
-        Ok(())
+        self.request(now, name, Event::Start)
     }
 
-    /// Sends TERM to the live instance and schedules KILL after the kill
-    /// time. Does nothing if nothing runs or TERM was already sent. While the
-    /// service runs, the instance comes back by the usual restart rules.
+    /// Sends the stop signal to the live instance and schedules KILL after
+    /// the kill time. Does nothing if nothing runs or it was already sent.
+    /// While the service runs, the instance comes back by the usual restart
+    /// rules.
     ///
     /// May queue: `Signal`, `SetTimer`.
     pub fn stop(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
+        self.request(now, name, Event::Stop)
+    }
+
+    /// Holds the process down: stops its live instance (stop signal, KILL
+    /// after the kill time) and starts nothing for it (no restart, no retry,
+    /// not at `start_service` or `restart_all`) until [`start`](Self::start)
+    /// or [`restart`](Self::restart).
+    ///
+    /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
+    pub fn down(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
+        self.request(now, name, Event::Down)
+    }
+
+    /// Restarts the process at once: a live instance is stopped and the
+    /// process starts again as soon as it has exited (while the service
+    /// runs); with no live instance it starts now. Lifts a hold and the
+    /// `failed` and `exited` states, resets the delay to the minimum and the
+    /// quick-death count to 0.
+    ///
+    /// May queue: `CancelTimer`, `Signal`, `SetTimer`, `Spawn`.
+    pub fn restart(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
+        self.request(now, name, Event::Restart)
+    }
+
+    /// Sends `signal` to the live instance of `name` (a removed one of the
+    /// same name included). It is no stop request: if the instance then
+    /// ends, it ended by itself.
+    ///
+    /// May queue: `Signal`.
+    pub fn signal(&mut self, now: Instant, name: &str, signal: Signal) -> Result<(), SignalError> {
         self.begin(now);
-        let key = self.key(name).ok_or_else(|| unknown(name))?;
-        self.terminate(key);
+        if !self.names.contains_key(name) {
+            return Err(SignalError::Unknown(unknown(name)));
+        }
+        let Some(instance) = self.live_instance(name) else {
+            return Err(SignalError::NotRunning {
+                name: name.to_string(),
+            });
+        };
+        let key = ProcessKey(instance.slot);
+        self.send(key, instance, signal, SignalReason::Request);
         Ok(())
     }
 
@@ -367,35 +506,49 @@ impl Monitor {
     pub fn restart_all(&mut self, now: Instant) {
         self.begin(now);
         for key in self.keys_in_order() {
-            self.terminate(key);
+            self.transition(key, Event::Stop);
         }
     }
 
-    /// Starts the service: every process without a live instance starts now,
-    /// in add order, and processes are restarted when they die.
+    /// Starts the service: every process that is not held and has no live
+    /// instance starts now, in add order, and processes are restarted when
+    /// they die.
     ///
     /// May queue: `CancelTimer`, `Spawn`.
     pub fn start_service(&mut self, now: Instant) {
         self.begin(now);
         self.service_running = true;
         for key in self.keys_in_order() {
-            if !self.name_is_live(key) {
-                self.spawn(key);
-            }
+            self.transition(key, Event::ServiceStart);
         }
     }
 
-    /// Stops the service: every pending restart is cancelled and every
-    /// process stopped, in add order. Nothing restarts until the service
-    /// starts again.
+    /// Stops the service: every pending restart and retry is cancelled and
+    /// every process stopped, in add order. Nothing restarts until the
+    /// service starts again.
     ///
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
     pub fn stop_service(&mut self, now: Instant) {
         self.begin(now);
         self.service_running = false;
         for key in self.keys_in_order() {
-            self.cancel_restart(key);
-            self.terminate(key);
+            self.transition(key, Event::ServiceStop);
+        }
+    }
+
+    /// Stops the service and sends KILL to every live instance at once,
+    /// removed ones included, cancelling their KILL timers: the second
+    /// Ctrl-C. Nothing is left armed behind the monitor's back.
+    ///
+    /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
+    pub fn kill_all(&mut self, now: Instant) {
+        self.stop_service(now);
+        for key in self.keys_in_order() {
+            self.transition(key, Event::KillAll);
+        }
+        let retiring: SmallVec<[ProcessKey; 16]> = self.retiring.values().copied().collect();
+        for key in retiring {
+            self.transition(key, Event::KillAll);
         }
     }
 
@@ -414,18 +567,10 @@ impl Monitor {
                 bytes,
             } => self.split_output(instance, stream, bytes, queue_line),
             Input::Exited { instance, status } => {
-                if let Some(key) = self.live_key(instance) {
-                    self.instance_ended(key, Ok(status));
-                } else {
-                    self.stats.stale_inputs += 1;
-                }
+                self.instance_ended(instance, End::Exited(status));
             }
             Input::SpawnFailed { instance, errno } => {
-                if let Some(key) = self.live_key(instance) {
-                    self.instance_ended(key, Err(errno));
-                } else {
-                    self.stats.stale_inputs += 1;
-                }
+                self.instance_ended(instance, End::SpawnFailed(errno));
             }
             Input::TimerFired { timer } => self.handle_timer(timer),
         }
@@ -497,45 +642,74 @@ impl Monitor {
 
     /// What the monitor knows of an added process.
     pub fn status(&self, name: &str) -> Option<ProcessStatus<'_>> {
-        let key = self.key(name)?;
+        self.key(name).map(|key| self.status_of(key))
+    }
+
+    /// What the monitor knows of every added process, in add order: one
+    /// pass over them.
+    pub fn statuses(&self) -> impl Iterator<Item = ProcessStatus<'_>> + '_ {
+        self.add_order.values().map(|&key| self.status_of(key))
+    }
+
+    fn status_of(&self, key: ProcessKey) -> ProcessStatus<'_> {
         let process = &self.processes[key.index()];
-        let predecessor = self
-            .retiring
-            .get(name)
-            .map(|&k| &self.processes[k.index()])
-            .filter(|_| process.instance.is_none());
+        // While the name's removed instance lives, it speaks for the name.
+        let predecessor = match process.life {
+            Life::Stopped | Life::Held if !self.retiring.is_empty() => self
+                .retiring
+                .get(&process.name)
+                .map(|&k| &self.processes[k.index()]),
+            _ => None,
+        };
         let speaking = predecessor.unwrap_or(process);
-        let instance = speaking.instance.as_ref();
-        Some(ProcessStatus {
+        let state = match (&speaking.life, &process.life) {
+            (Life::Running(_), _) => ProcessState::Running,
+            (Life::Stopping { .. }, _) => ProcessState::Stopping,
+            (_, Life::Held) => ProcessState::Held,
+            (_, Life::Failed { .. }) => ProcessState::Failed,
+            (_, Life::Exited) => ProcessState::Exited,
+            (_, Life::Backoff(_)) => ProcessState::Backoff,
+            (_, Life::Stopped | Life::Removed | Life::Running(_) | Life::Stopping { .. }) => {
+                ProcessState::Stopped
+            }
+        };
+        let next = speaking.life.armed().map(|(kind, armed)| Due {
+            action: match kind {
+                TimerKind::Kill => DueAction::Kill,
+                TimerKind::Restart => DueAction::Restart,
+                TimerKind::Retry => DueAction::Retry,
+            },
+            at: armed.at,
+        });
+        ProcessStatus {
             key,
+            name: &process.name,
             spec: &process.spec,
-            instance: instance.map(|i| i.id),
+            state,
+            instance: speaking.life.instance().map(|i| i.id),
             started_at: speaking.last_started.or(process.last_started),
             delay: process.delay,
-            kill_pending: instance.is_some_and(|i| i.kill_timer.is_some()),
-            restart_pending: process.restart_timer.is_some(),
+            quick_deaths: process.quick_deaths,
+            next,
             stats: &process.stats,
-        })
+        }
     }
 
     /// Whether `name` has a live instance, counting a removed one that has
     /// not exited yet.
     pub fn is_live(&self, name: &str) -> bool {
-        self.retiring.contains_key(name)
-            || self
-                .key(name)
-                .is_some_and(|k| self.processes[k.index()].instance.is_some())
+        self.live_instance(name).is_some()
     }
 
     /// The live instance of `name`, counting a removed one not yet exited.
     pub fn live_instance(&self, name: &str) -> Option<InstanceId> {
         let own = self
             .key(name)
-            .and_then(|k| self.processes[k.index()].instance.as_ref());
+            .and_then(|k| self.processes[k.index()].life.instance());
         let retiring = self
             .retiring
             .get(name)
-            .and_then(|k| self.processes[k.index()].instance.as_ref());
+            .and_then(|k| self.processes[k.index()].life.instance());
         own.or(retiring).map(|i| i.id)
     }
 
@@ -583,109 +757,63 @@ impl Monitor {
         }
         for key in self.to_free.drain(..) {
             let process = self.processes.remove(key.index());
-            debug_assert!(
-                process.removed && process.instance.is_none() && process.restart_timer.is_none()
-            );
+            debug_assert!(matches!(process.life, Life::Removed));
         }
+    }
+
+    /// A request by name, applied as one event of the process's life.
+    fn request(&mut self, now: Instant, name: &str, event: Event) -> Result<(), UnknownProcess> {
+        self.begin(now);
+        let key = self.key(name).ok_or_else(|| unknown(name))?;
+        self.transition(key, event);
+        Ok(())
+    }
+
+    pub(crate) fn process_mut(&mut self, key: ProcessKey) -> &mut Process {
+        &mut self.processes[key.index()]
     }
 
     fn keys_in_order(&self) -> SmallVec<[ProcessKey; 16]> {
         self.add_order.values().copied().collect()
     }
 
-    /// Whether the name of `key` has a live instance (its own, or a removed
-    /// predecessor's): a name never has two.
-    fn name_is_live(&self, key: ProcessKey) -> bool {
+    /// Whether a removed instance of the name of `key` is still alive: the
+    /// name never has two live instances, so `key` waits for it.
+    pub(crate) fn predecessor_lives(&self, key: ProcessKey) -> bool {
+        !self.retiring.is_empty()
+            && self
+                .retiring
+                .get(&self.processes[key.index()].name)
+                .is_some_and(|&k| k != key)
+    }
+
+    /// A removed instance has ended: free its entry, and let a definition
+    /// added again under its name start.
+    pub(crate) fn forget_retired(&mut self, key: ProcessKey) {
         let process = &self.processes[key.index()];
-        process.instance.is_some() || self.retiring.contains_key(&process.name)
+        let name = process.name.clone();
+        let last_started = process.last_started;
+        self.retiring.remove(&name);
+        self.to_free.push(key);
+        if let Some(successor) = self.key(&name) {
+            let successor_process = self.process_mut(successor);
+            if successor_process.last_started.is_none() {
+                successor_process.last_started = last_started;
+            }
+            self.transition(successor, Event::PredecessorGone);
+        }
     }
 
     fn live_key(&self, instance: InstanceId) -> Option<ProcessKey> {
         let process = self.processes.get(instance.slot as usize)?;
-        let live = process.instance.as_ref()?;
+        let live = process.life.instance()?;
         (live.id == instance).then_some(ProcessKey(instance.slot))
     }
 
-    fn next_serial(&mut self) -> u64 {
+    pub(crate) fn next_serial(&mut self) -> u64 {
         let serial = self.next_serial;
         self.next_serial += 1;
         serial
-    }
-
-    fn arm(&mut self, key: ProcessKey, kind: TimerKind, at: Instant) -> TimerId {
-        let timer = TimerId {
-            slot: key.0,
-            kind,
-            serial: self.next_serial(),
-        };
-        self.armed_timers += 1;
-        self.commands.push_back(Command::SetTimer { timer, at });
-        timer
-    }
-
-    fn disarm(&mut self, timer: TimerId) {
-        self.armed_timers -= 1;
-        self.commands.push_back(Command::CancelTimer { timer });
-    }
-
-    fn cancel_restart(&mut self, key: ProcessKey) {
-        if let Some(timer) = self.processes[key.index()].restart_timer.take() {
-            self.disarm(timer);
-        }
-    }
-
-    fn spawn(&mut self, key: ProcessKey) {
-        debug_assert!(
-            !self.name_is_live(key),
-            "a name never has two live instances"
-        );
-        self.cancel_restart(key);
-        let id = InstanceId {
-            slot: key.0,
-            serial: self.next_serial(),
-        };
-        let now = self.now;
-        let process = &mut self.processes[key.index()];
-        process.instance = Some(Instance {
-            id,
-            started: now,
-            term_sent: false,
-            kill_timer: None,
-            stdout: LineBuffer::new(),
-            stderr: LineBuffer::new(),
-        });
-        process.last_started = Some(now);
-        process.stats.spawns += 1;
-        self.stats.spawns += 1;
-        self.live_instances += 1;
-        self.commands.push_back(Command::Spawn {
-            process: key,
-            instance: id,
-        });
-    }
-
-    /// TERM now and KILL later, once per instance.
-    fn terminate(&mut self, key: ProcessKey) {
-        let Some(instance) = self.processes[key.index()].instance.as_mut() else {
-            return;
-        };
-        if instance.term_sent {
-            return;
-        }
-        instance.term_sent = true;
-        let id = instance.id;
-        self.commands.push_back(Command::Signal {
-            process: key,
-            instance: id,
-            signal: Signal::Term,
-        });
-        let at = self.now.saturating_add(self.settings.kill_time);
-        let timer = self.arm(key, TimerKind::Kill, at);
-        let instance = self.processes[key.index()]
-            .instance
-            .as_mut()
-            .expect("checked above");
-        instance.kill_timer = Some(timer);
     }
 
     /// Splits output of a live instance into lines and gives each to
@@ -709,8 +837,8 @@ impl Monitor {
             ..
         } = self;
         let live = processes[key.index()]
-            .instance
-            .as_mut()
+            .life
+            .instance_mut()
             .expect("live_key checked it");
         let buffer = match stream {
             Stream::Stdout => &mut live.stdout,
@@ -732,140 +860,31 @@ impl Monitor {
     }
 
     fn handle_timer(&mut self, timer: TimerId) {
-        let Some(process) = self.processes.get_mut(timer.slot as usize) else {
+        let key = ProcessKey(timer.slot);
+        let armed = self
+            .processes
+            .get(key.index())
+            .and_then(|p| p.life.armed())
+            .filter(|(_, armed)| armed.timer == timer);
+        let Some((kind, _)) = armed else {
             self.stats.stale_inputs += 1;
             return;
         };
-        let key = ProcessKey(timer.slot);
-        match timer.kind {
-            TimerKind::Kill => {
-                let Some(instance) = process
-                    .instance
-                    .as_mut()
-                    .filter(|i| i.kill_timer == Some(timer))
-                else {
-                    self.stats.stale_inputs += 1;
-                    return;
-                };
-                instance.kill_timer = None;
-                let id = instance.id;
-                self.armed_timers -= 1;
-                self.commands.push_back(Command::Signal {
-                    process: key,
-                    instance: id,
-                    signal: Signal::Kill,
-                });
-            }
-            TimerKind::Restart => {
-                if process.restart_timer != Some(timer) {
-                    self.stats.stale_inputs += 1;
-                    return;
-                }
-                process.restart_timer = None;
-                let removed = process.removed;
-                self.armed_timers -= 1;
-                // A restart timer is cancelled whenever its conditions stop
-                // holding; check again where it acts (pair assertion).
-                debug_assert!(self.service_running && !removed);
-                if self.service_running && !removed && !self.name_is_live(key) {
-                    self.spawn(key);
-                }
-            }
-        }
+        self.armed_timers -= 1;
+        let event = match kind {
+            TimerKind::Kill => Event::KillDue,
+            TimerKind::Restart => Event::RestartDue,
+            TimerKind::Retry => Event::RetryDue,
+        };
+        self.transition(key, event);
     }
 
-    /// The end of an instance: report, flush partial lines, cancel its KILL,
-    /// apply the backoff rule, and schedule what comes next.
-    fn instance_ended(&mut self, key: ProcessKey, how: Result<ExitStatus, i32>) {
-        let now = self.now;
-        let process = &mut self.processes[key.index()];
-        let mut instance = process
-            .instance
-            .take()
-            .expect("caller checked the instance is live");
-        self.live_instances -= 1;
-        let uptime = now.saturating_duration_since(instance.started);
-        process.stats.exits += 1;
-        self.stats.exits += 1;
-        let report = match how {
-            Ok(status) => {
-                process.stats.last_exit = Some(status);
-                Report::Exited {
-                    process: key,
-                    instance: instance.id,
-                    status,
-                    uptime,
-                }
-            }
-            Err(errno) => {
-                process.stats.spawn_failures += 1;
-                self.stats.spawn_failures += 1;
-                Report::SpawnFailed {
-                    process: key,
-                    instance: instance.id,
-                    errno,
-                }
-            }
-        };
-        self.commands.push_back(Command::Report(report));
-        for (stream, buffer) in [
-            (Stream::Stdout, &mut instance.stdout),
-            (Stream::Stderr, &mut instance.stderr),
-        ] {
-            if let Some(bytes) = buffer.take_partial() {
-                self.stats.log_lines += 1;
-                self.commands.push_back(Command::Log(LogLine {
-                    process: key,
-                    instance: instance.id,
-                    stream,
-                    bytes,
-                }));
-            }
+    /// An end reported by the world, if it is about a live instance.
+    fn instance_ended(&mut self, instance: InstanceId, end: End) {
+        match self.live_key(instance) {
+            Some(key) => self.transition(key, Event::Ended(end)),
+            None => self.stats.stale_inputs += 1,
         }
-        if let Some(timer) = instance.kill_timer.take() {
-            self.disarm(timer);
-        }
-
-        let process = &mut self.processes[key.index()];
-        let next_delay = if uptime < self.settings.threshold {
-            let wait = process.delay;
-            process.delay = wait.saturating_mul(2).min(self.settings.max_restart_delay);
-            wait
-        } else {
-            process.delay = self.settings.min_restart_delay;
-            Duration::ZERO
-        };
-
-        if process.removed {
-            let name = process.name.clone();
-            let last_started = process.last_started;
-            self.retiring.remove(&name);
-            self.to_free.push(key);
-            // The name's new definition was waiting for this instance to go.
-            if let Some(successor) = self.key(&name) {
-                let successor_process = &mut self.processes[successor.index()];
-                if successor_process.last_started.is_none() {
-                    successor_process.last_started = last_started;
-                }
-                if self.service_running {
-                    self.schedule_restart(successor, Duration::ZERO);
-                }
-            }
-        } else if self.service_running {
-            self.schedule_restart(key, next_delay);
-        }
-    }
-
-    fn schedule_restart(&mut self, key: ProcessKey, delay: Duration) {
-        self.cancel_restart(key);
-        let at = self.now.saturating_add(delay);
-        let timer = self.arm(key, TimerKind::Restart, at);
-        self.processes[key.index()].restart_timer = Some(timer);
-        self.commands
-            .push_back(Command::Report(Report::RestartScheduled {
-                process: key,
-                delay,
-            }));
     }
 }
 
@@ -897,6 +916,12 @@ fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
     }
     if spec.argv.is_empty() {
         return Err(AddError::EmptyArgv { name: owned() });
+    }
+    if spec.argv[0].is_empty() {
+        return Err(AddError::EmptyProgram { name: owned() });
+    }
+    if spec.cwd.as_ref().is_some_and(|cwd| cwd.is_empty()) {
+        return Err(AddError::EmptyCwd { name: owned() });
     }
     let has_nul = |bytes: &Vec<u8>| bytes.contains(&0);
     if spec.argv.iter().any(has_nul) {

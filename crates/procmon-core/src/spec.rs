@@ -3,9 +3,16 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::num::NonZeroU32;
 use core::time::Duration;
 
+use crate::command::Signal;
 use crate::error::SettingsError;
+
+/// The longest line limit a monitor accepts: 64 MiB. A larger limit would
+/// let one child's unterminated line hold more memory than a supervisor
+/// should ever spend on one stream.
+pub const MAX_LINE_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
 /// The monitor-wide knobs, with Twisted's names and defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,10 +51,27 @@ impl Settings {
                 max: self.max_restart_delay,
             });
         }
-        if self.line_limit_bytes == 0 {
-            return Err(SettingsError::ZeroLineLimit);
-        }
-        Ok(())
+        check_line_limit(self.line_limit_bytes)
+    }
+}
+
+/// The one rule for a line limit: at least 1 byte, at most
+/// [`MAX_LINE_LIMIT_BYTES`].
+pub(crate) fn check_line_limit(limit: usize) -> Result<(), SettingsError> {
+    if limit == 0 {
+        return Err(SettingsError::ZeroLineLimit);
+    }
+    if limit > MAX_LINE_LIMIT_BYTES {
+        return Err(SettingsError::LineLimitTooLarge { limit });
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Whether `limit` is a line limit the monitor accepts; the command line
+    /// and the config ask this rather than keeping their own copy of the rule.
+    pub fn check_line_limit(limit: usize) -> Result<(), SettingsError> {
+        check_line_limit(limit)
     }
 }
 
@@ -70,6 +94,9 @@ pub struct ProcessSpec {
     pub uid: Option<u32>,
     /// Group id to run as.
     pub gid: Option<u32>,
+    /// What happens around the instances: restart policy, stop signal,
+    /// per-process timings, giving up. Not part of what is spawned.
+    pub policy: Policy,
 }
 
 impl ProcessSpec {
@@ -86,7 +113,26 @@ impl ProcessSpec {
             cwd: None,
             uid: None,
             gid: None,
+            policy: Policy::default(),
         }
+    }
+
+    /// Sets the policy.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Whether `other` spawns the same thing (argv, environment, cwd, ids),
+    /// whatever the policies: the test a reload uses to leave a running
+    /// instance alone.
+    pub fn spawns_same_as(&self, other: &ProcessSpec) -> bool {
+        self.argv == other.argv
+            && self.env == other.env
+            && self.clear_env == other.clear_env
+            && self.cwd == other.cwd
+            && self.uid == other.uid
+            && self.gid == other.gid
     }
 
     /// Adds an environment entry.
@@ -117,6 +163,179 @@ impl ProcessSpec {
     pub fn with_clear_env(mut self, clear_env: bool) -> Self {
         self.clear_env = clear_env;
         self
+    }
+}
+
+/// What happens after an instance ends by itself (not on a stop request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RestartPolicy {
+    /// Restart by the restart rules, whatever the exit (Twisted's only rule).
+    #[default]
+    Always,
+    /// Restart unless the instance exited with one of the success codes; a
+    /// death by a signal is never a success.
+    OnFailure,
+    /// Restart nothing: the process is left `exited`.
+    Never,
+}
+
+impl RestartPolicy {
+    /// `"always"`, `"on-failure"` or `"never"`, as config and scenarios write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+
+    /// The policy written `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<RestartPolicy> {
+        [
+            RestartPolicy::Always,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Never,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of exit codes (0–255): the codes `on-failure` counts as success.
+/// `Display` lists them ascending, comma-separated (`0,3`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExitCodes([u64; 4]);
+
+impl ExitCodes {
+    /// The empty set.
+    pub const EMPTY: ExitCodes = ExitCodes([0; 4]);
+
+    /// `{0}`: the default success codes.
+    pub const ZERO: ExitCodes = ExitCodes([1, 0, 0, 0]);
+
+    /// Adds `code`.
+    pub fn insert(&mut self, code: u8) {
+        self.0[usize::from(code / 64)] |= 1 << (code % 64);
+    }
+
+    /// Whether `code` is in the set; codes outside 0–255 never are.
+    pub fn contains(&self, code: i32) -> bool {
+        u8::try_from(code).is_ok_and(|c| self.0[usize::from(c / 64)] & (1 << (c % 64)) != 0)
+    }
+
+    /// The codes, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(|&c| self.contains(i32::from(c)))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+}
+
+impl FromIterator<u8> for ExitCodes {
+    fn from_iter<I: IntoIterator<Item = u8>>(codes: I) -> Self {
+        let mut set = ExitCodes::EMPTY;
+        for code in codes {
+            set.insert(code);
+        }
+        set
+    }
+}
+
+impl fmt::Display for ExitCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, code) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{code}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One process's policy: what the monitor does around its instances.
+///
+/// Every field is optional: unset means the default (for the timings, the
+/// monitor's global setting *in force when it is used*, so changing a global
+/// reaches every process that does not set its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Policy {
+    /// After an end by itself; default [`RestartPolicy::Always`].
+    pub restart: Option<RestartPolicy>,
+    /// Success codes for `on-failure`; default `{0}`.
+    pub success_codes: Option<ExitCodes>,
+    /// Sent whenever the monitor stops an instance; default TERM.
+    pub stop_signal: Option<Signal>,
+    /// Time from the stop signal to KILL.
+    pub kill_time: Option<Duration>,
+    /// A life shorter than this is a quick death.
+    pub threshold: Option<Duration>,
+    /// First backoff delay, and the delay after a long life.
+    pub min_restart_delay: Option<Duration>,
+    /// Cap on the backoff delay.
+    pub max_restart_delay: Option<Duration>,
+    /// After this many quick deaths in a row, stop trying (state `failed`).
+    pub give_up_after: Option<NonZeroU32>,
+    /// While `failed`, try again after this long.
+    pub retry_failed_after: Option<Duration>,
+}
+
+impl Policy {
+    /// The restart policy in effect.
+    pub fn restart(&self) -> RestartPolicy {
+        self.restart.unwrap_or_default()
+    }
+
+    /// The success codes in effect.
+    pub fn success_codes(&self) -> ExitCodes {
+        self.success_codes.unwrap_or(ExitCodes::ZERO)
+    }
+
+    /// The stop signal in effect.
+    pub fn stop_signal(&self) -> Signal {
+        self.stop_signal.unwrap_or(Signal::Term)
+    }
+
+    /// The kill time in effect under `settings`.
+    pub fn kill_time(&self, settings: &Settings) -> Duration {
+        self.kill_time.unwrap_or(settings.kill_time)
+    }
+
+    /// The threshold in effect under `settings`.
+    pub fn threshold(&self, settings: &Settings) -> Duration {
+        self.threshold.unwrap_or(settings.threshold)
+    }
+
+    /// The first and reset delay in effect under `settings`.
+    pub fn min_restart_delay(&self, settings: &Settings) -> Duration {
+        self.min_restart_delay.unwrap_or(settings.min_restart_delay)
+    }
+
+    /// The delay cap in effect under `settings`.
+    pub fn max_restart_delay(&self, settings: &Settings) -> Duration {
+        self.max_restart_delay.unwrap_or(settings.max_restart_delay)
+    }
+
+    /// Whether the effective delays make sense under `settings`.
+    pub fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        let (min, max) = (
+            self.min_restart_delay(settings),
+            self.max_restart_delay(settings),
+        );
+        if min > max {
+            return Err(SettingsError::MinAboveMax { min, max });
+        }
+        Ok(())
     }
 }
 

@@ -24,13 +24,15 @@ impl TimerId {
     }
 }
 
-/// The two timers each process may have armed.
+/// What a timer of a process is for; a process has at most one armed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimerKind {
     /// Sends KILL to an instance that did not exit within the kill time.
     Kill,
     /// Starts the process again after its backoff delay.
     Restart,
+    /// Tries a `failed` process again after its `retry_failed_after`.
+    Retry,
 }
 
 /// A point in the order in which a [`TimerQueue`]'s items were set, from

@@ -68,9 +68,12 @@ fn print_notice(notice: &Notice<'_>) {
             pid,
             status,
             uptime,
+            ..
         } => println!("{name}: pid {pid} ended ({status:?}) after {uptime:.1?}"),
         Notice::RestartScheduled { name, delay } => println!("{name}: restarting in {delay:?}"),
-        Notice::Signalled { name, pid, signal } => {
+        Notice::Signalled {
+            name, pid, signal, ..
+        } => {
             println!("{name}: sent {} to pid {pid}", signal.as_str())
         }
         Notice::Output { name, stream, line } => {

@@ -100,8 +100,8 @@ use mio::unix::pipe::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use procmon_core::{
-    Command, ExitStatus, Input, InstanceId, Instant, LineBuffer, Monitor, ProcessKey, Report,
-    Signal, Stream, TimerId, TimerQueue,
+    Command, ExitStatus, Input, InstanceId, Instant, LineBuffer, Monitor, NotRestarting,
+    ProcessKey, Report, Signal, SignalReason, Stream, TimerId, TimerQueue,
 };
 
 /// How many readiness events one `poll` returns at most; more simply wait for
@@ -222,6 +222,9 @@ pub enum Notice<'a> {
         status: ExitStatus,
         /// How long it lived.
         uptime: Duration,
+        /// Whether procmon had asked it to stop (its stop signal was sent)
+        /// rather than it ending by itself.
+        on_request: bool,
     },
     /// The process will be started again after `delay`.
     RestartScheduled {
@@ -230,8 +233,27 @@ pub enum Notice<'a> {
         /// How long until the restart (zero: at once).
         delay: Duration,
     },
-    /// A signal was sent to a child's process group: TERM on stop, KILL after
-    /// the kill time.
+    /// The process gave up after too many quick deaths in a row (its
+    /// `give_up_after`): it is `failed`, and tried again after `retry_in` if
+    /// that is set.
+    GaveUp {
+        /// The process's name.
+        name: &'a str,
+        /// Its quick deaths in a row.
+        quick_deaths: u32,
+        /// When it will be tried again, if ever.
+        retry_in: Option<Duration>,
+    },
+    /// Nothing will start the process by itself after the end just
+    /// reported, and why.
+    NotRestarting {
+        /// The process's name.
+        name: &'a str,
+        /// Why not.
+        reason: NotRestarting,
+    },
+    /// A signal was sent to a child's process group: its stop signal on
+    /// stop, KILL after the kill time, or an operator's signal.
     Signalled {
         /// The process's name.
         name: &'a str,
@@ -239,6 +261,8 @@ pub enum Notice<'a> {
         pid: i32,
         /// The signal.
         signal: Signal,
+        /// Why it was sent.
+        reason: SignalReason,
     },
     /// The pipes of an earlier instance of a process, still held open by
     /// descendants that escaped its group, were closed: only the last four
@@ -642,7 +666,7 @@ impl Supervisor {
             .flatten()
             .filter_map(|c| c.live.as_ref())
         {
-            kill_group(live, libc::SIGKILL);
+            kill_group(live, libc::SIGKILL, false);
         }
     }
 
@@ -692,7 +716,10 @@ impl Supervisor {
         match command {
             Command::Spawn { process, instance } => self.spawn(process, instance, observer),
             Command::Signal {
-                instance, signal, ..
+                instance,
+                signal,
+                reason,
+                ..
             } => {
                 let Some(child) = self
                     .by_instance
@@ -705,15 +732,12 @@ impl Supervisor {
                     .live
                     .as_ref()
                     .expect("by_instance holds live children only");
-                let sig = match signal {
-                    Signal::Term => libc::SIGTERM,
-                    Signal::Kill => libc::SIGKILL,
-                };
-                kill_group(live, sig);
+                kill_group(live, signal_number(signal), reason == SignalReason::Stop);
                 observer.notice(Notice::Signalled {
                     name: &child.name,
                     pid: live.pid,
                     signal,
+                    reason,
                 });
             }
             Command::SetTimer { timer, at } => self.timers.set(timer, at),
@@ -738,6 +762,7 @@ impl Supervisor {
                 instance,
                 status,
                 uptime,
+                on_request,
             } => {
                 let pid = match self.exiting {
                     Some((exiting, pid)) if exiting == instance => pid,
@@ -749,6 +774,7 @@ impl Supervisor {
                     pid,
                     status,
                     uptime,
+                    on_request,
                 });
             }
             Report::SpawnFailed { process, errno, .. } => {
@@ -763,6 +789,19 @@ impl Supervisor {
                     delay,
                 });
             }
+            Report::GaveUp {
+                process,
+                quick_deaths,
+                retry_in,
+            } => observer.notice(Notice::GaveUp {
+                name: self.name(process),
+                quick_deaths,
+                retry_in,
+            }),
+            Report::NotRestarting { process, reason } => observer.notice(Notice::NotRestarting {
+                name: self.name(process),
+                reason,
+            }),
             _ => {}
         }
     }
@@ -827,7 +866,7 @@ impl Supervisor {
         };
         if let Err(e) = registered {
             // Without a registration we would never see it exit: undo it all.
-            kill_group(&live, libc::SIGKILL);
+            kill_group(&live, libc::SIGKILL, false);
             let mut tracked = sys::tracked();
             let _ = sys::reap(live.pidfd.as_fd());
             tracked.remove(&live.pid);
@@ -1143,12 +1182,13 @@ impl Supervisor {
 /// `killpg` cannot reach a stranger.
 ///
 /// KILL goes to the leader through its pidfd (which cannot miss or hit a
-/// recycled pid, whatever the group does) and then to the group. TERM goes to
-/// the group only, which includes the leader: sending it through the pidfd
-/// too could run a TERM handler twice, so the pidfd is then the fallback
-/// should `killpg` fail. TERM is followed by CONT, so a stopped child wakes
-/// up to act on it.
-fn kill_group(live: &Live, signal: libc::c_int) {
+/// recycled pid, whatever the group does) and then to the group. Any other
+/// signal goes to the group only, which includes the leader: sending it
+/// through the pidfd too could run a handler twice, so the pidfd is then the
+/// fallback should `killpg` fail. A stop signal is followed by CONT
+/// (`wake`), so a stopped child wakes up to act on it: mechanism the core
+/// leaves to the driver, since only a real process can be stopped.
+fn kill_group(live: &Live, signal: libc::c_int, wake: bool) {
     if signal == libc::SIGKILL {
         let _ = sys::pidfd_send_signal(&live.pidfd, signal);
         let _ = sys::killpg(live.pid, signal);
@@ -1157,8 +1197,27 @@ fn kill_group(live: &Live, signal: libc::c_int) {
     if sys::killpg(live.pid, signal).is_err() {
         let _ = sys::pidfd_send_signal(&live.pidfd, signal);
     }
-    if signal == libc::SIGTERM {
+    if wake {
         let _ = sys::killpg(live.pid, libc::SIGCONT);
+    }
+}
+
+/// The platform's number for one of the core's signals.
+pub fn signal_number(signal: Signal) -> libc::c_int {
+    match signal {
+        Signal::Hup => libc::SIGHUP,
+        Signal::Int => libc::SIGINT,
+        Signal::Quit => libc::SIGQUIT,
+        Signal::Kill => libc::SIGKILL,
+        Signal::Usr1 => libc::SIGUSR1,
+        Signal::Usr2 => libc::SIGUSR2,
+        Signal::Term => libc::SIGTERM,
+        Signal::Alrm => libc::SIGALRM,
+        Signal::Cont => libc::SIGCONT,
+        Signal::Stop => libc::SIGSTOP,
+        Signal::Tstp => libc::SIGTSTP,
+        Signal::Winch => libc::SIGWINCH,
+        Signal::Pipe => libc::SIGPIPE,
     }
 }
 

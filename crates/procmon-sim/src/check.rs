@@ -480,7 +480,18 @@ impl Model {
                         .get_mut(instance)
                         .ok_or("a signal to a dead instance")?;
                     match signal {
-                        Signal::Term => {
+                        Signal::Kill => {
+                            let Some((sent, kill_time)) = live.term else {
+                                return Err("KILL without TERM".into());
+                            };
+                            if live.killed || at != sent.saturating_add(kill_time) {
+                                return Err(format!(
+                                    "KILL at {at}, TERM at {sent} with kill time {kill_time:?}"
+                                ));
+                            }
+                            live.killed = true;
+                        }
+                        _ => {
                             let from_a_stop = matches!(
                                 step,
                                 Step::Stop { .. }
@@ -492,17 +503,6 @@ impl Model {
                                 return Err("an unexpected or second TERM".into());
                             }
                             live.term = Some((at, kill_time));
-                        }
-                        Signal::Kill => {
-                            let Some((sent, kill_time)) = live.term else {
-                                return Err("KILL without TERM".into());
-                            };
-                            if live.killed || at != sent.saturating_add(kill_time) {
-                                return Err(format!(
-                                    "KILL at {at}, TERM at {sent} with kill time {kill_time:?}"
-                                ));
-                            }
-                            live.killed = true;
                         }
                     }
                 }
@@ -652,11 +652,11 @@ impl Model {
             if status.is_running() != live.is_some() || monitor.is_live(name) != live.is_some() {
                 return Err(format!("{name}: running disagrees"));
             }
-            if status.restart_pending != self.restarts.contains_key(*name) {
+            if status.restart_pending() != self.restarts.contains_key(*name) {
                 return Err(format!("{name}: restart-pending disagrees"));
             }
             let kill_pending = live.is_some_and(|(_, l)| l.term.is_some() && !l.killed);
-            if status.kill_pending != kill_pending {
+            if status.kill_pending() != kill_pending {
                 return Err(format!("{name}: kill-pending disagrees"));
             }
             if let Some((_, l)) = live {

@@ -454,6 +454,7 @@ impl Sim {
                     process,
                     instance,
                     signal,
+                    ..
                 } => {
                     let name = self.process_name(process);
                     self.trace_line(format_args!(
@@ -616,8 +617,8 @@ impl Sim {
                 match status(name) {
                     Err(found) => Some(found),
                     Ok(s) => mismatch(
-                        s.kill_pending == want,
-                        yes_no(s.kill_pending, "a pending KILL", "no pending KILL"),
+                        s.kill_pending() == want,
+                        yes_no(s.kill_pending(), "a pending KILL", "no pending KILL"),
                     ),
                 }
             }
@@ -626,8 +627,12 @@ impl Sim {
                 match status(name) {
                     Err(found) => Some(found),
                     Ok(s) => mismatch(
-                        s.restart_pending == want,
-                        yes_no(s.restart_pending, "a pending restart", "no pending restart"),
+                        s.restart_pending() == want,
+                        yes_no(
+                            s.restart_pending(),
+                            "a pending restart",
+                            "no pending restart",
+                        ),
                     ),
                 }
             }

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use procmon_core::{EscapeInvalid, ExitStatus, Seconds, Signal, Stream};
+use procmon_core::{EscapeInvalid, ExitStatus, Seconds, Signal, SignalReason, Stream};
 use procmon_mio::Notice;
 
 /// How lines are printed.
@@ -271,6 +271,7 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             pid,
             status,
             uptime,
+            ..
         } => {
             let uptime = Rounded(*uptime);
             match status {
@@ -299,16 +300,36 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             name,
             pid,
             signal: Signal::Term,
+            reason: SignalReason::Stop,
         } => write!(s, "[{name}] sending TERM to pid {pid}"),
         Notice::Signalled {
             name,
             pid,
-            signal: Signal::Kill,
+            signal,
+            reason: SignalReason::Stop,
+        } => write!(s, "[{name}] sending {signal} to pid {pid} (stop_signal)"),
+        Notice::Signalled {
+            name,
+            pid,
+            reason: SignalReason::KillTime,
+            ..
         } => write!(
             s,
             "[{name}] sending KILL to pid {pid} after {} s",
             Rounded(kill_time)
         ),
+        Notice::Signalled {
+            name,
+            pid,
+            reason: SignalReason::KillAll,
+            ..
+        } => write!(s, "[{name}] sending KILL to pid {pid} at once"),
+        Notice::Signalled {
+            name,
+            pid,
+            signal,
+            reason: SignalReason::Request,
+        } => write!(s, "[{name}] sending {signal} to pid {pid} (on request)"),
         Notice::OutputClosed { name, pid } => write!(
             s,
             "[{name}] closing the output of pid {pid}, still held open by processes that left its group"
@@ -357,6 +378,7 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
             pid,
             status,
             uptime,
+            ..
         } => {
             j.str("event", "exited").str("name", name).num("pid", pid);
             match status {
@@ -377,12 +399,17 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
                 .str("name", name)
                 .num("delay", Rounded(*delay));
         }
-        Notice::Signalled { name, pid, signal } => {
+        Notice::Signalled {
+            name,
+            pid,
+            signal,
+            reason,
+        } => {
             j.str("event", "signalled")
                 .str("name", name)
                 .num("pid", pid)
                 .str("signal", signal.as_str());
-            if *signal == Signal::Kill {
+            if *reason == SignalReason::KillTime {
                 j.num("after", Rounded(kill_time));
             }
         }
@@ -585,12 +612,14 @@ mod tests {
                     pid: 12,
                     status: ExitStatus::Code(1),
                     uptime: Duration::from_micros(200_400),
+                    on_request: false,
                 },
                 Notice::Exited {
                     name: "web",
                     pid: 12,
                     status: ExitStatus::Signal(9),
                     uptime: Duration::from_secs(3),
+                    on_request: false,
                 },
                 Notice::RestartScheduled {
                     name: "web",
@@ -604,11 +633,13 @@ mod tests {
                     name: "web",
                     pid: 12,
                     signal: Signal::Term,
+                    reason: SignalReason::Stop,
                 },
                 Notice::Signalled {
                     name: "web",
                     pid: 12,
                     signal: Signal::Kill,
+                    reason: SignalReason::KillTime,
                 },
                 Notice::OutputClosed {
                     name: "web",
@@ -657,11 +688,13 @@ procmon: all processes stopped, exiting
                     pid: 3,
                     status: ExitStatus::Signal(15),
                     uptime: Duration::from_millis(1500),
+                    on_request: false,
                 },
                 Notice::Signalled {
                     name: "a",
                     pid: 3,
                     signal: Signal::Kill,
+                    reason: SignalReason::KillTime,
                 },
                 Notice::OutputClosed { name: "a", pid: 2 },
             ];

@@ -267,7 +267,9 @@ fn observe(
             stats.max_delay = Some(stats.max_delay.map_or(delay, |d| d.max(delay)));
             Seen::Restart(name.into(), delay)
         }
-        Notice::Signalled { name, pid, signal } => Seen::Signalled(name.into(), pid, signal),
+        Notice::Signalled {
+            name, pid, signal, ..
+        } => Seen::Signalled(name.into(), pid, signal),
         Notice::Output { name, stream, line } => {
             let i = stream as usize;
             stats.bytes[i] += line.len() as u64;
