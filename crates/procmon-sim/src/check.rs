@@ -711,6 +711,8 @@ fn event_time(event: &Event) -> Instant {
         | Event::Log { at, .. }
         | Event::Rejected { at, .. }
         | Event::Ended { at, .. }
-        | Event::RestartScheduled { at, .. } => *at,
+        | Event::RestartScheduled { at, .. }
+        | Event::SpawnFailed { at, .. }
+        | Event::GaveUp { at, .. } => *at,
     }
 }

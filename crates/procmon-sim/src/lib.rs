@@ -24,5 +24,6 @@ mod world;
 
 pub use parse::{
     parse, parse_line, parse_seconds, Diagnostic, Expectation, Numbered, Setting, SignalName, Step,
+    DEFAULT_SPAWN_ERRNO,
 };
 pub use run::{run, Event, LineDelivery, Outcome, Sim};

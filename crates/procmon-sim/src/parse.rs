@@ -6,7 +6,12 @@
 
 use std::fmt;
 
-use procmon_core::{Duration, EscapeQuoted, Instant, ProcessSpec, Seconds, Stream};
+use std::num::NonZeroU32;
+
+use procmon_core::{
+    Duration, EscapeQuoted, ExitCodes, Instant, Policy, ProcessSpec, ProcessState, RestartPolicy,
+    Seconds, Signal, Stream,
+};
 
 /// A message about one line of a scenario, shown as `FILE:LINE: message`.
 ///
@@ -111,6 +116,30 @@ pub enum Step {
         /// What it writes.
         bytes: Vec<u8>,
     },
+    /// `down NAME`: hold it down.
+    Down {
+        /// The process name.
+        name: String,
+    },
+    /// `restart NAME`: restart it at once.
+    Restart {
+        /// The process name.
+        name: String,
+    },
+    /// `signal NAME SIG`: the monitor sends SIG to the live instance.
+    Signal {
+        /// The process name.
+        name: String,
+        /// The signal, from the contract's list.
+        signal: Signal,
+    },
+    /// `fail-spawn NAME [ERRNO]`: the next spawn of NAME fails.
+    FailSpawn {
+        /// The process name.
+        name: String,
+        /// The errno the world reports (default 2, `ENOENT`).
+        errno: i32,
+    },
     /// `expect ...`.
     Expect(Expectation),
 }
@@ -176,6 +205,10 @@ pub enum Expectation {
     Process(String, ProcessSpec),
     /// `expect now T`.
     Now(Instant),
+    /// `expect state NAME STATE`.
+    State(String, ProcessState),
+    /// `expect quick-deaths NAME N`.
+    QuickDeaths(String, u32),
 }
 
 /// A signal name a `kill` step may send, without `SIG`: `TERM`, `KILL`, `HUP`, ….
@@ -214,6 +247,9 @@ impl fmt::Display for SignalName {
         f.write_str(self.0)
     }
 }
+
+/// The errno of a `fail-spawn` that names none: `ENOENT`, a missing program.
+pub const DEFAULT_SPAWN_ERRNO: i32 = 2;
 
 /// Parses a whole scenario. `file` only labels diagnostics.
 ///
@@ -307,6 +343,27 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Step>, String> {
                 bytes,
             }
         }
+        b"down" => Step::Down {
+            name: words.name()?,
+        },
+        b"restart" => Step::Restart {
+            name: words.name()?,
+        },
+        b"signal" => {
+            let name = words.name()?;
+            let signal = words.signal()?;
+            Step::Signal { name, signal }
+        }
+        b"fail-spawn" => {
+            let name = words.name()?;
+            let errno = if words.at_end() {
+                DEFAULT_SPAWN_ERRNO
+            } else {
+                let max = u64::try_from(i32::MAX).expect("positive");
+                i32::try_from(words.whole("an errno", max)?).expect("checked against i32::MAX")
+            };
+            Step::FailSpawn { name, errno }
+        }
         b"expect" => Step::Expect(parse_expectation(&mut words)?),
         other => return Err(format!("unknown step {}", Word(other))),
     };
@@ -362,6 +419,27 @@ fn parse_expectation(words: &mut Words<'_>) -> Result<Expectation, String> {
             Expectation::Process(name, words.spec()?)
         }
         b"now" => Expectation::Now(words.time()?),
+        b"state" => {
+            let name = words.name()?;
+            let word = words.next("a state")?;
+            let state = std::str::from_utf8(word)
+                .ok()
+                .and_then(ProcessState::from_name)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown state {} (running, stopping, held, failed, exited, backoff, stopped)",
+                        Word(word)
+                    )
+                })?;
+            Expectation::State(name, state)
+        }
+        b"quick-deaths" => {
+            let name = words.name()?;
+            let max = u64::from(u32::MAX);
+            let count =
+                u32::try_from(words.whole("a count", max)?).expect("checked against u32::MAX");
+            Expectation::QuickDeaths(name, count)
+        }
         other => return Err(format!("unknown expectation {}", Word(other))),
     };
     Ok(expectation)
@@ -381,6 +459,24 @@ impl<'a> Words<'a> {
             .ok_or_else(|| format!("missing {what}"))?;
         self.next += 1;
         Ok(word)
+    }
+
+    fn at_end(&self) -> bool {
+        self.next >= self.words.len()
+    }
+
+    /// A signal of the contract's list, without `SIG`.
+    fn signal(&mut self) -> Result<Signal, String> {
+        let word = self.next("a signal name")?;
+        std::str::from_utf8(word)
+            .ok()
+            .and_then(|name| Signal::ALL.into_iter().find(|s| s.as_str() == name))
+            .ok_or_else(|| {
+                format!(
+                    "unknown signal {} (one of HUP INT QUIT KILL USR1 USR2 TERM ALRM CONT STOP TSTP WINCH PIPE)",
+                    Word(word)
+                )
+            })
     }
 
     fn end(&self) -> Result<(), String> {
@@ -422,10 +518,66 @@ impl<'a> Words<'a> {
         let mut gid = None;
         let mut cwd = None;
         let mut env = Vec::new();
+        let mut policy = Policy::default();
         loop {
             let option = self.next("`--` and the argv")?;
+            let twice = || format!("{} given twice", Word(option));
             match option {
                 b"--" => break,
+                b"--restart" => {
+                    let word = self.next("always, on-failure or never after --restart")?;
+                    let restart = std::str::from_utf8(word)
+                        .ok()
+                        .and_then(RestartPolicy::from_name)
+                        .ok_or_else(|| {
+                            format!(
+                                "unknown restart policy {} (always, on-failure or never)",
+                                Word(word)
+                            )
+                        })?;
+                    if policy.restart.replace(restart).is_some() {
+                        return Err(twice());
+                    }
+                }
+                b"--success-codes" => {
+                    let codes = parse_codes(self.next("codes after --success-codes")?)?;
+                    if policy.success_codes.replace(codes).is_some() {
+                        return Err(twice());
+                    }
+                }
+                b"--stop-signal" => {
+                    let signal = self.signal()?;
+                    if policy.stop_signal.replace(signal).is_some() {
+                        return Err(twice());
+                    }
+                }
+                b"--kill-time"
+                | b"--threshold"
+                | b"--min-restart-delay"
+                | b"--max-restart-delay"
+                | b"--retry-failed-after" => {
+                    let value = self.seconds("a duration")?;
+                    let slot = match option {
+                        b"--kill-time" => &mut policy.kill_time,
+                        b"--threshold" => &mut policy.threshold,
+                        b"--min-restart-delay" => &mut policy.min_restart_delay,
+                        b"--max-restart-delay" => &mut policy.max_restart_delay,
+                        _ => &mut policy.retry_failed_after,
+                    };
+                    if slot.replace(value).is_some() {
+                        return Err(twice());
+                    }
+                }
+                b"--give-up-after" => {
+                    let count = self.whole("a count after --give-up-after", u64::from(u32::MAX))?;
+                    let count = u32::try_from(count)
+                        .ok()
+                        .and_then(NonZeroU32::new)
+                        .ok_or_else(|| "--give-up-after must be at least 1".to_string())?;
+                    if policy.give_up_after.replace(count).is_some() {
+                        return Err(twice());
+                    }
+                }
                 b"--uid" | b"--gid" => {
                     let what = if option == b"--uid" { "a uid" } else { "a gid" };
                     let id = u32::try_from(self.whole(what, u64::from(u32::MAX))?)
@@ -455,7 +607,10 @@ impl<'a> Words<'a> {
                 }
                 other => {
                     return Err(format!(
-                        "unknown option {} (options are --uid, --gid, --cwd, --env; then --)",
+                        "unknown option {} (options are --uid, --gid, --cwd, --env, --restart, \
+                         --success-codes, --stop-signal, --kill-time, --threshold, \
+                         --min-restart-delay, --max-restart-delay, --give-up-after, \
+                         --retry-failed-after; then --)",
                         Word(other)
                     ))
                 }
@@ -471,8 +626,22 @@ impl<'a> Words<'a> {
         spec.cwd = cwd;
         spec.uid = uid;
         spec.gid = gid;
+        spec.policy = policy;
         Ok(spec)
     }
+}
+
+/// `N[,N]...`: exit codes 0–255, no spaces.
+fn parse_codes(word: &[u8]) -> Result<ExitCodes, String> {
+    let mut codes = ExitCodes::EMPTY;
+    for part in word.split(|&b| b == b',') {
+        let code = parse_whole(part)
+            .map_err(|_| format!("{} is not a list of exit codes (like 0 or 0,3)", Word(word)))?;
+        let code = u8::try_from(code)
+            .map_err(|_| format!("exit code {code} in {} is above 255", Word(word)))?;
+        codes.insert(code);
+    }
+    Ok(codes)
 }
 
 /// Splits a line into words: bare words are UTF-8 text, quoted words any bytes.
@@ -692,6 +861,32 @@ impl fmt::Display for SpecWords<'_> {
             entry.extend_from_slice(value);
             write!(f, "--env {} ", Word(&entry))?;
         }
+        let policy = &spec.policy;
+        if let Some(restart) = policy.restart {
+            write!(f, "--restart {restart} ")?;
+        }
+        if let Some(codes) = policy.success_codes {
+            write!(f, "--success-codes {codes} ")?;
+        }
+        if let Some(signal) = policy.stop_signal {
+            write!(f, "--stop-signal {signal} ")?;
+        }
+        for (option, value) in [
+            ("--kill-time", policy.kill_time),
+            ("--threshold", policy.threshold),
+            ("--min-restart-delay", policy.min_restart_delay),
+            ("--max-restart-delay", policy.max_restart_delay),
+        ] {
+            if let Some(value) = value {
+                write!(f, "{option} {} ", Seconds(value))?;
+            }
+        }
+        if let Some(count) = policy.give_up_after {
+            write!(f, "--give-up-after {count} ")?;
+        }
+        if let Some(after) = policy.retry_failed_after {
+            write!(f, "--retry-failed-after {} ", Seconds(after))?;
+        }
         f.write_str("--")?;
         for arg in &spec.argv {
             write!(f, " {}", Word(arg))?;
@@ -729,6 +924,10 @@ impl fmt::Display for Step {
                 stream.as_str(),
                 Quoted(bytes)
             ),
+            Step::Down { name: n } => write!(f, "down {}", name(n)),
+            Step::Restart { name: n } => write!(f, "restart {}", name(n)),
+            Step::Signal { name: n, signal } => write!(f, "signal {} {signal}", name(n)),
+            Step::FailSpawn { name: n, errno } => write!(f, "fail-spawn {} {errno}", name(n)),
             Step::Expect(expectation) => write!(f, "expect {expectation}"),
         }
     }
@@ -768,6 +967,8 @@ impl fmt::Display for Expectation {
             Expectation::Logged(n, line) => write!(f, "logged {} {}", name(n), Quoted(line)),
             Expectation::Process(n, spec) => write!(f, "process {} {}", name(n), SpecWords(spec)),
             Expectation::Now(t) => write!(f, "now {t}"),
+            Expectation::State(n, state) => write!(f, "state {} {state}", name(n)),
+            Expectation::QuickDeaths(n, count) => write!(f, "quick-deaths {} {count}", name(n)),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 
 use procmon_core::{
     Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, ProcessSpec,
-    Report, Settings, Signal, Stream,
+    Report, Settings, Signal, SignalReason, Stream,
 };
 
 use crate::parse::{parse, Diagnostic, Expectation, Quoted, Setting, Step, Word};
@@ -83,8 +83,28 @@ pub enum Event {
         name: String,
         /// The instance signalled.
         instance: InstanceId,
-        /// TERM or KILL.
+        /// The signal.
         signal: Signal,
+        /// Why the monitor sent it.
+        reason: SignalReason,
+    },
+    /// The world told the monitor a spawn failed (trace: `spawn-failed`).
+    SpawnFailed {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// The instance that never ran.
+        instance: InstanceId,
+        /// The errno.
+        errno: i32,
+    },
+    /// The monitor gave up on a process (trace: `gave-up`).
+    GaveUp {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
     },
     /// The monitor was told an instance exited (trace: `exit`).
     Exit {
@@ -260,6 +280,28 @@ impl Sim {
                     self.reject(line, "stop", name);
                 }
             }
+            Step::Down { name } => {
+                if self.monitor.down(now, name).is_err() {
+                    self.reject(line, "down", name);
+                }
+            }
+            Step::Restart { name } => {
+                if self.monitor.restart(now, name).is_err() {
+                    self.reject(line, "restart", name);
+                }
+            }
+            Step::Signal { name, signal } => {
+                if self.monitor.signal(now, name, *signal).is_err() {
+                    self.reject(line, "signal", name);
+                }
+            }
+            Step::FailSpawn { name, errno } => {
+                if self.monitor.key(name).is_some() {
+                    self.world.fail_next_spawn(name, *errno);
+                } else {
+                    self.reject(line, "fail-spawn", name);
+                }
+            }
             Step::RestartAll => self.monitor.restart_all(now),
             Step::StartService => self.monitor.start_service(now),
             Step::StopService => self.monitor.stop_service(now),
@@ -425,8 +467,35 @@ impl Sim {
             .handle(self.now, Input::Exited { instance, status });
     }
 
-    /// Carries out the monitor's commands in order (the drain contract).
+    /// Carries out the monitor's commands in order (the drain contract),
+    /// then tells the monitor of the spawns that failed meanwhile, in the
+    /// order they were asked for, draining again after each.
     fn drain(&mut self) {
+        let mut failed = std::collections::VecDeque::new();
+        loop {
+            self.drain_commands(&mut failed);
+            let Some((instance, name, errno)) = failed.pop_front() else {
+                break;
+            };
+            self.trace_line(format_args!(
+                "spawn-failed {} errno {errno}",
+                Word(name.as_bytes())
+            ));
+            self.events.push(Event::SpawnFailed {
+                at: self.now,
+                name,
+                instance,
+                errno,
+            });
+            self.monitor
+                .handle(self.now, Input::SpawnFailed { instance, errno });
+        }
+    }
+
+    fn drain_commands(
+        &mut self,
+        failed: &mut std::collections::VecDeque<(InstanceId, String, i32)>,
+    ) {
         let now = self.now;
         while let Some(command) = self.monitor.poll_command() {
             match command {
@@ -440,9 +509,12 @@ impl Sim {
                         .spec(process)
                         .expect("keys in commands are valid");
                     let line = SpawnLine(name, spec).to_string();
+                    let stop_signal = spec.policy.stop_signal().as_str();
                     let (name, spec) = (name.to_string(), spec.clone());
                     self.trace_line(format_args!("{line}"));
-                    self.world.spawn(instance, &name);
+                    if let Some(errno) = self.world.spawn(instance, &name, stop_signal) {
+                        failed.push_back((instance, name.clone(), errno));
+                    }
                     self.events.push(Event::Spawn {
                         at: now,
                         name,
@@ -454,7 +526,7 @@ impl Sim {
                     process,
                     instance,
                     signal,
-                    ..
+                    reason,
                 } => {
                     let name = self.process_name(process);
                     self.trace_line(format_args!(
@@ -468,6 +540,7 @@ impl Sim {
                         name,
                         instance,
                         signal,
+                        reason,
                     });
                 }
                 Command::SetTimer { timer, at } => self.world.set_timer(timer, at),
@@ -494,6 +567,11 @@ impl Sim {
                         name,
                         delay,
                     });
+                }
+                Command::Report(Report::GaveUp { process, .. }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!("gave-up {}", Word(name.as_bytes())));
+                    self.events.push(Event::GaveUp { at: now, name });
                 }
                 Command::Report(_) => {}
             }
@@ -683,6 +761,14 @@ impl Sim {
                 ),
             },
             Expectation::Now(at) => mismatch(self.now == *at, self.now.to_string()),
+            Expectation::State(name, state) => match status(name) {
+                Err(found) => Some(found),
+                Ok(s) => mismatch(s.state == *state, s.state.to_string()),
+            },
+            Expectation::QuickDeaths(name, count) => match status(name) {
+                Err(found) => Some(found),
+                Ok(s) => mismatch(s.quick_deaths == *count, s.quick_deaths.to_string()),
+            },
         }
     }
 }

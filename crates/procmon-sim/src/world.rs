@@ -5,7 +5,7 @@
 //! it holds no policy, only the mechanics the contract's "simulated world"
 //! section describes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use procmon_core::{Duration, ExitStatus, InstanceId, Instant, TimerId, TimerQueue};
 
@@ -41,6 +41,8 @@ pub(crate) enum Fired {
 #[derive(Debug)]
 struct SimProcess {
     name: String,
+    /// The definition's stop signal, which it obeys exactly as TERM.
+    stop_signal: &'static str,
     term_delay: Duration,
     /// Serials of this process's scheduled exits, cancelled when it dies so a
     /// dead process never exits twice (a TERM exit after a KILL, say).
@@ -55,20 +57,48 @@ pub(crate) struct World {
     exits: BTreeMap<u64, (InstanceId, ExitStatus)>,
     next_exit: u64,
     timers: usize,
+    /// Errnos the next spawns of a name fail with, in order (`fail-spawn`).
+    spawn_failures: BTreeMap<String, VecDeque<i32>>,
 }
 
 impl World {
-    /// A spawned process is running at once.
-    pub(crate) fn spawn(&mut self, instance: InstanceId, name: &str) {
+    /// Makes the next spawn of `name` not yet failed fail with `errno`.
+    pub(crate) fn fail_next_spawn(&mut self, name: &str, errno: i32) {
+        self.spawn_failures
+            .entry(name.to_string())
+            .or_default()
+            .push_back(errno);
+    }
+
+    /// A spawn of `name`: the errno it fails with, if a `fail-spawn` asked
+    /// for one (the world then has no process), else `None` and the
+    /// process is running at once.
+    pub(crate) fn spawn(
+        &mut self,
+        instance: InstanceId,
+        name: &str,
+        stop_signal: &'static str,
+    ) -> Option<i32> {
+        if let Some(failures) = self.spawn_failures.get_mut(name) {
+            let errno = failures.pop_front();
+            if failures.is_empty() {
+                self.spawn_failures.remove(name);
+            }
+            if errno.is_some() {
+                return errno;
+            }
+        }
         let previous = self.processes.insert(
             instance,
             SimProcess {
                 name: name.to_string(),
+                stop_signal,
                 term_delay: DEFAULT_TERM_DELAY,
                 scheduled: Vec::new(),
             },
         );
         assert!(previous.is_none(), "the monitor reused an instance id");
+        None
     }
 
     /// Whether the instance is alive in the world.
@@ -88,8 +118,9 @@ impl World {
         }
     }
 
-    /// Delivers a signal by name. TERM schedules an exit with code 0 after the
-    /// term delay, KILL an exit by signal at `now`; anything else is ignored,
+    /// Delivers a signal by name. TERM (and the process's stop signal)
+    /// schedules an exit with code 0 after the term delay, KILL an exit by
+    /// signal at `now`; anything else is ignored,
     /// as is a signal to an instance that is gone (a real `kill` gets ESRCH).
     /// An exit past the end of time never happens, as the core treats a
     /// timer that far away.
@@ -98,8 +129,9 @@ impl World {
             return;
         };
         let (delay, status) = match signal {
-            "TERM" => (process.term_delay, ExitStatus::Code(0)),
             "KILL" => (Duration::ZERO, ExitStatus::Signal(SIGKILL)),
+            "TERM" => (process.term_delay, ExitStatus::Code(0)),
+            _ if signal == process.stop_signal => (process.term_delay, ExitStatus::Code(0)),
             _ => return,
         };
         let Some(at) = now.checked_add(delay) else {
@@ -200,7 +232,7 @@ mod tests {
             panic!("add while the service runs spawns");
         };
         let mut world = World::default();
-        world.spawn(instance, "a");
+        assert_eq!(world.spawn(instance, "a", "TERM"), None);
         world.signal(Instant::ZERO, instance, "TERM");
         world.signal(Instant::ZERO, instance, "HUP");
         world.signal(Instant::ZERO, instance, "KILL");

@@ -3,7 +3,7 @@
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use procmon_core::{ExitStatus, Monitor, ProcessSpec, Settings, Signal, Stream};
+use procmon_core::{ExitStatus, Monitor, NotRestarting, ProcessSpec, Settings, Signal, Stream};
 use procmon_mio::{CaughtSignal, Notice, Options, Supervisor};
 
 use super::procfs::kill_all_our_children;
@@ -23,6 +23,8 @@ pub enum Seen {
     Signalled(String, i32, Signal),
     Output(String, Stream, Vec<u8>),
     OutputClosed(String, i32),
+    GaveUp(String, u32),
+    NotRestarting(String, NotRestarting),
 }
 
 /// Counters kept for every notice, whether or not it is recorded, so long
@@ -282,6 +284,10 @@ fn observe(
             Seen::Output(name.into(), stream, line.to_vec())
         }
         Notice::OutputClosed { name, pid } => Seen::OutputClosed(name.into(), pid),
+        Notice::GaveUp {
+            name, quick_deaths, ..
+        } => Seen::GaveUp(name.into(), quick_deaths),
+        Notice::NotRestarting { name, reason } => Seen::NotRestarting(name.into(), reason),
         other => panic!("unexpected notice {other:?}"),
     };
     if record {
