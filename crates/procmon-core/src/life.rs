@@ -121,7 +121,8 @@ pub(crate) enum Event {
     ServiceStart,
     /// `stop-service` reaching it.
     ServiceStop,
-    /// `kill_all` reaching it (after `ServiceStop` for added processes).
+    /// `kill_all` reaching it: the service stops and a live instance gets
+    /// KILL at once.
     KillAll,
     /// Its live instance ended.
     Ended(End),
@@ -342,11 +343,11 @@ impl Monitor {
                 self.to_free.push(key);
                 Life::Removed
             }
-            (Life::Backoff(armed), Event::ServiceStop) => {
+            (Life::Backoff(armed), Event::ServiceStop | Event::KillAll) => {
                 self.disarm(armed);
                 Life::Stopped
             }
-            (Life::Failed { retry: Some(armed) }, Event::ServiceStop) => {
+            (Life::Failed { retry: Some(armed) }, Event::ServiceStop | Event::KillAll) => {
                 self.disarm(armed);
                 Life::Failed { retry: None }
             }
@@ -618,3 +619,6 @@ impl Monitor {
         timer
     }
 }
+
+#[cfg(test)]
+mod table;

@@ -542,7 +542,8 @@ impl Monitor {
     ///
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
     pub fn kill_all(&mut self, now: Instant) {
-        self.stop_service(now);
+        self.begin(now);
+        self.service_running = false;
         for key in self.keys_in_order() {
             self.transition(key, Event::KillAll);
         }
