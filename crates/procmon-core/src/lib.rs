@@ -26,6 +26,7 @@ mod input;
 mod life;
 mod lines;
 mod monitor;
+mod reload;
 mod spec;
 mod time;
 mod timer;
@@ -38,6 +39,7 @@ pub use lines::LineBuffer;
 pub use monitor::{
     Due, DueAction, Monitor, ProcessKey, ProcessState, ProcessStats, ProcessStatus, Stats,
 };
+pub use reload::{Change, ReloadPlan};
 pub use spec::{
     Definitions, ExitCodes, Policy, ProcessSpec, RestartPolicy, Settings, MAX_LINE_LIMIT_BYTES,
 };

@@ -397,6 +397,11 @@ impl Monitor {
                 name: name.to_string(),
             });
         }
+        Ok(self.add_checked(name, spec))
+    }
+
+    /// `add` after its checks.
+    pub(crate) fn add_checked(&mut self, name: &str, spec: ProcessSpec) -> ProcessKey {
         let add_seq = self.next_add_seq;
         self.next_add_seq += 1;
         let delay = spec.policy.min_restart_delay(&self.settings);
@@ -417,7 +422,7 @@ impl Monitor {
         if self.service_running {
             self.transition(key, Event::ServiceStart);
         }
-        Ok(key)
+        key
     }
 
     /// Stops the process and forgets it: a pending restart or retry is
@@ -428,6 +433,11 @@ impl Monitor {
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
     pub fn remove(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
         self.begin(now);
+        self.remove_checked(name)
+    }
+
+    /// `remove` after the clock.
+    pub(crate) fn remove_checked(&mut self, name: &str) -> Result<(), UnknownProcess> {
         let key = self.names.remove(name).ok_or_else(|| unknown(name))?;
         let add_seq = self.processes[key.index()].add_seq;
         self.add_order.remove(&add_seq);
@@ -751,7 +761,7 @@ impl Monitor {
     // ----- Internals -----
 
     /// Common entry of every mutating call: the clock, and deferred frees.
-    fn begin(&mut self, now: Instant) {
+    pub(crate) fn begin(&mut self, now: Instant) {
         debug_assert!(self.commands.is_empty(), "commands were not drained");
         if now > self.now {
             self.now = now;
@@ -910,7 +920,7 @@ fn unknown(name: &str) -> UnknownProcess {
     }
 }
 
-fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
+pub(crate) fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
     let owned = || name.to_string();
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(AddError::InvalidName { name: owned() });
