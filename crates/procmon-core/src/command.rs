@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::input::{ExitStatus, InstanceId, Stream};
-use crate::monitor::ProcessKey;
+use crate::monitor::{ProcessKey, ProcessState};
 use crate::spec::RestartPolicy;
 use crate::time::Instant;
 use crate::timer::TimerId;
@@ -197,7 +197,8 @@ impl LogLineRef<'_> {
 /// A fact or decision of the monitor worth telling a person about. After an
 /// `Exited` or `SpawnFailed` (and the instance's partial lines) comes exactly
 /// one decision about that process: `RestartScheduled`, `GaveUp` or
-/// `NotRestarting`, so a printer can put an end and what follows on one line.
+/// `NotRestarting`, so a printer can put an end and what follows on one line
+/// (a `StateChanged` for it follows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Report {
@@ -241,6 +242,16 @@ pub enum Report {
         quick_deaths: u32,
         /// When it will be tried again, if ever.
         retry_in: Option<Duration>,
+    },
+    /// The state of the process's name changed (what `procmon ctl watch`
+    /// shows). Queued after the commands of the change that caused it.
+    StateChanged {
+        /// The process.
+        process: ProcessKey,
+        /// The state before.
+        from: ProcessState,
+        /// The state now.
+        to: ProcessState,
     },
     /// Nothing will start the process by itself after this end.
     NotRestarting {

@@ -13,7 +13,7 @@ use core::time::Duration;
 use crate::command::{Command, LogLine, NotRestarting, Report, Signal, SignalReason};
 use crate::input::{ExitStatus, InstanceId, Stream};
 use crate::lines::LineBuffer;
-use crate::monitor::{Monitor, ProcessKey, ProcessStats};
+use crate::monitor::{Monitor, ProcessKey, ProcessState, ProcessStats};
 use crate::spec::{ProcessSpec, RestartPolicy};
 use crate::time::Instant;
 use crate::timer::{TimerId, TimerKind};
@@ -180,8 +180,40 @@ impl Monitor {
     /// action; `unreachable!` marks pairs the callers rule out (an end of a
     /// state with no instance, a timer the state has not armed).
     ///
+    /// Reports a change of the name's contract state (`StateChanged`).
+    ///
     /// May queue any command.
     pub(crate) fn transition(&mut self, key: ProcessKey, event: Event) {
+        let before = self.public_state(key);
+        self.apply(key, event);
+        self.report_state_change(key, before);
+    }
+
+    /// Queues `StateChanged` if the name of `key`, still added, no longer
+    /// reads `before`.
+    pub(crate) fn report_state_change(&mut self, key: ProcessKey, before: ProcessState) {
+        let process = &self.processes[key.index()];
+        let added = !matches!(
+            process.life,
+            Life::Removed
+                | Life::Stopping {
+                    then: Then::Forget,
+                    ..
+                }
+        );
+        let after = self.public_state(key);
+        if added && after != before {
+            self.commands
+                .push_back(Command::Report(Report::StateChanged {
+                    process: key,
+                    from: before,
+                    to: after,
+                }));
+        }
+    }
+
+    /// Performs the transition itself; see [`transition`](Self::transition).
+    pub(crate) fn apply(&mut self, key: ProcessKey, event: Event) {
         let life = mem::replace(&mut self.process_mut(key).life, Life::Stopped);
         let next = match (life, event) {
             (Life::Removed, event) => unreachable!("a removed process gets no events: {event:?}"),
@@ -414,6 +446,7 @@ impl Monitor {
         ] {
             if let Some(bytes) = buffer.take_partial() {
                 self.stats.log_lines += 1;
+                self.processes[key.index()].stats.output_lines += 1;
                 self.commands.push_back(Command::Log(LogLine {
                     process: key,
                     instance: instance.id,

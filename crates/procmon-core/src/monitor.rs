@@ -109,6 +109,9 @@ pub struct Stats {
     pub log_lines: u64,
     /// Output bytes received from live instances.
     pub output_bytes: u64,
+    /// Facts from the world taken in (exits, spawn failures, output chunks,
+    /// fired timers), stale ones included.
+    pub inputs: u64,
     /// Inputs about instances or timers that no longer mattered.
     pub stale_inputs: u64,
 }
@@ -128,6 +131,10 @@ pub struct ProcessStats {
     /// Spawns by the restart rules or a retry (not by a request): what
     /// `procmon ctl status` shows as restarts.
     pub restarts: u64,
+    /// Output lines logged, partial ones flushed at an exit included.
+    pub output_lines: u64,
+    /// Output bytes received.
+    pub output_bytes: u64,
 }
 
 /// Where a process is in its life, as the scenario contract names the
@@ -571,6 +578,7 @@ impl Monitor {
     /// May queue any command.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
         self.begin(now);
+        self.stats.inputs += 1;
         match input {
             Input::Output {
                 instance,
@@ -608,6 +616,7 @@ impl Monitor {
         mut on_line: impl FnMut(LogLineRef<'_>),
     ) {
         self.begin(now);
+        self.stats.inputs += 1;
         if self.commands.is_empty() {
             self.split_output(instance, stream, bytes, |_, line| on_line(line));
         } else {
@@ -662,18 +671,23 @@ impl Monitor {
         self.add_order.values().map(|&key| self.status_of(key))
     }
 
-    fn status_of(&self, key: ProcessKey) -> ProcessStatus<'_> {
+    /// The process that speaks for the name of `key`: its removed
+    /// predecessor while that one lives and `key` waits for it, else itself.
+    fn speaking(&self, key: ProcessKey) -> &Process {
         let process = &self.processes[key.index()];
-        // While the name's removed instance lives, it speaks for the name.
-        let predecessor = match process.life {
+        match process.life {
             Life::Stopped | Life::Held if !self.retiring.is_empty() => self
                 .retiring
                 .get(&process.name)
-                .map(|&k| &self.processes[k.index()]),
-            _ => None,
-        };
-        let speaking = predecessor.unwrap_or(process);
-        let state = match (&speaking.life, &process.life) {
+                .map_or(process, |&k| &self.processes[k.index()]),
+            _ => process,
+        }
+    }
+
+    /// The contract's state of the name of `key`.
+    pub(crate) fn public_state(&self, key: ProcessKey) -> ProcessState {
+        let process = &self.processes[key.index()];
+        match (&self.speaking(key).life, &process.life) {
             (Life::Running(_), _) => ProcessState::Running,
             (Life::Stopping { .. }, _) => ProcessState::Stopping,
             (_, Life::Held) => ProcessState::Held,
@@ -683,7 +697,13 @@ impl Monitor {
             (_, Life::Stopped | Life::Removed | Life::Running(_) | Life::Stopping { .. }) => {
                 ProcessState::Stopped
             }
-        };
+        }
+    }
+
+    fn status_of(&self, key: ProcessKey) -> ProcessStatus<'_> {
+        let process = &self.processes[key.index()];
+        let speaking = self.speaking(key);
+        let state = self.public_state(key);
         let next = speaking.life.armed().map(|(kind, armed)| Due {
             action: match kind {
                 TimerKind::Kill => DueAction::Kill,
@@ -807,11 +827,15 @@ impl Monitor {
         self.retiring.remove(&name);
         self.to_free.push(key);
         if let Some(successor) = self.key(&name) {
+            // The name read as this instance's `stopping` until now (its own
+            // life is out for the transition, so it cannot be asked).
+            let before = ProcessState::Stopping;
             let successor_process = self.process_mut(successor);
             if successor_process.last_started.is_none() {
                 successor_process.last_started = last_started;
             }
-            self.transition(successor, Event::PredecessorGone);
+            self.apply(successor, Event::PredecessorGone);
+            self.report_state_change(successor, before);
         }
     }
 
@@ -847,17 +871,18 @@ impl Monitor {
             settings,
             ..
         } = self;
-        let live = processes[key.index()]
-            .life
-            .instance_mut()
-            .expect("live_key checked it");
+        let process = &mut processes[key.index()];
+        let live = process.life.instance_mut().expect("live_key checked it");
         let buffer = match stream {
             Stream::Stdout => &mut live.stdout,
             Stream::Stderr => &mut live.stderr,
         };
         stats.output_bytes += bytes.len() as u64;
+        let process_stats = &mut process.stats;
+        process_stats.output_bytes += bytes.len() as u64;
         buffer.push(bytes, settings.line_limit_bytes, |line| {
             stats.log_lines += 1;
+            process_stats.output_lines += 1;
             deliver(
                 commands,
                 LogLineRef {
@@ -1121,5 +1146,73 @@ mod tests {
         assert_eq!(from_queue.len(), 5);
         assert_eq!(from_sink, from_queue);
         assert_eq!(lent.stats(), queued.stats());
+    }
+}
+
+#[cfg(test)]
+mod state_change_tests {
+    use super::*;
+    use crate::command::Report;
+    use alloc::vec;
+
+    fn changes(m: &mut Monitor) -> Vec<(ProcessState, ProcessState)> {
+        core::iter::from_fn(|| m.poll_command())
+            .filter_map(|c| match c {
+                Command::Report(Report::StateChanged { from, to, .. }) => Some((from, to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_change_of_a_names_state_is_reported_once() {
+        use ProcessState::*;
+        let t0 = Instant::ZERO;
+        let mut m = Monitor::new(Settings::default()).unwrap();
+        m.add(t0, "a", ProcessSpec::new(["a"])).unwrap();
+        assert_eq!(changes(&mut m), vec![]);
+        m.start_service(t0);
+        assert_eq!(changes(&mut m), vec![(Stopped, Running)]);
+        m.stop(t0, "a").unwrap();
+        assert_eq!(changes(&mut m), vec![(Running, Stopping)]);
+        m.stop(t0, "a").unwrap();
+        assert_eq!(changes(&mut m), vec![], "nothing new, nothing reported");
+        m.remove(t0, "a").unwrap();
+        assert_eq!(changes(&mut m), vec![]);
+        m.add(t0, "a", ProcessSpec::new(["a2"])).unwrap();
+        assert_eq!(changes(&mut m), vec![], "it reads as its predecessor");
+        let old = m.live_instance("a").unwrap();
+        m.handle(
+            t0,
+            Input::Exited {
+                instance: old,
+                status: ExitStatus::Code(0),
+            },
+        );
+        assert_eq!(changes(&mut m), vec![(Stopping, Backoff)]);
+        m.down(t0, "a").unwrap();
+        assert_eq!(changes(&mut m), vec![(Backoff, Held)]);
+    }
+
+    #[test]
+    fn output_is_counted_per_process() {
+        let t0 = Instant::ZERO;
+        let mut m = Monitor::new(Settings::default()).unwrap();
+        m.start_service(t0);
+        m.add(t0, "a", ProcessSpec::new(["a"])).unwrap();
+        while m.poll_command().is_some() {}
+        let instance = m.live_instance("a").unwrap();
+        m.handle_output(t0, instance, Stream::Stdout, b"one\ntwo\npart", |_| {});
+        m.handle(
+            t0,
+            Input::Exited {
+                instance,
+                status: ExitStatus::Code(0),
+            },
+        );
+        while m.poll_command().is_some() {}
+        let stats = m.status("a").unwrap().stats;
+        assert_eq!((stats.output_lines, stats.output_bytes), (3, 12));
+        assert_eq!(m.stats().inputs, 2);
     }
 }
