@@ -2,6 +2,7 @@
 //! stays a thin shim and the bodies always compile and run as unit tests.
 
 use crate::config;
+use crate::protocol;
 
 /// Parses arbitrary bytes as a configuration file.
 ///
@@ -27,6 +28,35 @@ pub fn config_parser(data: &[u8]) {
         );
         assert!(error.to_string().starts_with("fuzz.toml:"), "{error}");
     }
+}
+
+/// Parses arbitrary bytes as a control request line.
+///
+/// Panics only on a bug: parsing gives a request or an error, and a reply
+/// to either is one line of JSON that parses back, with the request's id.
+pub fn control_request(data: &[u8]) {
+    let (id, reply) = match protocol::parse_request(data) {
+        Ok(request) => {
+            assert!(data.len() <= protocol::MAX_REQUEST_BYTES);
+            let name = request.op.name();
+            (
+                request.id.clone(),
+                protocol::ok_line(&request.id, name.into()),
+            )
+        }
+        Err((id, error)) => {
+            assert!(
+                !error.message.contains('\n'),
+                "a message on two lines: {error}"
+            );
+            let line = protocol::error_line(&id, &error);
+            (id, line)
+        }
+    };
+    assert_eq!(reply.iter().filter(|&&b| b == b'\n').count(), 1);
+    assert!(reply.ends_with(b"\n"));
+    let back: serde_json::Value = serde_json::from_slice(&reply).expect("a reply is JSON");
+    assert_eq!(back["id"], id);
 }
 
 #[cfg(test)]
@@ -66,6 +96,21 @@ mod tests {
         ];
         for input in inputs {
             config_parser(input);
+        }
+    }
+
+    #[test]
+    fn the_control_body_takes_fixed_inputs() {
+        for input in [
+            &b""[..],
+            b"{}",
+            b"{\"v\":1,\"id\":[1,{}],\"op\":\"status\"}",
+            b"{\"v\":1,\"op\":\"logs\",\"name\":\"a\\n\",\"lines\":1e3}",
+            b"{\"v\":1,\"op\":\"signal\",\"signal\":\"KILL\",\"all\":true}",
+            b"\xff\xfe",
+            &[b'{'; 70_000][..],
+        ] {
+            super::control_request(input);
         }
     }
 }

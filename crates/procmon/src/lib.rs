@@ -12,5 +12,6 @@ pub mod config;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod output;
+pub mod protocol;
 pub mod run;
 pub mod sink;
