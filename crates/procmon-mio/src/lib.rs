@@ -55,7 +55,8 @@
 //! clears `SA_NOCLDWAIT`), without which the kernel would reap children
 //! itself and their statuses would be lost. It makes the process a child
 //! subreaper and blocks SIGCHLD (and, with [`Options::catch_signals`],
-//! SIGTERM, SIGINT and SIGHUP) in the creating thread. Signals are read from a signalfd, so for them to
+//! SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2) in the creating
+//! thread. Signals are read from a signalfd, so for them to
 //! reach it the other threads of the program should block them too (create
 //! the supervisor before starting other threads: new threads inherit the
 //! mask). The orphan reaper reaps any exited child not tracked by a
@@ -132,15 +133,30 @@ const SIGNALS: Token = Token(usize::MAX);
 /// At most this many caught signals wait to be returned from [`Supervisor::turn`].
 /// When they are all waiting, one more of a kind already waiting adds
 /// nothing, and one of a new kind takes the place of a repeat, so a storm
-/// of HUPs cannot crowd out a TERM.
+/// of HUPs or USR1s cannot crowd out a TERM.
 const CAUGHT_CAPACITY: usize = 8;
 
-/// The signals [`Options::catch_signals`] catches.
-const CAUGHT_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// The signals [`Options::catch_signals`] catches: every signal a person or
+/// a tool commonly sends to a daemon (`kill -USR1` is what logrotate's
+/// `postrotate` sends), each of which would otherwise end the program by
+/// default and leave its children's descendants to init.
+const CAUGHT_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+// A full queue must hold a repeat of some kind, so that a new kind can take
+// its place: more places than kinds.
+const _: () = assert!(CAUGHT_CAPACITY > CAUGHT_SIGNALS.len());
 
 /// Blocks the signals that [`Options::catch_signals`] catches (TERM, INT,
-/// HUP) in the calling thread now, before there is a [`Supervisor`] to catch
-/// them, so that one arriving in between waits for it instead of being lost.
+/// HUP, QUIT, USR1, USR2) in the calling thread now, before there is a
+/// [`Supervisor`] to catch them, so that one arriving in between waits for
+/// it instead of being lost or killing the program.
 ///
 /// Call it first thing in `main` of a program that will catch signals: until
 /// then a TERM kills the program with default handling, and a PID 1 of a
@@ -156,9 +172,9 @@ pub fn hold_caught_signals() -> io::Result<()> {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Options {
-    /// Block SIGTERM, SIGINT and SIGHUP in the creating thread and report them
-    /// from [`Supervisor::turn`] (through a signalfd), as the procmon CLI needs.
-    /// Default: off.
+    /// Block SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 in the
+    /// creating thread and report them from [`Supervisor::turn`] (through a
+    /// signalfd), as the procmon CLI needs. Default: off.
     pub catch_signals: bool,
     /// Become a child subreaper and reap every exited child that no
     /// supervisor tracks, so that orphaned grandchildren never linger as
@@ -294,6 +310,26 @@ pub enum CaughtSignal {
     Interrupt,
     /// SIGHUP.
     Hangup,
+    /// SIGQUIT (`Ctrl-\`).
+    Quit,
+    /// SIGUSR1 (logrotate's `postrotate` sends it to have log files reopened).
+    User1,
+    /// SIGUSR2.
+    User2,
+}
+
+impl CaughtSignal {
+    /// The signal's name without `SIG`, as `kill -l` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaughtSignal::Terminate => "TERM",
+            CaughtSignal::Interrupt => "INT",
+            CaughtSignal::Hangup => "HUP",
+            CaughtSignal::Quit => "QUIT",
+            CaughtSignal::User1 => "USR1",
+            CaughtSignal::User2 => "USR2",
+        }
+    }
 }
 
 /// Runs a [`Monitor`] against real processes: the world of the drain contract.
@@ -1097,6 +1133,9 @@ impl Supervisor {
                 libc::SIGTERM => CaughtSignal::Terminate,
                 libc::SIGINT => CaughtSignal::Interrupt,
                 libc::SIGHUP => CaughtSignal::Hangup,
+                libc::SIGQUIT => CaughtSignal::Quit,
+                libc::SIGUSR1 => CaughtSignal::User1,
+                libc::SIGUSR2 => CaughtSignal::User2,
                 _ => continue,
             };
             if self.caught.len() == CAUGHT_CAPACITY {

@@ -487,6 +487,9 @@ fn caught_signals_are_returned_from_turn() {
         (libc::SIGTERM, CaughtSignal::Terminate),
         (libc::SIGINT, CaughtSignal::Interrupt),
         (libc::SIGHUP, CaughtSignal::Hangup),
+        (libc::SIGQUIT, CaughtSignal::Quit),
+        (libc::SIGUSR1, CaughtSignal::User1),
+        (libc::SIGUSR2, CaughtSignal::User2),
     ] {
         // SAFETY: the signal is blocked in this (the only) thread, so it
         // waits in the signalfd instead of killing the test.
@@ -569,16 +572,16 @@ fn a_signal_storm_does_not_crowd_out_term() {
     );
     let mut returned = Vec::new();
     for _ in 0..12 {
-        for signal in [libc::SIGINT, libc::SIGHUP] {
+        for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
             // SAFETY: blocked in this (the only) thread: it waits in the signalfd.
             unsafe { libc::kill(libc::getpid(), signal) };
         }
-        // Reads both, returns one: the queue grows by one each time.
+        // Reads three, returns one: the queue grows by two each time.
         returned.extend(run.turn(Duration::from_millis(100)));
     }
-    // Read in one go, in signal-number order: the HUP fills the queue, and
-    // the TERM comes after it.
-    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM] {
+    // Read in one go, in signal-number order: the HUP and USR1 fill the
+    // queue, and the TERM comes after them.
+    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGTERM] {
         // SAFETY: as above.
         unsafe { libc::kill(libc::getpid(), signal) };
     }

@@ -324,6 +324,8 @@ fn help_documents_every_option_and_the_config_format() {
         "gid",
         "linelimit",
         "HUP",
+        "QUIT",
+        "USR1",
         "json",
         "stderr",
     ] {
@@ -732,6 +734,85 @@ fn sigkill_to_procmon_ends_a_child_running_as_another_user() {
     );
 }
 
+/// A child that starts a grandchild, says its pid, then ticks for ever.
+const TICKING_TREE: &str =
+    "sleep 1000 & echo \"grandchild $!\"; while :; do echo tick; sleep 0.05; done";
+
+/// How many ticks of `TICKING_TREE` procmon has printed.
+fn ticks(out: &str) -> usize {
+    out.matches("] tick\n").count()
+}
+
+/// `kill -USR1` is what logrotate's `postrotate` sends; USR2 and PIPE come
+/// by habit or by mistake. By default each kills a process, and procmon's
+/// grandchildren would then run on under init: procmon must survive them
+/// all and go on supervising.
+#[test]
+fn usr1_usr2_and_pipe_leave_procmon_supervising() {
+    let mut procmon = Procmon::start(&["--", "sh", "-c", TICKING_TREE]);
+    procmon.out_until("grandchild pid", |t| {
+        t.contains("grandchild ") && ticks(t) > 0
+    });
+    let grandchild = numbers_after(&procmon.out.text(), "grandchild ")[0];
+    procmon.extra_pids.push(grandchild);
+    let mut pids = procmon.wait_spawned(1);
+    pids.push(grandchild);
+    for (signal, report) in [
+        (libc::SIGUSR1, Some("procmon: received USR1: ignored\n")),
+        (libc::SIGUSR2, Some("procmon: received USR2: ignored\n")),
+        (libc::SIGPIPE, None),
+    ] {
+        procmon.signal(signal);
+        if let Some(report) = report {
+            procmon.err_has(report);
+        }
+        // Lines written after the signal still arrive: still supervising.
+        let before = ticks(&procmon.out.text());
+        procmon.out_until("more ticks", |t| ticks(t) >= before + 2);
+        if let Some(status) = procmon.child.try_wait().unwrap() {
+            procmon.exited = Some(status);
+            procmon.fail(&format!("signal {signal} ended procmon: {status}"));
+        }
+    }
+    assert_eq!(procmon.spawned_pids().len(), 1, "the child was restarted");
+    assert!(pids.iter().all(|&p| is_alive(p)), "{pids:?}");
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    assert_eq!(
+        wait_all_dead(&pids, Duration::from_secs(10)),
+        Vec::<i32>::new()
+    );
+}
+
+/// QUIT (Ctrl-\\) would dump core by default and leave the grandchildren
+/// to init; procmon stops like on TERM instead.
+#[test]
+fn sigquit_stops_the_whole_tree_like_term() {
+    let mut procmon = Procmon::start(&["--", "sh", "-c", TREE]);
+    procmon.out_until("grandchild pid", |t| {
+        t.contains("grandchild ") && t.ends_with('\n')
+    });
+    let grandchild = numbers_after(&procmon.out.text(), "grandchild ")[0];
+    procmon.extra_pids.push(grandchild);
+    let mut pids = procmon.wait_spawned(1);
+    pids.push(grandchild);
+    procmon.signal(libc::SIGQUIT);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let err = procmon.err.text();
+    assert!(
+        err.contains("procmon: received QUIT: stopping all processes\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("procmon: all processes stopped, exiting"),
+        "{err}"
+    );
+    assert_eq!(
+        wait_all_dead(&pids, Duration::from_secs(10)),
+        Vec::<i32>::new()
+    );
+}
+
 #[test]
 fn sighup_restarts_every_process() {
     let procmon = Procmon::start(&["-m", "0.1", "--", "sh", "-c", "echo up; exec sleep 1000"]);
@@ -952,6 +1033,36 @@ fn json_format_gives_one_object_per_line() {
     assert!(matches!(events[0].get("pid"), Some(Value::Num(_))), "{err}");
     for kind in ["received_signal", "signalled", "exited", "stopped"] {
         assert!(kinds.contains(&kind), "no {kind}: {err}");
+    }
+}
+
+#[test]
+fn usr1_and_usr2_are_reported_in_json() {
+    let mut procmon = Procmon::start(&[
+        "--log-format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "echo up; exec sleep 1000",
+    ]);
+    procmon.out_has("\"line\":\"up\"");
+    for signal in [libc::SIGUSR1, libc::SIGUSR2] {
+        procmon.signal(signal);
+        let name = if signal == libc::SIGUSR1 {
+            "USR1"
+        } else {
+            "USR2"
+        };
+        procmon.err_has(&format!(
+            "{{\"event\":\"received_signal\",\"signal\":\"{name}\",\"action\":\"ignore\"}}\n"
+        ));
+    }
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+    for line in err.lines() {
+        assert!(parse_json(line).is_some(), "not JSON: {line}");
     }
 }
 
