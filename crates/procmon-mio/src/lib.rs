@@ -4,7 +4,8 @@
 //! thread with one [`mio::Poll`]:
 //!
 //! - **Spawning** uses `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, the way
-//!   glibc's `posix_spawn` does, with every C string prepared beforehand. Each
+//!   glibc's `posix_spawn` does, with every C string prepared beforehand
+//!   (argv and environment once per definition, reused by its restarts). Each
 //!   child gets its own session and process group, `/dev/null` as stdin, two
 //!   pipes for stdout and stderr, default signal dispositions and an empty
 //!   mask, and `PR_SET_PDEATHSIG(SIGKILL)`. With a uid or gid, a monitor
@@ -538,6 +539,12 @@ impl Supervisor {
         let now = self.clock.now();
         let result = f(&mut self.monitor, now);
         self.drain(now, observer);
+        // Forget what was built for definitions that are gone, so the cache
+        // is no bigger than the monitor's table. (A key reused in between is
+        // safe: a spawn compares the definition before reusing anything.)
+        let monitor = &self.monitor;
+        self.spawner
+            .forget_prepared(|process| monitor.spec(process).is_some());
         result
     }
 
@@ -817,7 +824,7 @@ impl Supervisor {
             .expect("keys in drained commands stay valid until the next mutating call");
         let spawned = self
             .spawner
-            .spawn(spec)
+            .spawn(process, spec)
             .and_then(|spawned| self.register(process, instance, spawned));
         match spawned {
             Ok(pid) => observer.notice(Notice::Spawned {

@@ -609,6 +609,40 @@ fn escapees_holding_pipes_do_not_pile_up() {
     run.quiesce();
 }
 
+/// A definition with 50,000 environment entries, restarted 100 times (20
+/// with `PROCMON_QUICK_TESTS=1`) as fast as its backoff allows. Building
+/// the environment took a scan of every entry for each entry, at every
+/// spawn, on the event loop: seconds per restart at this size (about 10 s in
+/// a debug build), so the old code could not meet the deadline. Now it is
+/// built once per definition; the last run of `env` shows every entry came.
+fn huge_environment_restarts_quickly() {
+    const ENTRIES: usize = 50_000;
+    let restarts = if quick() { 20 } else { 100 };
+    let mut run = Run::new(settings(1_000, 1, 1)).with_deadline(DEADLINE);
+    run.record_output = false;
+    let mut spec = ProcessSpec::new(["true"]).with_clear_env(true);
+    for i in 0..ENTRIES {
+        spec = spec.with_env(format!("E{i}"), "x");
+    }
+    run.add("huge", spec.clone());
+    run.start();
+    run.until_exits(restarts);
+    run.call(|m, now| m.remove(now, "huge").expect("added"));
+    spec.argv = vec![b"env".to_vec()];
+    run.add("printer", spec);
+    run.until(&format!("{ENTRIES} lines of env"), |r| {
+        r.stats.pieces[Stream::Stdout as usize] >= ENTRIES as u64
+    });
+    // `E0=x` to `E49999=x`, each once: the digits of 0..ENTRIES plus `E=x`.
+    let digits: u64 = (0..ENTRIES).map(|i| i.to_string().len() as u64).sum();
+    assert_eq!(
+        run.stats.bytes[Stream::Stdout as usize],
+        digits + 3 * ENTRIES as u64
+    );
+    run.stop();
+    run.quiesce();
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("flood_without_newline", flood_without_newline),
@@ -638,6 +672,10 @@ fn main() {
             escapees_holding_pipes_do_not_pile_up,
         ),
         ("thousand_added_and_removed", thousand_added_and_removed),
+        (
+            "huge_environment_restarts_quickly",
+            huge_environment_restarts_quickly,
+        ),
     ];
     common::run_tests(tests);
 }

@@ -447,6 +447,69 @@ fn environment_and_working_directory() {
     run.quiesce();
 }
 
+/// The environment a child gets, exactly, as bytes: the monitor's own in
+/// its order, less the keys the definition sets; then the definition's
+/// entries, a key given twice taking its last value, in the place of its
+/// last entry. This is the rule the driver had before it built each
+/// definition's environment once; the test holds it to that rule.
+fn environment_is_exactly_the_monitors_plus_the_definitions() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let overridden = std::env::vars_os()
+        .next()
+        .map(|(key, _)| key.as_bytes().to_vec())
+        .expect("the test runs with some environment");
+    let spec = ProcessSpec::new(["/usr/bin/env"])
+        .with_env("PROCMON_A", "1")
+        .with_env("PROCMON_B", "2")
+        .with_env(overridden.clone(), "mine")
+        .with_env("PROCMON_A", "3");
+    run.add("env", spec.clone());
+    run.add("clear", spec.with_clear_env(true));
+    run.start();
+    run.until_exits(2);
+    let definitions: Vec<Vec<u8>> = vec![
+        b"PROCMON_B=2".to_vec(),
+        [overridden.as_slice(), b"=mine"].concat(),
+        b"PROCMON_A=3".to_vec(),
+    ];
+    let mut expected: Vec<Vec<u8>> = std::env::vars_os()
+        .filter(|(key, _)| key.as_bytes() != overridden)
+        .map(|(key, value)| [key.as_bytes(), b"=", value.as_bytes()].concat())
+        .collect();
+    expected.extend(definitions.iter().cloned());
+    assert_eq!(run.lines("env", Stream::Stdout), expected);
+    assert_eq!(run.lines("clear", Stream::Stdout), definitions);
+    run.stop();
+    run.quiesce();
+}
+
+/// The driver builds a definition's environment once and reuses it for
+/// restarts; a name removed and added again with another environment (which
+/// the monitor may give the same key) must get the new one, never the old.
+fn a_redefined_process_gets_its_new_environment() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let spec = |value: &str| {
+        ProcessSpec::new(["/usr/bin/env"])
+            .with_clear_env(true)
+            .with_env("V", value)
+    };
+    run.add("env", spec("old"));
+    run.start();
+    run.until_exits(1);
+    // With its restart 60 s away, the removed entry is freed at once and
+    // today's monitor hands its key to the next add.
+    run.call(|m, now| m.remove(now, "env").expect("added"));
+    run.add("env", spec("new"));
+    run.until_exits(2);
+    assert_eq!(
+        run.lines("env", Stream::Stdout),
+        [b"V=old".to_vec(), b"V=new".to_vec()]
+    );
+    run.stop();
+    run.quiesce();
+}
+
 fn uid_and_gid_are_set() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -732,6 +795,14 @@ fn main() {
         (
             "environment_and_working_directory",
             environment_and_working_directory,
+        ),
+        (
+            "environment_is_exactly_the_monitors_plus_the_definitions",
+            environment_is_exactly_the_monitors_plus_the_definitions,
+        ),
+        (
+            "a_redefined_process_gets_its_new_environment",
+            a_redefined_process_gets_its_new_environment,
         ),
         ("uid_and_gid_are_set", uid_and_gid_are_set),
         (

@@ -839,6 +839,37 @@ fn invalid_utf8_is_escaped() {
     procmon.out_has("] caf\\xe9 ok\n");
 }
 
+/// Two processes with 30,000 environment entries each, in one config file:
+/// it loads, the one that exits at once restarts every millisecond, the
+/// other sees its first and last entries, and TERM ends it all promptly.
+/// Building each environment took a scan per entry at every spawn, on the
+/// event loop (seconds per restart in a debug build): the old code could
+/// not restart thirty times, nor hear the TERM, within the patience.
+#[test]
+fn a_huge_environment_restarts_quickly_and_stops_on_term() {
+    const ENTRIES: usize = 30_000;
+    let env: String = (0..ENTRIES).map(|i| format!("E{i} = \"x\"\n")).collect();
+    let dir = TempDir::new();
+    let config = dir.write(
+        "huge.toml",
+        &format!(
+            "threshold = 60\nminrestartdelay = 0.001\nmaxrestartdelay = 0.001\n\
+             [[process]]\nname = \"restarter\"\nargv = [\"true\"]\n[process.env]\n{env}\
+             [[process]]\nname = \"printer\"\n\
+             argv = [\"sh\", \"-c\", \"echo \\\"first $E0 last $E{last}\\\"; exec sleep 1000\"]\n\
+             [process.env]\n{env}",
+            last = ENTRIES - 1
+        ),
+    );
+    let mut procmon = Procmon::start(&["--config", config.to_str().unwrap()]);
+    procmon.out_has("[printer] first x last x\n");
+    procmon.err_until("30 restarts", |t| {
+        t.matches("[restarter] spawned pid").count() >= 30
+    });
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+}
+
 #[test]
 fn hundred_thousand_lines_arrive_in_order_with_the_partial_last_one() {
     let script = "seq 1 100000; printf partial";
