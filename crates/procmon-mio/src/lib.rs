@@ -40,7 +40,9 @@
 //!   carry is split into lines here and reported under the same name; only
 //!   the last four reaped instances of a process keep theirs, after which the
 //!   oldest's are closed ([`Notice::OutputClosed`]), so escapees cannot make
-//!   the monitor's descriptors grow without end.
+//!   the monitor's descriptors grow without end. A reaped child's pipe with
+//!   no writer left (its group killed, no escapee) is read to EOF even while
+//!   output is paused, so unread bytes never pass for an escapee.
 //! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
 //!   until the earliest deadline or an event, with no periodic wake-up.
 //!
@@ -290,7 +292,8 @@ pub trait Observer {
     /// are left unread (as with [`Supervisor::pause_output`]), so children
     /// block on their full pipes instead of output piling up in the
     /// observer, and a later turn reads them once the answer is yes again.
-    /// The drain of an exiting child's pipes does not ask.
+    /// The drain of an exiting child's pipes does not ask, nor does the
+    /// read of a reaped child's pipe that no process can write to any more.
     fn accepts_output(&mut self) -> bool {
         true
     }
@@ -657,8 +660,9 @@ impl Supervisor {
     /// block on their full pipes, as they would on a plain pipe to a slow
     /// reader; everything else (exits, timers, signals) goes on. An exiting
     /// child's pipes are still drained, so its last lines come before its
-    /// exit. Resuming reads every pipe that became ready meanwhile on the
-    /// next turn.
+    /// exit, and once its group is killed, pipes nobody can write to any
+    /// more are read to EOF and closed. Resuming reads every pipe that
+    /// became ready meanwhile on the next turn.
     pub fn pause_output(&mut self, paused: bool) {
         self.output_paused = paused;
         if !paused {
@@ -955,9 +959,6 @@ impl Supervisor {
         drop(live);
         self.by_instance.remove(&instance);
         self.free_if_done(slot);
-        if self.children[slot].is_some() {
-            self.linger(slot, observer);
-        }
 
         let now = self.clock.now();
         self.exiting = Some((instance, pid));
@@ -966,6 +967,20 @@ impl Supervisor {
         self.exiting = None;
         // Its group's members we just killed were re-parented to us.
         self.reap_orphans();
+        // Unless a process that left the group holds them, its pipes now have
+        // no writers, or soon will (their hang-up then wakes us): what they
+        // still hold is read now, paused or not (see `read_pipe_unless_held`).
+        // Only pipes still held open after that wait for escapees. (The slot
+        // may have been freed above and taken by a restart, which is live.)
+        let reaped = |c: &Option<Child>| c.as_ref().is_some_and(|c| c.live.is_none());
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if reaped(&self.children[slot]) {
+                self.read_pipe(slot, stream, observer);
+            }
+        }
+        if reaped(&self.children[slot]) {
+            self.linger(slot, observer);
+        }
     }
 
     /// Reads one pipe of `slot` until `WouldBlock` or EOF, or at most
@@ -984,13 +999,32 @@ impl Supervisor {
     /// read, so that one turn cannot read much past what the observer can
     /// take) whether output is paused or the observer refuses it, and then
     /// only notes the pipe for later.
+    ///
+    /// A reaped child's pipe that nobody can write to any more is never held:
+    /// what it holds is bounded (a pipe's capacity) and is the child's last
+    /// words, like the drain at its exit. Held, it would never reach EOF and
+    /// would look like a pipe kept open by escapees, keeping its
+    /// descriptors and slot until evicted as one.
     fn read_pipe_unless_held(
         &mut self,
         slot: usize,
         stream: Stream,
         observer: &mut impl Observer,
-        may_hold: bool,
+        mut may_hold: bool,
     ) {
+        if may_hold {
+            let abandoned = self
+                .children
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .is_some_and(|c| {
+                    c.live.is_none()
+                        && c.pipe(stream)
+                            .as_ref()
+                            .is_some_and(|p| !sys::pipe_has_writers(p.receiver.as_raw_fd()))
+                });
+            may_hold = !abandoned;
+        }
         for _ in 0..READS_PER_PIPE {
             if may_hold && (self.output_paused || !observer.accepts_output()) {
                 if !self.paused_pipes.contains(&(slot, stream)) {
@@ -1115,17 +1149,22 @@ impl Supervisor {
             .expect("lingering slots are occupied")
             .pid;
         // What is in the pipes is read first; closing the second pipe frees
-        // the slot and takes it off the list.
+        // the slot and takes it off the list. A pipe that reaches EOF while
+        // read was not held open by anyone: no notice for it.
+        let mut forced = false;
         for stream in [Stream::Stdout, Stream::Stderr] {
             self.read_pipe_now(oldest, stream, observer);
             let open = self.children[oldest]
                 .as_mut()
                 .is_some_and(|c| c.pipe(stream).is_some());
             if open {
+                forced = true;
                 self.close_pipe(oldest, stream, observer);
             }
         }
-        observer.notice(Notice::OutputClosed { name: &name, pid });
+        if forced {
+            observer.notice(Notice::OutputClosed { name: &name, pid });
+        }
     }
 
     /// Drains the signalfd; returns whether SIGCHLD arrived.

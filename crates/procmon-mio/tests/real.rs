@@ -109,6 +109,48 @@ fn paused_output_holds_children_back_and_loses_nothing() {
     run.quiesce();
 }
 
+/// Descriptors this process has open.
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+        // The directory's own descriptor, open while it is listed.
+        - 1
+}
+
+/// A child whose group floods its pipes (`yes &`) and which exits after a
+/// moment, restarted again and again while output is paused (procmon's
+/// stdout congested). At each exit its group is killed, so nothing holds
+/// its pipes any more; they are merely unread. They used to be kept for
+/// escapees all the same: four instances' pipes held open, and each further
+/// exit closed the oldest with a false "still held open by processes that
+/// left its group".
+fn paused_output_does_not_take_a_killed_group_for_escapees() {
+    let mut run = Run::new(settings(10_000, 1, 1));
+    run.record_output = false;
+    let baseline = fd_count();
+    run.supervisor().pause_output(true);
+    run.add("flood", sh("yes 'some log line' & sleep 0.2; exit 0"));
+    run.start();
+    run.until_exits(8);
+    // The live instance's pipes and pidfd, and those of an exited one whose
+    // killed group was still dying: nothing else, however many exits.
+    run.until("the pipes of killed groups closed while paused", |_| {
+        fd_count() <= baseline + 3
+    });
+    run.stop();
+    run.quiesce();
+    run.until("every descriptor back while paused", |_| {
+        fd_count() == baseline
+    });
+    assert_eq!(
+        run.count(|s| matches!(s, Seen::OutputClosed(..))),
+        0,
+        "{:#?}",
+        run.seen
+    );
+}
+
 fn backoff_grows_on_instant_deaths() {
     let mut run = Run::new(settings(10_000, 20, 320));
     run.add("flap", sh("exit 1"));
@@ -746,6 +788,10 @@ fn main() {
         (
             "paused_output_holds_children_back_and_loses_nothing",
             paused_output_holds_children_back_and_loses_nothing,
+        ),
+        (
+            "paused_output_does_not_take_a_killed_group_for_escapees",
+            paused_output_does_not_take_a_killed_group_for_escapees,
         ),
         (
             "backoff_grows_on_instant_deaths",

@@ -577,6 +577,38 @@ fn a_late_reader_loses_nothing_from_many_chatty_children() {
 
 /// A stdout left non-blocking by whoever started procmon returns EAGAIN
 /// when its pipe is full: that is a reason to wait, not to stop everything.
+/// With procmon's stdout not read, a child whose group floods (`yes &`)
+/// exits and restarts again and again. Its group is killed at each exit,
+/// so nothing holds its pipes: procmon must not report them "still held
+/// open by processes that left its group", as it did when their unread
+/// bytes kept them from EOF.
+#[test]
+fn a_congested_stdout_does_not_make_children_look_like_escapees() {
+    let (unread, stdout) = std::io::pipe().expect("a pipe");
+    let mut procmon = Procmon::spawn_with_stdout(
+        &[
+            "-m",
+            "0.01",
+            "-M",
+            "0.01",
+            "--",
+            "sh",
+            "-c",
+            "yes 'some log line' & sleep 0.2; exit 0",
+        ],
+        Stdio::from(stdout),
+    );
+    // More exits than the four instances whose pipes may wait for escapees.
+    procmon.err_until("eight exits", |t| {
+        t.matches("exited with code 0").count() >= 8
+    });
+    procmon.signal(libc::SIGTERM);
+    assert!(procmon.wait().success());
+    let err = procmon.err.text();
+    assert!(!err.contains("closing the output"), "{err}");
+    drop(unread);
+}
+
 #[test]
 fn a_full_non_blocking_stdout_is_waited_for() {
     let (reader, stdout) = std::io::pipe().expect("a pipe");
