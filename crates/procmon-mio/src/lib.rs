@@ -8,10 +8,12 @@
 //!   (argv and environment once per definition, reused by its restarts). Each
 //!   child gets its own session and process group, `/dev/null` as stdin, two
 //!   pipes for stdout and stderr, default signal dispositions and an empty
-//!   mask, and `PR_SET_PDEATHSIG(SIGKILL)`. With a uid or gid, a monitor
-//!   running as root first drops every supplementary group, then sets the
-//!   gid and the uid: the child has exactly those, not the user's other
-//!   groups (no `initgroups`). A failure anywhere between `clone`
+//!   mask, and `PR_SET_PDEATHSIG(SIGKILL)` (which the kernel clears again
+//!   if the child execs a set-user-ID program or changes its effective ids
+//!   itself: such a child outlives a SIGKILLed monitor). With a uid or gid,
+//!   a monitor running as root first drops every supplementary group, then
+//!   sets the gid and the uid: the child has exactly those, not the user's
+//!   other groups (no `initgroups`). A failure anywhere between `clone`
 //!   and `execve` (no such program, bad `cwd`, refused uid) comes back to the
 //!   core as [`Input::SpawnFailed`] with its `errno`. A file the kernel
 //!   cannot execute (a script without `#!`) fails with `ENOEXEC`: unlike

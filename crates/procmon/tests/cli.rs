@@ -845,6 +845,77 @@ fn sigquit_stops_the_whole_tree_like_term() {
     );
 }
 
+/// A KNOWN LIMIT, asserted so that `docs/reliability.md` stays true: the
+/// kernel clears a process's parent-death signal when it execs a set-user-ID
+/// or set-group-ID program (prctl(2)), so such a child outlives a SIGKILLed
+/// procmon, while a plain child beside it dies. Needs root, to make a
+/// set-user-ID copy of `sleep` owned by nobody, and a temp dir that honours
+/// set-user-ID bits; says `skipped` otherwise. Should procmon ever close the
+/// gap, this test fails and the limit's paragraph must go with it.
+#[test]
+fn known_limit_a_child_that_execs_a_setuid_program_outlives_a_sigkilled_procmon() {
+    let name = "known_limit_a_child_that_execs_a_setuid_program_outlives_a_sigkilled_procmon";
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped {name}: needs root");
+        return;
+    }
+    let dir = TempDir::new();
+    let setuid_sleep = dir.path("setuid-sleep");
+    let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("a sleep program");
+    std::fs::copy(sleep, &setuid_sleep).unwrap();
+    std::os::unix::fs::chown(&setuid_sleep, Some(65534), Some(65534)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&setuid_sleep, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let config = dir.write(
+        "setuid.toml",
+        &format!(
+            "[[process]]\nname = \"plain\"\nargv = [\"sleep\", \"1000\"]\n\
+             [[process]]\nname = \"setuid\"\nargv = [\"{}\", \"1000\"]\n",
+            setuid_sleep.display()
+        ),
+    );
+    let mut procmon = Procmon::start(&["--config", config.to_str().unwrap()]);
+    let err = procmon.err_until("both spawned", |t| {
+        t.contains("[plain] spawned pid ") && t.contains("[setuid] spawned pid ")
+    });
+    let plain = numbers_after(&err, "[plain] spawned pid ")[0];
+    let setuid = numbers_after(&err, "[setuid] spawned pid ")[0];
+    // The exec has happened once the effective uid is nobody's.
+    let deadline = Instant::now() + PATIENCE;
+    let effective_uid = || {
+        let status = std::fs::read_to_string(format!("/proc/{setuid}/status")).ok()?;
+        let uids = status.lines().find(|l| l.starts_with("Uid:"))?;
+        uids.split_whitespace().nth(2)?.parse::<u32>().ok()
+    };
+    while effective_uid() != Some(65534) {
+        if Instant::now() >= deadline {
+            eprintln!("skipped {name}: the set-user-ID bit had no effect (a nosuid mount?)");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    procmon.signal(libc::SIGKILL);
+    procmon.wait();
+    // The plain child dies by its parent-death signal...
+    assert_eq!(
+        wait_all_dead(&[plain], Duration::from_secs(10)),
+        Vec::<i32>::new()
+    );
+    // ...the set-user-ID one lost it at its exec and runs on.
+    std::thread::sleep(Duration::from_millis(500));
+    let survived = is_alive(setuid);
+    // SAFETY: plain syscall on a pid this test learned of just now; we are root.
+    unsafe { libc::kill(setuid, libc::SIGKILL) };
+    assert!(
+        survived,
+        "the set-user-ID child died with procmon: the known limit is gone, update docs/reliability.md"
+    );
+}
+
 #[test]
 fn sighup_restarts_every_process() {
     let procmon = Procmon::start(&["-m", "0.1", "--", "sh", "-c", "echo up; exec sleep 1000"]);
