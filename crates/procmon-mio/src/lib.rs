@@ -974,13 +974,18 @@ impl Supervisor {
         // still hold is read now, paused or not (see `read_pipe_unless_held`).
         // Only pipes still held open after that wait for escapees. (The slot
         // may have been freed above and taken by a restart, which is live.)
-        let reaped = |c: &Option<Child>| c.as_ref().is_some_and(|c| c.live.is_none());
         for stream in [Stream::Stdout, Stream::Stderr] {
-            if reaped(&self.children[slot]) {
+            let open = self.children[slot]
+                .as_mut()
+                .is_some_and(|c| c.live.is_none() && c.pipe(stream).is_some());
+            if open {
                 self.read_pipe(slot, stream, observer);
             }
         }
-        if reaped(&self.children[slot]) {
+        if self.children[slot]
+            .as_ref()
+            .is_some_and(|c| c.live.is_none())
+        {
             self.linger(slot, observer);
         }
     }

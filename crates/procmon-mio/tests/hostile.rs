@@ -540,6 +540,32 @@ fn spawn_failures_from_descriptor_limit() {
 
 /// Fault 8: a thousand `sleep`s added and removed repeatedly: descriptors and
 /// children return to the baseline and nothing is left.
+/// The other side of `real.rs`
+/// `paused_output_does_not_take_a_killed_group_for_escapees`: with output
+/// paused, pipes that escapees really hold are still told apart from unread
+/// ones, kept for the last four instances and closed with a report after.
+fn escapees_holding_pipes_are_told_apart_while_output_is_paused() {
+    let before = fd_count();
+    let mut run = Run::new(settings(10_000, 10, 10)).with_deadline(DEADLINE);
+    run.supervisor().pause_output(true);
+    // As in `escapees_holding_pipes_do_not_pile_up`.
+    run.add(
+        "forker",
+        sh("d=$(mktemp -d) && mkfifo $d/f && \
+            { setsid sh -c \"echo > $d/f; exec sleep 1000\" & } && \
+            read x < $d/f; rm -r $d; echo started"),
+    );
+    run.start();
+    run.until_exits(8);
+    let closed = run.count(|s| matches!(s, Seen::OutputClosed(..)));
+    let exited = run.count(|s| matches!(s, Seen::Exited(..)));
+    assert!(closed + 4 >= exited, "{closed} closed after {exited} exits");
+    let held = fd_count() - before;
+    assert!(held <= 4 * 2 + 3 + 2, "{held} descriptors held");
+    run.stop();
+    run.quiesce();
+}
+
 fn thousand_added_and_removed() {
     const N: usize = 1000;
     let rounds = 3;
@@ -670,6 +696,10 @@ fn main() {
         (
             "escapees_holding_pipes_do_not_pile_up",
             escapees_holding_pipes_do_not_pile_up,
+        ),
+        (
+            "escapees_holding_pipes_are_told_apart_while_output_is_paused",
+            escapees_holding_pipes_are_told_apart_while_output_is_paused,
         ),
         ("thousand_added_and_removed", thousand_added_and_removed),
         (
