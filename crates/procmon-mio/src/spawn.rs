@@ -89,8 +89,9 @@ impl Spawner {
     /// is then already reaped.
     ///
     /// The program is looked up on `PATH` at every spawn (it may be installed
-    /// later); argv, environment and `cwd` are built at the first spawn of a
-    /// definition and reused while `process` names an equal one. The
+    /// later); argv, environment (with the monitor's own environment as it is
+    /// then) and `cwd` are built at the first spawn of a definition and
+    /// reused while `process` names an equal one. The
     /// comparison, not the key alone, decides: a key freed by `remove` is
     /// given to the next `add`, whose definition may differ.
     pub(crate) fn spawn(&mut self, process: ProcessKey, spec: &ProcessSpec) -> io::Result<Spawned> {

@@ -30,7 +30,8 @@ use procmon_core::{ExitStatus, ProcessSpec, Signal, Stream};
 /// of seconds in a debug build.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// `PROCMON_QUICK_TESTS=1`: shrink the two heavy tests (see above).
+/// `PROCMON_QUICK_TESTS=1`: shrink the two heavy tests (see above) and the
+/// restarts of `huge_environment_restarts_quickly`.
 fn quick() -> bool {
     std::env::var_os("PROCMON_QUICK_TESTS").is_some_and(|v| v == "1")
 }
