@@ -4,13 +4,16 @@
 //! thread with one [`mio::Poll`]:
 //!
 //! - **Spawning** uses `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, the way
-//!   glibc's `posix_spawn` does, with every C string prepared beforehand. Each
+//!   glibc's `posix_spawn` does, with every C string prepared beforehand
+//!   (argv and environment once per definition, reused by its restarts). Each
 //!   child gets its own session and process group, `/dev/null` as stdin, two
 //!   pipes for stdout and stderr, default signal dispositions and an empty
-//!   mask, and `PR_SET_PDEATHSIG(SIGKILL)`. With a uid or gid, a monitor
-//!   running as root first drops every supplementary group, then sets the
-//!   gid and the uid: the child has exactly those, not the user's other
-//!   groups (no `initgroups`). A failure anywhere between `clone`
+//!   mask, and `PR_SET_PDEATHSIG(SIGKILL)` (which the kernel clears again
+//!   if the child execs a set-user-ID program or changes its effective ids
+//!   itself: such a child outlives a SIGKILLed monitor). With a uid or gid,
+//!   a monitor running as root first drops every supplementary group, then
+//!   sets the gid and the uid: the child has exactly those, not the user's
+//!   other groups (no `initgroups`). A failure anywhere between `clone`
 //!   and `execve` (no such program, bad `cwd`, refused uid) comes back to the
 //!   core as [`Input::SpawnFailed`] with its `errno`. A file the kernel
 //!   cannot execute (a script without `#!`) fails with `ENOEXEC`: unlike
@@ -39,7 +42,9 @@
 //!   carry is split into lines here and reported under the same name; only
 //!   the last four reaped instances of a process keep theirs, after which the
 //!   oldest's are closed ([`Notice::OutputClosed`]), so escapees cannot make
-//!   the monitor's descriptors grow without end.
+//!   the monitor's descriptors grow without end. A reaped child's pipe with
+//!   no writer left (its group killed, no escapee) is read to EOF even while
+//!   output is paused, so unread bytes never pass for an escapee.
 //! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
 //!   until the earliest deadline or an event, with no periodic wake-up.
 //!
@@ -55,7 +60,8 @@
 //! clears `SA_NOCLDWAIT`), without which the kernel would reap children
 //! itself and their statuses would be lost. It makes the process a child
 //! subreaper and blocks SIGCHLD (and, with [`Options::catch_signals`],
-//! SIGTERM, SIGINT and SIGHUP) in the creating thread. Signals are read from a signalfd, so for them to
+//! SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2) in the creating
+//! thread. Signals are read from a signalfd, so for them to
 //! reach it the other threads of the program should block them too (create
 //! the supervisor before starting other threads: new threads inherit the
 //! mask). The orphan reaper reaps any exited child not tracked by a
@@ -132,15 +138,30 @@ const SIGNALS: Token = Token(usize::MAX);
 /// At most this many caught signals wait to be returned from [`Supervisor::turn`].
 /// When they are all waiting, one more of a kind already waiting adds
 /// nothing, and one of a new kind takes the place of a repeat, so a storm
-/// of HUPs cannot crowd out a TERM.
+/// of HUPs or USR1s cannot crowd out a TERM.
 const CAUGHT_CAPACITY: usize = 8;
 
-/// The signals [`Options::catch_signals`] catches.
-const CAUGHT_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// The signals [`Options::catch_signals`] catches: every signal a person or
+/// a tool commonly sends to a daemon (`kill -USR1` is what logrotate's
+/// `postrotate` sends), each of which would otherwise end the program by
+/// default and leave its children's descendants to init.
+const CAUGHT_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+// A full queue must hold a repeat of some kind, so that a new kind can take
+// its place: more places than kinds.
+const _: () = assert!(CAUGHT_CAPACITY > CAUGHT_SIGNALS.len());
 
 /// Blocks the signals that [`Options::catch_signals`] catches (TERM, INT,
-/// HUP) in the calling thread now, before there is a [`Supervisor`] to catch
-/// them, so that one arriving in between waits for it instead of being lost.
+/// HUP, QUIT, USR1, USR2) in the calling thread now, before there is a
+/// [`Supervisor`] to catch them, so that one arriving in between waits for
+/// it instead of being lost or killing the program.
 ///
 /// Call it first thing in `main` of a program that will catch signals: until
 /// then a TERM kills the program with default handling, and a PID 1 of a
@@ -156,9 +177,9 @@ pub fn hold_caught_signals() -> io::Result<()> {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Options {
-    /// Block SIGTERM, SIGINT and SIGHUP in the creating thread and report them
-    /// from [`Supervisor::turn`] (through a signalfd), as the procmon CLI needs.
-    /// Default: off.
+    /// Block SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 in the
+    /// creating thread and report them from [`Supervisor::turn`] (through a
+    /// signalfd), as the procmon CLI needs. Default: off.
     pub catch_signals: bool,
     /// Become a child subreaper and reap every exited child that no
     /// supervisor tracks, so that orphaned grandchildren never linger as
@@ -297,7 +318,8 @@ pub trait Observer {
     /// are left unread (as with [`Supervisor::pause_output`]), so children
     /// block on their full pipes instead of output piling up in the
     /// observer, and a later turn reads them once the answer is yes again.
-    /// The drain of an exiting child's pipes does not ask.
+    /// The drain of an exiting child's pipes does not ask, nor does the
+    /// read of a reaped child's pipe that no process can write to any more.
     fn accepts_output(&mut self) -> bool {
         true
     }
@@ -318,6 +340,26 @@ pub enum CaughtSignal {
     Interrupt,
     /// SIGHUP.
     Hangup,
+    /// SIGQUIT (`Ctrl-\`).
+    Quit,
+    /// SIGUSR1 (logrotate's `postrotate` sends it to have log files reopened).
+    User1,
+    /// SIGUSR2.
+    User2,
+}
+
+impl CaughtSignal {
+    /// The signal's name without `SIG`, as `kill -l` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaughtSignal::Terminate => "TERM",
+            CaughtSignal::Interrupt => "INT",
+            CaughtSignal::Hangup => "HUP",
+            CaughtSignal::Quit => "QUIT",
+            CaughtSignal::User1 => "USR1",
+            CaughtSignal::User2 => "USR2",
+        }
+    }
 }
 
 /// Runs a [`Monitor`] against real processes: the world of the drain contract.
@@ -526,6 +568,12 @@ impl Supervisor {
         let now = self.clock.now();
         let result = f(&mut self.monitor, now);
         self.drain(now, observer);
+        // Forget what was built for definitions that are gone, so the cache
+        // is no bigger than the monitor's table. (A key reused in between is
+        // safe: a spawn compares the definition before reusing anything.)
+        let monitor = &self.monitor;
+        self.spawner
+            .forget_prepared(|process| monitor.spec(process).is_some());
         result
     }
 
@@ -638,8 +686,9 @@ impl Supervisor {
     /// block on their full pipes, as they would on a plain pipe to a slow
     /// reader; everything else (exits, timers, signals) goes on. An exiting
     /// child's pipes are still drained, so its last lines come before its
-    /// exit. Resuming reads every pipe that became ready meanwhile on the
-    /// next turn.
+    /// exit, and once its group is killed, pipes nobody can write to any
+    /// more are read to EOF and closed. Resuming reads every pipe that
+    /// became ready meanwhile on the next turn.
     pub fn pause_output(&mut self, paused: bool) {
         self.output_paused = paused;
         if !paused {
@@ -820,7 +869,7 @@ impl Supervisor {
             .expect("keys in drained commands stay valid until the next mutating call");
         let spawned = self
             .spawner
-            .spawn(spec)
+            .spawn(process, spec)
             .and_then(|spawned| self.register(process, instance, spawned));
         match spawned {
             Ok(pid) => observer.notice(Notice::Spawned {
@@ -951,9 +1000,6 @@ impl Supervisor {
         drop(live);
         self.by_instance.remove(&instance);
         self.free_if_done(slot);
-        if self.children[slot].is_some() {
-            self.linger(slot, observer);
-        }
 
         let now = self.clock.now();
         self.exiting = Some((instance, pid));
@@ -962,6 +1008,25 @@ impl Supervisor {
         self.exiting = None;
         // Its group's members we just killed were re-parented to us.
         self.reap_orphans();
+        // Unless a process that left the group holds them, its pipes now have
+        // no writers, or soon will (their hang-up then wakes us): what they
+        // still hold is read now, paused or not (see `read_pipe_unless_held`).
+        // Only pipes still held open after that wait for escapees. (The slot
+        // may have been freed above and taken by a restart, which is live.)
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let open = self.children[slot]
+                .as_mut()
+                .is_some_and(|c| c.live.is_none() && c.pipe(stream).is_some());
+            if open {
+                self.read_pipe(slot, stream, observer);
+            }
+        }
+        if self.children[slot]
+            .as_ref()
+            .is_some_and(|c| c.live.is_none())
+        {
+            self.linger(slot, observer);
+        }
     }
 
     /// Reads one pipe of `slot` until `WouldBlock` or EOF, or at most
@@ -980,13 +1045,32 @@ impl Supervisor {
     /// read, so that one turn cannot read much past what the observer can
     /// take) whether output is paused or the observer refuses it, and then
     /// only notes the pipe for later.
+    ///
+    /// A reaped child's pipe that nobody can write to any more is never held:
+    /// what it holds is bounded (a pipe's capacity) and is the child's last
+    /// words, like the drain at its exit. Held, it would never reach EOF and
+    /// would look like a pipe kept open by escapees, keeping its
+    /// descriptors and slot until evicted as one.
     fn read_pipe_unless_held(
         &mut self,
         slot: usize,
         stream: Stream,
         observer: &mut impl Observer,
-        may_hold: bool,
+        mut may_hold: bool,
     ) {
+        if may_hold {
+            let abandoned = self
+                .children
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .is_some_and(|c| {
+                    c.live.is_none()
+                        && c.pipe(stream)
+                            .as_ref()
+                            .is_some_and(|p| !sys::pipe_has_writers(p.receiver.as_raw_fd()))
+                });
+            may_hold = !abandoned;
+        }
         for _ in 0..READS_PER_PIPE {
             if may_hold && (self.output_paused || !observer.accepts_output()) {
                 if !self.paused_pipes.contains(&(slot, stream)) {
@@ -1111,17 +1195,22 @@ impl Supervisor {
             .expect("lingering slots are occupied")
             .pid;
         // What is in the pipes is read first; closing the second pipe frees
-        // the slot and takes it off the list.
+        // the slot and takes it off the list. A pipe that reaches EOF while
+        // read was not held open by anyone: no notice for it.
+        let mut forced = false;
         for stream in [Stream::Stdout, Stream::Stderr] {
             self.read_pipe_now(oldest, stream, observer);
             let open = self.children[oldest]
                 .as_mut()
                 .is_some_and(|c| c.pipe(stream).is_some());
             if open {
+                forced = true;
                 self.close_pipe(oldest, stream, observer);
             }
         }
-        observer.notice(Notice::OutputClosed { name: &name, pid });
+        if forced {
+            observer.notice(Notice::OutputClosed { name: &name, pid });
+        }
     }
 
     /// Drains the signalfd; returns whether SIGCHLD arrived.
@@ -1136,6 +1225,9 @@ impl Supervisor {
                 libc::SIGTERM => CaughtSignal::Terminate,
                 libc::SIGINT => CaughtSignal::Interrupt,
                 libc::SIGHUP => CaughtSignal::Hangup,
+                libc::SIGQUIT => CaughtSignal::Quit,
+                libc::SIGUSR1 => CaughtSignal::User1,
+                libc::SIGUSR2 => CaughtSignal::User2,
                 _ => continue,
             };
             if self.caught.len() == CAUGHT_CAPACITY {

@@ -25,6 +25,7 @@
 //!   broadcast the change to every thread in their (shared!) thread list,
 //!   which would change the parent's threads too.
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -32,7 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::ptr;
 use std::sync::OnceLock;
 
-use procmon_core::ProcessSpec;
+use procmon_core::{ProcessKey, ProcessSpec};
 
 use crate::sys::{self, cvt};
 
@@ -51,11 +52,16 @@ pub(crate) struct Spawned {
     pub(crate) stderr: OwnedFd,
 }
 
-/// Long-lived resources for spawning: the child stack and `/dev/null`.
+/// Long-lived resources for spawning: the child stack, `/dev/null`, and the
+/// C strings of each definition.
 #[derive(Debug)]
 pub(crate) struct Spawner {
     stack: Stack,
     dev_null: OwnedFd,
+    /// What each definition's spawns share, built at its first spawn: a
+    /// definition with a large environment would otherwise cost a copy of
+    /// every entry at every restart, on the event loop.
+    prepared: HashMap<ProcessKey, Prepared>,
     /// Only root may call `setgroups`; others keep their groups.
     is_root: bool,
     /// The descriptor limit the monitor started with, if [`raise_nofile_limit`]
@@ -68,6 +74,7 @@ impl Spawner {
         Ok(Spawner {
             stack: Stack::new(CHILD_STACK_BYTES)?,
             dev_null: sys::open_dev_null()?,
+            prepared: HashMap::new(),
             // SAFETY: geteuid cannot fail.
             is_root: unsafe { libc::geteuid() } == 0,
             // Once per process: a second supervisor would find the limit
@@ -76,11 +83,30 @@ impl Spawner {
         })
     }
 
-    /// Starts `spec`. An error is the reason the child could not start, be it
-    /// found before `clone` (no such program) or reported by the child
-    /// (`chdir`, `setuid`, `execve` failed); the child is then already reaped.
-    pub(crate) fn spawn(&mut self, spec: &ProcessSpec) -> io::Result<Spawned> {
-        let prepared = Prepared::new(spec)?;
+    /// Starts `spec`, the definition of `process`. An error is the reason the
+    /// child could not start, be it found before `clone` (no such program) or
+    /// reported by the child (`chdir`, `setuid`, `execve` failed); the child
+    /// is then already reaped.
+    ///
+    /// The program is looked up on `PATH` at every spawn (it may be installed
+    /// later); argv, environment (with the monitor's own environment as it is
+    /// then) and `cwd` are built at the first spawn of a definition and
+    /// reused while `process` names an equal one. The
+    /// comparison, not the key alone, decides: a key freed by `remove` is
+    /// given to the next `add`, whose definition may differ.
+    pub(crate) fn spawn(&mut self, process: ProcessKey, spec: &ProcessSpec) -> io::Result<Spawned> {
+        let program = spec
+            .argv
+            .first()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let path = resolve(program)?;
+        let prepared = match self.prepared.get(&process) {
+            Some(prepared) if prepared.spec == *spec => prepared,
+            _ => {
+                self.prepared.insert(process, Prepared::new(spec)?);
+                &self.prepared[&process]
+            }
+        };
         let (stdout_read, stdout_write) = sys::pipe()?;
         let (stderr_read, stderr_write) = sys::pipe()?;
         sys::set_nonblocking(&stdout_read)?;
@@ -89,7 +115,7 @@ impl Spawner {
         let stderr_write = sys::above_stdio(stderr_write)?;
 
         let mut args = ChildArgs {
-            path: prepared.path.as_ptr(),
+            path: path.as_ptr(),
             argv: prepared.argv_ptrs.as_ptr(),
             envp: prepared.envp_ptrs.as_ptr(),
             cwd: prepared.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
@@ -191,14 +217,38 @@ fn raise_nofile_limit() -> Option<libc::rlimit> {
     (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some(limit)
 }
 
-/// Everything the child needs, as C data, built before `clone`.
+impl Spawner {
+    /// Forgets what was built for definitions that `keep` no longer wants
+    /// (removed ones), so the cache holds no more than the monitor does.
+    pub(crate) fn forget_prepared(&mut self, mut keep: impl FnMut(ProcessKey) -> bool) {
+        self.prepared.retain(|&process, _| keep(process));
+    }
+}
+
+/// What every spawn of one definition shares, as C data, built before
+/// `clone`. The pointer arrays point into the `CString`s' heap buffers, which
+/// stay put when a `Prepared` moves.
 struct Prepared {
-    path: CString,
+    /// The definition this was built from, to tell whether it still applies.
+    spec: ProcessSpec,
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
     cwd: Option<CString>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the environment: it may hold tens of thousands of entries.
+        f.debug_struct("Prepared")
+            .field("argv", &self.spec.argv)
+            .field(
+                "environment_entries",
+                &self.envp_ptrs.len().saturating_sub(1),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Prepared {
@@ -208,15 +258,10 @@ impl Prepared {
             .iter()
             .map(|a| c_string(a.clone()))
             .collect::<io::Result<Vec<_>>>()?;
-        let program = spec
-            .argv
-            .first()
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let path = resolve(program)?;
         let envp = environment(spec)?;
         let cwd = spec.cwd.clone().map(c_string).transpose()?;
         Ok(Prepared {
-            path,
+            spec: spec.clone(),
             argv_ptrs: null_terminated(&argv),
             _argv: argv,
             envp_ptrs: null_terminated(&envp),
@@ -239,25 +284,31 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// The environment: the monitor's own plus the spec's entries (which win), or
-/// with `clear_env` exactly the spec's entries. Within the spec a later entry
-/// for the same key wins.
+/// The environment: the monitor's own (in its order) plus the spec's entries
+/// (which win), or with `clear_env` exactly the spec's entries. Within the
+/// spec a later entry for the same key wins, in the place of that last entry.
+///
+/// Linear in the number of entries: one map from each spec key to its last
+/// place answers both "is this key overridden" and "is this its last entry"
+/// (a scan for each entry made 50,000 entries cost seconds per spawn).
 fn environment(spec: &ProcessSpec) -> io::Result<Vec<CString>> {
-    let mut entries = Vec::new();
-    let overridden = |key: &[u8]| spec.env.iter().any(|(k, _)| k.as_slice() == key);
+    let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(spec.env.len());
+    for (i, (key, _)) in spec.env.iter().enumerate() {
+        last.insert(key, i);
+    }
+    let mut entries = Vec::with_capacity(last.len());
     if !spec.clear_env {
         for (key, value) in std::env::vars_os() {
-            if overridden(key.as_bytes()) {
+            if last.contains_key(key.as_bytes()) {
                 continue;
             }
             entries.push(entry(key.as_bytes(), value.as_bytes())?);
         }
     }
     for (i, (key, value)) in spec.env.iter().enumerate() {
-        if spec.env[i + 1..].iter().any(|(k, _)| k == key) {
-            continue;
+        if last[key.as_slice()] == i {
+            entries.push(entry(key, value)?);
         }
-        entries.push(entry(key, value)?);
     }
     Ok(entries)
 }

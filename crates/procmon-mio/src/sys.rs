@@ -75,6 +75,22 @@ pub(crate) fn open_dev_null() -> io::Result<OwnedFd> {
     above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Whether any process still holds the write end of the pipe whose read
+/// end is `fd`. A pipe's read end polls as hung up once its last writer is
+/// gone, even while it still holds data: so this tells "held open" from
+/// "not read yet" without reading.
+pub(crate) fn pipe_has_writers(fd: RawFd) -> bool {
+    let mut poll_fd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd of our own, a zero timeout.
+    let ready = unsafe { libc::poll(&mut poll_fd, 1, 0) };
+    // An error (EINTR, ENOMEM) is no proof that the writers are gone.
+    ready == -1 || poll_fd.revents & libc::POLLHUP == 0
+}
+
 /// Sends `signal` to the process behind `pidfd`: cannot hit a recycled pid.
 pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: pidfd_send_signal(fd, sig, NULL, 0) takes no memory from us.

@@ -30,7 +30,8 @@ use procmon_core::{ExitStatus, ProcessSpec, Signal, Stream};
 /// of seconds in a debug build.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// `PROCMON_QUICK_TESTS=1`: shrink the two heavy tests (see above).
+/// `PROCMON_QUICK_TESTS=1`: shrink the two heavy tests (see above) and the
+/// restarts of `huge_environment_restarts_quickly`.
 fn quick() -> bool {
     std::env::var_os("PROCMON_QUICK_TESTS").is_some_and(|v| v == "1")
 }
@@ -540,6 +541,32 @@ fn spawn_failures_from_descriptor_limit() {
 
 /// Fault 8: a thousand `sleep`s added and removed repeatedly: descriptors and
 /// children return to the baseline and nothing is left.
+/// The other side of `real.rs`
+/// `paused_output_does_not_take_a_killed_group_for_escapees`: with output
+/// paused, pipes that escapees really hold are still told apart from unread
+/// ones, kept for the last four instances and closed with a report after.
+fn escapees_holding_pipes_are_told_apart_while_output_is_paused() {
+    let before = fd_count();
+    let mut run = Run::new(settings(10_000, 10, 10)).with_deadline(DEADLINE);
+    run.supervisor().pause_output(true);
+    // As in `escapees_holding_pipes_do_not_pile_up`.
+    run.add(
+        "forker",
+        sh("d=$(mktemp -d) && mkfifo $d/f && \
+            { setsid sh -c \"echo > $d/f; exec sleep 1000\" & } && \
+            read x < $d/f; rm -r $d; echo started"),
+    );
+    run.start();
+    run.until_exits(8);
+    let closed = run.count(|s| matches!(s, Seen::OutputClosed(..)));
+    let exited = run.count(|s| matches!(s, Seen::Exited(..)));
+    assert!(closed + 4 >= exited, "{closed} closed after {exited} exits");
+    let held = fd_count() - before;
+    assert!(held <= 4 * 2 + 3 + 2, "{held} descriptors held");
+    run.stop();
+    run.quiesce();
+}
+
 fn thousand_added_and_removed() {
     const N: usize = 1000;
     let rounds = 3;
@@ -609,6 +636,40 @@ fn escapees_holding_pipes_do_not_pile_up() {
     run.quiesce();
 }
 
+/// A definition with 50,000 environment entries, restarted 100 times (20
+/// with `PROCMON_QUICK_TESTS=1`) as fast as its backoff allows. Building
+/// the environment took a scan of every entry for each entry, at every
+/// spawn, on the event loop: seconds per restart at this size (about 10 s in
+/// a debug build), so the old code could not meet the deadline. Now it is
+/// built once per definition; the last run of `env` shows every entry came.
+fn huge_environment_restarts_quickly() {
+    const ENTRIES: usize = 50_000;
+    let restarts = if quick() { 20 } else { 100 };
+    let mut run = Run::new(settings(1_000, 1, 1)).with_deadline(DEADLINE);
+    run.record_output = false;
+    let mut spec = ProcessSpec::new(["true"]).with_clear_env(true);
+    for i in 0..ENTRIES {
+        spec = spec.with_env(format!("E{i}"), "x");
+    }
+    run.add("huge", spec.clone());
+    run.start();
+    run.until_exits(restarts);
+    run.call(|m, now| m.remove(now, "huge").expect("added"));
+    spec.argv = vec![b"env".to_vec()];
+    run.add("printer", spec);
+    run.until(&format!("{ENTRIES} lines of env"), |r| {
+        r.stats.pieces[Stream::Stdout as usize] >= ENTRIES as u64
+    });
+    // `E0=x` to `E49999=x`, each once: the digits of 0..ENTRIES plus `E=x`.
+    let digits: u64 = (0..ENTRIES).map(|i| i.to_string().len() as u64).sum();
+    assert_eq!(
+        run.stats.bytes[Stream::Stdout as usize],
+        digits + 3 * ENTRIES as u64
+    );
+    run.stop();
+    run.quiesce();
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("flood_without_newline", flood_without_newline),
@@ -637,7 +698,15 @@ fn main() {
             "escapees_holding_pipes_do_not_pile_up",
             escapees_holding_pipes_do_not_pile_up,
         ),
+        (
+            "escapees_holding_pipes_are_told_apart_while_output_is_paused",
+            escapees_holding_pipes_are_told_apart_while_output_is_paused,
+        ),
         ("thousand_added_and_removed", thousand_added_and_removed),
+        (
+            "huge_environment_restarts_quickly",
+            huge_environment_restarts_quickly,
+        ),
     ];
     common::run_tests(tests);
 }

@@ -109,6 +109,48 @@ fn paused_output_holds_children_back_and_loses_nothing() {
     run.quiesce();
 }
 
+/// Descriptors this process has open.
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+        // The directory's own descriptor, open while it is listed.
+        - 1
+}
+
+/// A child whose group floods its pipes (`yes &`) and which exits after a
+/// moment, restarted again and again while output is paused (procmon's
+/// stdout congested). At each exit its group is killed, so nothing holds
+/// its pipes any more; they are merely unread. They used to be kept for
+/// escapees all the same: four instances' pipes held open, and each further
+/// exit closed the oldest with a false "still held open by processes that
+/// left its group".
+fn paused_output_does_not_take_a_killed_group_for_escapees() {
+    let mut run = Run::new(settings(10_000, 1, 1));
+    run.record_output = false;
+    let baseline = fd_count();
+    run.supervisor().pause_output(true);
+    run.add("flood", sh("yes 'some log line' & sleep 0.2; exit 0"));
+    run.start();
+    run.until_exits(8);
+    // The live instance's pipes and pidfd, and those of an exited one whose
+    // killed group was still dying: nothing else, however many exits.
+    run.until("the pipes of killed groups closed while paused", |_| {
+        fd_count() <= baseline + 3
+    });
+    run.stop();
+    run.quiesce();
+    run.until("every descriptor back while paused", |_| {
+        fd_count() == baseline
+    });
+    assert_eq!(
+        run.count(|s| matches!(s, Seen::OutputClosed(..))),
+        0,
+        "{:#?}",
+        run.seen
+    );
+}
+
 fn backoff_grows_on_instant_deaths() {
     let mut run = Run::new(settings(10_000, 20, 320));
     run.add("flap", sh("exit 1"));
@@ -447,6 +489,69 @@ fn environment_and_working_directory() {
     run.quiesce();
 }
 
+/// The environment a child gets, exactly, as bytes: the monitor's own in
+/// its order, less the keys the definition sets; then the definition's
+/// entries, a key given twice taking its last value, in the place of its
+/// last entry. This is the rule the driver had before it built each
+/// definition's environment once; the test holds it to that rule.
+fn environment_is_exactly_the_monitors_plus_the_definitions() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let overridden = std::env::vars_os()
+        .next()
+        .map(|(key, _)| key.as_bytes().to_vec())
+        .expect("the test runs with some environment");
+    let spec = ProcessSpec::new(["/usr/bin/env"])
+        .with_env("PROCMON_A", "1")
+        .with_env("PROCMON_B", "2")
+        .with_env(overridden.clone(), "mine")
+        .with_env("PROCMON_A", "3");
+    run.add("env", spec.clone());
+    run.add("clear", spec.with_clear_env(true));
+    run.start();
+    run.until_exits(2);
+    let definitions: Vec<Vec<u8>> = vec![
+        b"PROCMON_B=2".to_vec(),
+        [overridden.as_slice(), b"=mine"].concat(),
+        b"PROCMON_A=3".to_vec(),
+    ];
+    let mut expected: Vec<Vec<u8>> = std::env::vars_os()
+        .filter(|(key, _)| key.as_bytes() != overridden)
+        .map(|(key, value)| [key.as_bytes(), b"=", value.as_bytes()].concat())
+        .collect();
+    expected.extend(definitions.iter().cloned());
+    assert_eq!(run.lines("env", Stream::Stdout), expected);
+    assert_eq!(run.lines("clear", Stream::Stdout), definitions);
+    run.stop();
+    run.quiesce();
+}
+
+/// The driver builds a definition's environment once and reuses it for
+/// restarts; a name removed and added again with another environment (which
+/// the monitor may give the same key) must get the new one, never the old.
+fn a_redefined_process_gets_its_new_environment() {
+    let mut run = Run::new(settings(100, 60_000, 60_000));
+    let spec = |value: &str| {
+        ProcessSpec::new(["/usr/bin/env"])
+            .with_clear_env(true)
+            .with_env("V", value)
+    };
+    run.add("env", spec("old"));
+    run.start();
+    run.until_exits(1);
+    // With its restart 60 s away, the removed entry is freed at once and
+    // today's monitor hands its key to the next add.
+    run.call(|m, now| m.remove(now, "env").expect("added"));
+    run.add("env", spec("new"));
+    run.until_exits(2);
+    assert_eq!(
+        run.lines("env", Stream::Stdout),
+        [b"V=old".to_vec(), b"V=new".to_vec()]
+    );
+    run.stop();
+    run.quiesce();
+}
+
 fn uid_and_gid_are_set() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -487,6 +592,9 @@ fn caught_signals_are_returned_from_turn() {
         (libc::SIGTERM, CaughtSignal::Terminate),
         (libc::SIGINT, CaughtSignal::Interrupt),
         (libc::SIGHUP, CaughtSignal::Hangup),
+        (libc::SIGQUIT, CaughtSignal::Quit),
+        (libc::SIGUSR1, CaughtSignal::User1),
+        (libc::SIGUSR2, CaughtSignal::User2),
     ] {
         // SAFETY: the signal is blocked in this (the only) thread, so it
         // waits in the signalfd instead of killing the test.
@@ -569,16 +677,16 @@ fn a_signal_storm_does_not_crowd_out_term() {
     );
     let mut returned = Vec::new();
     for _ in 0..12 {
-        for signal in [libc::SIGINT, libc::SIGHUP] {
+        for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
             // SAFETY: blocked in this (the only) thread: it waits in the signalfd.
             unsafe { libc::kill(libc::getpid(), signal) };
         }
-        // Reads both, returns one: the queue grows by one each time.
+        // Reads three, returns one: the queue grows by two each time.
         returned.extend(run.turn(Duration::from_millis(100)));
     }
-    // Read in one go, in signal-number order: the HUP fills the queue, and
-    // the TERM comes after it.
-    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM] {
+    // Read in one go, in signal-number order: the HUP and USR1 fill the
+    // queue, and the TERM comes after them.
+    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGTERM] {
         // SAFETY: as above.
         unsafe { libc::kill(libc::getpid(), signal) };
     }
@@ -682,6 +790,10 @@ fn main() {
             paused_output_holds_children_back_and_loses_nothing,
         ),
         (
+            "paused_output_does_not_take_a_killed_group_for_escapees",
+            paused_output_does_not_take_a_killed_group_for_escapees,
+        ),
+        (
             "backoff_grows_on_instant_deaths",
             backoff_grows_on_instant_deaths,
         ),
@@ -729,6 +841,14 @@ fn main() {
         (
             "environment_and_working_directory",
             environment_and_working_directory,
+        ),
+        (
+            "environment_is_exactly_the_monitors_plus_the_definitions",
+            environment_is_exactly_the_monitors_plus_the_definitions,
+        ),
+        (
+            "a_redefined_process_gets_its_new_environment",
+            a_redefined_process_gets_its_new_environment,
         ),
         ("uid_and_gid_are_set", uid_and_gid_are_set),
         (

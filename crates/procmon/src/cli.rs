@@ -13,7 +13,7 @@ use crate::config::MAX_LINE_LIMIT_BYTES;
 use crate::output::LogFormat;
 
 /// Keep processes running: start each one, restart it when it dies (backing
-/// off when it dies young), and stop them all cleanly on TERM or INT.
+/// off when it dies young), and stop them all cleanly on TERM, INT or QUIT.
 ///
 /// Runs one COMMAND, as `twistd procmon COMMAND` does, or every process of a
 /// TOML file given with --config.
@@ -98,9 +98,11 @@ OUTPUT
   that is gone (EPIPE, as with `| head`) ends the run (exit status 1).
 
 SIGNALS
-  TERM, INT   stop every process (TERM, then KILL after the kill time) and exit 0
-  INT again   KILL every process at once
-  HUP         stop every process and let each restart
+  TERM, INT, QUIT   stop every process (TERM, then KILL after the kill time) and exit 0
+  INT again         KILL every process at once
+  HUP               stop every process and let each restart
+  USR1, USR2        reported on stderr and otherwise ignored
+  PIPE              ignored (a write to a reader that is gone fails instead)
 
 CONFIG FILE (--config FILE)
   # Settings are optional (Twisted's defaults); seconds are integers or floats.

@@ -15,7 +15,10 @@ const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     // Before anything else: a TERM that comes while the config is read must
-    // wait for the supervisor, not kill us or, as PID 1, be dropped.
+    // wait for the supervisor, not kill us or, as PID 1, be dropped (so must
+    // the other signals procmon catches: QUIT, USR1, USR2). PIPE needs
+    // nothing here: Rust's runtime ignores it before `main`, so a write to a
+    // reader that is gone fails with EPIPE, which the sink handles.
     if let Err(error) = procmon_mio::hold_caught_signals() {
         eprintln!("procmon: blocking signals: {error}");
         return ExitCode::FAILURE;

@@ -46,7 +46,7 @@ pub enum Event<'a> {
     },
     /// procmon itself received a signal.
     Received {
-        /// `"TERM"`, `"INT"` or `"HUP"`.
+        /// `"TERM"`, `"INT"`, `"HUP"`, `"QUIT"`, `"USR1"` or `"USR2"`.
         signal: &'static str,
         /// What procmon does about it.
         action: Action,
@@ -71,6 +71,9 @@ pub enum Action {
     KillAll,
     /// Stop every process and let each restart.
     RestartAll,
+    /// Nothing: the signal is only reported (USR1, USR2), so that a tool
+    /// sending it by habit does not end procmon.
+    Ignore,
 }
 
 impl Action {
@@ -80,6 +83,7 @@ impl Action {
             Action::AlreadyStopping => "already_stopping",
             Action::KillAll => "kill_all",
             Action::RestartAll => "restart_all",
+            Action::Ignore => "ignore",
         }
     }
 }
@@ -252,6 +256,7 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
                 Action::AlreadyStopping => "already stopping",
                 Action::KillAll => "killing all processes now",
                 Action::RestartAll => "restarting all processes",
+                Action::Ignore => "ignored",
             };
             write!(s, "received {signal}: {what}")
         }

@@ -18,20 +18,24 @@ pub enum Outcome {
     OutputFailed,
 }
 
-/// Runs the monitor's processes until a TERM or INT has stopped them all.
+/// Runs the monitor's processes until a TERM, INT or QUIT has stopped them
+/// all.
 ///
-/// TERM or INT stop the service: every process gets TERM, then KILL after the
-/// kill time, and nothing restarts; the run ends once nothing is alive or
-/// scheduled. A second INT sends KILL to everything at once. HUP stops every
-/// process and lets each one restart. Each is announced on the error stream.
+/// TERM, INT or QUIT stop the service: every process gets TERM, then KILL
+/// after the kill time, and nothing restarts; the run ends once nothing is
+/// alive or scheduled. A second INT sends KILL to everything at once. HUP
+/// stops every process and lets each one restart. USR1 and USR2 change
+/// nothing: tools send them by habit (logrotate sends USR1 to have logs
+/// reopened), and by default they would kill procmon. Each is announced on
+/// the error stream.
 ///
 /// The printer's streams are written on a thread of their own ([`Sink`]):
 /// a reader who stops reading holds up children's output, never the loop,
 /// so TERM still stops everything in time. At the end, procmon waits at
 /// most [`EXIT_PATIENCE`] for what is left to be written.
 ///
-/// A TERM or INT that arrived before the loop began (they are held from
-/// the start of `main`) stops it before anything is started.
+/// A TERM, INT or QUIT that arrived before the loop began (they are held
+/// from the start of `main`) stops it before anything is started.
 ///
 /// An error means the driver itself failed; every child has then been sent
 /// KILL (and dies with procmon anyway, through its parent-death signal).
@@ -52,14 +56,21 @@ where
         kill_time,
         sink: &sink,
     };
-    // Signals that came before the loop: a TERM or INT among them wins (HUP
-    // comes out first, by number); restarting what has not started is
-    // nothing.
+    // Signals that came before the loop: a TERM, INT or QUIT among them wins
+    // (HUP comes out first, by number); restarting what has not started is
+    // nothing, and USR1 and USR2 are reported as ever.
     let mut early = None;
     while let Some(caught) = supervisor.turn(&mut observer, Some(Duration::ZERO))? {
-        if caught != CaughtSignal::Hangup {
-            early = Some(caught);
-            break;
+        match caught {
+            CaughtSignal::Terminate | CaughtSignal::Interrupt | CaughtSignal::Quit => {
+                early = Some(caught);
+                break;
+            }
+            CaughtSignal::User1 | CaughtSignal::User2 => observer.printer.event(&Event::Received {
+                signal: caught.name(),
+                action: Action::Ignore,
+            }),
+            CaughtSignal::Hangup => {}
         }
     }
     if early.is_none() {
@@ -105,20 +116,24 @@ where
             },
         };
         let Some(caught) = caught else { continue };
-        let signal = match caught {
-            CaughtSignal::Terminate => "TERM",
-            CaughtSignal::Interrupt => "INT",
-            CaughtSignal::Hangup => "HUP",
-        };
         let action = match caught {
-            CaughtSignal::Terminate | CaughtSignal::Interrupt if !stopping => Action::Stop,
+            CaughtSignal::Terminate | CaughtSignal::Interrupt | CaughtSignal::Quit if !stopping => {
+                Action::Stop
+            }
             // Twisted has no answer to a second ^C; a person pressing it again
             // wants out now, not after the kill time.
             CaughtSignal::Interrupt => Action::KillAll,
             CaughtSignal::Hangup if !stopping => Action::RestartAll,
-            CaughtSignal::Terminate | CaughtSignal::Hangup => Action::AlreadyStopping,
+            CaughtSignal::Terminate | CaughtSignal::Quit | CaughtSignal::Hangup => {
+                Action::AlreadyStopping
+            }
+            // USR1 will reopen log files once procmon writes any.
+            CaughtSignal::User1 | CaughtSignal::User2 => Action::Ignore,
         };
-        observer.printer.event(&Event::Received { signal, action });
+        observer.printer.event(&Event::Received {
+            signal: caught.name(),
+            action,
+        });
         match action {
             Action::Stop => {
                 stopping = true;
@@ -128,7 +143,7 @@ where
             Action::RestartAll => {
                 supervisor.call(&mut observer, |monitor, now| monitor.restart_all(now));
             }
-            Action::AlreadyStopping => {}
+            Action::AlreadyStopping | Action::Ignore => {}
         }
     }
 }
