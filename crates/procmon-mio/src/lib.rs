@@ -94,8 +94,16 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod os;
+mod sources;
 mod spawn;
 mod sys;
+
+pub use sources::{Ready, SourceId};
+
+/// The `mio` this driver polls with, so a program registers its own sources
+/// ([`Supervisor::register`]) with the same version's types.
+pub use mio;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
@@ -107,7 +115,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use procmon_core::{
     Command, ExitStatus, Input, InstanceId, Instant, LineBuffer, Monitor, NotRestarting,
-    ProcessKey, Report, Signal, SignalReason, Stream, TimerId, TimerQueue,
+    ProcessKey, ProcessState, Report, Signal, SignalReason, Stream, TimerId, TimerQueue,
 };
 
 /// How many readiness events one `poll` returns at most; more simply wait for
@@ -134,6 +142,9 @@ const LINGERING_PER_PROCESS: usize = 4;
 
 /// The signalfd's token; child tokens are `slot << 2 | role` and never reach it.
 const SIGNALS: Token = Token(usize::MAX);
+
+/// The waker's token (see [`Supervisor::waker`]).
+const WAKER: Token = Token(usize::MAX - 4);
 
 /// At most this many caught signals wait to be returned from [`Supervisor::turn`].
 /// When they are all waiting, one more of a kind already waiting adds
@@ -264,6 +275,15 @@ pub enum Notice<'a> {
         quick_deaths: u32,
         /// When it will be tried again, if ever.
         retry_in: Option<Duration>,
+    },
+    /// The state of a process changed (`running` to `stopping`, …).
+    StateChanged {
+        /// The process's name.
+        name: &'a str,
+        /// The state before.
+        from: ProcessState,
+        /// The state now.
+        to: ProcessState,
     },
     /// Nothing will start the process by itself after the end just
     /// reported, and why.
@@ -407,6 +427,10 @@ pub struct Supervisor {
     output_paused: bool,
     /// Pipes found ready while output was paused, to read once it resumes.
     paused_pipes: Vec<(usize, Stream)>,
+    /// Sources the program registered, and those that became ready.
+    sources: sources::Sources,
+    ready: Vec<Ready>,
+    waker: Option<std::sync::Arc<mio::Waker>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -532,7 +556,74 @@ impl Supervisor {
             lingering: HashMap::new(),
             output_paused: false,
             paused_pipes: Vec::new(),
+            sources: sources::Sources::default(),
+            ready: Vec::new(),
+            waker: None,
         })
+    }
+
+    /// Registers a source of the program's own (a listening socket, a
+    /// client connection) with the supervisor's poll, so that one
+    /// [`turn`](Self::turn) waits for children, timers, signals and it
+    /// alike. What became ready is taken with [`take_ready`](Self::take_ready)
+    /// after each turn. See the [`SourceId`] docs for how ids are reused.
+    pub fn register(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+    ) -> io::Result<SourceId> {
+        let id = self.sources.allocate();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(source, sources::token(id), interest)
+        {
+            self.sources.release(id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Changes what a registered source is waited for.
+    pub fn reregister(
+        &mut self,
+        id: SourceId,
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.poll
+            .registry()
+            .reregister(source, sources::token(id), interest)
+    }
+
+    /// Takes a source out of the poll; its id may be given to the next
+    /// [`register`](Self::register).
+    pub fn deregister(
+        &mut self,
+        id: SourceId,
+        source: &mut impl mio::event::Source,
+    ) -> io::Result<()> {
+        self.ready.retain(|r| r.source != id);
+        self.sources.release(id);
+        self.poll.registry().deregister(source)
+    }
+
+    /// The registered sources that became ready in the turns since the
+    /// last call, in the order their events came.
+    pub fn take_ready(&mut self) -> Vec<Ready> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// A waker another thread can use to make the current or next
+    /// [`turn`](Self::turn) return at once (it returns `None`); made on
+    /// first use.
+    pub fn waker(&mut self) -> io::Result<std::sync::Arc<mio::Waker>> {
+        if let Some(waker) = &self.waker {
+            return Ok(waker.clone());
+        }
+        let waker = std::sync::Arc::new(mio::Waker::new(self.poll.registry(), WAKER)?);
+        self.waker = Some(waker.clone());
+        Ok(waker)
     }
 
     /// The monitor, for queries.
@@ -543,6 +634,16 @@ impl Supervisor {
     /// The monotonic clock, mapped onto the core's [`Instant`].
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// How long until the next timer of the monitor is due, if one is
+    /// armed: for a program that waits in its own loop on
+    /// [`as_raw_fd`](AsRawFd::as_raw_fd).
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let now = self.clock.now();
+        self.timers
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(now))
     }
 
     /// The pid of a live instance, if it is running.
@@ -613,6 +714,16 @@ impl Supervisor {
         let mut orphans = false;
         let mut failure = None;
         for event in events.iter() {
+            if event.token() == WAKER {
+                continue;
+            }
+            if event.token().0 & 3 == sources::ROLE && event.token() != SIGNALS {
+                let id = event.token().0 >> 2;
+                if self.sources.is_registered(id) {
+                    self.ready.push(Ready::from_event(id, event));
+                }
+                continue;
+            }
             if event.token() == SIGNALS {
                 match self.read_signals() {
                     Ok(sigchld) => orphans |= sigchld,
@@ -870,7 +981,7 @@ impl Supervisor {
         let spawned = self
             .spawner
             .spawn(process, spec)
-            .and_then(|spawned| self.register(process, instance, spawned));
+            .and_then(|spawned| self.register_child(process, instance, spawned));
         match spawned {
             Ok(pid) => observer.notice(Notice::Spawned {
                 name: self.name(process),
@@ -883,7 +994,7 @@ impl Supervisor {
     }
 
     /// Takes a new child into the poll and the tables.
-    fn register(
+    fn register_child(
         &mut self,
         process: ProcessKey,
         instance: InstanceId,
@@ -1310,6 +1421,18 @@ pub fn signal_number(signal: Signal) -> libc::c_int {
         Signal::Tstp => libc::SIGTSTP,
         Signal::Winch => libc::SIGWINCH,
         Signal::Pipe => libc::SIGPIPE,
+    }
+}
+
+/// The supervisor's poll descriptor: readable when a [`turn`](Supervisor::turn)
+/// has work (a child's output or exit, a signal, a registered source, the
+/// waker). Another event loop (tokio's `AsyncFd`, say) waits on it and calls
+/// `turn` with a zero timeout when it is readable; timers are the
+/// supervisor's own, so such a loop must also wake by
+/// [`Supervisor::next_deadline`].
+impl AsRawFd for Supervisor {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.poll.as_raw_fd()
     }
 }
 

@@ -39,6 +39,55 @@ fn any_zombie_child() -> Option<i32> {
 
 // ----- The tests -----
 
+/// A socket of the program's own, registered with the supervisor, is
+/// reported ready by the same turn that waits for children; the waker ends
+/// a turn from another thread; a deregistered source is forgotten.
+fn registered_sources_and_the_waker() {
+    use std::io::Write;
+    let mut run = Run::new(settings(100, 50, 1000));
+    let (mine, mut theirs) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    mine.set_nonblocking(true).expect("non-blocking");
+    let mut mine = mio::net::UnixStream::from_std(mine);
+    let id = run
+        .supervisor()
+        .register(&mut mine, mio::Interest::READABLE)
+        .expect("registered");
+    run.turn(Duration::ZERO);
+    assert!(
+        run.supervisor().take_ready().is_empty(),
+        "nothing written yet"
+    );
+    theirs.write_all(b"x").expect("write");
+    let deadline = Instant::now() + run.deadline;
+    let ready = loop {
+        run.turn(Duration::from_millis(100));
+        let ready = run.supervisor().take_ready();
+        if !ready.is_empty() || Instant::now() > deadline {
+            break ready;
+        }
+    };
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    assert!(ready[0].source == id && ready[0].readable);
+
+    let waker = run.supervisor().waker().expect("a waker");
+    let woken = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        waker.wake().expect("wake");
+    });
+    let started = Instant::now();
+    // Without the waker this turn would sleep the whole hour.
+    run.turn(Duration::from_secs(3600));
+    assert!(started.elapsed() < Duration::from_secs(600));
+    woken.join().expect("the waking thread");
+
+    run.supervisor()
+        .deregister(id, &mut mine)
+        .expect("deregistered");
+    theirs.write_all(b"y").expect("write");
+    run.turn(Duration::from_millis(100));
+    assert!(run.supervisor().take_ready().is_empty());
+}
+
 fn restart_after_crash() {
     let mut run = Run::new(settings(100, 50, 1000));
     run.add("crash", sh("echo up; sleep 0.3; exit 3"));
@@ -781,6 +830,10 @@ fn own_children_are_left_alone_without_orphan_reaping() {
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("restart_after_crash", restart_after_crash),
+        (
+            "registered_sources_and_the_waker",
+            registered_sources_and_the_waker,
+        ),
         (
             "partial_last_line_comes_before_the_exit",
             partial_last_line_comes_before_the_exit,

@@ -172,6 +172,9 @@ impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
     fn notice(&mut self, notice: Notice<'_>) {
         match notice {
             Notice::Output { name, stream, line } => self.printer.child_line(name, stream, line),
+            // State changes are for `procmon ctl watch`; the log already
+            // says what caused each.
+            Notice::StateChanged { .. } => {}
             notice => self.printer.event(&Event::Supervisor {
                 notice: &notice,
                 kill_time: self.kill_time,
