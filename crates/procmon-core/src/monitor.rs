@@ -249,6 +249,10 @@ pub struct ProcessStatus<'a> {
     pub quick_deaths: u32,
     /// What is due next (restart, KILL or retry) and when.
     pub next: Option<Due>,
+    /// Whether the monitor means it to be running: the service runs and it
+    /// is not held (nor on its way to it) and not `exited`. A process that
+    /// is wanted up but not `running` is what a liveness check fails on.
+    pub wanted_up: bool,
     /// Counters for this definition.
     pub stats: &'a ProcessStats,
 }
@@ -712,8 +716,19 @@ impl Monitor {
             },
             at: armed.at,
         });
+        let wanted_up = self.service_running
+            && !matches!(
+                process.life,
+                Life::Held
+                    | Life::Exited
+                    | Life::Stopping {
+                        then: crate::life::Then::Hold,
+                        ..
+                    }
+            );
         ProcessStatus {
             key,
+            wanted_up,
             name: &process.name,
             spec: &process.spec,
             state,

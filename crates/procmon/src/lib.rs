@@ -9,9 +9,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod output;
 pub mod protocol;
+pub mod ring;
 pub mod run;
 pub mod sink;

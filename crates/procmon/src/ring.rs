@@ -108,14 +108,14 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_lines_within_both_bounds() {
-        let mut rings = LogRings::new(3, 10);
+        let mut rings = LogRings::new(3, 12);
         for line in ["one", "two", "three", "four"] {
             rings.push("a", Stream::Stdout, line.as_bytes());
         }
         // Four lines, at most three: "one" went first.
         assert_eq!(texts(rings.last("a", 10)), ["two", "three", "four"]);
         rings.push("a", Stream::Stderr, b"fivesix");
-        // 10 bytes at most: "two" and "three" made room.
+        // 12 bytes at most: "two" and "three" made room.
         assert_eq!(texts(rings.last("a", 10)), ["four", "fivesix"]);
         assert_eq!(rings.last("a", 1)[0].stream, Stream::Stderr);
         assert_eq!(texts(rings.last("a", 1)), ["fivesix"]);

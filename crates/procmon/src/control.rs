@@ -1,0 +1,976 @@
+//! The control socket: where `procmon ctl` (or any program speaking
+//! [`protocol`]) asks a running procmon for status and changes.
+//!
+//! One UNIX stream socket, owned by the supervisor's single loop: the
+//! listener and every client are sources registered with the
+//! [`Supervisor`]'s poll, read and written without ever blocking, so no
+//! client can hold up procmon. Each request is applied as one call of the
+//! core (one `Supervisor::call`), so two clients restarting the same
+//! process at once make one new instance, not two. Everything is bounded:
+//! a request line (64 KiB), the number of clients, and each client's
+//! unsent replies; a client that stops reading while it follows logs or
+//! watches is cut off once its queue passes the bound.
+//!
+//! Access: the kernel's record of who connected (`SO_PEERCRED`) must be
+//! root, procmon's own user, or a uid or primary gid listed in
+//! [`Access`]; anyone else gets one error line and is disconnected.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use procmon_core::{
+    Change, Definitions, EscapeInvalid, ExitStatus, Instant, ProcessState, ProcessStatus, Stream,
+};
+use procmon_mio::mio::net::{UnixListener, UnixStream};
+use procmon_mio::mio::Interest;
+use procmon_mio::os::{self, PeerCredentials};
+use procmon_mio::{Notice, Observer, Ready, SourceId, Supervisor};
+use serde_json::{json, Value};
+
+use crate::output::signal_name;
+use crate::protocol::{self, ErrorKind, Op, RequestError, Targets};
+use crate::ring::LogRings;
+
+/// The most clients connected at once; one more is closed at once.
+pub const MAX_CLIENTS: usize = 1024;
+
+/// The most reply bytes a client may leave unread. A client that follows
+/// logs or watches and lets its queue pass this is disconnected, so it can
+/// never hold up procmon or grow its memory.
+pub const CLIENT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Who may use the socket besides root and procmon's own user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// User ids allowed.
+    pub uids: Vec<u32>,
+    /// Primary group ids allowed (the kernel reports no supplementary ones).
+    pub gids: Vec<u32>,
+}
+
+impl Access {
+    /// Whether `peer` may use the socket of a procmon running as `own_uid`.
+    pub fn allows(&self, peer: PeerCredentials, own_uid: u32) -> bool {
+        peer.uid == 0
+            || peer.uid == own_uid
+            || self.uids.contains(&peer.uid)
+            || self.gids.contains(&peer.gid)
+    }
+}
+
+/// Where the socket is when nothing says otherwise: `/run/procmon/procmon.sock`
+/// for root, else `$XDG_RUNTIME_DIR/procmon.sock`, else
+/// `/tmp/procmon-$UID/procmon.sock`.
+pub fn default_socket_path() -> PathBuf {
+    let uid = os::effective_uid();
+    if uid == 0 {
+        return PathBuf::from("/run/procmon/procmon.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("procmon.sock"),
+        _ => PathBuf::from(format!("/tmp/procmon-{uid}/procmon.sock")),
+    }
+}
+
+/// The socket path by precedence: the command line, the config's
+/// `[control] socket`, `$PROCMON_SOCKET`, then [`default_socket_path`].
+pub fn socket_path(command_line: Option<&Path>, config: Option<&Path>) -> PathBuf {
+    command_line
+        .or(config)
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os("PROCMON_SOCKET")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(default_socket_path)
+}
+
+/// Why the socket could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// A procmon already answers there.
+    AnotherListening(PathBuf),
+    /// Something that is not a socket is in the way.
+    NotASocket(PathBuf),
+    /// The system said no.
+    Io(PathBuf, io::Error),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::AnotherListening(path) => {
+                write!(f, "another procmon is listening on {}", path.display())
+            }
+            OpenError::NotASocket(path) => write!(
+                f,
+                "{} exists and is not a socket; not replacing it",
+                path.display()
+            ),
+            OpenError::Io(path, error) => write!(f, "control socket {}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// What the loop must do after [`ControlServer::serve`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// A client asked procmon to stop, as TERM would.
+    pub shutdown: bool,
+}
+
+/// What the control socket needs from the loop's observer: the lines and
+/// state changes it saw, for `logs` and `watch`.
+pub trait Feeds: Observer {
+    /// The feed the observer fills.
+    fn feed(&mut self) -> &mut ControlFeed;
+}
+
+/// Recent lines of every process, and what followers and watchers have not
+/// been sent yet. Filled by the loop's observer from the driver's notices.
+#[derive(Debug)]
+pub struct ControlFeed {
+    rings: LogRings,
+    /// How many clients follow each process's lines.
+    followed: HashMap<String, usize>,
+    watchers: usize,
+    lines: Vec<(String, Stream, Vec<u8>)>,
+    changes: Vec<(String, ProcessState, ProcessState, SystemTime)>,
+}
+
+impl ControlFeed {
+    /// A feed keeping `ring_lines` lines and `ring_bytes` bytes per process.
+    pub fn new(ring_lines: usize, ring_bytes: usize) -> ControlFeed {
+        ControlFeed {
+            rings: LogRings::new(ring_lines, ring_bytes),
+            followed: HashMap::new(),
+            watchers: 0,
+            lines: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Takes in one notice of the driver.
+    pub fn notice(&mut self, notice: &Notice<'_>) {
+        match notice {
+            Notice::Output { name, stream, line } => {
+                self.rings.push(name, *stream, line);
+                if self.followed.contains_key(*name) {
+                    self.lines.push((name.to_string(), *stream, line.to_vec()));
+                }
+            }
+            Notice::StateChanged { name, from, to } if self.watchers > 0 => {
+                self.changes
+                    .push((name.to_string(), *from, *to, SystemTime::now()));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The listening socket and its clients.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: UnixListener,
+    listener_id: SourceId,
+    path: PathBuf,
+    clients: HashMap<SourceId, Client>,
+    access: Access,
+    own_uid: u32,
+}
+
+#[derive(Debug)]
+struct Client {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: VecDeque<u8>,
+    follows: Option<Follows>,
+    /// Close once the output is written (the client hung up, or it was
+    /// refused).
+    closing: bool,
+    wants_writable: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Follows {
+    Logs { id: Value, name: String },
+    Watch { id: Value },
+}
+
+impl ControlServer {
+    /// Opens the socket at `path` and registers it with `supervisor`.
+    ///
+    /// Its directory is created `0700` if missing and the socket is made
+    /// `0600`. A live procmon answering there is an error; a stale socket
+    /// file (nobody answers) is replaced; anything else in the way is left
+    /// alone and is an error. The socket file is removed when the server
+    /// is dropped.
+    pub fn open(
+        path: &Path,
+        access: Access,
+        supervisor: &mut Supervisor,
+    ) -> Result<ControlServer, OpenError> {
+        let io_error = |e| OpenError::Io(path.to_path_buf(), e);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io_error)?;
+            }
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_socket() => {
+                return Err(OpenError::NotASocket(path.to_path_buf()))
+            }
+            Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(OpenError::AnotherListening(path.to_path_buf())),
+                Err(_) => std::fs::remove_file(path).map_err(io_error)?,
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
+        let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(io_error)?;
+        // The peer check below is the real guard; the mode keeps others
+        // from even connecting where the directory allows them in.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
+        std_listener.set_nonblocking(true).map_err(io_error)?;
+        let mut listener = UnixListener::from_std(std_listener);
+        let listener_id = supervisor
+            .register(&mut listener, Interest::READABLE)
+            .map_err(io_error)?;
+        Ok(ControlServer {
+            listener,
+            listener_id,
+            path: path.to_path_buf(),
+            clients: HashMap::new(),
+            access,
+            own_uid: os::effective_uid(),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves what became ready in the last turn: accepts clients, answers
+    /// their requests, streams what followers and watchers wait for, and
+    /// writes what the sockets take. `reload` reads and checks the config
+    /// anew (an error is one line naming the file and place).
+    pub fn serve<O: Feeds>(
+        &mut self,
+        supervisor: &mut Supervisor,
+        observer: &mut O,
+        ready: &[Ready],
+        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+    ) -> Served {
+        let mut served = Served::default();
+        for ready in ready {
+            if ready.source == self.listener_id {
+                self.accept(supervisor);
+                continue;
+            }
+            if !self.clients.contains_key(&ready.source) {
+                continue;
+            }
+            if ready.readable {
+                self.read(ready.source, supervisor, observer, reload, &mut served);
+            }
+        }
+        self.stream_feed(observer.feed());
+        let ids: Vec<SourceId> = self.clients.keys().copied().collect();
+        for id in ids {
+            self.flush(id, supervisor, observer.feed());
+        }
+        served
+    }
+
+    fn accept(&mut self, supervisor: &mut Supervisor) {
+        loop {
+            let (mut stream, _) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EMFILE and the like: the client waits in the backlog;
+                // nothing else is lost.
+                Err(_) => return,
+            };
+            if self.clients.len() >= MAX_CLIENTS {
+                continue;
+            }
+            let refused = match os::peer_credentials(stream.as_fd()) {
+                Ok(peer) if self.access.allows(peer, self.own_uid) => None,
+                Ok(peer) => Some(format!(
+                    "uid {} (gid {}) may not use this procmon's control socket",
+                    peer.uid, peer.gid
+                )),
+                Err(e) => Some(format!("cannot tell who connected: {e}")),
+            };
+            if let Some(message) = refused {
+                let error = RequestError::new(ErrorKind::PermissionDenied, message, None);
+                // One try, never a wait: a refused client gets no more.
+                let _ = stream.write(&protocol::error_line(&Value::Null, &error));
+                continue;
+            }
+            let Ok(id) = supervisor.register(&mut stream, Interest::READABLE) else {
+                continue;
+            };
+            self.clients.insert(
+                id,
+                Client {
+                    stream,
+                    input: Vec::new(),
+                    output: VecDeque::new(),
+                    follows: None,
+                    closing: false,
+                    wants_writable: false,
+                },
+            );
+        }
+    }
+
+    fn read<O: Feeds>(
+        &mut self,
+        id: SourceId,
+        supervisor: &mut Supervisor,
+        observer: &mut O,
+        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+        served: &mut Served,
+    ) {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            let client = self.clients.get_mut(&id).expect("checked by the caller");
+            if client.closing {
+                return;
+            }
+            match client.stream.read(&mut buffer) {
+                Ok(0) => {
+                    client.closing = true;
+                    break;
+                }
+                Ok(n) => client.input.extend_from_slice(&buffer[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    client.closing = true;
+                    client.output.clear();
+                    break;
+                }
+            }
+            // Answer complete lines as they come, so the input never holds
+            // more than one line and a bit.
+            self.answer_lines(id, supervisor, observer, reload, served);
+        }
+        self.answer_lines(id, supervisor, observer, reload, served);
+    }
+
+    fn answer_lines<O: Feeds>(
+        &mut self,
+        id: SourceId,
+        supervisor: &mut Supervisor,
+        observer: &mut O,
+        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+        served: &mut Served,
+    ) {
+        loop {
+            let client = self.clients.get_mut(&id).expect("checked by the caller");
+            let Some(end) = client.input.iter().position(|&b| b == b'\n') else {
+                if client.input.len() > protocol::MAX_REQUEST_BYTES {
+                    // No newline within the bound: answer and hang up, for
+                    // the rest of that line cannot be told from a new one.
+                    let (id_value, error) = protocol::parse_request(&client.input).unwrap_err();
+                    client
+                        .output
+                        .extend(protocol::error_line(&id_value, &error));
+                    client.input.clear();
+                    client.closing = true;
+                }
+                return;
+            };
+            let line: Vec<u8> = client.input.drain(..=end).collect();
+            let line = &line[..line.len() - 1];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let reply = match protocol::parse_request(line) {
+                Err((id_value, error)) => protocol::error_line(&id_value, &error),
+                Ok(request) => {
+                    let result = self.apply(
+                        id,
+                        &request.op,
+                        &request.id,
+                        supervisor,
+                        observer,
+                        reload,
+                        served,
+                    );
+                    match result {
+                        Ok(value) => protocol::ok_line(&request.id, value),
+                        Err(error) => protocol::error_line(&request.id, &error),
+                    }
+                }
+            };
+            let client = self.clients.get_mut(&id).expect("still connected");
+            client.output.extend(reply);
+        }
+    }
+
+    /// Carries out one request; each mutating one is a single core call.
+    #[allow(clippy::too_many_arguments)]
+    fn apply<O: Feeds>(
+        &mut self,
+        client: SourceId,
+        op: &Op,
+        request_id: &Value,
+        supervisor: &mut Supervisor,
+        observer: &mut O,
+        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+        served: &mut Served,
+    ) -> Result<Value, RequestError> {
+        match op {
+            Op::Version => Ok(json!({
+                "procmon": env!("CARGO_PKG_VERSION"),
+                "protocol": protocol::VERSION,
+            })),
+            Op::Status { names } => {
+                let names = known_names(supervisor, names, true)?;
+                Ok(status_json(supervisor, &names))
+            }
+            Op::Start(targets) | Op::Stop(targets) | Op::Restart(targets) => {
+                let names = targets_names(supervisor, targets)?;
+                let op = op.clone();
+                supervisor.call(observer, |monitor, now| {
+                    for name in &names {
+                        let done = match op {
+                            Op::Start(_) => monitor.start(now, name),
+                            Op::Stop(_) => monitor.down(now, name),
+                            _ => monitor.restart(now, name),
+                        };
+                        debug_assert!(done.is_ok(), "names were checked in this turn");
+                    }
+                });
+                Ok(status_json(supervisor, &names))
+            }
+            Op::Signal { signal, targets } => {
+                let mut names = targets_names(supervisor, targets)?;
+                if matches!(targets, Targets::All) {
+                    names.retain(|n| supervisor.monitor().live_instance(n).is_some());
+                } else if let Some(name) = names
+                    .iter()
+                    .find(|n| supervisor.monitor().live_instance(n).is_none())
+                {
+                    return Err(RequestError::new(
+                        ErrorKind::NotRunning,
+                        format!("process {name:?} has no live instance to signal"),
+                        Some(name),
+                    ));
+                }
+                let signal = *signal;
+                supervisor.call(observer, |monitor, now| {
+                    for name in &names {
+                        let sent = monitor.signal(now, name, signal);
+                        debug_assert!(sent.is_ok(), "checked live in this turn");
+                    }
+                });
+                Ok(json!(names
+                    .iter()
+                    .map(|n| json!({"name": n, "signal": signal.as_str()}))
+                    .collect::<Vec<_>>()))
+            }
+            Op::Reload { dry_run } => {
+                let definitions = match reload() {
+                    None => {
+                        return Err(RequestError::new(
+                            ErrorKind::Unavailable,
+                            "this procmon was started without --config: nothing to reload",
+                            None,
+                        ))
+                    }
+                    Some(Err(message)) => {
+                        return Err(RequestError::new(ErrorKind::InvalidConfig, message, None))
+                    }
+                    Some(Ok(definitions)) => definitions,
+                };
+                let plan = if *dry_run {
+                    supervisor.monitor().plan_reload(&definitions)
+                } else {
+                    supervisor.call(observer, |monitor, now| monitor.reload(now, definitions))
+                };
+                match plan {
+                    Ok(plan) => Ok(json!({
+                        "dry_run": dry_run,
+                        "settings_changed": plan.settings_changed,
+                        "changes": plan
+                            .changes
+                            .iter()
+                            .map(|(name, change)| json!({"name": name, "change": change_word(*change)}))
+                            .collect::<Vec<_>>(),
+                    })),
+                    Err(error) => Err(RequestError::new(
+                        ErrorKind::InvalidConfig,
+                        error.to_string(),
+                        None,
+                    )),
+                }
+            }
+            Op::Logs {
+                name,
+                lines,
+                follow,
+            } => {
+                known_names(supervisor, std::slice::from_ref(name), false)?;
+                let count = usize::try_from(*lines).unwrap_or(usize::MAX);
+                let kept = observer.feed().rings.last(name, count);
+                if *follow {
+                    self.follow(
+                        client,
+                        Follows::Logs {
+                            id: request_id.clone(),
+                            name: name.clone(),
+                        },
+                        observer.feed(),
+                    );
+                }
+                Ok(json!(kept
+                    .iter()
+                    .map(|l| line_json(name, l.stream, &l.bytes))
+                    .collect::<Vec<_>>()))
+            }
+            Op::Watch => {
+                self.follow(
+                    client,
+                    Follows::Watch {
+                        id: request_id.clone(),
+                    },
+                    observer.feed(),
+                );
+                Ok(status_json(supervisor, &all_names(supervisor)))
+            }
+            Op::Metrics => Ok(Value::String(metrics_text(supervisor))),
+            Op::Shutdown => {
+                served.shutdown = true;
+                Ok(json!({"stopping": true}))
+            }
+        }
+    }
+
+    fn follow(&mut self, id: SourceId, follows: Follows, feed: &mut ControlFeed) {
+        let client = self.clients.get_mut(&id).expect("the asking client");
+        if let Some(previous) = client.follows.take() {
+            unfollow(&previous, feed);
+        }
+        match &follows {
+            Follows::Logs { name, .. } => *feed.followed.entry(name.clone()).or_default() += 1,
+            Follows::Watch { .. } => feed.watchers += 1,
+        }
+        client.follows = Some(follows);
+    }
+
+    /// Hands what the feed gathered to the clients that follow it.
+    fn stream_feed(&mut self, feed: &mut ControlFeed) {
+        if feed.lines.is_empty() && feed.changes.is_empty() {
+            return;
+        }
+        for client in self.clients.values_mut() {
+            match &client.follows {
+                Some(Follows::Logs { id, name }) => {
+                    for (line_name, stream, bytes) in &feed.lines {
+                        if line_name == name {
+                            let event = line_json(name, *stream, bytes);
+                            client.output.extend(protocol::event_line(id, event));
+                        }
+                    }
+                }
+                Some(Follows::Watch { id }) => {
+                    for (name, from, to, at) in &feed.changes {
+                        let event = json!({
+                            "name": name,
+                            "from": from.as_str(),
+                            "to": to.as_str(),
+                            "at": rfc3339_millis(*at),
+                        });
+                        client.output.extend(protocol::event_line(id, event));
+                    }
+                }
+                None => {}
+            }
+        }
+        feed.lines.clear();
+        feed.changes.clear();
+    }
+
+    /// Writes what the client's socket takes; closes a client that is done
+    /// or that let its queue pass the bound.
+    fn flush(&mut self, id: SourceId, supervisor: &mut Supervisor, feed: &mut ControlFeed) {
+        let client = self.clients.get_mut(&id).expect("listed");
+        let mut broken = false;
+        while !client.output.is_empty() {
+            let (front, _) = client.output.as_slices();
+            match client.stream.write(front) {
+                Ok(0) => {
+                    broken = true;
+                    break;
+                }
+                Ok(n) => {
+                    client.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        let overrun = client.output.len() > CLIENT_QUEUE_BYTES;
+        if broken || overrun || (client.closing && client.output.is_empty()) {
+            let mut client = self.clients.remove(&id).expect("listed");
+            if let Some(follows) = &client.follows {
+                unfollow(follows, feed);
+            }
+            let _ = supervisor.deregister(id, &mut client.stream);
+            return;
+        }
+        let wants_writable = !client.output.is_empty();
+        if wants_writable != client.wants_writable {
+            let interest = if wants_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if supervisor
+                .reregister(id, &mut client.stream, interest)
+                .is_ok()
+            {
+                client.wants_writable = wants_writable;
+            }
+        }
+    }
+
+    /// Closes every client and the listener; the socket file goes with the
+    /// server.
+    pub fn close(mut self, supervisor: &mut Supervisor) {
+        for (id, mut client) in self.clients.drain() {
+            let _ = supervisor.deregister(id, &mut client.stream);
+        }
+        let _ = supervisor.deregister(self.listener_id, &mut self.listener);
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn unfollow(follows: &Follows, feed: &mut ControlFeed) {
+    match follows {
+        Follows::Logs { name, .. } => {
+            if let Some(count) = feed.followed.get_mut(name) {
+                *count -= 1;
+                if *count == 0 {
+                    feed.followed.remove(name);
+                }
+            }
+        }
+        Follows::Watch { .. } => feed.watchers -= 1,
+    }
+}
+
+fn all_names(supervisor: &Supervisor) -> Vec<String> {
+    supervisor
+        .monitor()
+        .processes_in_order()
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// `names` if each is a process (all of them if `names` is empty and
+/// `empty_is_all`), else the first unknown one as an error.
+fn known_names(
+    supervisor: &Supervisor,
+    names: &[String],
+    empty_is_all: bool,
+) -> Result<Vec<String>, RequestError> {
+    if names.is_empty() && empty_is_all {
+        return Ok(all_names(supervisor));
+    }
+    for name in names {
+        if supervisor.monitor().key(name).is_none() {
+            return Err(RequestError::new(
+                ErrorKind::UnknownProcess,
+                format!("no process named {name:?}"),
+                Some(name),
+            ));
+        }
+    }
+    Ok(names.to_vec())
+}
+
+fn targets_names(supervisor: &Supervisor, targets: &Targets) -> Result<Vec<String>, RequestError> {
+    match targets {
+        Targets::All => Ok(all_names(supervisor)),
+        Targets::Names(names) => known_names(supervisor, names, false),
+    }
+}
+
+fn change_word(change: Change) -> &'static str {
+    change.as_str()
+}
+
+/// One output line as JSON: the bytes as text, invalid UTF-8 as `\xHH`.
+fn line_json(name: &str, stream: Stream, bytes: &[u8]) -> Value {
+    json!({
+        "name": name,
+        "stream": stream.as_str(),
+        "line": EscapeInvalid(bytes).to_string(),
+    })
+}
+
+fn seconds(duration: std::time::Duration) -> f64 {
+    (duration.as_millis() as f64) / 1000.0
+}
+
+/// The status of each of `names`, in the order given, as the protocol's
+/// objects.
+pub fn status_json(supervisor: &Supervisor, names: &[String]) -> Value {
+    let now = supervisor.now();
+    let monitor = supervisor.monitor();
+    Value::Array(
+        names
+            .iter()
+            .filter_map(|name| monitor.status(name))
+            .map(|status| process_json(supervisor, &status, now))
+            .collect(),
+    )
+}
+
+fn process_json(supervisor: &Supervisor, status: &ProcessStatus<'_>, now: Instant) -> Value {
+    let live = matches!(status.state, ProcessState::Running | ProcessState::Stopping);
+    let pid = status.instance.and_then(|i| supervisor.pid(i));
+    let uptime = status
+        .started_at
+        .filter(|_| live)
+        .map(|started| seconds(now.saturating_duration_since(started)));
+    let last_exit = match status.stats.last_exit {
+        Some(ExitStatus::Code(code)) => json!({"code": code}),
+        Some(ExitStatus::Signal(signo)) => json!({
+            "signal": signal_name(signo).map_or_else(|| signo.to_string(), str::to_string),
+        }),
+        None => Value::Null,
+    };
+    let next = status.next.map_or(Value::Null, |due| {
+        json!({
+            "action": due.action.as_str(),
+            "in": seconds(due.at.saturating_duration_since(now)),
+        })
+    });
+    json!({
+        "name": status.name,
+        "state": status.state.as_str(),
+        "pid": pid,
+        "uptime": uptime,
+        "restarts": status.stats.restarts,
+        "quick_deaths": status.quick_deaths,
+        "last_exit": last_exit,
+        "next": next,
+        "wanted_up": status.wanted_up,
+    })
+}
+
+/// One per-process metric: name, type, help, and its value for a process
+/// (none: the process has no sample).
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ProcessStatus<'_>, Instant) -> Option<f64>,
+);
+
+/// The Prometheus text exposition of every process and of procmon.
+pub fn metrics_text(supervisor: &Supervisor) -> String {
+    use std::fmt::Write as _;
+    let monitor = supervisor.monitor();
+    let now = supervisor.now();
+    let statuses: Vec<ProcessStatus<'_>> = monitor.statuses().collect();
+    let mut out = String::new();
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(&mut out, "procmon_processes", "gauge", "Processes defined.");
+    let _ = writeln!(out, "procmon_processes {}", statuses.len());
+    family(
+        &mut out,
+        "procmon_events_total",
+        "counter",
+        "Facts from the world procmon took in (exits, output chunks, timers).",
+    );
+    let _ = writeln!(out, "procmon_events_total {}", monitor.stats().inputs);
+    let per_process: [Metric; 8] = [
+        (
+            "procmon_process_up",
+            "gauge",
+            "1 if the process is running.",
+            |s, _| Some(f64::from(u8::from(s.state == ProcessState::Running))),
+        ),
+        (
+            "procmon_process_restarts_total",
+            "counter",
+            "Restarts by the restart rules or a retry.",
+            |s, _| Some(s.stats.restarts as f64),
+        ),
+        (
+            "procmon_process_quick_deaths",
+            "gauge",
+            "Quick deaths in a row.",
+            |s, _| Some(f64::from(s.quick_deaths)),
+        ),
+        (
+            "procmon_process_uptime_seconds",
+            "gauge",
+            "Seconds since the running instance started.",
+            |s, now| {
+                (s.state == ProcessState::Running)
+                    .then(|| {
+                        s.started_at
+                            .map(|t| seconds(now.saturating_duration_since(t)))
+                    })
+                    .flatten()
+            },
+        ),
+        (
+            "procmon_process_output_lines_total",
+            "counter",
+            "Output lines logged.",
+            |s, _| Some(s.stats.output_lines as f64),
+        ),
+        (
+            "procmon_process_output_bytes_total",
+            "counter",
+            "Output bytes read.",
+            |s, _| Some(s.stats.output_bytes as f64),
+        ),
+        (
+            "procmon_process_spawn_failures_total",
+            "counter",
+            "Spawns that failed.",
+            |s, _| Some(s.stats.spawn_failures as f64),
+        ),
+        (
+            "procmon_process_last_exit_code",
+            "gauge",
+            "Exit code of the last instance that exited with one.",
+            |s, _| match s.stats.last_exit {
+                Some(ExitStatus::Code(code)) => Some(f64::from(code)),
+                _ => None,
+            },
+        ),
+    ];
+    for (name, kind, help, value) in per_process {
+        family(&mut out, name, kind, help);
+        for status in &statuses {
+            if let Some(value) = value(status, now) {
+                let _ = writeln!(out, "{name}{{name=\"{}\"}} {value}", label(status.name));
+            }
+        }
+    }
+    family(
+        &mut out,
+        "procmon_process_state",
+        "gauge",
+        "1 for the state the process is in, 0 for the others.",
+    );
+    for status in &statuses {
+        for state in ProcessState::ALL {
+            let _ = writeln!(
+                out,
+                "procmon_process_state{{name=\"{}\",state=\"{}\"}} {}",
+                label(status.name),
+                state.as_str(),
+                u8::from(status.state == state)
+            );
+        }
+    }
+    out
+}
+
+/// A label value escaped as the exposition format wants.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `2026-12-06T10:00:00.123Z`.
+pub fn rfc3339_millis(at: SystemTime) -> String {
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let millis = since.subsec_millis();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rest = secs % 86_400;
+    let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_millis() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_551_200_123);
+        assert_eq!(rfc3339_millis(at), "2026-12-06T10:00:00.123Z");
+        assert_eq!(
+            rfc3339_millis(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn access_allows_root_ourselves_and_the_listed() {
+        let access = Access {
+            uids: vec![1000],
+            gids: vec![50],
+        };
+        let peer = |uid, gid| PeerCredentials { pid: 1, uid, gid };
+        assert!(access.allows(peer(0, 0), 500));
+        assert!(access.allows(peer(500, 7), 500));
+        assert!(access.allows(peer(1000, 7), 500));
+        assert!(access.allows(peer(1001, 50), 500));
+        assert!(!access.allows(peer(1001, 51), 500));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
