@@ -53,10 +53,23 @@ pub enum Event<'a> {
     },
     /// Every child has ended after a stop; procmon exits.
     Stopped,
-    /// Writing children's lines to stdout failed; procmon stops.
+    /// Writing to stdout failed, or a reader of stdout or stderr is gone;
+    /// procmon stops.
     OutputFailed {
+        /// `"stdout"` or `"stderr"`.
+        stream: &'static str,
         /// Why.
         error: &'a io::Error,
+    },
+    /// At exit, children's output that could not be written (the reader
+    /// stopped taking it) or was dropped earlier and not yet reported.
+    Unwritten {
+        /// Lines left unwritten.
+        lines: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Bytes dropped earlier (stdout fell too far behind).
+        dropped_bytes: u64,
     },
 }
 
@@ -256,8 +269,31 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
             write!(s, "received {signal}: {what}")
         }
         Event::Stopped => write!(s, "all processes stopped, exiting"),
-        Event::OutputFailed { error } => {
-            write!(s, "writing to stdout failed: {error}; stopping")
+        Event::OutputFailed { stream, error } => {
+            write!(s, "writing to {stream} failed: {error}; stopping")
+        }
+        Event::Unwritten {
+            lines,
+            bytes,
+            dropped_bytes,
+        } => {
+            s.push_str("exiting with children's output lost: ");
+            if *bytes > 0 {
+                write!(
+                    s,
+                    "{lines} lines ({bytes} bytes) not written, stdout's reader stopped taking them"
+                )?;
+            }
+            if *bytes > 0 && *dropped_bytes > 0 {
+                s.push_str("; ");
+            }
+            if *dropped_bytes > 0 {
+                write!(
+                    s,
+                    "{dropped_bytes} bytes dropped earlier, stdout fell behind"
+                )?;
+            }
+            Ok(())
         }
     }
 }
@@ -331,9 +367,20 @@ fn event_json(event: &Event<'_>) -> String {
         Event::Stopped => {
             j.str("event", "stopped");
         }
-        Event::OutputFailed { error } => {
+        Event::OutputFailed { stream, error } => {
             j.str("event", "output_failed")
+                .str("stream", stream)
                 .str("error", &error.to_string());
+        }
+        Event::Unwritten {
+            lines,
+            bytes,
+            dropped_bytes,
+        } => {
+            j.str("event", "unwritten")
+                .num("lines", lines)
+                .num("bytes", bytes)
+                .num("dropped_bytes", dropped_bytes);
         }
     }
     j.finish()
