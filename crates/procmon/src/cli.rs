@@ -85,7 +85,10 @@ Seconds may have decimals (0.5); negative, NaN and infinite values are refused.
 OUTPUT
   Every line a child writes, to its stdout or its stderr, is printed on procmon's stdout
   as `[name] line` (bytes that are not UTF-8 shown as \xHH; each stream is split into
-  lines on its own, so they never mix inside a line). procmon's own events go to stderr:
+  lines on its own, so they never mix inside a line). A name that could be misread (one
+  holding `[`, `]`, `"`, `\`, a control or bidi character, or with whitespace at either
+  end) is shown quoted with escapes instead: `["fake] [other"] line`, `["evil\u{202e}"]`.
+  procmon's own events go to stderr, names shown the same way:
     procmon: [name] spawned pid 123
     procmon: [name] exited with code 1 after 0.2 s (pid 123)
     procmon: [name] restarting in 2 s

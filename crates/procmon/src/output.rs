@@ -8,6 +8,11 @@
 //!   `\xHH`.
 //! - stderr: `procmon: [name] spawned pid 123`, `procmon: [name] exited with
 //!   code 1 after 0.2 s (pid 123)`, … one line per event.
+//! - A name is shown bare only when it cannot be misread ([`ShownName`]):
+//!   `fake] [other` would otherwise pass a line off as another process's,
+//!   and a right-to-left override (U+202E) would reorder what follows it.
+//!   Any other name is shown as a double-quoted string with escapes:
+//!   `["fake] [other"] line`, `["evil\u{202e}"] line`.
 //!
 //! JSON format: one object per line on the same streams, e.g.
 //! `{"name":"web","stream":"stderr","line":"oops"}` on stdout and
@@ -152,7 +157,13 @@ impl<O: Write, E: Write> Printer<O, E> {
             LogFormat::Text => {
                 out.reserve(name.len() + line.len() + 4);
                 out.push(b'[');
-                out.extend_from_slice(name.as_bytes());
+                let shown = ShownName(name);
+                if shown.is_bare() {
+                    out.extend_from_slice(name.as_bytes());
+                } else {
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(out, "{shown}");
+                }
                 out.extend_from_slice(b"] ");
                 push_escaped(out, line);
                 out.push(b'\n');
@@ -216,6 +227,76 @@ impl<O: Write, E: Write> Printer<O, E> {
     fn fail_out(&mut self, error: io::Error) {
         self.out_failed = true;
         self.out_error = Some(error);
+    }
+}
+
+/// A process name as text output shows it, so that it cannot be misread.
+///
+/// Bare when every character is printable and none is `[`, `]`, `"`, `\`
+/// or a Unicode bidi or format control (U+061C, U+200E, U+200F,
+/// U+202A–U+202E, U+2066–U+2069 and the like), and it neither starts nor
+/// ends with whitespace. Otherwise a double-quoted string: `"` and `\` are
+/// escaped with a backslash, `\n`, `\r` and `\t` as such, and every other
+/// character that is not printable, or is a control, as `\u{hex}`.
+#[derive(Clone, Copy, Debug)]
+pub struct ShownName<'a>(pub &'a str);
+
+impl ShownName<'_> {
+    /// Whether the name is shown as it is.
+    pub fn is_bare(&self) -> bool {
+        let name = self.0;
+        // Most names are plain ASCII, and that is cheaper to check.
+        let plain_ascii = name
+            .bytes()
+            .all(|b| matches!(b, b' '..=b'~') && !matches!(b, b'[' | b']' | b'"' | b'\\'));
+        let trimmed =
+            !name.starts_with(char::is_whitespace) && !name.ends_with(char::is_whitespace);
+        !name.is_empty()
+            && trimmed
+            && (plain_ascii
+                || name
+                    .chars()
+                    .all(|c| !matches!(c, '[' | ']' | '"' | '\\') && !needs_escape(c)))
+    }
+}
+
+/// Characters a quoted name shows as `\u{hex}`: controls, whitespace other
+/// than a plain space, and the invisible format characters that change how
+/// text around them reads (bidi controls, zero widths, the BOM).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+impl std::fmt::Display for ShownName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_bare() {
+            return f.write_str(self.0);
+        }
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if needs_escape(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
     }
 }
 
@@ -300,8 +381,8 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
 
 fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -> std::fmt::Result {
     match notice {
-        Notice::Spawned { name, pid } => write!(s, "[{name}] spawned pid {pid}"),
-        Notice::SpawnFailed { name, error } => write!(s, "[{name}] spawn failed: {error}"),
+        Notice::Spawned { name, pid } => write!(s, "[{}] spawned pid {pid}", ShownName(name)),
+        Notice::SpawnFailed { name, error } => write!(s, "[{}] spawn failed: {error}", ShownName(name)),
         Notice::Exited {
             name,
             pid,
@@ -313,11 +394,11 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
                 ExitStatus::Code(code) => {
                     write!(
                         s,
-                        "[{name}] exited with code {code} after {uptime} s (pid {pid})"
+                        "[{}] exited with code {code} after {uptime} s (pid {pid})", ShownName(name)
                     )
                 }
                 ExitStatus::Signal(signal) => {
-                    write!(s, "[{name}] killed by signal {signal}")?;
+                    write!(s, "[{}] killed by signal {signal}", ShownName(name))?;
                     if let Some(signame) = signal_name(*signal) {
                         write!(s, " ({signame})")?;
                     }
@@ -326,28 +407,28 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             }
         }
         Notice::RestartScheduled { name, delay } if delay.is_zero() => {
-            write!(s, "[{name}] restarting now")
+            write!(s, "[{}] restarting now", ShownName(name))
         }
         Notice::RestartScheduled { name, delay } => {
-            write!(s, "[{name}] restarting in {} s", Rounded(*delay))
+            write!(s, "[{}] restarting in {} s", ShownName(name), Rounded(*delay))
         }
         Notice::Signalled {
             name,
             pid,
             signal: Signal::Term,
-        } => write!(s, "[{name}] sending TERM to pid {pid}"),
+        } => write!(s, "[{}] sending TERM to pid {pid}", ShownName(name)),
         Notice::Signalled {
             name,
             pid,
             signal: Signal::Kill,
         } => write!(
             s,
-            "[{name}] sending KILL to pid {pid} after {} s",
+            "[{}] sending KILL to pid {pid} after {} s", ShownName(name),
             Rounded(kill_time)
         ),
         Notice::OutputClosed { name, pid } => write!(
             s,
-            "[{name}] closing the output of pid {pid}, still held open by processes that left its group"
+            "[{}] closing the output of pid {pid}, still held open by processes that left its group", ShownName(name)
         ),
         // Child lines are printed by `child_line`; a notice the driver
         // gains later is still shown, in its debug form, rather than lost.
@@ -686,6 +767,39 @@ procmon: received HUP: restarting all processes
 procmon: all processes stopped, exiting
 ";
         assert_eq!(err, want);
+    }
+
+    #[test]
+    fn names_that_could_mislead_are_quoted_with_escapes() {
+        for (name, shown) in [
+            ("web", "web"),
+            ("sh -c echo hi", "sh -c echo hi"),
+            ("café ☃", "café ☃"),
+            ("fake] [other", r#""fake] [other""#),
+            ("[x", r#""[x""#),
+            ("evil\u{202e}txt", r#""evil\u{202e}txt""#),
+            ("\u{2066}a\u{2069}", r#""\u{2066}a\u{2069}""#),
+            ("\u{61c}\u{200e}\u{200f}", r#""\u{61c}\u{200e}\u{200f}""#),
+            (" lead", r#"" lead""#),
+            ("trail ", r#""trail ""#),
+            ("a\"b\\c", r#""a\"b\\c""#),
+            ("tab\there\n", r#""tab\there\n""#),
+            ("bell\x07 nbsp\u{a0}", r#""bell\u{7} nbsp\u{a0}""#),
+            ("", r#""""#),
+        ] {
+            assert_eq!(ShownName(name).to_string(), shown, "{name:?}");
+        }
+        let (out, err) = print(LogFormat::Text, |p| {
+            let name = "fake] [other";
+            p.child_line(name, Stream::Stdout, b"hi");
+            let notice = Notice::Spawned { name, pid: 7 };
+            p.event(&Event::Supervisor {
+                notice: &notice,
+                kill_time: Duration::ZERO,
+            });
+        });
+        assert_eq!(out, "[\"fake] [other\"] hi\n");
+        assert_eq!(err, "procmon: [\"fake] [other\"] spawned pid 7\n");
     }
 
     #[test]

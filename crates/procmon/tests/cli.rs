@@ -938,6 +938,29 @@ fn sighup_restarts_every_process() {
     assert!(!is_alive(first[0]));
 }
 
+/// A name that could pass a line off as another process's, or reorder
+/// the text after it, is shown quoted with escapes on both streams; a
+/// plain one stays bare.
+#[test]
+fn misleading_names_are_quoted_in_text_output() {
+    let procmon = Procmon::start(&["--", "sh", "-c", "echo hi; exec sleep 1000", "fake] [other"]);
+    procmon.out_has("[\"sh -c echo hi; exec sleep 1000 fake] [other\"] hi\n");
+    procmon.err_has("procmon: [\"sh -c echo hi; exec sleep 1000 fake] [other\"] spawned pid ");
+    drop(procmon);
+    let dir = TempDir::new();
+    let config = dir.write(
+        "names.toml",
+        "[[process]]\nname = \"evil\\u202Etxt.exe\"\nargv = [\"sh\", \"-c\", \"echo hi; exec sleep 1000\"]\n\
+         [[process]]\nname = \"plain one\"\nargv = [\"sh\", \"-c\", \"echo hi; exec sleep 1000\"]\n",
+    );
+    let procmon = Procmon::start(&["--config", config.to_str().unwrap()]);
+    procmon.out_has("[\"evil\\u{202e}txt.exe\"] hi\n");
+    procmon.out_has("[plain one] hi\n");
+    procmon.err_has("procmon: [\"evil\\u{202e}txt.exe\"] spawned pid ");
+    let err = procmon.err_has("procmon: [plain one] spawned pid ");
+    assert!(!err.contains('\u{202e}'), "{err}");
+}
+
 #[test]
 fn invalid_utf8_is_escaped() {
     let procmon = Procmon::start(&["--", "sh", "-c", "printf 'caf\\351 ok\\n'; exec sleep 1000"]);
