@@ -55,7 +55,8 @@ pub struct Cli {
     pub maxrestartdelay: Duration,
 
     /// Longest output line, in bytes (at most 67108864, 64 MiB); a longer
-    /// line is logged in pieces.
+    /// line is logged in pieces. procmon may hold twice this for each
+    /// process (a partial line per stream), plus 21 MiB in all.
     #[arg(
         long,
         value_name = "BYTES",

@@ -128,14 +128,21 @@ pub struct Printer<O: Write, E: Write> {
 /// larger than a pipe's 64 KiB keep the hand-offs rare under a flood.
 pub const OUT_BLOCK: usize = 256 * 1024;
 
+/// A line is escaped this many of its bytes at a time: escaped, a piece
+/// takes at most 6 times as many (a control byte in JSON), so a block with
+/// one more piece on it stays within [`PENDING_CAPACITY`].
+const LINE_PIECE: usize = 32 * 1024;
+
+/// The printer's buffer: a block and the piece or line that overflows it.
+const PENDING_CAPACITY: usize = 2 * OUT_BLOCK;
+
 impl<O: Write, E: Write> Printer<O, E> {
     /// A printer in `format` over these streams.
     pub fn new(format: LogFormat, out: O, err: E) -> Self {
         Printer {
             format,
             out,
-            // Room for a block and the line that overflows it.
-            pending: Vec::with_capacity(2 * OUT_BLOCK),
+            pending: Vec::with_capacity(PENDING_CAPACITY),
             err,
             out_error: None,
             out_failed: false,
@@ -155,7 +162,7 @@ impl<O: Write, E: Write> Printer<O, E> {
         let out = &mut self.pending;
         match self.format {
             LogFormat::Text => {
-                out.reserve(name.len() + line.len() + 4);
+                out.reserve(name.len() + line.len().min(LINE_PIECE) + 4);
                 out.push(b'[');
                 let shown = ShownName(name);
                 if shown.is_bare() {
@@ -165,18 +172,39 @@ impl<O: Write, E: Write> Printer<O, E> {
                     let _ = write!(out, "{shown}");
                 }
                 out.extend_from_slice(b"] ");
-                push_escaped(out, line);
-                out.push(b'\n');
             }
             LogFormat::Json => {
                 out.extend_from_slice(b"{\"name\":");
                 json_string(out, name.as_bytes());
                 out.extend_from_slice(b",\"stream\":\"");
                 out.extend_from_slice(stream.as_str().as_bytes());
-                out.extend_from_slice(b"\",\"line\":");
-                json_string(out, line);
-                out.extend_from_slice(b"}\n");
+                out.extend_from_slice(b"\",\"line\":\"");
             }
+        }
+        // A long line is escaped a piece at a time and handed on in blocks,
+        // so that escaping (up to 6 bytes for 1) never needs a buffer the
+        // size of the line.
+        let mut rest = line;
+        loop {
+            let (piece, tail) = split_piece(rest, LINE_PIECE);
+            match self.format {
+                LogFormat::Text => push_escaped(&mut self.pending, piece),
+                LogFormat::Json => json_string_body(&mut self.pending, piece),
+            }
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+            if self.pending.len() >= OUT_BLOCK {
+                self.flush();
+                if self.out_failed {
+                    return;
+                }
+            }
+        }
+        match self.format {
+            LogFormat::Text => self.pending.push(b'\n'),
+            LogFormat::Json => self.pending.extend_from_slice(b"\"}\n"),
         }
         if self.pending.len() >= OUT_BLOCK {
             self.flush();
@@ -190,6 +218,11 @@ impl<O: Write, E: Write> Printer<O, E> {
         }
         let written = self.out.write_all(&self.pending);
         self.pending.clear();
+        // A name escaped at length can leave it larger than its steady
+        // size; that memory goes back rather than staying for good.
+        if self.pending.capacity() > PENDING_CAPACITY {
+            self.pending = Vec::with_capacity(PENDING_CAPACITY);
+        }
         if let Err(e) = written.and_then(|()| self.out.flush()) {
             self.fail_out(e);
         }
@@ -309,6 +342,33 @@ fn push_escaped(out: &mut Vec<u8>, line: &[u8]) {
         // Writing to a Vec cannot fail.
         let _ = write!(out, "{}", EscapeInvalid(line));
     }
+}
+
+/// Splits off the first piece of `bytes`, of at most `max` bytes (at least
+/// 4, the longest character, so a piece is never empty), where UTF-8
+/// decoding of the whole would start a new step:
+/// never inside a valid character, so escaping the pieces one by one gives
+/// what escaping the whole would.
+fn split_piece(bytes: &[u8], max: usize) -> (&[u8], &[u8]) {
+    if bytes.len() <= max {
+        return (bytes, &[]);
+    }
+    let is_continuation = |b: u8| b & 0xc0 == 0x80;
+    let mut at = max;
+    // A character is at most 4 bytes: its lead byte is at most 3 back. If
+    // none is, the byte at `at` belongs to no valid character anyway.
+    for _ in 0..3 {
+        if at == 0 || !is_continuation(bytes[at]) {
+            break;
+        }
+        at -= 1;
+    }
+    // No lead byte within reach (or only the piece's first byte): `max`
+    // itself is where a step starts.
+    if at == 0 || is_continuation(bytes[at]) {
+        at = max;
+    }
+    bytes.split_at(at)
 }
 
 /// Whether every byte is below 0x80, eight bytes at a time: on lines of
@@ -571,6 +631,12 @@ impl JsonObject {
 /// same text [`EscapeInvalid`] shows, so the result is always valid JSON.
 pub fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
+    json_string_body(out, bytes);
+    out.push(b'"');
+}
+
+/// [`json_string`] without the quotes.
+fn json_string_body(out: &mut Vec<u8>, bytes: &[u8]) {
     for chunk in bytes.utf8_chunks() {
         let valid = chunk.valid().as_bytes();
         let mut start = 0;
@@ -600,7 +666,6 @@ pub fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(format!("\\\\x{byte:02x}").as_bytes());
         }
     }
-    out.push(b'"');
 }
 
 /// A duration shown to the millisecond in the shortest form (`0.2`, `3`),
@@ -767,6 +832,80 @@ procmon: received HUP: restarting all processes
 procmon: all processes stopped, exiting
 ";
         assert_eq!(err, want);
+    }
+
+    #[test]
+    fn escaping_in_pieces_gives_what_escaping_the_whole_does() {
+        // Valid characters of 1 to 4 bytes, stray continuation bytes,
+        // truncated sequences and controls, in a pattern that lands every
+        // kind of byte on every piece boundary.
+        let mut line = Vec::new();
+        for i in 0..400u32 {
+            match i % 7 {
+                0 => line.extend_from_slice("é☃😀".as_bytes()),
+                1 => line.extend_from_slice(b"\x80\x80\x80\x80\x80"),
+                2 => line.extend_from_slice(b"\xe2\x82"),
+                3 => line.extend_from_slice(b"\xf0\x9f\x98"),
+                4 => line.push(b'"'),
+                5 => line.push(0x01),
+                _ => line.extend_from_slice(b"ab"),
+            }
+        }
+        let whole_text = format!("{}", EscapeInvalid(&line)).into_bytes();
+        let whole_json = json(&line);
+        for max in 4..40 {
+            let (mut text, mut json_body) = (Vec::new(), Vec::new());
+            let mut rest = &line[..];
+            while !rest.is_empty() {
+                let (piece, tail) = split_piece(rest, max);
+                assert!(!piece.is_empty() && piece.len() <= max, "max {max}");
+                push_escaped(&mut text, piece);
+                json_string_body(&mut json_body, piece);
+                rest = tail;
+            }
+            assert!(text == whole_text, "max {max}");
+            assert_eq!(
+                format!("\"{}\"", String::from_utf8(json_body).unwrap()),
+                whole_json
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_handed_on_in_blocks_and_reads_as_one() {
+        /// Counts the writes and keeps the largest.
+        #[derive(Default)]
+        struct Blocks {
+            bytes: Vec<u8>,
+            largest: usize,
+        }
+        impl Write for Blocks {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.largest = self.largest.max(bytes.len());
+                self.bytes.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let line = vec![0xff; 3 * 1024 * 1024];
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let mut printer = Printer::new(format, Blocks::default(), Vec::new());
+            printer.child_line("x", Stream::Stdout, &line);
+            printer.child_line("x", Stream::Stdout, b"next");
+            assert!(printer.pending.capacity() <= PENDING_CAPACITY);
+            let (out, _) = printer.into_inner().unwrap();
+            assert!(out.largest <= PENDING_CAPACITY, "{}", out.largest);
+            let want = match format {
+                LogFormat::Text => format!("[x] {}\n[x] next\n", "\\xff".repeat(line.len())),
+                LogFormat::Json => format!(
+                    "{{\"name\":\"x\",\"stream\":\"stdout\",\"line\":\"{}\"}}\n{{\"name\":\"x\",\"stream\":\"stdout\",\"line\":\"next\"}}\n",
+                    "\\\\xff".repeat(line.len())
+                ),
+            };
+            assert!(out.bytes == want.as_bytes(), "{format:?}");
+        }
     }
 
     #[test]

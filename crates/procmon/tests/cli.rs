@@ -938,6 +938,106 @@ fn sighup_restarts_every_process() {
     assert!(!is_alive(first[0]));
 }
 
+/// `VmHWM` (peak) and `VmRSS` (now) of process `pid`, in bytes.
+fn memory_of(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib = |key: &str| -> u64 {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"));
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .expect("a number of kB")
+            * 1024
+    };
+    (kib("VmHWM:"), kib("VmRSS:"))
+}
+
+/// One runaway child writing lines of the longest line limit, in bytes
+/// that each escape to four (`\xff`): procmon's peak memory stays within
+/// the bound docs/reliability.md states, and once the flood is written it
+/// gives the memory back. **Fixed bug:** at a 64 MiB line limit procmon
+/// peaked at 581 MB (one line escaped in one buffer, then copied whole
+/// into the writer's queue) and kept 325 MB afterwards (buffers kept their
+/// capacity after a long line).
+#[test]
+fn a_runaway_line_stays_within_the_memory_bound_and_is_given_back() {
+    const MIB: u64 = 1 << 20;
+    // The documented bound: 2 x line limit per instance, plus the queues
+    // and blocks (16 MiB stdout, 1 MiB stderr, 4 MiB of blocks)...
+    const QUEUES: u64 = 21 * MIB;
+    // ...plus what procmon takes anyway: code, thread stacks, allocator.
+    const ALLOWANCE: u64 = 16 * MIB;
+    let limit = if quick() { 8 * MIB } else { 64 * MIB };
+    let lines = 2;
+    let script = format!(
+        "head -c {} /dev/zero | tr '\\0' '\\377'; echo; exec sleep 1000",
+        lines * limit
+    );
+    let (reader, stdout) = std::io::pipe().expect("a pipe");
+    let mut procmon = Procmon::spawn_with_stdout(
+        &[
+            "--line-limit",
+            &limit.to_string(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        Stdio::from(stdout),
+    );
+    // Read as fast as we can, as /dev/null would, counting lines.
+    let counted = std::thread::spawn(move || {
+        let (mut reader, mut buffer, mut newlines) = (reader, vec![0; 1 << 20], 0);
+        while newlines < lines {
+            match reader.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => newlines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64,
+            }
+        }
+        newlines
+    });
+    let deadline = Instant::now() + PATIENCE * 6;
+    while !counted.is_finished() {
+        if Instant::now() >= deadline {
+            procmon.fail("the long lines never all arrived");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counted.join().unwrap(), lines);
+    let peak_bound = 2 * limit + QUEUES + ALLOWANCE;
+    let (peak, _) = memory_of(procmon.pid());
+    assert!(
+        peak <= peak_bound,
+        "peak {} MiB, bound {} MiB",
+        peak / MIB,
+        peak_bound / MIB
+    );
+    // Written out: the buffers that grew for the flood are let go.
+    let idle_bound = 4 * MIB + ALLOWANCE;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, now) = memory_of(procmon.pid());
+        if now <= idle_bound {
+            break;
+        }
+        if Instant::now() >= deadline {
+            procmon.fail(&format!(
+                "still {} MiB after the flood, bound {} MiB",
+                now / MIB,
+                idle_bound / MIB
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    procmon.signal(libc::SIGTERM);
+    assert!(procmon.wait().success());
+}
+
 /// A name that could pass a line off as another process's, or reorder
 /// the text after it, is shown quoted with escapes on both streams; a
 /// plain one stays bare.
