@@ -99,7 +99,9 @@ OUTPUT
     {"event":"exited","name":"web","pid":123,"signal":"TERM","signo":15,"uptime":4.2}
   procmon never waits for whoever reads its stdout: if that reader falls behind, children
   wait on their own output instead, and signals, restarts and stops go on. Only a reader
-  that is gone (EPIPE, as with `| head`) ends the run (exit status 1).
+  that is gone from stdout or stderr (EPIPE, as with `| head`) ends the run (exit status
+  1). At exit procmon waits for its output while the reader keeps reading (giving up
+  after 3 s without progress, or 30 s in all) and says on stderr what was not written.
 
 SIGNALS
   TERM, INT   stop every process (TERM, then KILL after the kill time) and exit 0

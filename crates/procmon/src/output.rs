@@ -816,6 +816,21 @@ mod tests {
                 action: Action::RestartAll,
             });
             p.event(&Event::Stopped);
+            let gone = io::Error::from(io::ErrorKind::BrokenPipe);
+            p.event(&Event::OutputFailed {
+                stream: "stderr",
+                error: &gone,
+            });
+            p.event(&Event::Unwritten {
+                lines: 7,
+                bytes: 42,
+                dropped_bytes: 0,
+            });
+            p.event(&Event::Unwritten {
+                lines: 7,
+                bytes: 42,
+                dropped_bytes: 9,
+            });
         });
         assert_eq!(out, "[web] hello\n[web] bad \\xff byte\n");
         let want = "\
@@ -830,6 +845,9 @@ procmon: [web] sending KILL to pid 12 after 5 s
 procmon: [web] closing the output of pid 11, still held open by processes that left its group
 procmon: received HUP: restarting all processes
 procmon: all processes stopped, exiting
+procmon: writing to stderr failed: broken pipe; stopping
+procmon: exiting with children's output lost: 7 lines (42 bytes) not written, stdout's reader stopped taking them
+procmon: exiting with children's output lost: 7 lines (42 bytes) not written, stdout's reader stopped taking them; 9 bytes dropped earlier, stdout fell behind
 ";
         assert_eq!(err, want);
     }
@@ -972,6 +990,11 @@ procmon: all processes stopped, exiting
                 signal: "INT",
                 action: Action::KillAll,
             });
+            p.event(&Event::Unwritten {
+                lines: 7,
+                bytes: 42,
+                dropped_bytes: 9,
+            });
         });
         assert_eq!(
             out,
@@ -982,6 +1005,7 @@ procmon: all processes stopped, exiting
 {"event":"signalled","name":"a","pid":3,"signal":"KILL","after":0.25}
 {"event":"output_closed","name":"a","pid":2}
 {"event":"received_signal","signal":"INT","action":"kill_all"}
+{"event":"unwritten","lines":7,"bytes":42,"dropped_bytes":9}
 "#;
         assert_eq!(err, want);
     }

@@ -79,10 +79,14 @@ where
         if let Some((stream, error)) = failed {
             // Like any Unix filter, stop when the reader is gone (`| head`),
             // but stop the children cleanly rather than dying with them.
-            observer.printer.event(&Event::OutputFailed {
-                stream,
-                error: &error,
-            });
+            // Told once: a gone stdout can be seen by both the printer and
+            // the sink.
+            if outcome != Outcome::OutputFailed {
+                observer.printer.event(&Event::OutputFailed {
+                    stream,
+                    error: &error,
+                });
+            }
             outcome = Outcome::OutputFailed;
             if !stopping {
                 stopping = true;

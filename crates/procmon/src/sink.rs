@@ -100,13 +100,6 @@ pub struct Unwritten {
     pub err_lines: u64,
 }
 
-impl Unwritten {
-    /// Whether nothing at all was lost.
-    pub fn is_nothing(&self) -> bool {
-        *self == Unwritten::default()
-    }
-}
-
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
