@@ -115,7 +115,9 @@ struct Shared {
 /// A block waiting to be written.
 #[derive(Debug)]
 struct Block {
-    bytes: Vec<u8>,
+    /// Shared with the writer thread while it writes them, so that at exit
+    /// what is left can be counted without a scan on the way.
+    bytes: Arc<Vec<u8>>,
     /// For stderr: how many stdout blocks were queued before it, and when it
     /// was queued (see [`ORDER_PATIENCE`]).
     after_out: u64,
@@ -142,10 +144,8 @@ struct Queue {
     /// Bytes held by the queue's blocks, the one being written included:
     /// the memory the bounds are about.
     held_bytes: usize,
-    /// Bytes and newlines queued and not yet written (what has been written
-    /// of the block being written is not counted).
-    unwritten_bytes: u64,
-    unwritten_lines: u64,
+    /// How much of the front block its writer has written so far.
+    front_written: usize,
     /// Set once the reader is gone (`EPIPE`).
     closed: Option<io::ErrorKind>,
     /// Bytes and lines dropped since they were last reported.
@@ -184,6 +184,20 @@ fn count_lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
+impl Queue {
+    /// Lines (newlines) and bytes queued and not yet written; a line the
+    /// writer is halfway through counts as unwritten. A scan, so only for
+    /// the end: counting on the way would cost every byte a second pass.
+    fn unwritten(&self) -> (u64, u64) {
+        let mut skip = self.front_written;
+        self.blocks.iter().fold((0, 0), |(lines, bytes), block| {
+            let rest = &block.bytes[skip.min(block.bytes.len())..];
+            skip = 0;
+            (lines + count_lines(rest), bytes + rest.len() as u64)
+        })
+    }
+}
+
 impl State {
     fn queue(&mut self, target: Target) -> &mut Queue {
         match target {
@@ -196,15 +210,13 @@ impl State {
         let block = Block {
             after_out: self.out_queued,
             queued_at: Instant::now(),
-            bytes,
+            bytes: Arc::new(bytes),
         };
         if target == Target::Out {
             self.out_queued += 1;
         }
         let queue = self.queue(target);
         queue.held_bytes += block.bytes.len();
-        queue.unwritten_bytes += block.bytes.len() as u64;
-        queue.unwritten_lines += count_lines(&block.bytes);
         queue.blocks.push_back(block);
     }
 
@@ -269,8 +281,6 @@ impl State {
         let queue = self.queue(target);
         let lost = std::mem::take(&mut queue.blocks);
         queue.held_bytes -= lost.iter().map(|b| b.bytes.len()).sum::<usize>();
-        queue.unwritten_bytes = 0;
-        queue.unwritten_lines = 0;
     }
 }
 
@@ -380,11 +390,12 @@ impl Sink {
             }
             state = wait(&self.shared.progressed, state, left);
         }
+        let (out_lines, out_bytes) = state.out.unwritten();
         Unwritten {
-            out_lines: state.out.unwritten_lines,
-            out_bytes: state.out.unwritten_bytes,
+            out_lines,
+            out_bytes,
             out_dropped_bytes: state.out.dropped_bytes,
-            err_lines: state.err.unwritten_lines + state.err.dropped_lines,
+            err_lines: state.err.unwritten().0 + state.err.dropped_lines,
         }
     }
 }
@@ -497,14 +508,14 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
                 match state.queue(target).blocks.front_mut() {
                     // Left queued while written, so `drain` waits for it.
                     Some(block) if target == Target::Out || block.after_out <= out_done => {
-                        break std::mem::take(&mut block.bytes);
+                        break Arc::clone(&block.bytes);
                     }
                     // A stderr line waits for the stdout bytes before it...
                     Some(block) => {
                         let waited = now.duration_since(block.queued_at);
                         if waited >= ORDER_PATIENCE {
                             // ...but not for a stdout nobody reads.
-                            break std::mem::take(&mut block.bytes);
+                            break Arc::clone(&block.bytes);
                         }
                         let left = ORDER_PATIENCE - waited;
                         state = wait(shared.ready(target), state, left);
@@ -525,10 +536,7 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
             done += piece.len();
             let mut state = shared.lock();
             state.written_total += piece.len() as u64;
-            let queue = state.queue(target);
-            // Zero once the queue was abandoned: nothing left to count.
-            queue.unwritten_bytes = queue.unwritten_bytes.saturating_sub(piece.len() as u64);
-            queue.unwritten_lines = queue.unwritten_lines.saturating_sub(count_lines(piece));
+            state.queue(target).front_written = done;
             drop(state);
             shared.progressed.notify_all();
         });
@@ -538,6 +546,7 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
             let queue = state.queue(target);
             queue.blocks.pop_front();
             queue.held_bytes -= len;
+            queue.front_written = 0;
         }
         if target == Target::Out {
             state.out_done += 1;
@@ -558,10 +567,7 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
             Err(e) => {
                 // A full disk, say: the children keep running, their output
                 // is counted as lost, and the first failure is told.
-                let rest = &bytes[done..];
-                state.out.unwritten_bytes -= rest.len() as u64;
-                state.out.unwritten_lines -= count_lines(rest);
-                state.out.dropped_bytes += rest.len() as u64;
+                state.out.dropped_bytes += (len - done) as u64;
                 if !std::mem::replace(&mut state.out_failing, true) {
                     state.push(
                         Target::Err,
@@ -574,10 +580,13 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
             }
         }
         // Only buffers of ordinary blocks: one huge line's is let go.
-        if state.spare.len() < SPARE_BUFFERS && bytes.capacity() <= 2 * crate::output::OUT_BLOCK {
-            let mut spare = bytes;
-            spare.clear();
-            state.spare.push(spare);
+        // The queue's share went with the block: the buffer is ours again.
+        if let Ok(mut spare) = Arc::try_unwrap(bytes) {
+            if state.spare.len() < SPARE_BUFFERS && spare.capacity() <= 2 * crate::output::OUT_BLOCK
+            {
+                spare.clear();
+                state.spare.push(spare);
+            }
         }
         // The stderr thread may be waiting for this stdout block, or have a
         // line of ours to tell; with nothing queued for it, it sleeps on.
