@@ -14,10 +14,20 @@ use alloc::vec::Vec;
 /// chunk is a slice of the chunk, and only a line begun in an earlier chunk is
 /// lent from the buffer. So the buffer copies nothing but partial lines, which
 /// is what lets a driver log a flood at close to memory speed.
+///
+/// Memory: the buffer's allocation never exceeds the limit (or the partial
+/// line, if a larger limit was in force when it was begun), and once a line
+/// longer than 64 KiB has been handed out the allocation is
+/// freed, so a runaway line costs its memory only while it is being
+/// gathered, not for the rest of the process's life.
 #[derive(Debug, Default, Clone)]
 pub struct LineBuffer {
     pending: Vec<u8>,
 }
+
+/// The allocation a buffer keeps after handing out a line: enough for the
+/// partial lines of ordinary output, so they cost no allocation each.
+const KEPT_CAPACITY_BYTES: usize = 64 * 1024;
 
 impl LineBuffer {
     /// An empty buffer; it allocates on the first partial line only.
@@ -71,13 +81,16 @@ impl LineBuffer {
             // Finish the line begun earlier: fill it up to the limit.
             let room = limit.saturating_sub(self.pending.len());
             let (head, rest) = segment.split_at(room.min(segment.len()));
-            self.pending.extend_from_slice(head);
+            self.gather(head, limit);
             segment = rest;
             if segment.is_empty() && !terminated {
                 return;
             }
             emit(&self.pending);
             self.pending.clear();
+            if self.pending.capacity() > KEPT_CAPACITY_BYTES {
+                self.pending = Vec::new();
+            }
             if segment.is_empty() {
                 return;
             }
@@ -91,8 +104,19 @@ impl LineBuffer {
         if terminated {
             emit(segment);
         } else {
-            self.pending.extend_from_slice(segment);
+            self.gather(segment, limit);
         }
+    }
+
+    /// Appends to the partial line, growing the allocation as `Vec` does
+    /// (doubling) but never past the limit, which the line cannot outgrow.
+    fn gather(&mut self, bytes: &[u8], limit: usize) {
+        let needed = self.pending.len() + bytes.len();
+        if needed > self.pending.capacity() {
+            let grown = (2 * self.pending.capacity()).clamp(needed, limit.max(needed));
+            self.pending.reserve_exact(grown - self.pending.len());
+        }
+        self.pending.extend_from_slice(bytes);
     }
 }
 
@@ -154,6 +178,28 @@ mod tests {
         });
         assert_eq!(lent, 3);
         assert_eq!(buf.take_partial(), Some(b"hi".to_vec()));
+    }
+
+    #[test]
+    fn a_long_line_costs_memory_only_while_it_is_gathered() {
+        let limit = 1 << 20;
+        let mut buf = LineBuffer::new();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..16 {
+            buf.push(&chunk, limit, |_| panic!("not yet a line"));
+            assert!(buf.pending.capacity() <= limit);
+        }
+        assert_eq!(buf.pending_len(), limit);
+        let mut lines = 0;
+        buf.push(b"\nshort", limit, |line| {
+            assert_eq!(line.len(), limit);
+            lines += 1;
+        });
+        assert_eq!(lines, 1);
+        assert!(buf.pending.capacity() <= KEPT_CAPACITY_BYTES);
+        // An ordinary partial line keeps its allocation for the next one.
+        buf.push(b" line\n", limit, |line| assert_eq!(line, b"short line"));
+        assert!(buf.pending.capacity() >= b"short line".len());
     }
 
     #[test]

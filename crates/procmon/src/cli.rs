@@ -55,7 +55,8 @@ pub struct Cli {
     pub maxrestartdelay: Duration,
 
     /// Longest output line, in bytes (at most 67108864, 64 MiB); a longer
-    /// line is logged in pieces.
+    /// line is logged in pieces. procmon may hold twice this for each
+    /// process (a partial line per stream), plus 21 MiB in all.
     #[arg(
         long,
         value_name = "BYTES",
@@ -85,7 +86,10 @@ Seconds may have decimals (0.5); negative, NaN and infinite values are refused.
 OUTPUT
   Every line a child writes, to its stdout or its stderr, is printed on procmon's stdout
   as `[name] line` (bytes that are not UTF-8 shown as \xHH; each stream is split into
-  lines on its own, so they never mix inside a line). procmon's own events go to stderr:
+  lines on its own, so they never mix inside a line). A name that could be misread (one
+  holding `[`, `]`, `"`, `\`, a control or bidi character, or with whitespace at either
+  end) is shown quoted with escapes instead: `["fake] [other"] line`, `["evil\u{202e}"]`.
+  procmon's own events go to stderr, names shown the same way:
     procmon: [name] spawned pid 123
     procmon: [name] exited with code 1 after 0.2 s (pid 123)
     procmon: [name] restarting in 2 s
@@ -95,7 +99,9 @@ OUTPUT
     {"event":"exited","name":"web","pid":123,"signal":"TERM","signo":15,"uptime":4.2}
   procmon never waits for whoever reads its stdout: if that reader falls behind, children
   wait on their own output instead, and signals, restarts and stops go on. Only a reader
-  that is gone (EPIPE, as with `| head`) ends the run (exit status 1).
+  that is gone from stdout or stderr (EPIPE, as with `| head`) ends the run (exit status
+  1). At exit procmon waits for its output while the reader keeps reading (giving up
+  after 3 s without progress, or 30 s in all) and says on stderr what was not written.
 
 SIGNALS
   TERM, INT, QUIT   stop every process (TERM, then KILL after the kill time) and exit 0

@@ -51,8 +51,11 @@ const TOP_KEYS: &[&str] = &[
 /// The line limit is the memory bound: a child that never writes a newline
 /// makes procmon buffer up to this many bytes for each of its two streams,
 /// so the limit must be small enough to hold for every process at once.
-/// 64 MiB is a thousand times the default and far past any real log line,
-/// and still keeps a runaway child to 128 MiB of procmon's memory.
+/// procmon's memory for output is at most 2 x the line limit for each
+/// instance whose pipes are open, plus 21 MiB for the command's queues and
+/// blocks (docs/reliability.md, "Memory for output"). 64 MiB is a thousand
+/// times the default and far past any real log line, and still keeps a
+/// runaway child to 149 MiB.
 pub const MAX_LINE_LIMIT_BYTES: usize = 64 << 20;
 
 /// The largest config file read: 1 MiB.

@@ -8,6 +8,11 @@
 //!   `\xHH`.
 //! - stderr: `procmon: [name] spawned pid 123`, `procmon: [name] exited with
 //!   code 1 after 0.2 s (pid 123)`, … one line per event.
+//! - A name is shown bare only when it cannot be misread ([`ShownName`]):
+//!   `fake] [other` would otherwise pass a line off as another process's,
+//!   and a right-to-left override (U+202E) would reorder what follows it.
+//!   Any other name is shown as a double-quoted string with escapes:
+//!   `["fake] [other"] line`, `["evil\u{202e}"] line`.
 //!
 //! JSON format: one object per line on the same streams, e.g.
 //! `{"name":"web","stream":"stderr","line":"oops"}` on stdout and
@@ -53,10 +58,23 @@ pub enum Event<'a> {
     },
     /// Every child has ended after a stop; procmon exits.
     Stopped,
-    /// Writing children's lines to stdout failed; procmon stops.
+    /// Writing to stdout failed, or a reader of stdout or stderr is gone;
+    /// procmon stops.
     OutputFailed {
+        /// `"stdout"` or `"stderr"`.
+        stream: &'static str,
         /// Why.
         error: &'a io::Error,
+    },
+    /// At exit, children's output that could not be written (the reader
+    /// stopped taking it) or was dropped earlier and not yet reported.
+    Unwritten {
+        /// Lines left unwritten.
+        lines: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Bytes dropped earlier (stdout fell too far behind).
+        dropped_bytes: u64,
     },
 }
 
@@ -114,14 +132,21 @@ pub struct Printer<O: Write, E: Write> {
 /// larger than a pipe's 64 KiB keep the hand-offs rare under a flood.
 pub const OUT_BLOCK: usize = 256 * 1024;
 
+/// A line is escaped this many of its bytes at a time: escaped, a piece
+/// takes at most 6 times as many (a control byte in JSON), so a block with
+/// one more piece on it stays within [`PENDING_CAPACITY`].
+const LINE_PIECE: usize = 32 * 1024;
+
+/// The printer's buffer: a block and the piece or line that overflows it.
+const PENDING_CAPACITY: usize = 2 * OUT_BLOCK;
+
 impl<O: Write, E: Write> Printer<O, E> {
     /// A printer in `format` over these streams.
     pub fn new(format: LogFormat, out: O, err: E) -> Self {
         Printer {
             format,
             out,
-            // Room for a block and the line that overflows it.
-            pending: Vec::with_capacity(2 * OUT_BLOCK),
+            pending: Vec::with_capacity(PENDING_CAPACITY),
             err,
             out_error: None,
             out_failed: false,
@@ -141,22 +166,49 @@ impl<O: Write, E: Write> Printer<O, E> {
         let out = &mut self.pending;
         match self.format {
             LogFormat::Text => {
-                out.reserve(name.len() + line.len() + 4);
+                out.reserve(name.len() + line.len().min(LINE_PIECE) + 4);
                 out.push(b'[');
-                out.extend_from_slice(name.as_bytes());
+                let shown = ShownName(name);
+                if shown.is_bare() {
+                    out.extend_from_slice(name.as_bytes());
+                } else {
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(out, "{shown}");
+                }
                 out.extend_from_slice(b"] ");
-                push_escaped(out, line);
-                out.push(b'\n');
             }
             LogFormat::Json => {
                 out.extend_from_slice(b"{\"name\":");
                 json_string(out, name.as_bytes());
                 out.extend_from_slice(b",\"stream\":\"");
                 out.extend_from_slice(stream.as_str().as_bytes());
-                out.extend_from_slice(b"\",\"line\":");
-                json_string(out, line);
-                out.extend_from_slice(b"}\n");
+                out.extend_from_slice(b"\",\"line\":\"");
             }
+        }
+        // A long line is escaped a piece at a time and handed on in blocks,
+        // so that escaping (up to 6 bytes for 1) never needs a buffer the
+        // size of the line.
+        let mut rest = line;
+        loop {
+            let (piece, tail) = split_piece(rest, LINE_PIECE);
+            match self.format {
+                LogFormat::Text => push_escaped(&mut self.pending, piece),
+                LogFormat::Json => json_string_body(&mut self.pending, piece),
+            }
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+            if self.pending.len() >= OUT_BLOCK {
+                self.flush();
+                if self.out_failed {
+                    return;
+                }
+            }
+        }
+        match self.format {
+            LogFormat::Text => self.pending.push(b'\n'),
+            LogFormat::Json => self.pending.extend_from_slice(b"\"}\n"),
         }
         if self.pending.len() >= OUT_BLOCK {
             self.flush();
@@ -170,6 +222,11 @@ impl<O: Write, E: Write> Printer<O, E> {
         }
         let written = self.out.write_all(&self.pending);
         self.pending.clear();
+        // A name escaped at length can leave it larger than its steady
+        // size; that memory goes back rather than staying for good.
+        if self.pending.capacity() > PENDING_CAPACITY {
+            self.pending = Vec::with_capacity(PENDING_CAPACITY);
+        }
         if let Err(e) = written.and_then(|()| self.out.flush()) {
             self.fail_out(e);
         }
@@ -210,6 +267,76 @@ impl<O: Write, E: Write> Printer<O, E> {
     }
 }
 
+/// A process name as text output shows it, so that it cannot be misread.
+///
+/// Bare when every character is printable and none is `[`, `]`, `"`, `\`
+/// or a Unicode bidi or format control (U+061C, U+200E, U+200F,
+/// U+202A–U+202E, U+2066–U+2069 and the like), and it neither starts nor
+/// ends with whitespace. Otherwise a double-quoted string: `"` and `\` are
+/// escaped with a backslash, `\n`, `\r` and `\t` as such, and every other
+/// character that is not printable, or is a control, as `\u{hex}`.
+#[derive(Clone, Copy, Debug)]
+pub struct ShownName<'a>(pub &'a str);
+
+impl ShownName<'_> {
+    /// Whether the name is shown as it is.
+    pub fn is_bare(&self) -> bool {
+        let name = self.0;
+        // Most names are plain ASCII, and that is cheaper to check.
+        let plain_ascii = name
+            .bytes()
+            .all(|b| matches!(b, b' '..=b'~') && !matches!(b, b'[' | b']' | b'"' | b'\\'));
+        let trimmed =
+            !name.starts_with(char::is_whitespace) && !name.ends_with(char::is_whitespace);
+        !name.is_empty()
+            && trimmed
+            && (plain_ascii
+                || name
+                    .chars()
+                    .all(|c| !matches!(c, '[' | ']' | '"' | '\\') && !needs_escape(c)))
+    }
+}
+
+/// Characters a quoted name shows as `\u{hex}`: controls, whitespace other
+/// than a plain space, and the invisible format characters that change how
+/// text around them reads (bidi controls, zero widths, the BOM).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+impl std::fmt::Display for ShownName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_bare() {
+            return f.write_str(self.0);
+        }
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if needs_escape(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
 /// Appends `line` as it is if it is UTF-8, else with bad bytes as `\xHH`.
 fn push_escaped(out: &mut Vec<u8>, line: &[u8]) {
     // Most lines are ASCII, and that is the cheaper check.
@@ -219,6 +346,33 @@ fn push_escaped(out: &mut Vec<u8>, line: &[u8]) {
         // Writing to a Vec cannot fail.
         let _ = write!(out, "{}", EscapeInvalid(line));
     }
+}
+
+/// Splits off the first piece of `bytes`, of at most `max` bytes (at least
+/// 4, the longest character, so a piece is never empty), where UTF-8
+/// decoding of the whole would start a new step:
+/// never inside a valid character, so escaping the pieces one by one gives
+/// what escaping the whole would.
+fn split_piece(bytes: &[u8], max: usize) -> (&[u8], &[u8]) {
+    if bytes.len() <= max {
+        return (bytes, &[]);
+    }
+    let is_continuation = |b: u8| b & 0xc0 == 0x80;
+    let mut at = max;
+    // A character is at most 4 bytes: its lead byte is at most 3 back. If
+    // none is, the byte at `at` belongs to no valid character anyway.
+    for _ in 0..3 {
+        if at == 0 || !is_continuation(bytes[at]) {
+            break;
+        }
+        at -= 1;
+    }
+    // No lead byte within reach (or only the piece's first byte): `max`
+    // itself is where a step starts.
+    if at == 0 || is_continuation(bytes[at]) {
+        at = max;
+    }
+    bytes.split_at(at)
 }
 
 /// Whether every byte is below 0x80, eight bytes at a time: on lines of
@@ -261,16 +415,39 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
             write!(s, "received {signal}: {what}")
         }
         Event::Stopped => write!(s, "all processes stopped, exiting"),
-        Event::OutputFailed { error } => {
-            write!(s, "writing to stdout failed: {error}; stopping")
+        Event::OutputFailed { stream, error } => {
+            write!(s, "writing to {stream} failed: {error}; stopping")
+        }
+        Event::Unwritten {
+            lines,
+            bytes,
+            dropped_bytes,
+        } => {
+            s.push_str("exiting with children's output lost: ");
+            if *bytes > 0 {
+                write!(
+                    s,
+                    "{lines} lines ({bytes} bytes) not written, stdout's reader stopped taking them"
+                )?;
+            }
+            if *bytes > 0 && *dropped_bytes > 0 {
+                s.push_str("; ");
+            }
+            if *dropped_bytes > 0 {
+                write!(
+                    s,
+                    "{dropped_bytes} bytes dropped earlier, stdout fell behind"
+                )?;
+            }
+            Ok(())
         }
     }
 }
 
 fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -> std::fmt::Result {
     match notice {
-        Notice::Spawned { name, pid } => write!(s, "[{name}] spawned pid {pid}"),
-        Notice::SpawnFailed { name, error } => write!(s, "[{name}] spawn failed: {error}"),
+        Notice::Spawned { name, pid } => write!(s, "[{}] spawned pid {pid}", ShownName(name)),
+        Notice::SpawnFailed { name, error } => write!(s, "[{}] spawn failed: {error}", ShownName(name)),
         Notice::Exited {
             name,
             pid,
@@ -283,11 +460,11 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
                 ExitStatus::Code(code) => {
                     write!(
                         s,
-                        "[{name}] exited with code {code} after {uptime} s (pid {pid})"
+                        "[{}] exited with code {code} after {uptime} s (pid {pid})", ShownName(name)
                     )
                 }
                 ExitStatus::Signal(signal) => {
-                    write!(s, "[{name}] killed by signal {signal}")?;
+                    write!(s, "[{}] killed by signal {signal}", ShownName(name))?;
                     if let Some(signame) = signal_name(*signal) {
                         write!(s, " ({signame})")?;
                     }
@@ -296,23 +473,23 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             }
         }
         Notice::RestartScheduled { name, delay } if delay.is_zero() => {
-            write!(s, "[{name}] restarting now")
+            write!(s, "[{}] restarting now", ShownName(name))
         }
         Notice::RestartScheduled { name, delay } => {
-            write!(s, "[{name}] restarting in {} s", Rounded(*delay))
+            write!(s, "[{}] restarting in {} s", ShownName(name), Rounded(*delay))
         }
         Notice::Signalled {
             name,
             pid,
             signal: Signal::Term,
             reason: SignalReason::Stop,
-        } => write!(s, "[{name}] sending TERM to pid {pid}"),
+        } => write!(s, "[{}] sending TERM to pid {pid}", ShownName(name)),
         Notice::Signalled {
             name,
             pid,
             signal,
             reason: SignalReason::Stop,
-        } => write!(s, "[{name}] sending {signal} to pid {pid} (stop_signal)"),
+        } => write!(s, "[{}] sending {signal} to pid {pid} (stop_signal)", ShownName(name)),
         Notice::Signalled {
             name,
             pid,
@@ -320,7 +497,7 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             ..
         } => write!(
             s,
-            "[{name}] sending KILL to pid {pid} after {} s",
+            "[{}] sending KILL to pid {pid} after {} s", ShownName(name),
             Rounded(kill_time)
         ),
         Notice::Signalled {
@@ -328,16 +505,16 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             pid,
             reason: SignalReason::KillAll,
             ..
-        } => write!(s, "[{name}] sending KILL to pid {pid} at once"),
+        } => write!(s, "[{}] sending KILL to pid {pid} at once", ShownName(name)),
         Notice::Signalled {
             name,
             pid,
             signal,
             reason: SignalReason::Request,
-        } => write!(s, "[{name}] sending {signal} to pid {pid} (on request)"),
+        } => write!(s, "[{}] sending {signal} to pid {pid} (on request)", ShownName(name)),
         Notice::OutputClosed { name, pid } => write!(
             s,
-            "[{name}] closing the output of pid {pid}, still held open by processes that left its group"
+            "[{}] closing the output of pid {pid}, still held open by processes that left its group", ShownName(name)
         ),
         // Child lines are printed by `child_line`; a notice the driver
         // gains later is still shown, in its debug form, rather than lost.
@@ -357,9 +534,20 @@ fn event_json(event: &Event<'_>) -> String {
         Event::Stopped => {
             j.str("event", "stopped");
         }
-        Event::OutputFailed { error } => {
+        Event::OutputFailed { stream, error } => {
             j.str("event", "output_failed")
+                .str("stream", stream)
                 .str("error", &error.to_string());
+        }
+        Event::Unwritten {
+            lines,
+            bytes,
+            dropped_bytes,
+        } => {
+            j.str("event", "unwritten")
+                .num("lines", lines)
+                .num("bytes", bytes)
+                .num("dropped_bytes", dropped_bytes);
         }
     }
     j.finish()
@@ -475,6 +663,12 @@ impl JsonObject {
 /// same text [`EscapeInvalid`] shows, so the result is always valid JSON.
 pub fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
+    json_string_body(out, bytes);
+    out.push(b'"');
+}
+
+/// [`json_string`] without the quotes.
+fn json_string_body(out: &mut Vec<u8>, bytes: &[u8]) {
     for chunk in bytes.utf8_chunks() {
         let valid = chunk.valid().as_bytes();
         let mut start = 0;
@@ -504,7 +698,6 @@ pub fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(format!("\\\\x{byte:02x}").as_bytes());
         }
     }
-    out.push(b'"');
 }
 
 /// A duration shown to the millisecond in the shortest form (`0.2`, `3`),
@@ -659,6 +852,21 @@ mod tests {
                 action: Action::RestartAll,
             });
             p.event(&Event::Stopped);
+            let gone = io::Error::from(io::ErrorKind::BrokenPipe);
+            p.event(&Event::OutputFailed {
+                stream: "stderr",
+                error: &gone,
+            });
+            p.event(&Event::Unwritten {
+                lines: 7,
+                bytes: 42,
+                dropped_bytes: 0,
+            });
+            p.event(&Event::Unwritten {
+                lines: 7,
+                bytes: 42,
+                dropped_bytes: 9,
+            });
         });
         assert_eq!(out, "[web] hello\n[web] bad \\xff byte\n");
         let want = "\
@@ -673,8 +881,118 @@ procmon: [web] sending KILL to pid 12 after 5 s
 procmon: [web] closing the output of pid 11, still held open by processes that left its group
 procmon: received HUP: restarting all processes
 procmon: all processes stopped, exiting
+procmon: writing to stderr failed: broken pipe; stopping
+procmon: exiting with children's output lost: 7 lines (42 bytes) not written, stdout's reader stopped taking them
+procmon: exiting with children's output lost: 7 lines (42 bytes) not written, stdout's reader stopped taking them; 9 bytes dropped earlier, stdout fell behind
 ";
         assert_eq!(err, want);
+    }
+
+    #[test]
+    fn escaping_in_pieces_gives_what_escaping_the_whole_does() {
+        // Valid characters of 1 to 4 bytes, stray continuation bytes,
+        // truncated sequences and controls, in a pattern that lands every
+        // kind of byte on every piece boundary.
+        let mut line = Vec::new();
+        for i in 0..400u32 {
+            match i % 7 {
+                0 => line.extend_from_slice("é☃😀".as_bytes()),
+                1 => line.extend_from_slice(b"\x80\x80\x80\x80\x80"),
+                2 => line.extend_from_slice(b"\xe2\x82"),
+                3 => line.extend_from_slice(b"\xf0\x9f\x98"),
+                4 => line.push(b'"'),
+                5 => line.push(0x01),
+                _ => line.extend_from_slice(b"ab"),
+            }
+        }
+        let whole_text = format!("{}", EscapeInvalid(&line)).into_bytes();
+        let whole_json = json(&line);
+        for max in 4..40 {
+            let (mut text, mut json_body) = (Vec::new(), Vec::new());
+            let mut rest = &line[..];
+            while !rest.is_empty() {
+                let (piece, tail) = split_piece(rest, max);
+                assert!(!piece.is_empty() && piece.len() <= max, "max {max}");
+                push_escaped(&mut text, piece);
+                json_string_body(&mut json_body, piece);
+                rest = tail;
+            }
+            assert!(text == whole_text, "max {max}");
+            assert_eq!(
+                format!("\"{}\"", String::from_utf8(json_body).unwrap()),
+                whole_json
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_handed_on_in_blocks_and_reads_as_one() {
+        /// Counts the writes and keeps the largest.
+        #[derive(Default)]
+        struct Blocks {
+            bytes: Vec<u8>,
+            largest: usize,
+        }
+        impl Write for Blocks {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.largest = self.largest.max(bytes.len());
+                self.bytes.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let line = vec![0xff; 3 * 1024 * 1024];
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let mut printer = Printer::new(format, Blocks::default(), Vec::new());
+            printer.child_line("x", Stream::Stdout, &line);
+            printer.child_line("x", Stream::Stdout, b"next");
+            assert!(printer.pending.capacity() <= PENDING_CAPACITY);
+            let (out, _) = printer.into_inner().unwrap();
+            assert!(out.largest <= PENDING_CAPACITY, "{}", out.largest);
+            let want = match format {
+                LogFormat::Text => format!("[x] {}\n[x] next\n", "\\xff".repeat(line.len())),
+                LogFormat::Json => format!(
+                    "{{\"name\":\"x\",\"stream\":\"stdout\",\"line\":\"{}\"}}\n{{\"name\":\"x\",\"stream\":\"stdout\",\"line\":\"next\"}}\n",
+                    "\\\\xff".repeat(line.len())
+                ),
+            };
+            assert!(out.bytes == want.as_bytes(), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_could_mislead_are_quoted_with_escapes() {
+        for (name, shown) in [
+            ("web", "web"),
+            ("sh -c echo hi", "sh -c echo hi"),
+            ("café ☃", "café ☃"),
+            ("fake] [other", r#""fake] [other""#),
+            ("[x", r#""[x""#),
+            ("evil\u{202e}txt", r#""evil\u{202e}txt""#),
+            ("\u{2066}a\u{2069}", r#""\u{2066}a\u{2069}""#),
+            ("\u{61c}\u{200e}\u{200f}", r#""\u{61c}\u{200e}\u{200f}""#),
+            (" lead", r#"" lead""#),
+            ("trail ", r#""trail ""#),
+            ("a\"b\\c", r#""a\"b\\c""#),
+            ("tab\there\n", r#""tab\there\n""#),
+            ("bell\x07 nbsp\u{a0}", r#""bell\u{7} nbsp\u{a0}""#),
+            ("", r#""""#),
+        ] {
+            assert_eq!(ShownName(name).to_string(), shown, "{name:?}");
+        }
+        let (out, err) = print(LogFormat::Text, |p| {
+            let name = "fake] [other";
+            p.child_line(name, Stream::Stdout, b"hi");
+            let notice = Notice::Spawned { name, pid: 7 };
+            p.event(&Event::Supervisor {
+                notice: &notice,
+                kill_time: Duration::ZERO,
+            });
+        });
+        assert_eq!(out, "[\"fake] [other\"] hi\n");
+        assert_eq!(err, "procmon: [\"fake] [other\"] spawned pid 7\n");
     }
 
     #[test]
@@ -710,6 +1028,11 @@ procmon: all processes stopped, exiting
                 signal: "INT",
                 action: Action::KillAll,
             });
+            p.event(&Event::Unwritten {
+                lines: 7,
+                bytes: 42,
+                dropped_bytes: 9,
+            });
         });
         assert_eq!(
             out,
@@ -720,6 +1043,7 @@ procmon: all processes stopped, exiting
 {"event":"signalled","name":"a","pid":3,"signal":"KILL","after":0.25}
 {"event":"output_closed","name":"a","pid":2}
 {"event":"received_signal","signal":"INT","action":"kill_all"}
+{"event":"unwritten","lines":7,"bytes":42,"dropped_bytes":9}
 "#;
         assert_eq!(err, want);
     }

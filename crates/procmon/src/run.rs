@@ -31,8 +31,11 @@ pub enum Outcome {
 ///
 /// The printer's streams are written on a thread of their own ([`Sink`]):
 /// a reader who stops reading holds up children's output, never the loop,
-/// so TERM still stops everything in time. At the end, procmon waits at
-/// most [`EXIT_PATIENCE`] for what is left to be written.
+/// so TERM still stops everything in time. A reader gone from either
+/// stream (`EPIPE`, as after `| head`) stops the service and ends the run.
+/// At the end, procmon waits for what is left to be written as long as the
+/// readers keep taking it (see [`EXIT_STALL_PATIENCE`] and
+/// [`EXIT_PATIENCE_CAP`]), and says on stderr how much was not written.
 ///
 /// A TERM, INT or QUIT that arrived before the loop began (they are held
 /// from the start of `main`) stops it before anything is started.
@@ -80,12 +83,21 @@ where
     let mut outcome = Outcome::Stopped;
     loop {
         observer.printer.flush();
-        if let Some(error) = observer.printer.take_output_error() {
+        let failed = match observer.printer.take_output_error() {
+            Some(error) => Some(("stdout", error)),
+            None => sink.reader_gone().map(|gone| (gone.stream, gone.error)),
+        };
+        if let Some((stream, error)) = failed {
             // Like any Unix filter, stop when the reader is gone (`| head`),
             // but stop the children cleanly rather than dying with them.
-            observer
-                .printer
-                .event(&Event::OutputFailed { error: &error });
+            // Told once: a gone stdout can be seen by both the printer and
+            // the sink.
+            if outcome != Outcome::OutputFailed {
+                observer.printer.event(&Event::OutputFailed {
+                    stream,
+                    error: &error,
+                });
+            }
             outcome = Outcome::OutputFailed;
             if !stopping {
                 stopping = true;
@@ -96,21 +108,26 @@ where
             // What escaped descendants left in earlier instances' pipes.
             supervisor.finish_output(&mut observer);
             observer.printer.event(&Event::Stopped);
-            sink.drain(EXIT_PATIENCE);
+            finish(&sink, &mut observer.printer);
             return Ok(outcome);
         }
         // With output piling up, children's pipes wait (the observer says
-        // so before each read) and the loop looks again shortly: only while
-        // congested, so idle stays idle.
-        let timeout = sink.congested().then_some(CONGESTED_RECHECK);
+        // so before each read) and the loop looks again shortly; while
+        // anything else waits to be written, it looks a little later
+        // whether a reader has gone. Idle, with everything written, stays
+        // idle.
+        let timeout = if sink.congested() {
+            Some(CONGESTED_RECHECK)
+        } else {
+            sink.busy().then_some(WRITING_RECHECK)
+        };
         let caught = match early.take() {
             Some(caught) => Some(caught),
             None => match supervisor.turn(&mut observer, timeout) {
                 Ok(caught) => caught,
                 Err(error) => {
                     supervisor.kill_all();
-                    observer.printer.flush();
-                    sink.drain(EXIT_PATIENCE);
+                    finish(&sink, &mut observer.printer);
                     return Err(error);
                 }
             },
@@ -148,13 +165,37 @@ where
     }
 }
 
-/// How long procmon waits at exit for its output to be written: a reader
-/// that stopped reading must not keep it alive past a container's grace
-/// period.
-pub const EXIT_PATIENCE: Duration = Duration::from_secs(2);
+/// At exit, procmon gives up waiting for its output to be written once
+/// this long has passed with no byte written: a reader that stopped reading
+/// must not keep it alive, while a slow one is waited for.
+pub const EXIT_STALL_PATIENCE: Duration = Duration::from_secs(3);
+
+/// At exit, procmon gives up waiting for its output to be written after
+/// this long in all, however steadily a slow reader reads.
+pub const EXIT_PATIENCE_CAP: Duration = Duration::from_secs(30);
 
 /// How often a loop whose output is congested looks whether it has drained.
 const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
+
+/// How often a loop with output still being written looks whether a
+/// reader has gone.
+const WRITING_RECHECK: Duration = Duration::from_millis(100);
+
+/// Writes out what is left, waiting by the exit rules, then tells on
+/// stderr what could not be written or was dropped unreported, and waits
+/// (by the same rules) for that to be written too.
+fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>) {
+    printer.flush();
+    let left = sink.drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
+    if left.out_bytes > 0 || left.out_dropped_bytes > 0 {
+        printer.event(&Event::Unwritten {
+            lines: left.out_lines,
+            bytes: left.out_bytes,
+            dropped_bytes: left.out_dropped_bytes,
+        });
+        sink.drain_stderr(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
+    }
+}
 
 /// Turns the driver's notices into printed lines.
 struct Printing<'a, O: Write, E: Write> {

@@ -575,6 +575,192 @@ fn a_late_reader_loses_nothing_from_many_chatty_children() {
     assert!(!err.contains("dropped"), "{err}");
 }
 
+/// `PROCMON_QUICK_TESTS=1`: shrink the heavy tests for a quick local loop.
+fn quick() -> bool {
+    std::env::var_os("PROCMON_QUICK_TESTS").is_some_and(|v| v == "1")
+}
+
+/// Lines of `text` that are whole (end with a newline) and contain `needle`.
+fn whole_lines_with(text: &str, needle: &str) -> usize {
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && l.contains(needle))
+        .count()
+}
+
+/// Children's output backed up on a stdout nobody reads must not cost one
+/// of procmon's own event lines on stderr. 70 processes restart every
+/// second or so; a third of them write 61 KB each time, which procmon must
+/// read at their exit, so stdout's queue reaches its bound; the others
+/// write a little, in small blocks that fill it to the brim. Still every
+/// start is announced, and the stop is told. **Fixed bug:** both streams
+/// shared one 16 MiB bound, and event lines past it were dropped without a
+/// word (the old code announced 838 of 3,930 starts in a minute).
+#[test]
+fn a_stalled_stdout_loses_none_of_procmons_own_events() {
+    const PROCESSES: usize = 70;
+    // About 16 MiB of output comes with the first 800 starts.
+    let total_starts = if quick() { 1_050 } else { 1_400 };
+    let dir = TempDir::new();
+    let starts = dir.path("starts");
+    let writes = [
+        "yes 0123456789012345678901234567890123456789 | head -c 60000",
+        "yes abcdefghij | head -c 1000",
+        "echo one line",
+    ];
+    let mut config = String::from("minrestartdelay = 0.01\n");
+    for p in 0..PROCESSES {
+        let script = format!(
+            "echo start >> {}; {}; exec sleep 1.1",
+            starts.display(),
+            writes[p % writes.len()]
+        );
+        config += &format!("[[process]]\nname = \"p{p}\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n");
+    }
+    let config = dir.write("many.toml", &config);
+    let (unread, stdout) = std::io::pipe().expect("a pipe");
+    let mut procmon =
+        Procmon::spawn_with_stdout(&["--config", config.to_str().unwrap()], Stdio::from(stdout));
+    let started = |n| {
+        std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= n
+    };
+    let deadline = Instant::now() + PATIENCE * 6;
+    while !started(total_starts) {
+        if Instant::now() >= deadline {
+            procmon.fail("the processes did not restart often enough");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    procmon.signal(libc::SIGTERM);
+    let status = procmon.wait();
+    assert!(status.success(), "{status}");
+    let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+    let starts = std::fs::read_to_string(&starts).unwrap().lines().count();
+    let spawned = whole_lines_with(&err, "] spawned pid ");
+    // A process spawned and stopped before its first command ran is
+    // announced but wrote no start.
+    assert!(
+        spawned >= starts,
+        "{spawned} spawned lines for {starts} starts\n{}",
+        tail(&err)
+    );
+    for told in [
+        "received TERM: stopping all processes",
+        "] sending TERM to pid ",
+        "all processes stopped, exiting",
+    ] {
+        assert!(err.contains(told), "no {told:?} in\n{}", tail(&err));
+    }
+    assert!(!err.contains("event lines were dropped"), "{}", tail(&err));
+    // Nobody read stdout: what was left is said, not silently lost.
+    assert!(
+        err.contains("exiting with children's output lost: "),
+        "{}",
+        tail(&err)
+    );
+    drop(unread);
+}
+
+/// `procmon false 2>&1 | head -3`: once `head` has gone, procmon's next
+/// event line meets EPIPE on stderr, and the run ends as it does when
+/// stdout's reader goes: the children are stopped and procmon exits 1.
+/// **Fixed bug:** only stdout's EPIPE was noticed, and `false` writes
+/// nothing there, so procmon ran on forever.
+#[test]
+fn a_reader_gone_from_stderr_ends_the_run() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    let mut command = common::procmon(&["-m", "0.2", "--", "false"]);
+    command
+        .stdout(writer.try_clone().expect("a second descriptor"))
+        .stderr(writer);
+    let mut child = command.spawn().expect("start procmon");
+    // Gone from this process too, or procmon's writes would never fail.
+    drop(command);
+    let mut head = std::io::BufReader::new(reader);
+    for _ in 0..3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut head, &mut line).expect("a line");
+        assert!(line.starts_with("procmon: "), "{line:?}");
+    }
+    drop(head);
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: our child, not reaped: its pid is its group's id.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("procmon ran on with its stderr's reader gone");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status}");
+}
+
+/// A slow reader at exit: procmon keeps writing while the reader keeps
+/// taking, so every line queued when TERM came arrives, and nothing is
+/// reported lost. **Fixed bug:** procmon gave up after 2 s whatever the
+/// reader did, and what was left vanished without a word.
+#[test]
+fn at_exit_a_slow_reader_still_gets_every_line() {
+    const LINES: usize = 80_000;
+    let dir = TempDir::new();
+    let done = dir.path("done");
+    let config = dir.write(
+        "slow.toml",
+        &format!(
+            "[[process]]\nname = \"s\"\nargv = [\"sh\", \"-c\", \"seq 1 {LINES}; touch {}; exec sleep 1000\"]\n",
+            done.display()
+        ),
+    );
+    let (reader, stdout) = std::io::pipe().expect("a pipe");
+    let mut procmon =
+        Procmon::spawn_with_stdout(&["--config", config.to_str().unwrap()], Stdio::from(stdout));
+    let deadline = Instant::now() + PATIENCE;
+    while !done.exists() {
+        if Instant::now() >= deadline {
+            procmon.fail("seq never finished");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    procmon.signal(libc::SIGTERM);
+    // About 200 KB/s: the 0.8 MB procmon holds take seconds to read.
+    let slow = std::thread::spawn(move || {
+        let (mut reader, mut text, mut buffer) = (reader, Vec::new(), vec![0; 4096]);
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) | Err(_) => return text,
+                Ok(n) => text.extend_from_slice(&buffer[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let deadline = Instant::now() + PATIENCE * 3;
+    while !slow.is_finished() {
+        if Instant::now() >= deadline {
+            procmon.fail("stdout was never closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = String::from_utf8(slow.join().unwrap()).unwrap();
+    assert!(procmon.wait().success());
+    let mut lines = text.lines();
+    for n in 1..=LINES {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| procmon.fail(&format!("only {} lines arrived", n - 1)));
+        assert_eq!(line, format!("[s] {n}"));
+    }
+    assert_eq!(lines.next(), None);
+    let err = procmon.err.text();
+    assert!(!err.contains("lost"), "{err}");
+}
+
 /// A stdout left non-blocking by whoever started procmon returns EAGAIN
 /// when its pipe is full: that is a reason to wait, not to stop everything.
 /// With procmon's stdout not read, a child whose group floods (`yes &`)
@@ -934,6 +1120,129 @@ fn sighup_restarts_every_process() {
     let second = procmon.wait_spawned(2);
     assert_ne!(first[0], second[1]);
     assert!(!is_alive(first[0]));
+}
+
+/// `VmHWM` (peak) and `VmRSS` (now) of process `pid`, in bytes.
+fn memory_of(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib = |key: &str| -> u64 {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"));
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .expect("a number of kB")
+            * 1024
+    };
+    (kib("VmHWM:"), kib("VmRSS:"))
+}
+
+/// One runaway child writing lines of the longest line limit, in bytes
+/// that each escape to four (`\xff`): procmon's peak memory stays within
+/// the bound docs/reliability.md states, and once the flood is written it
+/// gives the memory back. **Fixed bug:** at a 64 MiB line limit procmon
+/// peaked at 581 MB (one line escaped in one buffer, then copied whole
+/// into the writer's queue) and kept 325 MB afterwards (buffers kept their
+/// capacity after a long line).
+#[test]
+fn a_runaway_line_stays_within_the_memory_bound_and_is_given_back() {
+    const MIB: u64 = 1 << 20;
+    // The documented bound: 2 x line limit per instance, plus the queues
+    // and blocks (16 MiB stdout, 1 MiB stderr, 4 MiB of blocks)...
+    const QUEUES: u64 = 21 * MIB;
+    // ...plus what procmon takes anyway: code, thread stacks, allocator.
+    const ALLOWANCE: u64 = 16 * MIB;
+    let limit = if quick() { 8 * MIB } else { 64 * MIB };
+    let lines = 2;
+    let script = format!(
+        "head -c {} /dev/zero | tr '\\0' '\\377'; echo; exec sleep 1000",
+        lines * limit
+    );
+    let (reader, stdout) = std::io::pipe().expect("a pipe");
+    let mut procmon = Procmon::spawn_with_stdout(
+        &[
+            "--line-limit",
+            &limit.to_string(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        Stdio::from(stdout),
+    );
+    // Read as fast as we can, as /dev/null would, counting lines.
+    let counted = std::thread::spawn(move || {
+        let (mut reader, mut buffer, mut newlines) = (reader, vec![0; 1 << 20], 0);
+        while newlines < lines {
+            match reader.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => newlines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64,
+            }
+        }
+        newlines
+    });
+    let deadline = Instant::now() + PATIENCE * 6;
+    while !counted.is_finished() {
+        if Instant::now() >= deadline {
+            procmon.fail("the long lines never all arrived");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counted.join().unwrap(), lines);
+    let peak_bound = 2 * limit + QUEUES + ALLOWANCE;
+    let (peak, _) = memory_of(procmon.pid());
+    assert!(
+        peak <= peak_bound,
+        "peak {} MiB, bound {} MiB",
+        peak / MIB,
+        peak_bound / MIB
+    );
+    // Written out: the buffers that grew for the flood are let go.
+    let idle_bound = 4 * MIB + ALLOWANCE;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, now) = memory_of(procmon.pid());
+        if now <= idle_bound {
+            break;
+        }
+        if Instant::now() >= deadline {
+            procmon.fail(&format!(
+                "still {} MiB after the flood, bound {} MiB",
+                now / MIB,
+                idle_bound / MIB
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    procmon.signal(libc::SIGTERM);
+    assert!(procmon.wait().success());
+}
+
+/// A name that could pass a line off as another process's, or reorder
+/// the text after it, is shown quoted with escapes on both streams; a
+/// plain one stays bare.
+#[test]
+fn misleading_names_are_quoted_in_text_output() {
+    let procmon = Procmon::start(&["--", "sh", "-c", "echo hi; exec sleep 1000", "fake] [other"]);
+    procmon.out_has("[\"sh -c echo hi; exec sleep 1000 fake] [other\"] hi\n");
+    procmon.err_has("procmon: [\"sh -c echo hi; exec sleep 1000 fake] [other\"] spawned pid ");
+    drop(procmon);
+    let dir = TempDir::new();
+    let config = dir.write(
+        "names.toml",
+        "[[process]]\nname = \"evil\\u202Etxt.exe\"\nargv = [\"sh\", \"-c\", \"echo hi; exec sleep 1000\"]\n\
+         [[process]]\nname = \"plain one\"\nargv = [\"sh\", \"-c\", \"echo hi; exec sleep 1000\"]\n",
+    );
+    let procmon = Procmon::start(&["--config", config.to_str().unwrap()]);
+    procmon.out_has("[\"evil\\u{202e}txt.exe\"] hi\n");
+    procmon.out_has("[plain one] hi\n");
+    procmon.err_has("procmon: [\"evil\\u{202e}txt.exe\"] spawned pid ");
+    let err = procmon.err_has("procmon: [plain one] spawned pid ");
+    assert!(!err.contains('\u{202e}'), "{err}");
 }
 
 #[test]
