@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod ctl;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod output;

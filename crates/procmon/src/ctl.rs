@@ -1,0 +1,548 @@
+//! `procmon ctl`: the client of the control socket (see [`crate::control`]
+//! and `docs/control.md`).
+//!
+//! Exit status: 0 ok; 1 the operation failed; 2 usage; 3 (`status`) a
+//! process that is wanted up is not running; 4 an unknown process, or no
+//! procmon listening; 124 `--wait` timed out.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::control;
+
+/// Exit status: the operation failed.
+pub const FAILED: u8 = 1;
+/// Exit status: the command line is wrong.
+pub const USAGE: u8 = 2;
+/// Exit status of `status`: a process wanted up is not running.
+pub const NOT_RUNNING: u8 = 3;
+/// Exit status: an unknown process, or no procmon listening.
+pub const UNKNOWN: u8 = 4;
+/// Exit status: `--wait` ran out of time.
+pub const TIMED_OUT: u8 = 124;
+
+/// `procmon ctl`: operate a running procmon through its control socket.
+#[derive(Debug, Parser)]
+#[command(
+    name = "procmon ctl",
+    about = "Operate a running procmon through its control socket",
+    after_help = "\
+The socket is --socket, else $PROCMON_SOCKET, else /run/procmon/procmon.sock
+for root and $XDG_RUNTIME_DIR/procmon.sock (or /tmp/procmon-$UID/procmon.sock)
+for anyone else: where procmon puts it when nothing says otherwise.
+
+Exit status: 0 ok; 1 the operation failed; 2 usage; 3 (status) a process that
+is wanted up is not running; 4 unknown process or no procmon listening;
+124 --wait timed out."
+)]
+pub struct Ctl {
+    /// The control socket of the procmon to talk to.
+    #[arg(long, value_name = "PATH", global = true)]
+    socket: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// One row per process: NAME STATE PID UPTIME RESTARTS LAST-EXIT NEXT.
+    Status {
+        /// Only these processes (default: all, in config order).
+        names: Vec<String>,
+        /// An array of objects instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start processes, lifting a hold or a `failed` state.
+    Start(Targets),
+    /// Hold processes down until `start` or `restart`.
+    Stop(Targets),
+    /// Restart processes at once (the backoff starts afresh).
+    Restart(Targets),
+    /// Send a signal to each process's live instance.
+    Signal {
+        /// The signal, with or without SIG (TERM, HUP, USR1, ...).
+        signal: String,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Re-read the config file; print each process that changes and how.
+    Reload {
+        /// Only say what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The recent lines of one process.
+    Logs {
+        /// The process.
+        name: String,
+        /// How many lines.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: u64,
+        /// Then keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print state changes of every process as they happen.
+    Watch,
+    /// Prometheus text of every process.
+    Metrics,
+    /// Stop every process and end procmon, as TERM would.
+    Shutdown,
+    /// procmon's version and the protocol's.
+    Version,
+}
+
+#[derive(Debug, clap::Args)]
+struct Targets {
+    /// The processes.
+    names: Vec<String>,
+    /// Every process instead of names.
+    #[arg(long, conflicts_with = "names")]
+    all: bool,
+    /// Wait until each is running (start, restart) or down (stop).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        requires = "wait"
+    )]
+    timeout: f64,
+}
+
+impl Targets {
+    fn request(&self, op: &str) -> Result<Value, String> {
+        if self.all {
+            Ok(json!({"v": 1, "id": 1, "op": op, "all": true}))
+        } else if self.names.is_empty() {
+            Err(format!("`{op}` needs process names or --all"))
+        } else {
+            Ok(json!({"v": 1, "id": 1, "op": op, "names": self.names}))
+        }
+    }
+}
+
+/// Runs `procmon ctl` with `args` (what follows `ctl`); gives the exit status.
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    let ctl = match Ctl::try_parse_from(std::iter::once("procmon ctl".into()).chain(args)) {
+        Ok(ctl) => ctl,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { USAGE } else { 0 };
+        }
+    };
+    let path = ctl
+        .socket
+        .clone()
+        .unwrap_or_else(|| control::socket_path(None, None));
+    match run(&ctl, &path) {
+        Ok(status) => status,
+        Err((status, message)) => {
+            eprintln!("procmon ctl: {message}");
+            status
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
+    let request = match &ctl.verb {
+        Verb::Status { names, .. } => json!({"v": 1, "id": 1, "op": "status", "names": names}),
+        Verb::Start(t) => t.request("start").map_err(usage)?,
+        Verb::Stop(t) => t.request("stop").map_err(usage)?,
+        Verb::Restart(t) => t.request("restart").map_err(usage)?,
+        Verb::Signal { signal, targets } => {
+            let mut request = targets.request("signal").map_err(usage)?;
+            request["signal"] = json!(signal);
+            request
+        }
+        Verb::Reload { dry_run } => json!({"v": 1, "id": 1, "op": "reload", "dry_run": dry_run}),
+        Verb::Logs {
+            name,
+            lines,
+            follow,
+        } => json!({"v": 1, "id": 1, "op": "logs", "name": name, "lines": lines, "follow": follow}),
+        Verb::Watch => json!({"v": 1, "id": 1, "op": "watch"}),
+        Verb::Metrics => json!({"v": 1, "id": 1, "op": "metrics"}),
+        Verb::Shutdown => json!({"v": 1, "id": 1, "op": "shutdown"}),
+        Verb::Version => json!({"v": 1, "id": 1, "op": "version"}),
+    };
+    let waiting = match &ctl.verb {
+        Verb::Start(t) | Verb::Restart(t) if t.wait => Some((t, true)),
+        Verb::Stop(t) if t.wait => Some((t, false)),
+        _ => None,
+    };
+    // Watch before acting, so that no change can slip between the two.
+    let mut watch = match waiting {
+        Some(_) => {
+            let mut watch = Connection::open(path)?;
+            let status = watch.ask(&json!({"v": 1, "id": 0, "op": "watch"}))?;
+            Some((watch, status))
+        }
+        None => None,
+    };
+    let mut connection = Connection::open(path)?;
+    let result = connection.ask(&request)?;
+    match &ctl.verb {
+        Verb::Status { json: true, .. } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&result).expect("a Value")
+            );
+            Ok(status_exit(&result))
+        }
+        Verb::Status { .. } => {
+            print!("{}", status_table(&result));
+            Ok(status_exit(&result))
+        }
+        Verb::Start(_) | Verb::Stop(_) | Verb::Restart(_) => {
+            for process in result.as_array().into_iter().flatten() {
+                println!("{}: {}", text(&process["name"]), text(&process["state"]));
+            }
+            match (waiting, watch.as_mut()) {
+                (Some((targets, up)), Some((watch, initial))) => {
+                    wait_for(watch, initial, &result, targets, up)
+                }
+                _ => Ok(0),
+            }
+        }
+        Verb::Signal { .. } => {
+            for sent in result.as_array().into_iter().flatten() {
+                println!("{}: sent {}", text(&sent["name"]), text(&sent["signal"]));
+            }
+            Ok(0)
+        }
+        Verb::Reload { .. } => {
+            let changes = result["changes"].as_array().cloned().unwrap_or_default();
+            if changes.is_empty() {
+                println!("nothing changes");
+            }
+            for change in changes {
+                println!("{}: {}", text(&change["name"]), text(&change["change"]));
+            }
+            if result["settings_changed"] == json!(true) {
+                println!("(global settings change)");
+            }
+            Ok(0)
+        }
+        Verb::Logs { follow, .. } => {
+            for line in result.as_array().into_iter().flatten() {
+                print_line(line);
+            }
+            if *follow {
+                connection.follow(print_line)?;
+            }
+            Ok(0)
+        }
+        Verb::Watch => {
+            connection.follow(|event| {
+                println!(
+                    "{} {} {} -> {}",
+                    text(&event["at"]),
+                    text(&event["name"]),
+                    text(&event["from"]),
+                    text(&event["to"])
+                );
+            })?;
+            Ok(0)
+        }
+        Verb::Metrics => {
+            print!("{}", result.as_str().unwrap_or_default());
+            Ok(0)
+        }
+        Verb::Shutdown => {
+            println!("procmon is stopping");
+            Ok(0)
+        }
+        Verb::Version => {
+            println!(
+                "procmon {} (control protocol {})",
+                text(&result["procmon"]),
+                result["protocol"]
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn usage(message: String) -> Failure {
+    (USAGE, message)
+}
+
+/// One connection to the socket: a request line out, reply lines in.
+struct Connection {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    path: PathBuf,
+}
+
+impl Connection {
+    fn open(path: &std::path::Path) -> Result<Connection, Failure> {
+        let stream = UnixStream::connect(path).map_err(|e| {
+            let status = match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => UNKNOWN,
+                _ => FAILED,
+            };
+            (
+                status,
+                format!("no procmon listening on {}: {e}", path.display()),
+            )
+        })?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
+        Ok(Connection {
+            reader: BufReader::new(stream),
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Sends `request` and reads its reply: the result, or the error as a
+    /// failure with the exit status its kind calls for.
+    fn ask(&mut self, request: &Value) -> Result<Value, Failure> {
+        let mut line = serde_json::to_vec(request).expect("a Value");
+        line.push(b'\n');
+        self.writer
+            .write_all(&line)
+            .map_err(|e| (FAILED, format!("{}: {e}", self.path.display())))?;
+        let reply = self.read()?.ok_or_else(|| {
+            (
+                FAILED,
+                format!("{}: procmon closed the connection", self.path.display()),
+            )
+        })?;
+        if reply["ok"] == json!(true) {
+            return Ok(reply["result"].clone());
+        }
+        let error = &reply["error"];
+        let status = match error["kind"].as_str() {
+            Some("unknown_process") => UNKNOWN,
+            Some("bad_field" | "unknown_field") => USAGE,
+            _ => FAILED,
+        };
+        Err((
+            status,
+            error["message"]
+                .as_str()
+                .unwrap_or("procmon refused the request")
+                .to_string(),
+        ))
+    }
+
+    fn read(&mut self) -> Result<Option<Value>, Failure> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => serde_json::from_str(&line)
+                .map(Some)
+                .map_err(|e| (FAILED, format!("a reply that is not JSON: {e}"))),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                Err((TIMED_OUT, "timed out".to_string()))
+            }
+            Err(e) => Err((FAILED, format!("{}: {e}", self.path.display()))),
+        }
+    }
+
+    /// Prints streamed events until procmon closes the connection.
+    fn follow(&mut self, mut print: impl FnMut(&Value)) -> Result<(), Failure> {
+        while let Some(line) = self.read()? {
+            print(&line["event"]);
+            let _ = io::stdout().flush();
+        }
+        Ok(())
+    }
+}
+
+/// Waits, reading state changes, until every target is running (`up`) or
+/// down; `initial` is the status when the watch began, `after` the one the
+/// operation replied with.
+fn wait_for(
+    watch: &mut Connection,
+    initial: &Value,
+    after: &Value,
+    targets: &Targets,
+    up: bool,
+) -> Result<u8, Failure> {
+    let _ = initial;
+    let mut states: std::collections::BTreeMap<String, String> = after
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (text(&p["name"]), text(&p["state"])))
+        .collect();
+    let wanted: Vec<String> = if targets.all {
+        states.keys().cloned().collect()
+    } else {
+        targets.names.clone()
+    };
+    let done = |states: &std::collections::BTreeMap<String, String>| {
+        wanted.iter().all(|name| {
+            let state = states.get(name).map(String::as_str).unwrap_or("");
+            if up {
+                state == "running"
+            } else {
+                matches!(state, "held" | "stopped" | "exited" | "failed")
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(targets.timeout.max(0.0));
+    while !done(&states) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err((TIMED_OUT, "timed out waiting".to_string()));
+        }
+        watch
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(left))
+            .map_err(|e| (FAILED, e.to_string()))?;
+        match watch.read()? {
+            Some(line) => {
+                let event = &line["event"];
+                states.insert(text(&event["name"]), text(&event["to"]));
+            }
+            None => return Err((FAILED, "procmon closed the connection".to_string())),
+        }
+    }
+    Ok(0)
+}
+
+fn print_line(line: &Value) {
+    println!("[{}] {}", text(&line["name"]), text(&line["line"]));
+}
+
+/// A JSON string's text, or the value as JSON.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn status_exit(result: &Value) -> u8 {
+    let down = result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["wanted_up"] == json!(true) && p["state"] != json!("running"));
+    if down {
+        NOT_RUNNING
+    } else {
+        0
+    }
+}
+
+/// The status table: one row per process, columns aligned.
+pub fn status_table(result: &Value) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "STATE".to_string(),
+        "PID".to_string(),
+        "UPTIME".to_string(),
+        "RESTARTS".to_string(),
+        "LAST-EXIT".to_string(),
+        "NEXT".to_string(),
+    ]];
+    for p in result.as_array().into_iter().flatten() {
+        let last_exit = match (&p["last_exit"]["code"], &p["last_exit"]["signal"]) {
+            (Value::Number(code), _) => format!("exit {code}"),
+            (_, Value::String(signal)) => format!("signal {signal}"),
+            _ => "-".to_string(),
+        };
+        let next = match p["next"]["action"].as_str() {
+            Some(action) => {
+                let word = match action {
+                    "restart" => "start",
+                    "kill" => "KILL",
+                    other => other,
+                };
+                format!(
+                    "{word} in {}",
+                    human(p["next"]["in"].as_f64().unwrap_or(0.0))
+                )
+            }
+            None => "-".to_string(),
+        };
+        rows.push([
+            text(&p["name"]),
+            text(&p["state"]),
+            text(&p["pid"]),
+            p["uptime"].as_f64().map_or("-".to_string(), human),
+            text(&p["restarts"]),
+            last_exit,
+            next,
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Seconds as a person reads them: `3s`, `5m`, `2h`, `3d`.
+fn human(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_row_per_process() {
+        let result = json!([
+            {"name": "worker", "state": "backoff", "pid": null, "uptime": null, "restarts": 7,
+             "quick_deaths": 3, "last_exit": {"code": 1}, "next": {"action": "restart", "in": 16.2},
+             "wanted_up": true},
+            {"name": "cron", "state": "stopping", "pid": 3990, "uptime": 300.0, "restarts": 2,
+             "quick_deaths": 0, "last_exit": null, "next": {"action": "kill", "in": 3.0},
+             "wanted_up": true},
+        ]);
+        assert_eq!(
+            status_table(&result),
+            "NAME    STATE     PID   UPTIME  RESTARTS  LAST-EXIT  NEXT\n\
+             worker  backoff   -     -       7         exit 1     start in 16s\n\
+             cron    stopping  3990  5m      2         -          KILL in 3s\n"
+        );
+        assert_eq!(status_exit(&result), NOT_RUNNING);
+        assert_eq!(
+            status_exit(
+                &json!([{"state": "running", "wanted_up": true}, {"state": "held", "wanted_up": false}])
+            ),
+            0
+        );
+    }
+}
