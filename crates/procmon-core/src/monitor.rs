@@ -385,7 +385,7 @@ impl Monitor {
         spec: ProcessSpec,
     ) -> Result<ProcessKey, AddError> {
         self.begin(now);
-        validate(name, &spec)?;
+        spec.check(name)?;
         spec.policy
             .check(&self.settings)
             .map_err(|error| AddError::Policy {
@@ -909,7 +909,7 @@ fn unknown(name: &str) -> UnknownProcess {
     }
 }
 
-fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
+pub(crate) fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
     let owned = || name.to_string();
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(AddError::InvalidName { name: owned() });

@@ -117,6 +117,17 @@ impl ProcessSpec {
         }
     }
 
+    /// Whether `name` and this definition are what [`Monitor::add`] takes,
+    /// its policy aside (see [`Policy::check`]): the one place the rules
+    /// live, so that a config file or a command line can refuse a process
+    /// up front, where it knows the place to point at, without a copy of
+    /// the rules that could drift from the monitor's.
+    ///
+    /// [`Monitor::add`]: crate::Monitor::add
+    pub fn check(&self, name: &str) -> Result<(), crate::AddError> {
+        crate::monitor::validate(name, self)
+    }
+
     /// Sets the policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
