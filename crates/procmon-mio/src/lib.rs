@@ -657,9 +657,12 @@ impl Supervisor {
         }
     }
 
-    /// Sends SIGKILL to every live child's process group now (a second
-    /// Ctrl-C). Their exits are reported by later turns as usual.
-    pub fn kill_all(&mut self) {
+    /// Sends SIGKILL to every live child's process group now, behind the
+    /// monitor's back: only for `Drop`, when no monitor is left to tell.
+    /// A program that wants everything killed asks the monitor
+    /// (`Monitor::kill_all` through [`Supervisor::call`]), which then knows
+    /// what was sent and leaves no KILL timer armed.
+    fn kill_all(&mut self) {
         for live in self
             .children
             .iter()

@@ -599,13 +599,31 @@ fn kill_all_kills_every_group() {
         !r.lines("b", Stream::Stdout).is_empty()
     });
     let grandchild = Proc::of(parse_pid(&run.lines("b", Stream::Stdout)[0]));
-    run.supervisor().kill_all();
-    run.until("both exits", |r| {
-        r.count(|s| matches!(s, Seen::Exited(_, _, ExitStatus::Signal(libc::SIGKILL)))) >= 2
-    });
+    run.call(|m, now| m.kill_all(now));
+    // The core stops the service first (each group gets TERM, which `b`
+    // may die of), then sends KILL to both at once, without the kill time.
+    run.until_exits(2);
+    assert!(
+        run.seen.contains(&Seen::Exited(
+            "a".into(),
+            run.pid_of("a"),
+            ExitStatus::Signal(libc::SIGKILL)
+        )),
+        "{:?}",
+        run.seen
+    );
     run.until("the grandchild gone", |_| grandchild.gone());
-    run.stop();
+    // The core sent the KILLs itself, so no KILL timer is left behind and
+    // the service is stopped: nothing restarts.
+    assert_eq!(
+        run.count(|s| matches!(s, Seen::Signalled(_, _, Signal::Kill))),
+        2,
+        "{:?}",
+        run.seen
+    );
+    assert_eq!(run.count(|s| matches!(s, Seen::Spawned(..))), 2);
     run.quiesce();
+    assert_eq!(run.supervisor().monitor().armed_timers(), 0);
 }
 
 /// The soft descriptor limit before the first supervisor raised it.

@@ -97,7 +97,10 @@ where
             None => match supervisor.turn(&mut observer, timeout) {
                 Ok(caught) => caught,
                 Err(error) => {
-                    supervisor.kill_all();
+                    // Dropping the supervisor kills every group: the driver
+                    // has failed, so its monitor is no longer to be trusted
+                    // with the job.
+                    drop(supervisor);
                     observer.printer.flush();
                     sink.drain(EXIT_PATIENCE);
                     return Err(error);
@@ -124,7 +127,11 @@ where
                 stopping = true;
                 supervisor.call(&mut observer, |monitor, now| monitor.stop_service(now));
             }
-            Action::KillAll => supervisor.kill_all(),
+            // Through the core, so it knows what was sent and cancels the
+            // KILL timers of the stop before.
+            Action::KillAll => {
+                supervisor.call(&mut observer, |monitor, now| monitor.kill_all(now));
+            }
             Action::RestartAll => {
                 supervisor.call(&mut observer, |monitor, now| monitor.restart_all(now));
             }
