@@ -1,5 +1,6 @@
 //! The event loop: start the service, print what happens, obey signals.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -20,8 +21,9 @@ pub enum Outcome {
 
 /// Runs the monitor's processes until a TERM or INT has stopped them all.
 ///
-/// TERM or INT stop the service: every process gets TERM, then KILL after the
-/// kill time, and nothing restarts; the run ends once nothing is alive or
+/// TERM or INT stop the service: every process gets its stop signal (TERM
+/// unless it names another), then KILL after its kill time, and nothing
+/// restarts; the run ends once nothing is alive or
 /// scheduled. A second INT sends KILL to everything at once. HUP stops every
 /// process and lets each one restart. Each is announced on the error stream.
 ///
@@ -42,6 +44,16 @@ where
 {
     let options = Options::default().with_catch_signals(true);
     let kill_time = monitor.settings().kill_time;
+    // The definitions do not change during a run, so each process's kill
+    // time can be known up front, for the KILL line to give the one that
+    // applied.
+    let kill_times = monitor
+        .processes_in_order()
+        .map(|(name, spec)| {
+            let own = spec.policy.kill_time(monitor.settings());
+            (name.to_string(), own)
+        })
+        .collect();
     let format = printer.format();
     let (out, err) = printer.into_inner()?;
     let mut supervisor = Supervisor::new(monitor, options)?;
@@ -50,6 +62,7 @@ where
     let mut observer = Printing {
         printer,
         kill_time,
+        kill_times,
         sink: &sink,
     };
     // Signals that came before the loop: a TERM or INT among them wins (HUP
@@ -151,7 +164,10 @@ const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
 /// Turns the driver's notices into printed lines.
 struct Printing<'a, O: Write, E: Write> {
     printer: Printer<O, E>,
+    /// The global kill time, for a name not in `kill_times`.
     kill_time: Duration,
+    /// Each process's own kill time (its `killtime`, or the global one).
+    kill_times: HashMap<String, Duration>,
     /// Where the printer's lines go, asked whether it can take more.
     sink: &'a Sink,
 }
@@ -164,10 +180,16 @@ impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
     fn notice(&mut self, notice: Notice<'_>) {
         match notice {
             Notice::Output { name, stream, line } => self.printer.child_line(name, stream, line),
-            notice => self.printer.event(&Event::Supervisor {
-                notice: &notice,
-                kill_time: self.kill_time,
-            }),
+            notice => {
+                let kill_time = match &notice {
+                    Notice::Signalled { name, .. } => self.kill_times.get(*name).copied(),
+                    _ => None,
+                };
+                self.printer.event(&Event::Supervisor {
+                    notice: &notice,
+                    kill_time: kill_time.unwrap_or(self.kill_time),
+                });
+            }
         }
     }
 }

@@ -454,7 +454,12 @@ fn crashed_process_restarts_and_both_streams_are_logged() {
     ]);
     let err = procmon.err_until("two spawns", |t| t.matches("spawned pid").count() >= 2);
     assert!(err.contains("] exited with code 3 after "), "{err}");
-    assert!(err.contains("] restarting in 0.1 s"), "{err}");
+    // The end and the restart it leads to, on one line.
+    let line = err
+        .lines()
+        .find(|l| l.contains("] exited with code 3 after "))
+        .unwrap();
+    assert!(line.ends_with("; restarting in 0.1 s"), "{err}");
     let name = "sh -c echo out; echo err >&2; exit 3";
     procmon.out_has(&format!("[{name}] out\n"));
     procmon.out_has(&format!("[{name}] err\n"));
@@ -953,9 +958,22 @@ fn json_format_gives_one_object_per_line() {
     for kind in ["received_signal", "signalled", "exited", "stopped"] {
         assert!(kinds.contains(&kind), "no {kind}: {err}");
     }
+    // Stopped by procmon, and nothing restarts it: both said as fields.
+    let exited = &events[kinds.iter().position(|k| *k == "exited").unwrap()];
+    assert_eq!(
+        exited.get("on_request"),
+        Some(&Value::Word("true")),
+        "{err}"
+    );
+    let decision = &events[kinds.iter().position(|k| *k == "exited").unwrap() + 1];
+    assert_eq!(decision.str("event"), "not_restarting", "{err}");
+    assert_eq!(decision.str("reason"), "service_stopped", "{err}");
+    let signalled = &events[kinds.iter().position(|k| *k == "signalled").unwrap()];
+    assert_eq!(signalled.str("reason"), "stop_signal", "{err}");
 }
 
-/// A flat JSON object of strings and numbers: all procmon writes.
+/// A flat JSON object of strings, numbers, booleans and nulls: all procmon
+/// writes.
 struct Json {
     fields: Vec<(String, Value)>,
 }
@@ -964,6 +982,8 @@ struct Json {
 enum Value {
     Str(String),
     Num(String),
+    /// `true`, `false` or `null`.
+    Word(&'static str),
 }
 
 impl Json {
@@ -989,6 +1009,12 @@ fn parse_json(line: &str) -> Option<Json> {
         (chars.next()? == ':').then_some(())?;
         let value = if chars.peek() == Some(&'"') {
             Value::Str(parse_json_string(&mut chars)?)
+        } else if chars.peek().is_some_and(char::is_ascii_lowercase) {
+            let mut word = String::new();
+            while let Some(c) = chars.next_if(char::is_ascii_lowercase) {
+                word.push(c);
+            }
+            Value::Word(["true", "false", "null"].into_iter().find(|w| *w == word)?)
         } else {
             let mut number = String::new();
             while let Some(&c) = chars
