@@ -1164,6 +1164,30 @@ gid = 0x10
     }
 
     #[test]
+    fn policies_file_sets_what_its_comments_say() {
+        let source = include_str!("../../../examples/policies.toml");
+        let defs = parse(source, "policies.toml")
+            .unwrap()
+            .resolve(&FakeAccounts)
+            .unwrap();
+        let policy = |name: &str| {
+            let (_, spec) = defs.processes.iter().find(|(n, _)| n == name).unwrap();
+            spec.policy
+        };
+        assert_eq!(policy("tidy").restart(), RestartPolicy::OnFailure);
+        assert_eq!(policy("flaky").restart(), RestartPolicy::OnFailure);
+        assert!(!policy("flaky").success_codes().contains(1));
+        assert_eq!(policy("oneshot").restart(), RestartPolicy::Never);
+        assert_eq!(policy("hopeless").give_up_after, NonZeroU32::new(3));
+        assert_eq!(policy("graceful").stop_signal(), Signal::Int);
+        assert_eq!(
+            policy("stubborn").kill_time(&defs.settings),
+            Duration::from_secs(2)
+        );
+        assert!(defs.settings.kill_time > Duration::from_secs(2));
+    }
+
+    #[test]
     fn defaults_are_twisteds() {
         let config = parse("[[process]]\nname = \"a\"\nargv = [\"true\"]\n", "f").unwrap();
         assert_eq!(config.settings, Settings::default());
