@@ -25,8 +25,8 @@
 //!   reaped and the status handed to the core.
 //! - **Signals** from the core go to the child's whole process group with
 //!   `killpg`, which is safe because we send them only while the leader is
-//!   unreaped and so pins the group id. TERM is followed by CONT so a stopped
-//!   child can act on it.
+//!   unreaped and so pins the group id. A stop signal (TERM, or the
+//!   process's own) is followed by CONT so a stopped child can act on it.
 //! - **Reaping**: the monitor is a child subreaper, so orphans of our
 //!   children's trees are re-parented to it; on SIGCHLD (read from a
 //!   signalfd) and after each exit it reaps every exited child that no
