@@ -105,7 +105,8 @@ OUTPUT
   that is gone (EPIPE, as with `| head`) ends the run (exit status 1).
 
 SIGNALS
-  TERM, INT   stop every process (TERM, then KILL after the kill time) and exit 0
+  TERM, INT   stop every process (its stop_signal, TERM unless set, then KILL after its
+              kill time) and exit 0
   INT again   KILL every process at once
   HUP         stop every process and let each restart
 
@@ -143,8 +144,8 @@ CONFIG FILE (--config FILE)
 
   A uid or gid written as a string of digits ("0") is that number, not a name.
 
-  A stop by procmon (TERM, INT, HUP) always ends with a restart (HUP) or none (TERM,
-  INT), whatever `restart` says: the policy judges only an end the process chose.
+  `restart` judges only an end the process chose: after a stop by procmon, TERM and INT
+  restart nothing, and HUP restarts by the usual delays (give_up_after still counts).
   See examples/policies.toml for each policy at work.
 
   With uid or gid, a child started by root has no supplementary groups: it

@@ -76,7 +76,8 @@ pub enum Event<'a> {
 /// What procmon does about a signal it received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Stop every process (TERM, then KILL after the kill time), then exit.
+    /// Stop every process (its stop signal, then KILL after its kill time),
+    /// then exit.
     Stop,
     /// Already stopping: nothing more to do.
     AlreadyStopping,
