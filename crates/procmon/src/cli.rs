@@ -4,13 +4,14 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::output::LogFormat;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use procmon_core::{
     AddError, Definitions, ProcessSpec, Seconds, Settings, SettingsError, MAX_LINE_LIMIT_BYTES,
 };
+
+use crate::output::LogFormat;
 
 /// Keep processes running: start each one, restart it when it dies (backing
 /// off when it dies young), and stop them all cleanly on TERM or INT.

@@ -43,12 +43,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
+use std::num::NonZeroU32;
 use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
-
-use std::num::NonZeroU32;
 
 use procmon_core::{
     AddError, Definitions, ExitCodes, Policy, ProcessSpec, RestartPolicy, Seconds, Settings,

@@ -23,8 +23,8 @@ pub enum Outcome {
 ///
 /// TERM or INT stop the service: every process gets its stop signal (TERM
 /// unless it names another), then KILL after its kill time, and nothing
-/// restarts; the run ends once nothing is alive or
-/// scheduled. A second INT sends KILL to everything at once. HUP stops every
+/// restarts; the run ends once nothing is alive or scheduled. A second INT
+/// sends KILL to everything at once, through the monitor. HUP stops every
 /// process and lets each one restart. Each is announced on the error stream.
 ///
 /// The printer's streams are written on a thread of their own ([`Sink`]):
