@@ -396,7 +396,7 @@ impl Monitor {
         spec: ProcessSpec,
     ) -> Result<ProcessKey, AddError> {
         self.begin(now);
-        validate(name, &spec)?;
+        spec.check(name)?;
         spec.policy
             .check(&self.settings)
             .map_err(|error| AddError::Policy {
@@ -1034,6 +1034,30 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// `ProcessSpec::check` is `add`'s own rule: whatever one refuses the
+    /// other refuses with the same error, and a refusal adds nothing.
+    #[test]
+    fn check_refuses_exactly_what_add_refuses() {
+        let cases = [
+            ("", ProcessSpec::new(["true"])),
+            ("a\nb", ProcessSpec::new(["true"])),
+            ("a", ProcessSpec::new(Vec::<Vec<u8>>::new())),
+            ("a", ProcessSpec::new([""])),
+            ("a", ProcessSpec::new(["true"]).with_cwd("")),
+            ("a", ProcessSpec::new(["true", "x\0y"])),
+            ("a", ProcessSpec::new(["true"]).with_env("K=V", "1")),
+            ("a", ProcessSpec::new(["true"]).with_env("K", "\0")),
+            ("a", ProcessSpec::new(["true", ""]).with_cwd("/")),
+        ];
+        for (name, spec) in cases {
+            let mut m = seed_monitor();
+            let checked = spec.check(name);
+            let added = m.add(secs(0), name, spec).map(|_| ());
+            assert_eq!(checked, added, "{name:?}");
+            assert_eq!(m.monitored(), usize::from(added.is_ok()));
+        }
     }
 
     #[test]

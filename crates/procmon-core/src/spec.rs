@@ -9,9 +9,14 @@ use core::time::Duration;
 use crate::command::Signal;
 use crate::error::SettingsError;
 
-/// The longest line limit a monitor accepts: 64 MiB. A larger limit would
-/// let one child's unterminated line hold more memory than a supervisor
-/// should ever spend on one stream.
+/// The longest line limit a monitor accepts: 64 MiB.
+///
+/// The line limit is the memory bound: a child that never writes a newline
+/// makes the monitor buffer up to this many bytes for each of its two
+/// streams, so the limit must be small enough to hold for every process at
+/// once (the `procmon` command's whole bound is in `docs/reliability.md`,
+/// "Memory for output"). 64 MiB is a thousand times the default and far
+/// past any real log line.
 pub const MAX_LINE_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
 /// The monitor-wide knobs, with Twisted's names and defaults.
@@ -115,6 +120,17 @@ impl ProcessSpec {
             gid: None,
             policy: Policy::default(),
         }
+    }
+
+    /// Whether `name` and this definition are what [`Monitor::add`] takes,
+    /// its policy aside (see [`Policy::check`]): the one place the rules
+    /// live, so that a config file or a command line can refuse a process
+    /// up front, where it knows the place to point at, without a copy of
+    /// the rules that could drift from the monitor's.
+    ///
+    /// [`Monitor::add`]: crate::Monitor::add
+    pub fn check(&self, name: &str) -> Result<(), crate::AddError> {
+        crate::monitor::validate(name, self)
     }
 
     /// Sets the policy.

@@ -211,8 +211,7 @@ fn sleepers(children: usize) -> Supervisor {
 }
 
 fn stop(mut supervisor: Supervisor) {
-    supervisor.kill_all();
-    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+    supervisor.call(&mut quiet(), |m, now| m.kill_all(now));
     while !supervisor.monitor().is_quiescent() {
         supervisor.turn(&mut quiet(), None).unwrap();
     }

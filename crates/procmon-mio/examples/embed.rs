@@ -52,7 +52,7 @@ fn main() -> std::io::Result<()> {
     while !supervisor.monitor().is_quiescent() {
         if supervisor.turn(&mut print, None)?.is_some() {
             // A second signal: do not wait for the kill time.
-            supervisor.kill_all();
+            supervisor.call(&mut print, |monitor, now| monitor.kill_all(now));
         }
     }
     println!("all stopped");

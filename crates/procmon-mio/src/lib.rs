@@ -28,8 +28,8 @@
 //!   reaped and the status handed to the core.
 //! - **Signals** from the core go to the child's whole process group with
 //!   `killpg`, which is safe because we send them only while the leader is
-//!   unreaped and so pins the group id. TERM is followed by CONT so a stopped
-//!   child can act on it.
+//!   unreaped and so pins the group id. A stop signal (TERM, or the
+//!   process's own) is followed by CONT so a stopped child can act on it.
 //! - **Reaping**: the monitor is a child subreaper, so orphans of our
 //!   children's trees are re-parented to it; on SIGCHLD (read from a
 //!   signalfd) and after each exit it reaps every exited child that no
@@ -817,9 +817,12 @@ impl Supervisor {
         }
     }
 
-    /// Sends SIGKILL to every live child's process group now (a second
-    /// Ctrl-C). Their exits are reported by later turns as usual.
-    pub fn kill_all(&mut self) {
+    /// Sends SIGKILL to every live child's process group now, behind the
+    /// monitor's back: only for `Drop`, when no monitor is left to tell.
+    /// A program that wants everything killed asks the monitor
+    /// (`Monitor::kill_all` through [`Supervisor::call`]), which then knows
+    /// what was sent and leaves no KILL timer armed.
+    fn kill_all(&mut self) {
         for live in self
             .children
             .iter()

@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 
 use common::procfs::{our_pid, stat, Proc};
 use common::run::{parse_pid, settings, sh, Run, Seen};
-use procmon_core::{ExitStatus, ProcessSpec, Signal, Stream};
+use std::num::NonZeroU32;
+
+use procmon_core::{
+    ExitStatus, NotRestarting, Policy, ProcessSpec, ProcessState, RestartPolicy, Signal, Stream,
+};
 use procmon_mio::{CaughtSignal, Options};
 
 /// A zombie child of ours, if any, left unreaped (`WNOWAIT`).
@@ -756,13 +760,192 @@ fn kill_all_kills_every_group() {
         !r.lines("b", Stream::Stdout).is_empty()
     });
     let grandchild = Proc::of(parse_pid(&run.lines("b", Stream::Stdout)[0]));
-    run.supervisor().kill_all();
-    run.until("both exits", |r| {
-        r.count(|s| matches!(s, Seen::Exited(_, _, ExitStatus::Signal(libc::SIGKILL)))) >= 2
-    });
+    run.call(|m, now| m.kill_all(now));
+    // The core stops the service first (each group gets TERM, which `b`
+    // may die of), then sends KILL to both at once, without the kill time.
+    run.until_exits(2);
+    assert!(
+        run.seen.contains(&Seen::Exited(
+            "a".into(),
+            run.pid_of("a"),
+            ExitStatus::Signal(libc::SIGKILL)
+        )),
+        "{:?}",
+        run.seen
+    );
     run.until("the grandchild gone", |_| grandchild.gone());
+    // The core sent the KILLs itself, so no KILL timer is left behind and
+    // the service is stopped: nothing restarts.
+    assert_eq!(
+        run.count(|s| matches!(s, Seen::Signalled(_, _, Signal::Kill))),
+        2,
+        "{:?}",
+        run.seen
+    );
+    assert_eq!(run.count(|s| matches!(s, Seen::Spawned(..))), 2);
+    run.quiesce();
+    assert_eq!(run.supervisor().monitor().armed_timers(), 0);
+}
+
+// ----- Per-process policy -----
+
+/// `sh -c script` under `policy`, which `edit` fills in.
+fn with_policy(script: &str, edit: impl FnOnce(&mut Policy)) -> ProcessSpec {
+    let mut policy = Policy::default();
+    edit(&mut policy);
+    sh(script).with_policy(policy)
+}
+
+fn state(run: &mut Run, name: &str) -> ProcessState {
+    run.supervisor()
+        .monitor()
+        .status(name)
+        .expect("an added name")
+        .state
+}
+
+fn on_failure_keeps_a_success_down_and_restarts_a_failure() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    let on_failure = |p: &mut Policy| p.restart = Some(RestartPolicy::OnFailure);
+    run.add("ok", with_policy("echo ok; exit 0", on_failure));
+    run.add("bad", with_policy("sleep 0.2; exit 1", on_failure));
+    run.start();
+    run.until("bad's third start", |r| {
+        r.count(|s| matches!(s, Seen::Spawned(n, _) if n == "bad")) >= 3
+    });
+    let ok = run.pid_of("ok");
+    let exit = run.position(|s| *s == Seen::Exited("ok".into(), ok, ExitStatus::Code(0)));
+    let decision = run.position(|s| {
+        *s == Seen::NotRestarting("ok".into(), NotRestarting::Policy(RestartPolicy::OnFailure))
+    });
+    assert_eq!(decision, exit + 1, "{:#?}", run.seen);
+    // While `bad` was restarted twice, `ok` stayed down.
+    assert_eq!(
+        run.count(|s| matches!(s, Seen::Spawned(n, _) if n == "ok")),
+        1
+    );
+    assert_eq!(state(&mut run, "ok"), ProcessState::Exited);
+    assert!(
+        run.count(|s| matches!(s, Seen::Restart(n, _) if n == "bad")) >= 2,
+        "{:#?}",
+        run.seen
+    );
     run.stop();
     run.quiesce();
+}
+
+fn never_restarts_even_a_failure() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    let never = |p: &mut Policy| p.restart = Some(RestartPolicy::Never);
+    run.add("once", with_policy("echo once; exit 1", never));
+    run.start();
+    run.until("the decision", |r| {
+        r.count(|s| matches!(s, Seen::NotRestarting(..))) >= 1
+    });
+    assert_eq!(
+        run.seen.last(),
+        Some(&Seen::NotRestarting(
+            "once".into(),
+            NotRestarting::Policy(RestartPolicy::Never)
+        )),
+        "{:#?}",
+        run.seen
+    );
+    assert_eq!(state(&mut run, "once"), ProcessState::Exited);
+    // Nothing is pending: no timer keeps the monitor awake.
+    assert!(run.supervisor().monitor().is_quiescent());
+    assert_eq!(run.count(|s| matches!(s, Seen::Spawned(..))), 1);
+}
+
+fn gives_up_after_quick_deaths_and_retries() {
+    // Every life is far below the 10 s threshold: each end is a quick death.
+    let mut run = Run::new(settings(10_000, 20, 40));
+    run.add(
+        "hopeless",
+        with_policy("echo trying; exit 1", |p| {
+            p.give_up_after = NonZeroU32::new(3);
+            p.retry_failed_after = Some(Duration::from_millis(300));
+        }),
+    );
+    run.start();
+    run.until("a give-up after the retry", |r| {
+        r.count(|s| matches!(s, Seen::GaveUp(..))) >= 2
+    });
+    let spawns = |run: &Run, before: usize| {
+        run.seen[..before]
+            .iter()
+            .filter(|s| matches!(s, Seen::Spawned(..)))
+            .count()
+    };
+    let first = run.position(|s| *s == Seen::GaveUp("hopeless".into(), 3));
+    // Three lives, then no restart: it gave up.
+    assert_eq!(spawns(&run, first), 3, "{:#?}", run.seen);
+    assert!(
+        !run.seen[first..]
+            .iter()
+            .any(|s| matches!(s, Seen::Restart(..))),
+        "{:#?}",
+        run.seen
+    );
+    // The retry is one more life, which, quick again, fails it again at
+    // once, the count unchanged by the retry.
+    let second = run.position(|s| *s == Seen::GaveUp("hopeless".into(), 4));
+    assert_eq!(spawns(&run, second), 4, "{:#?}", run.seen);
+    assert_eq!(state(&mut run, "hopeless"), ProcessState::Failed);
+    run.stop();
+    run.quiesce();
+}
+
+fn the_stop_signal_reaches_a_child_that_traps_it() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add(
+        "graceful",
+        with_policy(
+            "trap 'echo got INT; exit 0' INT; echo ready; while :; do sleep 0.1; done",
+            |p| p.stop_signal = Some(Signal::Int),
+        ),
+    );
+    run.start();
+    run.until("ready", |r| !r.lines("graceful", Stream::Stdout).is_empty());
+    run.stop();
+    run.quiesce();
+    let pid = run.pid_of("graceful");
+    let int = run.position(|s| *s == Seen::Signalled("graceful".into(), pid, Signal::Int));
+    let said = run.position(|s| matches!(s, Seen::Output(_, Stream::Stdout, l) if l == b"got INT"));
+    let exit = run.position(|s| *s == Seen::Exited("graceful".into(), pid, ExitStatus::Code(0)));
+    assert!(int < said && said < exit, "{:#?}", run.seen);
+    assert!(
+        !run.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Signalled(_, _, Signal::Term | Signal::Kill))),
+        "{:#?}",
+        run.seen
+    );
+}
+
+fn a_process_kill_time_overrides_the_global_one() {
+    // A global kill time past the test's deadline: only the process's own
+    // can end this test in time.
+    let mut s = settings(100, 50, 1000);
+    s.kill_time = Duration::from_secs(3600);
+    let mut run = Run::new(s);
+    run.add(
+        "stubborn",
+        with_policy("trap '' TERM; echo ready; sleep 100", |p| {
+            p.kill_time = Some(Duration::from_millis(300));
+        }),
+    );
+    run.start();
+    run.until("ready", |r| !r.lines("stubborn", Stream::Stdout).is_empty());
+    run.stop();
+    run.quiesce();
+    let pid = run.pid_of("stubborn");
+    let term = run.position(|s| *s == Seen::Signalled("stubborn".into(), pid, Signal::Term));
+    let kill = run.position(|s| *s == Seen::Signalled("stubborn".into(), pid, Signal::Kill));
+    let exit = run.position(|s| {
+        *s == Seen::Exited("stubborn".into(), pid, ExitStatus::Signal(libc::SIGKILL))
+    });
+    assert!(term < kill && kill < exit, "{:#?}", run.seen);
 }
 
 /// The soft descriptor limit before the first supervisor raised it.
@@ -921,6 +1104,26 @@ fn main() {
             a_signal_storm_does_not_crowd_out_term,
         ),
         ("kill_all_kills_every_group", kill_all_kills_every_group),
+        (
+            "on_failure_keeps_a_success_down_and_restarts_a_failure",
+            on_failure_keeps_a_success_down_and_restarts_a_failure,
+        ),
+        (
+            "never_restarts_even_a_failure",
+            never_restarts_even_a_failure,
+        ),
+        (
+            "gives_up_after_quick_deaths_and_retries",
+            gives_up_after_quick_deaths_and_retries,
+        ),
+        (
+            "the_stop_signal_reaches_a_child_that_traps_it",
+            the_stop_signal_reaches_a_child_that_traps_it,
+        ),
+        (
+            "a_process_kill_time_overrides_the_global_one",
+            a_process_kill_time_overrides_the_global_one,
+        ),
         (
             "own_children_are_left_alone_without_orphan_reaping",
             own_children_are_left_alone_without_orphan_reaping,

@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use procmon_core::{Definitions, ProcessSpec, Seconds, Settings};
+use procmon_core::{
+    AddError, Definitions, ProcessSpec, Seconds, Settings, SettingsError, MAX_LINE_LIMIT_BYTES,
+};
 
-use crate::config::MAX_LINE_LIMIT_BYTES;
 use crate::output::LogFormat;
 
 /// Keep processes running: start each one, restart it when it dies (backing
@@ -61,9 +62,9 @@ pub struct Cli {
         long,
         value_name = "BYTES",
         default_value = "65536",
-        value_parser = clap::value_parser!(u64).range(1..=MAX_LINE_LIMIT_BYTES as u64)
+        value_parser = parse_line_limit
     )]
-    pub line_limit: u64,
+    pub line_limit: usize,
 
     /// How to print children's lines (stdout) and procmon's events (stderr).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -91,12 +92,19 @@ OUTPUT
   end) is shown quoted with escapes instead: `["fake] [other"] line`, `["evil\u{202e}"]`.
   procmon's own events go to stderr, names shown the same way:
     procmon: [name] spawned pid 123
-    procmon: [name] exited with code 1 after 0.2 s (pid 123)
-    procmon: [name] restarting in 2 s
+    procmon: [name] exited with code 1 after 0.2 s (pid 123); restarting in 2 s
+    procmon: [name] exited with code 0 after 3 s (pid 124); restart = "on-failure": not restarting
+    procmon: [name] exited with code 1 after 0.1 s (pid 125); gave up after 5 quick deaths; retrying in 600 s
+    procmon: [name] sending INT to pid 126 (stop_signal)
+    procmon: [name] sending KILL to pid 126 after 10 s
+  An end and what procmon does about it share a line; an end procmon asked for (its stop
+  signal had been sent) says "when asked to stop".
   With --log-format json both are one JSON object per line instead:
     {"name":"web","stream":"stderr","line":"listening"}                    (stdout)
     {"event":"spawned","name":"web","pid":123}                             (stderr)
-    {"event":"exited","name":"web","pid":123,"signal":"TERM","signo":15,"uptime":4.2}
+    {"event":"exited","name":"web","pid":123,"signal":"TERM","signo":15,"uptime":4.2,"on_request":true}
+    {"event":"not_restarting","name":"web","reason":"policy","restart":"on-failure"}
+    {"event":"gave_up","name":"web","quick_deaths":5,"retry_in":600}
   procmon never waits for whoever reads its stdout: if that reader falls behind, children
   wait on their own output instead, and signals, restarts and stops go on. Only a reader
   that is gone from stdout or stderr (EPIPE, as with `| head`) ends the run (exit status
@@ -104,7 +112,8 @@ OUTPUT
   after 3 s without progress, or 30 s in all) and says on stderr what was not written.
 
 SIGNALS
-  TERM, INT, QUIT   stop every process (TERM, then KILL after the kill time) and exit 0
+  TERM, INT, QUIT   stop every process (its stop_signal, TERM unless set, then KILL after
+                    its kill time) and exit 0
   INT again         KILL every process at once
   HUP               stop every process and let each restart
   USR1, USR2        reported on stderr and otherwise ignored
@@ -127,7 +136,26 @@ CONFIG FILE (--config FILE)
   uid = "www-data"              # optional, user name or number
   gid = 33                      # optional, group name or number
 
+  # Optional, per process:
+  restart = "on-failure"        # after it ends by itself: "always" (default),
+                                #   "on-failure" (not after a success code), "never"
+  success_exit_codes = [0, 3]   # what on-failure counts as success (default [0])
+  stop_signal = "INT"           # sent to stop it instead of TERM (HUP INT QUIT KILL
+                                #   USR1 USR2 TERM ALRM CONT STOP TSTP WINCH PIPE,
+                                #   with or without SIG); CONT follows it
+  killtime = 10                 # as the settings above, for this process only
+  threshold = 2
+  minrestartdelay = 0.5
+  maxrestartdelay = 60
+  give_up_after = 5             # after 5 quick deaths in a row (lives shorter
+                                #   than threshold), stop restarting it
+  retry_failed_after = 600      # then try again after 600 s (needs give_up_after)
+
   A uid or gid written as a string of digits ("0") is that number, not a name.
+
+  `restart` judges only an end the process chose: after a stop by procmon, TERM and INT
+  restart nothing, and HUP restarts by the usual delays (give_up_after still counts).
+  See examples/policies.toml for each policy at work.
 
   With uid or gid, a child started by root has no supplementary groups: it
   runs with exactly the uid and gid given (the gid stays procmon's if only
@@ -168,7 +196,8 @@ impl Cli {
             Err(error) => return Err(error),
         };
         let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
-        if cli.minrestartdelay > cli.maxrestartdelay {
+        // The core's rules, in the command line's words.
+        if let Err(SettingsError::MinAboveMax { min, max }) = cli.settings().validate() {
             // Either may be a default the user never typed: say so.
             let shown = |id: &str, value: Duration| {
                 let default = matches.value_source(id) == Some(ValueSource::DefaultValue);
@@ -179,10 +208,25 @@ impl Cli {
                 ErrorKind::ArgumentConflict,
                 format!(
                     "--minrestartdelay ({}) is above --maxrestartdelay ({})",
-                    shown("minrestartdelay", cli.minrestartdelay),
-                    shown("maxrestartdelay", cli.maxrestartdelay)
+                    shown("minrestartdelay", min),
+                    shown("maxrestartdelay", max)
                 ),
             ));
+        }
+        if !cli.command.is_empty() {
+            let definitions = cli.command_definitions();
+            let (name, spec) = &definitions.processes[0];
+            if let Err(error) = spec.check(name) {
+                // `procmon ""` and the like: nothing could ever run, and a
+                // supervisor would back off for ever instead of saying so.
+                let message = match error {
+                    AddError::EmptyProgram { .. } => {
+                        "COMMAND is the empty string: name the program to run".to_string()
+                    }
+                    other => format!("COMMAND: {other}"),
+                };
+                return Err(command.error(ErrorKind::InvalidValue, message));
+            }
         }
         Ok(cli)
     }
@@ -196,10 +240,7 @@ impl Cli {
         settings.max_restart_delay = self.maxrestartdelay;
         // clap refuses more than the maximum; clamp all the same, as the
         // fields are public and the limit is the memory bound.
-        settings.line_limit_bytes = usize::try_from(self.line_limit)
-            .map_or(MAX_LINE_LIMIT_BYTES, |bytes| {
-                bytes.min(MAX_LINE_LIMIT_BYTES)
-            });
+        settings.line_limit_bytes = self.line_limit.min(MAX_LINE_LIMIT_BYTES);
         settings
     }
 
@@ -244,6 +285,22 @@ pub fn command_name(command: &[OsString]) -> String {
         name.push_str("\"\"");
     }
     name
+}
+
+/// Parses a line limit in bytes, refused unless the core's rule takes it.
+pub fn parse_line_limit(text: &str) -> Result<usize, String> {
+    let too_large = || format!("must be at most {MAX_LINE_LIMIT_BYTES} bytes (64 MiB)");
+    let bytes: usize = match text.parse::<u64>() {
+        Ok(bytes) => usize::try_from(bytes).map_err(|_| too_large())?,
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => return Err(too_large()),
+        Err(_) => return Err(format!("{text:?} is not a whole number of bytes")),
+    };
+    Settings::check_line_limit(bytes).map_err(|error| match error {
+        SettingsError::ZeroLineLimit => "must be at least 1 byte".to_string(),
+        SettingsError::LineLimitTooLarge { .. } => too_large(),
+        other => other.to_string(),
+    })?;
+    Ok(bytes)
 }
 
 /// Parses a number of seconds: decimals allowed; negative, NaN and infinite
@@ -391,6 +448,41 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("at most 67108864"), "{help}");
+    }
+
+    /// The core's rule for a program, not a copy: `procmon ""` could never
+    /// run anything, so it is a usage error rather than a process that backs
+    /// off for ever.
+    #[test]
+    fn an_empty_program_is_a_usage_error() {
+        for args in [&[""][..], &["--", "", "x"], &["-k", "1", ""]] {
+            let error = checked(args).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidValue, "{args:?}");
+            let text = error.to_string();
+            assert!(
+                text.starts_with("error: COMMAND is the empty string: name the program to run\n"),
+                "{args:?}: {text}"
+            );
+        }
+        // Empty arguments after the program are the program's business.
+        assert!(checked(&["echo", ""]).is_ok());
+    }
+
+    #[test]
+    fn the_line_limit_is_judged_by_the_core() {
+        assert_eq!(parse_line_limit("1"), Ok(1));
+        assert_eq!(parse_line_limit("67108864"), Ok(MAX_LINE_LIMIT_BYTES));
+        assert_eq!(parse_line_limit("0"), Err("must be at least 1 byte".into()));
+        for big in ["67108865", "18446744073709551616"] {
+            assert_eq!(
+                parse_line_limit(big),
+                Err("must be at most 67108864 bytes (64 MiB)".into()),
+                "{big}"
+            );
+        }
+        assert!(parse_line_limit("-1")
+            .unwrap_err()
+            .contains("not a whole number"));
     }
 
     #[test]

@@ -22,17 +22,37 @@
 //! cwd = "/srv/www"
 //! uid = "www-data"       # or a number
 //! gid = 33               # or a group name
+//!
+//! # What happens around the instances; each is optional.
+//! restart = "on-failure"         # "always" (the default), "on-failure", "never"
+//! success_exit_codes = [0, 3]    # on-failure's successes (default [0])
+//! stop_signal = "INT"            # sent to stop it (default "TERM"); "SIGINT" too
+//! killtime = 10                  # these four as the globals above,
+//! threshold = 2                  # which they override for this
+//! minrestartdelay = 0.5          # process only
+//! maxrestartdelay = 60
+//! give_up_after = 5              # quick deaths in a row before it is `failed`
+//! retry_failed_after = 600       # seconds; needs give_up_after
 //! ```
+//!
+//! What a process may be (a name, a program, a cwd, env keys, delays that
+//! make sense) is the core's rule ([`ProcessSpec::check`], [`Policy::check`],
+//! [`Settings::check_line_limit`]); this module only points at the place a
+//! file broke it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
+use std::num::NonZeroU32;
 use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use procmon_core::{Definitions, ProcessSpec, Seconds, Settings};
+use procmon_core::{
+    AddError, Definitions, ExitCodes, Policy, ProcessSpec, RestartPolicy, Seconds, Settings,
+    SettingsError, Signal, MAX_LINE_LIMIT_BYTES,
+};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -46,18 +66,6 @@ const TOP_KEYS: &[&str] = &[
     "process",
 ];
 
-/// The largest `linelimit` (and `--line-limit`): 64 MiB.
-///
-/// The line limit is the memory bound: a child that never writes a newline
-/// makes procmon buffer up to this many bytes for each of its two streams,
-/// so the limit must be small enough to hold for every process at once.
-/// procmon's memory for output is at most 2 x the line limit for each
-/// instance whose pipes are open, plus 21 MiB for the command's queues and
-/// blocks (docs/reliability.md, "Memory for output"). 64 MiB is a thousand
-/// times the default and far past any real log line, and still keeps a
-/// runaway child to 149 MiB.
-pub const MAX_LINE_LIMIT_BYTES: usize = 64 << 20;
-
 /// The largest config file read: 1 MiB.
 ///
 /// The whole file is parsed into a tree before it is checked, and the tree
@@ -68,7 +76,24 @@ pub const MAX_LINE_LIMIT_BYTES: usize = 64 << 20;
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The keys allowed in a `[[process]]` table.
-const PROCESS_KEYS: &[&str] = &["name", "argv", "env", "clear_env", "cwd", "uid", "gid"];
+const PROCESS_KEYS: &[&str] = &[
+    "name",
+    "argv",
+    "env",
+    "clear_env",
+    "cwd",
+    "uid",
+    "gid",
+    "restart",
+    "success_exit_codes",
+    "stop_signal",
+    "killtime",
+    "threshold",
+    "minrestartdelay",
+    "maxrestartdelay",
+    "give_up_after",
+    "retry_failed_after",
+];
 
 /// A parsed, checked configuration whose users and groups are not yet
 /// looked up. Everything [`Config::resolve`] can still reject carries the
@@ -355,6 +380,26 @@ struct Parser<'a> {
 type Span = Range<usize>;
 /// One environment entry as `ProcessSpec` holds it: key and value bytes.
 type EnvEntry = (Vec<u8>, Vec<u8>);
+/// Where an environment entry's key and value were written.
+type EnvSpans = (Span, Span);
+/// Where one `[[process]]` table wrote what the core's rules may refuse, so
+/// that a refusal can point at it.
+#[derive(Default)]
+struct ProcessSpans {
+    table: Span,
+    name: Span,
+    argv: Span,
+    /// Each argument's.
+    args: Vec<Span>,
+    /// Each environment entry's key and value.
+    env: Vec<EnvSpans>,
+    cwd: Span,
+    /// The table's own `minrestartdelay`, if it has one.
+    min: Option<Span>,
+    /// The table's own `maxrestartdelay`, if it has one.
+    max: Option<Span>,
+}
+
 type Entry<'t, 'i> = (
     &'t Spanned<std::borrow::Cow<'i, str>>,
     &'t Spanned<DeValue<'i>>,
@@ -403,16 +448,27 @@ impl Parser<'_> {
                 other => return Err(self.unknown_key(key, other, "at the top level", TOP_KEYS)),
             }
         }
-        if settings.min_restart_delay > settings.max_restart_delay {
+        // The core's rules, at the place they are about: the globals first,
+        // then each process's delays, which may inherit a global.
+        if let Err(error) = settings.validate() {
             let span = min_span.or(max_span).unwrap_or(0..0);
-            return Err(self.error(
-                span,
-                format!(
-                    "`minrestartdelay` ({} s) is above `maxrestartdelay` ({} s)",
-                    Seconds(settings.min_restart_delay),
-                    Seconds(settings.max_restart_delay)
-                ),
-            ));
+            return Err(self.error(span, self.settings_message(&error, false, false)));
+        }
+        for (process, spans) in &processes {
+            if let Err(error) = process.spec.policy.check(&settings) {
+                let policy = &process.spec.policy;
+                let span = spans
+                    .min
+                    .clone()
+                    .or(spans.max.clone())
+                    .unwrap_or(spans.table.clone());
+                let message = self.settings_message(
+                    &error,
+                    policy.min_restart_delay.is_none(),
+                    policy.max_restart_delay.is_none(),
+                );
+                return Err(self.error(span, message));
+            }
         }
         if processes.is_empty() {
             return Err(self.error(
@@ -424,11 +480,35 @@ impl Parser<'_> {
         Ok(Config {
             file_name: self.file_name.to_string(),
             settings,
-            processes,
+            processes: processes.into_iter().map(|(process, _)| process).collect(),
         })
     }
 
-    fn processes(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<ProcessConfig>, ConfigError> {
+    /// The message for settings the core refused, in the file's key names;
+    /// `*_inherited` says a process takes that delay from the top level.
+    fn settings_message(
+        &self,
+        error: &SettingsError,
+        min_inherited: bool,
+        max_inherited: bool,
+    ) -> String {
+        let from = |inherited: bool| if inherited { ", the global one" } else { "" };
+        match error {
+            SettingsError::MinAboveMax { min, max } => format!(
+                "`minrestartdelay` ({} s{}) is above `maxrestartdelay` ({} s{})",
+                Seconds(*min),
+                from(min_inherited),
+                Seconds(*max),
+                from(max_inherited)
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    fn processes(
+        &self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<Vec<(ProcessConfig, ProcessSpans)>, ConfigError> {
         let not_tables = || {
             self.error(
                 value.span(),
@@ -446,9 +526,8 @@ impl Parser<'_> {
             let table = item.get_ref().as_table().ok_or_else(|| {
                 self.wrong_type(item, "`process` must hold only tables (`[[process]]`)")
             })?;
-            let process = self.process(item.span(), table)?;
-            let name_span = process.1;
-            let process = process.0;
+            let (process, spans) = self.process(item.span(), table)?;
+            let name_span = spans.name.clone();
             if let Some(first) = first_seen.get(&process.name) {
                 let (line, _) = line_column(self.source, first.start);
                 return Err(self.error(
@@ -460,17 +539,18 @@ impl Parser<'_> {
                 ));
             }
             first_seen.insert(process.name.clone(), name_span);
-            processes.push(process);
+            processes.push((process, spans));
         }
         Ok(processes)
     }
 
-    /// One `[[process]]` table, and the span of its name.
+    /// One `[[process]]` table, and where it wrote what the core's rules
+    /// may refuse.
     fn process(
         &self,
         table_span: Span,
         table: &DeTable<'_>,
-    ) -> Result<(ProcessConfig, Span), ConfigError> {
+    ) -> Result<(ProcessConfig, ProcessSpans), ConfigError> {
         let mut name = None;
         let mut argv = None;
         let mut env = Vec::new();
@@ -478,41 +558,66 @@ impl Parser<'_> {
         let mut cwd = None;
         let mut user = None;
         let mut group = None;
+        let mut policy = Policy::default();
+        let mut retry_span = None;
+        let mut spans = ProcessSpans {
+            table: table_span.clone(),
+            ..ProcessSpans::default()
+        };
         for (key, value) in in_file_order(table) {
             match key.get_ref().as_ref() {
                 "name" => {
                     let text = self.string("name", value)?;
-                    if text.is_empty() || text.chars().any(char::is_control) {
-                        return Err(self.error(
-                            value.span(),
-                            format!("`name` {text:?} is empty or holds a control character"),
-                        ));
-                    }
-                    name = Some((text.to_string(), value.span()));
+                    name = Some(text.to_string());
+                    spans.name = value.span();
                 }
-                "argv" => argv = Some(self.argv(value)?),
-                "env" => env = self.env(value)?,
+                "argv" => {
+                    let (args, arg_spans) = self.argv(value)?;
+                    argv = Some(args);
+                    spans.argv = value.span();
+                    spans.args = arg_spans;
+                }
+                "env" => (env, spans.env) = self.env(value)?,
                 "clear_env" => {
                     clear_env = value.get_ref().as_bool().ok_or_else(|| {
                         self.wrong_type(value, "`clear_env` must be true or false")
                     })?;
                 }
                 "cwd" => {
-                    let text = self.string("cwd", value)?;
-                    // chdir("") fails every time: refuse it here rather
-                    // than restart a process that can never start.
-                    if text.is_empty() {
-                        return Err(self.error(
-                            value.span(),
-                            "`cwd` must not be empty: leave it out to stay in procmon's directory"
-                                .to_string(),
-                        ));
-                    }
-                    self.no_nul("cwd", value.span(), text)?;
-                    cwd = Some(text.as_bytes().to_vec());
+                    cwd = Some(self.string("cwd", value)?.as_bytes().to_vec());
+                    spans.cwd = value.span();
                 }
                 "uid" => user = Some(self.user_ref("uid", "user", value)?),
                 "gid" => group = Some(self.user_ref("gid", "group", value)?),
+                "restart" => {
+                    let text = self.string("restart", value)?;
+                    let restart = RestartPolicy::from_name(text).ok_or_else(|| {
+                        self.error(
+                            value.span(),
+                            format!(
+                                "`restart` must be \"always\", \"on-failure\" or \"never\", found {text:?}"
+                            ),
+                        )
+                    })?;
+                    policy.restart = Some(restart);
+                }
+                "success_exit_codes" => policy.success_codes = Some(self.exit_codes(value)?),
+                "stop_signal" => policy.stop_signal = Some(self.signal("stop_signal", value)?),
+                "killtime" => policy.kill_time = Some(self.seconds("killtime", value)?),
+                "threshold" => policy.threshold = Some(self.seconds("threshold", value)?),
+                "minrestartdelay" => {
+                    policy.min_restart_delay = Some(self.seconds("minrestartdelay", value)?);
+                    spans.min = Some(value.span());
+                }
+                "maxrestartdelay" => {
+                    policy.max_restart_delay = Some(self.seconds("maxrestartdelay", value)?);
+                    spans.max = Some(value.span());
+                }
+                "give_up_after" => policy.give_up_after = Some(self.give_up_after(value)?),
+                "retry_failed_after" => {
+                    policy.retry_failed_after = Some(self.seconds("retry_failed_after", value)?);
+                    retry_span = Some(value.span());
+                }
                 other => {
                     return Err(self.unknown_key(key, other, "in `[[process]]`", PROCESS_KEYS))
                 }
@@ -524,11 +629,27 @@ impl Parser<'_> {
                 format!("`[[process]]` is missing `{key}`"),
             )
         };
-        let (name, name_span) = name.ok_or_else(|| missing("name"))?;
+        let name = name.ok_or_else(|| missing("name"))?;
         let argv = argv.ok_or_else(|| missing("argv"))?;
-        let mut spec = ProcessSpec::new(argv).with_clear_env(clear_env);
+        if let (Some(span), None) = (retry_span, policy.give_up_after) {
+            // A process that never gives up is never `failed`: the retry
+            // would never happen, which the writer cannot have meant.
+            return Err(self.error(
+                span,
+                "`retry_failed_after` needs `give_up_after`: without it the process never gives up"
+                    .to_string(),
+            ));
+        }
+        let mut spec = ProcessSpec::new(argv)
+            .with_clear_env(clear_env)
+            .with_policy(policy);
         spec.env = env;
         spec.cwd = cwd;
+        // The core's rules for a process, pointed at where the table broke
+        // them: a process that could never start is refused here rather
+        // than restarted for ever.
+        spec.check(&name)
+            .map_err(|error| self.spec_error(&error, &name, &spec, &spans))?;
         Ok((
             ProcessConfig {
                 name,
@@ -536,64 +657,177 @@ impl Parser<'_> {
                 user,
                 group,
             },
-            name_span,
+            spans,
         ))
     }
 
-    fn argv(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<Vec<u8>>, ConfigError> {
+    /// Turns the core's refusal of a process into a message at the value
+    /// that broke the rule. Which argument or environment entry that is, the
+    /// core is asked again entry by entry, so that the rules stay its own.
+    fn spec_error(
+        &self,
+        error: &AddError,
+        name: &str,
+        spec: &ProcessSpec,
+        spans: &ProcessSpans,
+    ) -> ConfigError {
+        let at = |span: &Span, message: String| self.error(span.clone(), message);
+        // One entry alone, in an otherwise valid process.
+        let refused = |probe: ProcessSpec| probe.check("probe").is_err();
+        match error {
+            AddError::InvalidName { .. } => at(
+                &spans.name,
+                format!("`name` {name:?} is empty or holds a control character"),
+            ),
+            AddError::EmptyArgv { .. } => at(
+                &spans.argv,
+                "`argv` must not be empty: it names the program to run".to_string(),
+            ),
+            AddError::EmptyProgram { .. } => at(
+                spans.args.first().unwrap_or(&spans.argv),
+                "`argv[0]` must not be empty: it names the program to run".to_string(),
+            ),
+            AddError::EmptyCwd { .. } => at(
+                &spans.cwd,
+                "`cwd` must not be empty: leave it out to stay in procmon's directory".to_string(),
+            ),
+            AddError::NulByte { field: "cwd", .. } => {
+                at(&spans.cwd, "`cwd` holds a NUL character".to_string())
+            }
+            AddError::NulByte { field: "argv", .. } => {
+                let culprit = spec
+                    .argv
+                    .iter()
+                    .position(|arg| refused(ProcessSpec::new([b"probe".to_vec(), arg.clone()])));
+                let span = culprit
+                    .and_then(|i| spans.args.get(i))
+                    .unwrap_or(&spans.argv);
+                at(span, "`argv` holds a NUL character".to_string())
+            }
+            AddError::NulByte { .. } | AddError::InvalidEnvKey { .. } => {
+                for ((key, value), (key_span, value_span)) in spec.env.iter().zip(&spans.env) {
+                    let shown = escape_for_message(key);
+                    if refused(ProcessSpec::new(["probe"]).with_env(key.clone(), "")) {
+                        return at(
+                            key_span,
+                            format!("`env` key \"{shown}\" is empty or holds '=' or NUL"),
+                        );
+                    }
+                    if refused(ProcessSpec::new(["probe"]).with_env("K", value.clone())) {
+                        return at(value_span, format!("`env.{shown}` holds a NUL character"));
+                    }
+                }
+                at(&spans.table, error.to_string())
+            }
+            other => at(&spans.table, other.to_string()),
+        }
+    }
+
+    /// The arguments, and the span of each.
+    fn argv(&self, value: &Spanned<DeValue<'_>>) -> Result<(Vec<Vec<u8>>, Vec<Span>), ConfigError> {
         let array = value
             .get_ref()
             .as_array()
             .ok_or_else(|| self.wrong_type(value, "`argv` must be an array of strings"))?;
-        if array.is_empty() {
-            return Err(self.error(
-                value.span(),
-                "`argv` must not be empty: it names the program to run".to_string(),
-            ));
-        }
         array
             .iter()
-            .enumerate()
-            .map(|(i, arg)| {
+            .map(|arg| {
                 let text = arg
                     .get_ref()
                     .as_str()
                     .ok_or_else(|| self.wrong_type(arg, "`argv` must hold only strings"))?;
-                if i == 0 && text.is_empty() {
-                    // No program has an empty name: every spawn would fail.
-                    return Err(self.error(
-                        arg.span(),
-                        "`argv[0]` must not be empty: it names the program to run".to_string(),
-                    ));
-                }
-                self.no_nul("argv", arg.span(), text)?;
-                Ok(text.as_bytes().to_vec())
+                Ok((text.as_bytes().to_vec(), arg.span()))
             })
             .collect()
     }
 
-    fn env(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<EnvEntry>, ConfigError> {
+    /// The entries, and the spans of each key and value.
+    fn env(
+        &self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<(Vec<EnvEntry>, Vec<EnvSpans>), ConfigError> {
         let table = value
             .get_ref()
             .as_table()
             .ok_or_else(|| self.wrong_type(value, "`env` must be a table of strings"))?;
         let mut env = Vec::with_capacity(table.len());
+        let mut spans = Vec::with_capacity(table.len());
         for (key, entry) in in_file_order(table) {
             let name: &str = key.get_ref();
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return Err(self.error(
-                    key.span(),
-                    format!("`env` key {name:?} is empty or holds '=' or NUL"),
-                ));
-            }
             let shown = escape_for_message(name.as_bytes());
             let text = entry.get_ref().as_str().ok_or_else(|| {
                 self.wrong_type(entry, &format!("`env.{shown}` must be a string"))
             })?;
-            self.no_nul(&format!("env.{shown}"), entry.span(), text)?;
             env.push((name.as_bytes().to_vec(), text.as_bytes().to_vec()));
+            spans.push((key.span(), entry.span()));
         }
-        Ok(env)
+        Ok((env, spans))
+    }
+
+    /// `success_exit_codes`: whole numbers 0 to 255.
+    fn exit_codes(&self, value: &Spanned<DeValue<'_>>) -> Result<ExitCodes, ConfigError> {
+        let array = value.get_ref().as_array().ok_or_else(|| {
+            self.wrong_type(
+                value,
+                "`success_exit_codes` must be an array of exit codes (0 to 255)",
+            )
+        })?;
+        array
+            .iter()
+            .map(|code| {
+                let int = code.get_ref().as_integer().ok_or_else(|| {
+                    self.wrong_type(code, "`success_exit_codes` must hold only whole numbers")
+                })?;
+                let text = int.as_str();
+                u8::from_str_radix(text, int.radix()).map_err(|_| {
+                    self.error(
+                        code.span(),
+                        format!("`success_exit_codes`: {text} is not an exit code (0 to 255)"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// A signal name, with or without `SIG`, as the core knows them.
+    fn signal(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<Signal, ConfigError> {
+        let text = self.string(key, value)?;
+        Signal::from_name(text).ok_or_else(|| {
+            let names: Vec<&str> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+            self.error(
+                value.span(),
+                format!(
+                    "`{key}` {text:?} is not a signal procmon can send (one of: {}, with or without SIG)",
+                    names.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// `give_up_after`: a whole number of quick deaths, at least 1.
+    fn give_up_after(&self, value: &Spanned<DeValue<'_>>) -> Result<NonZeroU32, ConfigError> {
+        let int = value.get_ref().as_integer().ok_or_else(|| {
+            self.wrong_type(
+                value,
+                "`give_up_after` must be a whole number of quick deaths",
+            )
+        })?;
+        let text = int.as_str();
+        match u32::from_str_radix(text, int.radix()).map(NonZeroU32::new) {
+            Ok(Some(count)) => Ok(count),
+            Ok(None) => Err(self.error(
+                value.span(),
+                format!("`give_up_after` must be at least 1, found {text}"),
+            )),
+            Err(_) if text.starts_with('-') => Err(self.error(
+                value.span(),
+                format!("`give_up_after` must be at least 1, found {text}"),
+            )),
+            Err(_) => Err(self.error(
+                value.span(),
+                format!("`give_up_after` must be at most {}, found {text}", u32::MAX),
+            )),
+        }
     }
 
     fn user_ref(
@@ -677,25 +911,33 @@ impl Parser<'_> {
             .as_integer()
             .ok_or_else(|| self.wrong_type(value, "`linelimit` must be a whole number of bytes"))?;
         let text = int.as_str();
-        match usize::from_str_radix(text, int.radix()) {
-            Ok(bytes) if (1..=MAX_LINE_LIMIT_BYTES).contains(&bytes) => Ok(bytes),
-            // Zero, or negative (which no usize holds).
-            Ok(0) => Err(self.error(
+        let at_least_1 = || {
+            self.error(
                 value.span(),
                 format!("`linelimit` must be at least 1 byte, found {text}"),
-            )),
-            Err(_) if text.starts_with('-') => Err(self.error(
-                value.span(),
-                format!("`linelimit` must be at least 1 byte, found {text}"),
-            )),
-            // Too large, for the limit or for a usize.
-            _ => Err(self.error(
+            )
+        };
+        let at_most = || {
+            self.error(
                 value.span(),
                 format!(
                     "`linelimit` must be at most {MAX_LINE_LIMIT_BYTES} bytes ({} MiB), found {text}",
                     MAX_LINE_LIMIT_BYTES >> 20
                 ),
-            )),
+            )
+        };
+        // Negative, or too large for a usize, is no limit at all; anything
+        // else is the core's to judge.
+        let bytes = match usize::from_str_radix(text, int.radix()) {
+            Ok(bytes) => bytes,
+            Err(_) if text.starts_with('-') => return Err(at_least_1()),
+            Err(_) => return Err(at_most()),
+        };
+        match Settings::check_line_limit(bytes) {
+            Ok(()) => Ok(bytes),
+            Err(SettingsError::ZeroLineLimit) => Err(at_least_1()),
+            Err(SettingsError::LineLimitTooLarge { .. }) => Err(at_most()),
+            Err(other) => Err(self.error(value.span(), format!("`linelimit`: {other}"))),
         }
     }
 
@@ -708,14 +950,6 @@ impl Parser<'_> {
             .get_ref()
             .as_str()
             .ok_or_else(|| self.wrong_type(value, &format!("`{key}` must be a string")))
-    }
-
-    fn no_nul(&self, key: &str, span: Span, text: &str) -> Result<(), ConfigError> {
-        if text.contains('\0') {
-            // Unix cannot pass a NUL inside an argument, variable or path.
-            return Err(self.error(span, format!("`{key}` holds a NUL character")));
-        }
-        Ok(())
     }
 
     fn unknown_key(
@@ -926,6 +1160,30 @@ gid = 0x10
             config.settings.min_restart_delay,
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn policies_file_sets_what_its_comments_say() {
+        let source = include_str!("../../../examples/policies.toml");
+        let defs = parse(source, "policies.toml")
+            .unwrap()
+            .resolve(&FakeAccounts)
+            .unwrap();
+        let policy = |name: &str| {
+            let (_, spec) = defs.processes.iter().find(|(n, _)| n == name).unwrap();
+            spec.policy
+        };
+        assert_eq!(policy("tidy").restart(), RestartPolicy::OnFailure);
+        assert_eq!(policy("flaky").restart(), RestartPolicy::OnFailure);
+        assert!(!policy("flaky").success_codes().contains(1));
+        assert_eq!(policy("oneshot").restart(), RestartPolicy::Never);
+        assert_eq!(policy("hopeless").give_up_after, NonZeroU32::new(3));
+        assert_eq!(policy("graceful").stop_signal(), Signal::Int);
+        assert_eq!(
+            policy("stubborn").kill_time(&defs.settings),
+            Duration::from_secs(2)
+        );
+        assert!(defs.settings.kill_time > Duration::from_secs(2));
     }
 
     #[test]
@@ -1235,6 +1493,192 @@ gid = 0x10
         // Empty arguments after the program are fine.
         let source = "[[process]]\nname = \"a\"\nargv = [\"echo\", \"\"]\n";
         assert!(parse(source, "f").is_ok());
+    }
+
+    #[test]
+    fn process_policy_keys_give_the_policy() {
+        let source = r#"
+killtime = 9
+[[process]]
+name = "web"
+argv = ["true"]
+restart = "on-failure"
+success_exit_codes = [0, 3, 255]
+stop_signal = "SIGINT"
+killtime = 0.5
+threshold = 2
+minrestartdelay = 0.25
+maxrestartdelay = 30
+give_up_after = 5
+retry_failed_after = 600
+
+[[process]]
+name = "plain"
+argv = ["true"]
+stop_signal = "WINCH"
+restart = "never"
+"#;
+        let defs = parse(source, "f").unwrap().resolve(&FakeAccounts).unwrap();
+        let web = &defs.processes[0].1.policy;
+        assert_eq!(web.restart, Some(RestartPolicy::OnFailure));
+        assert_eq!(
+            web.success_codes,
+            Some([0, 3, 255].into_iter().collect::<ExitCodes>())
+        );
+        assert_eq!(web.stop_signal, Some(Signal::Int));
+        assert_eq!(web.kill_time, Some(Duration::from_millis(500)));
+        assert_eq!(web.threshold, Some(Duration::from_secs(2)));
+        assert_eq!(web.min_restart_delay, Some(Duration::from_millis(250)));
+        assert_eq!(web.max_restart_delay, Some(Duration::from_secs(30)));
+        assert_eq!(web.give_up_after, NonZeroU32::new(5));
+        assert_eq!(web.retry_failed_after, Some(Duration::from_secs(600)));
+        // The globals stay the defaults of what a process leaves out.
+        assert_eq!(defs.settings.kill_time, Duration::from_secs(9));
+        let plain = &defs.processes[1].1.policy;
+        assert_eq!(plain.restart, Some(RestartPolicy::Never));
+        assert_eq!(plain.stop_signal, Some(Signal::Winch));
+        assert_eq!(plain.kill_time(&defs.settings), Duration::from_secs(9));
+        assert_eq!(plain.give_up_after, None);
+        // A monitor takes what the file gave.
+        assert!(procmon_core::Monitor::from_definitions(defs).is_ok());
+    }
+
+    #[test]
+    fn bad_policy_values_are_located() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}restart = \"sometimes\"\n"),
+                "f.toml:4:11: `restart` must be \"always\", \"on-failure\" or \"never\", found \"sometimes\"",
+            ),
+            (
+                format!("{p}restart = 1\n"),
+                "f.toml:4:11: `restart` must be a string, found integer",
+            ),
+            (
+                format!("{p}success_exit_codes = 0\n"),
+                "f.toml:4:22: `success_exit_codes` must be an array of exit codes (0 to 255), found integer",
+            ),
+            (
+                format!("{p}success_exit_codes = [0, 256]\n"),
+                "f.toml:4:26: `success_exit_codes`: 256 is not an exit code (0 to 255)",
+            ),
+            (
+                format!("{p}success_exit_codes = [-1]\n"),
+                "f.toml:4:23: `success_exit_codes`: -1 is not an exit code (0 to 255)",
+            ),
+            (
+                format!("{p}success_exit_codes = [\"0\"]\n"),
+                "f.toml:4:23: `success_exit_codes` must hold only whole numbers, found string",
+            ),
+            (
+                format!("{p}stop_signal = \"SIGFOO\"\n"),
+                "f.toml:4:15: `stop_signal` \"SIGFOO\" is not a signal procmon can send (one of: HUP, INT, QUIT, KILL, USR1, USR2, TERM, ALRM, CONT, STOP, TSTP, WINCH, PIPE, with or without SIG)",
+            ),
+            (
+                format!("{p}stop_signal = \"term\"\n"),
+                "f.toml:4:15: `stop_signal` \"term\" is not a signal",
+            ),
+            (
+                format!("{p}stop_signal = 15\n"),
+                "f.toml:4:15: `stop_signal` must be a string, found integer",
+            ),
+            (
+                format!("{p}killtime = -1\n"),
+                "f.toml:4:12: `killtime` must not be negative, found -1",
+            ),
+            (
+                format!("{p}threshold = nan\n"),
+                "f.toml:4:13: `threshold` must be a finite number of seconds",
+            ),
+            (
+                format!("{p}give_up_after = 0\n"),
+                "f.toml:4:17: `give_up_after` must be at least 1, found 0",
+            ),
+            (
+                format!("{p}give_up_after = -2\n"),
+                "f.toml:4:17: `give_up_after` must be at least 1, found -2",
+            ),
+            (
+                format!("{p}give_up_after = 4294967296\n"),
+                "f.toml:4:17: `give_up_after` must be at most 4294967295, found 4294967296",
+            ),
+            (
+                format!("{p}give_up_after = 1.5\n"),
+                "f.toml:4:17: `give_up_after` must be a whole number of quick deaths, found float",
+            ),
+            (
+                format!("{p}retry_failed_after = 1e400\n"),
+                "f.toml:4:22: `retry_failed_after` is too large",
+            ),
+            (
+                format!("{p}retry_failed_after = 60\n"),
+                "f.toml:4:22: `retry_failed_after` needs `give_up_after`",
+            ),
+            (
+                format!("{p}stopsignal = \"INT\"\n"),
+                "f.toml:4:1: unknown key `stopsignal` in `[[process]]` (expected one of: name, argv, env, clear_env, cwd, uid, gid, restart, success_exit_codes, stop_signal, killtime, threshold, minrestartdelay, maxrestartdelay, give_up_after, retry_failed_after)",
+            ),
+        ];
+        assert_errors(cases);
+    }
+
+    /// The core's rule, min <= max, holds for each process's own delays and
+    /// for what it inherits; the error points at the process's own key.
+    #[test]
+    fn a_process_min_above_max_is_located_at_its_own_key() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}minrestartdelay = 5\nmaxrestartdelay = 2\n"),
+                "f.toml:4:19: `minrestartdelay` (5 s) is above `maxrestartdelay` (2 s)",
+            ),
+            (
+                format!("{p}maxrestartdelay = 0.5\n"),
+                "f.toml:4:19: `minrestartdelay` (1 s, the global one) is above `maxrestartdelay` (0.5 s)",
+            ),
+            (
+                format!("maxrestartdelay = 10\n{p}minrestartdelay = 11\n"),
+                "f.toml:5:19: `minrestartdelay` (11 s) is above `maxrestartdelay` (10 s, the global one)",
+            ),
+            (
+                // Written inline before the globals, still judged by them.
+                "process = [{ name = \"a\", argv = [\"true\"], minrestartdelay = 7 }]\nmaxrestartdelay = 6\n".into(),
+                "f.toml:1:61: `minrestartdelay` (7 s) is above `maxrestartdelay` (6 s, the global one)",
+            ),
+        ];
+        assert_errors(cases);
+        // Each within its own bounds is fine, whatever the globals.
+        let source = format!("minrestartdelay = 100\nmaxrestartdelay = 200\n{p}minrestartdelay = 1\nmaxrestartdelay = 2\n");
+        assert!(parse(&source, "f").is_ok());
+    }
+
+    #[test]
+    fn nul_bytes_and_bad_env_keys_are_located_at_the_entry() {
+        let p = "[[process]]\nname = \"a\"\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}argv = [\"true\", \"ok\", \"a\\u0000b\"]\n"),
+                "f.toml:3:23: `argv` holds a NUL character",
+            ),
+            (
+                format!("{p}argv = [\"true\"]\nenv = {{ A = \"1\", \"\" = \"2\" }}\n"),
+                "f.toml:4:18: `env` key \"\" is empty or holds '=' or NUL",
+            ),
+            (
+                format!("{p}argv = [\"true\"]\nenv = {{ A = \"1\", B = \"x\\u0000\" }}\n"),
+                "f.toml:4:22: `env.B` holds a NUL character",
+            ),
+            (
+                format!("{p}argv = [\"true\"]\nenv = {{ \"a\\u0000\" = \"1\" }}\n"),
+                "f.toml:4:9: `env` key \"a\\0\" is empty or holds '=' or NUL",
+            ),
+            (
+                "[[process]]\nname = \"a\\u0007\"\nargv = [\"true\"]\n".into(),
+                "f.toml:2:8: `name` \"a\\u{7}\" is empty or holds a control character",
+            ),
+        ];
+        assert_errors(cases);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   streams never mix inside a line). Bytes that are not UTF-8 are shown as
 //!   `\xHH`.
 //! - stderr: `procmon: [name] spawned pid 123`, `procmon: [name] exited with
-//!   code 1 after 0.2 s (pid 123)`, … one line per event.
+//!   code 1 after 0.2 s (pid 123); restarting in 1 s`, … one line per event,
+//!   an end and procmon's decision about it (restart, give up, or not
+//!   restart, and why) sharing one.
 //! - A name is shown bare only when it cannot be misread ([`ShownName`]):
 //!   `fake] [other` would otherwise pass a line off as another process's,
 //!   and a right-to-left override (U+202E) would reorder what follows it.
@@ -16,7 +18,9 @@
 //!
 //! JSON format: one object per line on the same streams, e.g.
 //! `{"name":"web","stream":"stderr","line":"oops"}` on stdout and
-//! `{"event":"spawned","name":"web","pid":123}` on stderr. Strings are
+//! `{"event":"spawned","name":"web","pid":123}` on stderr; there an end
+//! and its decision are separate objects (`exited` with `on_request`, then
+//! `restart_scheduled`, `gave_up` or `not_restarting`). Strings are
 //! escaped by hand ([`json_string`]); bytes that are not UTF-8 appear as the
 //! text `\xHH` inside the string, as in the text format.
 
@@ -24,7 +28,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use procmon_core::{EscapeInvalid, ExitStatus, Seconds, Signal, SignalReason, Stream};
+use procmon_core::{
+    EscapeInvalid, ExitStatus, NotRestarting, Seconds, Signal, SignalReason, Stream,
+};
 use procmon_mio::Notice;
 
 /// How lines are printed.
@@ -43,10 +49,17 @@ pub enum LogFormat {
 pub enum Event<'a> {
     /// Something the supervisor did or saw. Child lines
     /// ([`Notice::Output`]) go through [`Printer::child_line`] instead.
+    ///
+    /// In text, an end (`Exited`, `SpawnFailed`) is held back until the
+    /// decision that follows it (`RestartScheduled`, `GaveUp`,
+    /// `NotRestarting`), which the core sends in the same drain, and both
+    /// are printed on one line: what happened, then what procmon does about
+    /// it.
     Supervisor {
         /// What happened.
         notice: &'a Notice<'a>,
-        /// The kill time, shown with KILL to say why it was sent.
+        /// The kill time of the process the notice is about, shown with
+        /// KILL to say why it was sent.
         kill_time: Duration,
     },
     /// procmon itself received a signal.
@@ -81,7 +94,8 @@ pub enum Event<'a> {
 /// What procmon does about a signal it received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Stop every process (TERM, then KILL after the kill time), then exit.
+    /// Stop every process (its stop signal, then KILL after its kill time),
+    /// then exit.
     Stop,
     /// Already stopping: nothing more to do.
     AlreadyStopping,
@@ -125,6 +139,9 @@ pub struct Printer<O: Write, E: Write> {
     /// The first error writing `out`; later writes are dropped.
     out_error: Option<io::Error>,
     out_failed: bool,
+    /// An end printed in text, waiting for its decision to share its line:
+    /// the process's name and the line so far, without its newline.
+    held_end: Option<(String, String)>,
 }
 
 /// Children's lines are written out once this many bytes have gathered.
@@ -150,6 +167,7 @@ impl<O: Write, E: Write> Printer<O, E> {
             err,
             out_error: None,
             out_failed: false,
+            held_end: None,
         }
     }
 
@@ -211,12 +229,20 @@ impl<O: Write, E: Write> Printer<O, E> {
             LogFormat::Json => self.pending.extend_from_slice(b"\"}\n"),
         }
         if self.pending.len() >= OUT_BLOCK {
-            self.flush();
+            self.flush_out();
         }
     }
 
-    /// Writes buffered children's lines through.
+    /// Writes buffered children's lines through, and an end still waiting
+    /// for its decision (the loop calls this before it sleeps, and by then
+    /// every decision has come).
     pub fn flush(&mut self) {
+        self.flush_out();
+        self.write_held_end();
+    }
+
+    /// Writes buffered children's lines through.
+    fn flush_out(&mut self) {
         if self.out_failed {
             return;
         }
@@ -242,11 +268,48 @@ impl<O: Write, E: Write> Printer<O, E> {
     /// reach one terminal or file, a child's last line then still comes
     /// before the exit it led to.
     pub fn event(&mut self, event: &Event<'_>) {
-        self.flush();
+        self.flush_out();
         let line = match self.format {
-            LogFormat::Text => event_text(event),
+            LogFormat::Text => {
+                if let Event::Supervisor { notice, .. } = event {
+                    if let Some(name) = ended(notice) {
+                        self.write_held_end();
+                        let mut text = event_text(event);
+                        text.pop();
+                        self.held_end = Some((name.to_string(), text));
+                        return;
+                    }
+                    if let Some(name) = decided(notice) {
+                        if let Some((_, mut text)) =
+                            self.held_end.take_if(|(held, _)| held.as_str() == name)
+                        {
+                            text.push_str("; ");
+                            // Writing to a String cannot fail.
+                            let _ = write_decision(&mut text, notice);
+                            text.push('\n');
+                            self.write_err(&text);
+                            return;
+                        }
+                    }
+                }
+                self.write_held_end();
+                event_text(event)
+            }
             LogFormat::Json => event_json(event),
         };
+        self.write_err(&line);
+    }
+
+    /// Writes an end that is still waiting for its decision, alone.
+    fn write_held_end(&mut self) {
+        if let Some((_, mut text)) = self.held_end.take() {
+            text.push('\n');
+            self.write_err(&text);
+        }
+    }
+
+    /// One whole line on the error stream, flushed.
+    fn write_err(&mut self, line: &str) {
         // Nowhere left to report a failure to write to stderr.
         let _ = self.err.write_all(line.as_bytes());
         let _ = self.err.flush();
@@ -453,30 +516,36 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             pid,
             status,
             uptime,
-            ..
+            on_request,
         } => {
             let uptime = Rounded(*uptime);
             match status {
                 ExitStatus::Code(code) => {
                     write!(
                         s,
-                        "[{}] exited with code {code} after {uptime} s (pid {pid})", ShownName(name)
-                    )
+                        "[{}] exited with code {code} after {uptime} s (pid {pid})",
+                        ShownName(name)
+                    )?;
                 }
                 ExitStatus::Signal(signal) => {
                     write!(s, "[{}] killed by signal {signal}", ShownName(name))?;
                     if let Some(signame) = signal_name(*signal) {
                         write!(s, " ({signame})")?;
                     }
-                    write!(s, " after {uptime} s (pid {pid})")
+                    write!(s, " after {uptime} s (pid {pid})")?;
                 }
             }
+            if *on_request {
+                // Not a crash: procmon had sent the stop signal.
+                s.push_str(" when asked to stop");
+            }
+            Ok(())
         }
-        Notice::RestartScheduled { name, delay } if delay.is_zero() => {
-            write!(s, "[{}] restarting now", ShownName(name))
-        }
-        Notice::RestartScheduled { name, delay } => {
-            write!(s, "[{}] restarting in {} s", ShownName(name), Rounded(*delay))
+        Notice::RestartScheduled { name, .. }
+        | Notice::GaveUp { name, .. }
+        | Notice::NotRestarting { name, .. } => {
+            write!(s, "[{}] ", ShownName(name))?;
+            write_decision(s, notice)
         }
         Notice::Signalled {
             name,
@@ -519,6 +588,95 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
         // Child lines are printed by `child_line`; a notice the driver
         // gains later is still shown, in its debug form, rather than lost.
         other => write!(s, "{other:?}"),
+    }
+}
+
+/// The process an end is about, if `notice` is one: an end is followed by
+/// exactly one decision about the same process.
+fn ended<'a>(notice: &Notice<'a>) -> Option<&'a str> {
+    match notice {
+        Notice::Exited { name, .. } | Notice::SpawnFailed { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+/// The process a decision is about, if `notice` is one.
+fn decided<'a>(notice: &Notice<'a>) -> Option<&'a str> {
+    match notice {
+        Notice::RestartScheduled { name, .. }
+        | Notice::GaveUp { name, .. }
+        | Notice::NotRestarting { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+/// What procmon does after an end, in words, without the name: the tail of
+/// an end's line, or a line of its own after `[name] `.
+fn write_decision(s: &mut String, notice: &Notice<'_>) -> std::fmt::Result {
+    match notice {
+        Notice::RestartScheduled { delay, .. } if delay.is_zero() => {
+            write!(s, "restarting now")
+        }
+        Notice::RestartScheduled { delay, .. } => {
+            write!(s, "restarting in {} s", Rounded(*delay))
+        }
+        Notice::GaveUp {
+            quick_deaths,
+            retry_in,
+            ..
+        } => {
+            let deaths = if *quick_deaths == 1 {
+                "death"
+            } else {
+                "deaths"
+            };
+            write!(s, "gave up after {quick_deaths} quick {deaths}; ")?;
+            match retry_in {
+                Some(retry) => write!(s, "retrying in {} s", Rounded(*retry)),
+                None => write!(s, "not retrying (no retry_failed_after)"),
+            }
+        }
+        Notice::NotRestarting { reason, .. } => match reason {
+            NotRestarting::Policy(policy) => {
+                write!(s, "restart = \"{policy}\": not restarting")
+            }
+            NotRestarting::Held => write!(s, "held down: not restarting"),
+            NotRestarting::ServiceStopped => write!(s, "procmon is stopping: not restarting"),
+            NotRestarting::Removed => write!(s, "removed: not restarting"),
+            other => write!(s, "not restarting ({other:?})"),
+        },
+        other => write!(s, "{other:?}"),
+    }
+}
+
+/// `reason` and `restart` of a `not_restarting` event.
+fn not_restarting_json(j: &mut JsonObject, reason: &NotRestarting) {
+    match reason {
+        NotRestarting::Policy(policy) => {
+            j.str("reason", "policy").str("restart", policy.as_str());
+        }
+        NotRestarting::Held => {
+            j.str("reason", "held");
+        }
+        NotRestarting::ServiceStopped => {
+            j.str("reason", "service_stopped");
+        }
+        NotRestarting::Removed => {
+            j.str("reason", "removed");
+        }
+        other => {
+            j.str("reason", &format!("{other:?}"));
+        }
+    }
+}
+
+/// The `reason` of a `signalled` event.
+fn signal_reason_json(reason: SignalReason) -> &'static str {
+    match reason {
+        SignalReason::Stop => "stop_signal",
+        SignalReason::KillTime => "kill_time",
+        SignalReason::KillAll => "kill_all",
+        SignalReason::Request => "request",
     }
 }
 
@@ -571,7 +729,7 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
             pid,
             status,
             uptime,
-            ..
+            on_request,
         } => {
             j.str("event", "exited").str("name", name).num("pid", pid);
             match status {
@@ -585,12 +743,30 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
                     j.str("signal", &name).num("signo", signal)
                 }
             };
-            j.num("uptime", Rounded(*uptime));
+            j.num("uptime", Rounded(*uptime))
+                .bool("on_request", *on_request);
         }
         Notice::RestartScheduled { name, delay } => {
             j.str("event", "restart_scheduled")
                 .str("name", name)
                 .num("delay", Rounded(*delay));
+        }
+        Notice::GaveUp {
+            name,
+            quick_deaths,
+            retry_in,
+        } => {
+            j.str("event", "gave_up")
+                .str("name", name)
+                .num("quick_deaths", quick_deaths);
+            match retry_in {
+                Some(retry) => j.num("retry_in", Rounded(*retry)),
+                None => j.null("retry_in"),
+            };
+        }
+        Notice::NotRestarting { name, reason } => {
+            j.str("event", "not_restarting").str("name", name);
+            not_restarting_json(j, reason);
         }
         Notice::Signalled {
             name,
@@ -601,7 +777,8 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
             j.str("event", "signalled")
                 .str("name", name)
                 .num("pid", pid)
-                .str("signal", signal.as_str());
+                .str("signal", signal.as_str())
+                .str("reason", signal_reason_json(*reason));
             if *reason == SignalReason::KillTime {
                 j.num("after", Rounded(kill_time));
             }
@@ -646,6 +823,19 @@ impl JsonObject {
     fn num(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
         self.key(key);
         self.bytes.extend_from_slice(value.to_string().as_bytes());
+        self
+    }
+
+    fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key);
+        self.bytes
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self
+    }
+
+    fn null(&mut self, key: &str) -> &mut Self {
+        self.key(key);
+        self.bytes.extend_from_slice(b"null");
         self
     }
 
@@ -739,6 +929,7 @@ pub fn signal_name(signal: i32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use procmon_core::RestartPolicy;
 
     fn json(bytes: &[u8]) -> String {
         let mut out = Vec::new();
@@ -873,8 +1064,7 @@ mod tests {
 procmon: [web] spawned pid 12
 procmon: [web] spawn failed: No such file or directory (os error 2)
 procmon: [web] exited with code 1 after 0.2 s (pid 12)
-procmon: [web] killed by signal 9 (KILL) after 3 s (pid 12)
-procmon: [web] restarting now
+procmon: [web] killed by signal 9 (KILL) after 3 s (pid 12); restarting now
 procmon: [web] restarting in 4 s
 procmon: [web] sending TERM to pid 12
 procmon: [web] sending KILL to pid 12 after 5 s
@@ -1039,13 +1229,120 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             "{\"name\":\"a \\\"q\\\"\",\"stream\":\"stderr\",\"line\":\"x\\ty\\\\xfe\"}\n"
         );
         let want = r#"{"event":"spawn_failed","name":"a","error":"No such file or directory (os error 2)","errno":2}
-{"event":"exited","name":"a","pid":3,"signal":"TERM","signo":15,"uptime":1.5}
-{"event":"signalled","name":"a","pid":3,"signal":"KILL","after":0.25}
+{"event":"exited","name":"a","pid":3,"signal":"TERM","signo":15,"uptime":1.5,"on_request":false}
+{"event":"signalled","name":"a","pid":3,"signal":"KILL","reason":"kill_time","after":0.25}
 {"event":"output_closed","name":"a","pid":2}
 {"event":"received_signal","signal":"INT","action":"kill_all"}
 {"event":"unwritten","lines":7,"bytes":42,"dropped_bytes":9}
 "#;
         assert_eq!(err, want);
+    }
+
+    /// Every end and the decision after it, as the core sends them, in both
+    /// formats: text joins them on one line, JSON keeps one object each.
+    #[test]
+    fn an_end_and_its_decision_share_a_line() {
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        let exited = |code, on_request| Notice::Exited {
+            name: "web",
+            pid: 7,
+            status: ExitStatus::Code(code),
+            uptime: Duration::from_millis(1500),
+            on_request,
+        };
+        let not_restarting = |reason| Notice::NotRestarting {
+            name: "web",
+            reason,
+        };
+        let notices = [
+            exited(0, false),
+            not_restarting(NotRestarting::Policy(RestartPolicy::OnFailure)),
+            exited(1, false),
+            Notice::RestartScheduled {
+                name: "web",
+                delay: Duration::from_secs(2),
+            },
+            Notice::SpawnFailed {
+                name: "web",
+                error: &enoent,
+            },
+            Notice::GaveUp {
+                name: "web",
+                quick_deaths: 5,
+                retry_in: Some(Duration::from_secs(600)),
+            },
+            exited(1, false),
+            Notice::GaveUp {
+                name: "web",
+                quick_deaths: 1,
+                retry_in: None,
+            },
+            exited(0, false),
+            not_restarting(NotRestarting::Policy(RestartPolicy::Never)),
+            Notice::Signalled {
+                name: "web",
+                pid: 7,
+                signal: Signal::Int,
+                reason: SignalReason::Stop,
+            },
+            exited(130, true),
+            not_restarting(NotRestarting::ServiceStopped),
+            exited(0, true),
+            not_restarting(NotRestarting::Held),
+            exited(0, true),
+            not_restarting(NotRestarting::Removed),
+            // An end followed by a decision about another process stays
+            // alone, and so does that decision.
+            exited(1, false),
+            Notice::NotRestarting {
+                name: "api",
+                reason: NotRestarting::Held,
+            },
+        ];
+        let show = |format| {
+            print(format, |p| {
+                for notice in &notices {
+                    let kill_time = Duration::from_secs(5);
+                    p.event(&Event::Supervisor { notice, kill_time });
+                }
+                // The last end waits for a decision until the loop flushes.
+                p.event(&Event::Supervisor {
+                    notice: &exited(2, false),
+                    kill_time: Duration::ZERO,
+                });
+                p.flush();
+            })
+            .1
+        };
+        let want = r#"procmon: [web] exited with code 0 after 1.5 s (pid 7); restart = "on-failure": not restarting
+procmon: [web] exited with code 1 after 1.5 s (pid 7); restarting in 2 s
+procmon: [web] spawn failed: No such file or directory (os error 2); gave up after 5 quick deaths; retrying in 600 s
+procmon: [web] exited with code 1 after 1.5 s (pid 7); gave up after 1 quick death; not retrying (no retry_failed_after)
+procmon: [web] exited with code 0 after 1.5 s (pid 7); restart = "never": not restarting
+procmon: [web] sending INT to pid 7 (stop_signal)
+procmon: [web] exited with code 130 after 1.5 s (pid 7) when asked to stop; procmon is stopping: not restarting
+procmon: [web] exited with code 0 after 1.5 s (pid 7) when asked to stop; held down: not restarting
+procmon: [web] exited with code 0 after 1.5 s (pid 7) when asked to stop; removed: not restarting
+procmon: [web] exited with code 1 after 1.5 s (pid 7)
+procmon: [api] held down: not restarting
+procmon: [web] exited with code 2 after 1.5 s (pid 7)
+"#;
+        assert_eq!(show(LogFormat::Text), want);
+        let json = show(LogFormat::Json);
+        let lines: Vec<&str> = json.lines().collect();
+        assert_eq!(lines.len(), notices.len() + 1, "{json}");
+        for want in [
+            r#"{"event":"not_restarting","name":"web","reason":"policy","restart":"on-failure"}"#,
+            r#"{"event":"gave_up","name":"web","quick_deaths":5,"retry_in":600}"#,
+            r#"{"event":"gave_up","name":"web","quick_deaths":1,"retry_in":null}"#,
+            r#"{"event":"signalled","name":"web","pid":7,"signal":"INT","reason":"stop_signal"}"#,
+            r#"{"event":"exited","name":"web","pid":7,"code":130,"uptime":1.5,"on_request":true}"#,
+            r#"{"event":"not_restarting","name":"web","reason":"service_stopped"}"#,
+            r#"{"event":"not_restarting","name":"web","reason":"held"}"#,
+            r#"{"event":"not_restarting","name":"web","reason":"removed"}"#,
+        ] {
+            assert!(lines.contains(&want), "no {want} in\n{json}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The event loop: start the service, print what happens, obey signals.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -21,9 +22,10 @@ pub enum Outcome {
 /// Runs the monitor's processes until a TERM, INT or QUIT has stopped them
 /// all.
 ///
-/// TERM, INT or QUIT stop the service: every process gets TERM, then KILL
-/// after the kill time, and nothing restarts; the run ends once nothing is
-/// alive or scheduled. A second INT sends KILL to everything at once. HUP
+/// TERM, INT or QUIT stop the service: every process gets its stop signal
+/// (TERM unless it names another), then KILL after its kill time, and
+/// nothing restarts; the run ends once nothing is alive or scheduled. A
+/// second INT sends KILL to everything at once, through the monitor. HUP
 /// stops every process and lets each one restart. USR1 and USR2 change
 /// nothing: tools send them by habit (logrotate sends USR1 to have logs
 /// reopened), and by default they would kill procmon. Each is announced on
@@ -49,6 +51,16 @@ where
 {
     let options = Options::default().with_catch_signals(true);
     let kill_time = monitor.settings().kill_time;
+    // The definitions do not change during a run, so each process's kill
+    // time can be known up front, for the KILL line to give the one that
+    // applied.
+    let kill_times = monitor
+        .processes_in_order()
+        .map(|(name, spec)| {
+            let own = spec.policy.kill_time(monitor.settings());
+            (name.to_string(), own)
+        })
+        .collect();
     let format = printer.format();
     let (out, err) = printer.into_inner()?;
     let mut supervisor = Supervisor::new(monitor, options)?;
@@ -57,6 +69,7 @@ where
     let mut observer = Printing {
         printer,
         kill_time,
+        kill_times,
         sink: &sink,
     };
     // Signals that came before the loop: a TERM, INT or QUIT among them wins
@@ -126,7 +139,10 @@ where
             None => match supervisor.turn(&mut observer, timeout) {
                 Ok(caught) => caught,
                 Err(error) => {
-                    supervisor.kill_all();
+                    // Dropping the supervisor kills every group: the driver
+                    // has failed, so its monitor is no longer to be trusted
+                    // with the job.
+                    drop(supervisor);
                     finish(&sink, &mut observer.printer);
                     return Err(error);
                 }
@@ -156,7 +172,11 @@ where
                 stopping = true;
                 supervisor.call(&mut observer, |monitor, now| monitor.stop_service(now));
             }
-            Action::KillAll => supervisor.kill_all(),
+            // Through the core, so it knows what was sent and cancels the
+            // KILL timers of the stop before.
+            Action::KillAll => {
+                supervisor.call(&mut observer, |monitor, now| monitor.kill_all(now));
+            }
             Action::RestartAll => {
                 supervisor.call(&mut observer, |monitor, now| monitor.restart_all(now));
             }
@@ -200,7 +220,10 @@ fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>) {
 /// Turns the driver's notices into printed lines.
 struct Printing<'a, O: Write, E: Write> {
     printer: Printer<O, E>,
+    /// The global kill time, for a name not in `kill_times`.
     kill_time: Duration,
+    /// Each process's own kill time (its `killtime`, or the global one).
+    kill_times: HashMap<String, Duration>,
     /// Where the printer's lines go, asked whether it can take more.
     sink: &'a Sink,
 }
@@ -216,10 +239,16 @@ impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
             // State changes are for `procmon ctl watch`; the log already
             // says what caused each.
             Notice::StateChanged { .. } => {}
-            notice => self.printer.event(&Event::Supervisor {
-                notice: &notice,
-                kill_time: self.kill_time,
-            }),
+            notice => {
+                let kill_time = match &notice {
+                    Notice::Signalled { name, .. } => self.kill_times.get(*name).copied(),
+                    _ => None,
+                };
+                self.printer.event(&Event::Supervisor {
+                    notice: &notice,
+                    kill_time: kill_time.unwrap_or(self.kill_time),
+                });
+            }
         }
     }
 }

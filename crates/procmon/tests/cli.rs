@@ -323,6 +323,12 @@ fn help_documents_every_option_and_the_config_format() {
         "uid",
         "gid",
         "linelimit",
+        "restart = \"on-failure\"",
+        "success_exit_codes",
+        "stop_signal",
+        "give_up_after",
+        "retry_failed_after",
+        "examples/policies.toml",
         "HUP",
         "QUIT",
         "USR1",
@@ -349,6 +355,9 @@ fn usage_errors_exit_2() {
         (&["-M", "inf", "sleep", "1"], "finite"),
         (&["-m", "5", "-M", "1", "sleep", "1"], "--minrestartdelay"),
         (&["--log-format", "xml", "sleep", "1"], "xml"),
+        // Nothing could ever run: refused, not backed off for ever.
+        (&[""], "COMMAND is the empty string"),
+        (&["--", "", "arg"], "COMMAND is the empty string"),
     ];
     for (args, needle) in cases {
         let mut procmon = Procmon::start(args);
@@ -456,7 +465,12 @@ fn crashed_process_restarts_and_both_streams_are_logged() {
     ]);
     let err = procmon.err_until("two spawns", |t| t.matches("spawned pid").count() >= 2);
     assert!(err.contains("] exited with code 3 after "), "{err}");
-    assert!(err.contains("] restarting in 0.1 s"), "{err}");
+    // The end and the restart it leads to, on one line.
+    let line = err
+        .lines()
+        .find(|l| l.contains("] exited with code 3 after "))
+        .unwrap();
+    assert!(line.ends_with("; restarting in 0.1 s"), "{err}");
     let name = "sh -c echo out; echo err >&2; exit 3";
     procmon.out_has(&format!("[{name}] out\n"));
     procmon.out_has(&format!("[{name}] err\n"));
@@ -873,6 +887,12 @@ fn second_interrupt_kills_at_once() {
         "{err}"
     );
     assert!(err.contains("killed by signal 9 (KILL)"), "{err}");
+    // The core sent it (so it cancelled the 600 s KILL timer): the driver
+    // reports each KILL the core asks for.
+    assert!(
+        err.contains("sending KILL to pid") && err.contains(" at once\n"),
+        "{err}"
+    );
     assert_eq!(procmon.wait().code(), Some(0));
 }
 
@@ -1422,6 +1442,179 @@ fn no_pid_namespace() -> Option<String> {
     }
 }
 
+// ----- Per-process policy -----
+
+/// Starts procmon on a config of `processes` (whole `[[process]]` tables)
+/// after `globals`; the config's directory lives as long as the guard.
+fn with_config(globals: &str, processes: &str) -> (Procmon, TempDir) {
+    let dir = TempDir::new();
+    let config = dir.write("policies.toml", &format!("{globals}\n{processes}"));
+    let procmon = Procmon::start(&["--config".as_ref(), config.as_os_str()]);
+    (procmon, dir)
+}
+
+/// The stderr lines that start with `procmon: [name] ` and hold `needle`.
+fn lines_of<'t>(err: &'t str, name: &str, needle: &str) -> Vec<&'t str> {
+    let prefix = format!("procmon: [{name}] ");
+    err.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(needle))
+        .collect()
+}
+
+#[test]
+fn on_failure_leaves_a_success_down_and_restarts_a_failure() {
+    let (mut procmon, _dir) = with_config(
+        "minrestartdelay = 0.05",
+        r#"
+[[process]]
+name = "ok"
+argv = ["sh", "-c", "echo done; exit 0"]
+restart = "on-failure"
+
+[[process]]
+name = "bad"
+argv = ["sh", "-c", "sleep 0.2; exit 1"]
+restart = "on-failure"
+"#,
+    );
+    let err = procmon.err_until("bad's third start", |t| {
+        lines_of(t, "bad", "spawned pid").len() >= 3
+    });
+    let ok = lines_of(&err, "ok", "exited with code 0");
+    assert_eq!(ok.len(), 1, "{err}");
+    assert!(
+        ok[0].ends_with(r#"; restart = "on-failure": not restarting"#),
+        "{err}"
+    );
+    assert_eq!(lines_of(&err, "ok", "spawned pid").len(), 1, "{err}");
+    let bad = lines_of(&err, "bad", "exited with code 1");
+    assert!(bad.len() >= 2, "{err}");
+    assert!(bad.iter().all(|l| l.contains("; restarting ")), "{err}");
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+}
+
+#[test]
+fn never_runs_a_failing_process_once() {
+    let (mut procmon, _dir) = with_config(
+        "",
+        r#"
+[[process]]
+name = "once"
+argv = ["sh", "-c", "echo only once; exit 1"]
+restart = "never"
+
+[[process]]
+name = "ticker"
+argv = ["sh", "-c", "while :; do echo tick; sleep 0.05; done"]
+"#,
+    );
+    let err = procmon.err_has("not restarting");
+    let once = lines_of(&err, "once", "exited with code 1");
+    assert_eq!(once.len(), 1, "{err}");
+    assert!(
+        once[0].ends_with(r#"; restart = "never": not restarting"#),
+        "{err}"
+    );
+    // Still alone after the other process has printed a while.
+    procmon.out_until("twenty ticks", |t| t.matches("[ticker] tick").count() >= 20);
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+    assert_eq!(lines_of(&err, "once", "spawned pid").len(), 1, "{err}");
+    procmon.out_has("[once] only once\n");
+}
+
+#[test]
+fn a_process_gives_up_then_retries() {
+    let (mut procmon, _dir) = with_config(
+        "threshold = 10\nminrestartdelay = 0.02\nmaxrestartdelay = 0.05",
+        r#"
+[[process]]
+name = "hopeless"
+argv = ["sh", "-c", "exit 1"]
+give_up_after = 2
+retry_failed_after = 0.3
+"#,
+    );
+    let err = procmon.err_until("two give-ups", |t| t.matches("gave up after").count() >= 2);
+    let gave_up = lines_of(&err, "hopeless", "gave up after");
+    assert!(
+        gave_up[0].ends_with("; gave up after 2 quick deaths; retrying in 0.3 s"),
+        "{err}"
+    );
+    // The retry's quick death fails it again at once.
+    assert!(
+        gave_up[1].ends_with("; gave up after 3 quick deaths; retrying in 0.3 s"),
+        "{err}"
+    );
+    // Counted up to the second give-up: a slow reader may see the next
+    // retry too.
+    let upto = err.find(gave_up[1]).unwrap();
+    assert_eq!(
+        lines_of(&err[..upto], "hopeless", "spawned pid").len(),
+        3,
+        "{err}"
+    );
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+}
+
+#[test]
+fn the_stop_signal_reaches_a_child_that_traps_it() {
+    let (mut procmon, _dir) = with_config(
+        "",
+        r#"
+[[process]]
+name = "graceful"
+argv = ["sh", "-c", "trap 'echo got INT; exit 0' INT; echo ready; while :; do sleep 0.1; done"]
+stop_signal = "SIGINT"
+"#,
+    );
+    procmon.out_has("[graceful] ready\n");
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let out = String::from_utf8(procmon.out.wait_closed()).unwrap();
+    assert!(out.contains("[graceful] got INT\n"), "{out}");
+    let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+    assert_eq!(
+        lines_of(&err, "graceful", "sending INT to pid").len(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains(" (stop_signal)\n"), "{err}");
+    let exited = lines_of(&err, "graceful", "exited with code 0");
+    assert_eq!(exited.len(), 1, "{err}");
+    assert!(
+        exited[0].ends_with(" when asked to stop; procmon is stopping: not restarting"),
+        "{err}"
+    );
+    assert!(!err.contains("sending TERM"), "{err}");
+}
+
+#[test]
+fn a_process_kill_time_is_its_own() {
+    // The global kill time is past the test's patience: only the process's
+    // own 0.3 s can end it in time.
+    let (mut procmon, _dir) = with_config(
+        "killtime = 3600",
+        r#"
+[[process]]
+name = "stubborn"
+argv = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"]
+killtime = 0.3
+"#,
+    );
+    procmon.out_has("[stubborn] ready\n");
+    procmon.signal(libc::SIGTERM);
+    assert_eq!(procmon.wait().code(), Some(0));
+    let err = String::from_utf8(procmon.err.wait_closed()).unwrap();
+    let kill = lines_of(&err, "stubborn", "sending KILL to pid");
+    assert_eq!(kill.len(), 1, "{err}");
+    assert!(kill[0].ends_with(" after 0.3 s"), "{err}");
+    assert!(err.contains("killed by signal 9 (KILL)"), "{err}");
+}
+
 // ----- JSON output -----
 
 #[test]
@@ -1477,6 +1670,18 @@ fn json_format_gives_one_object_per_line() {
     for kind in ["received_signal", "signalled", "exited", "stopped"] {
         assert!(kinds.contains(&kind), "no {kind}: {err}");
     }
+    // Stopped by procmon, and nothing restarts it: both said as fields.
+    let exited = &events[kinds.iter().position(|k| *k == "exited").unwrap()];
+    assert_eq!(
+        exited.get("on_request"),
+        Some(&Value::Word("true")),
+        "{err}"
+    );
+    let decision = &events[kinds.iter().position(|k| *k == "exited").unwrap() + 1];
+    assert_eq!(decision.str("event"), "not_restarting", "{err}");
+    assert_eq!(decision.str("reason"), "service_stopped", "{err}");
+    let signalled = &events[kinds.iter().position(|k| *k == "signalled").unwrap()];
+    assert_eq!(signalled.str("reason"), "stop_signal", "{err}");
 }
 
 #[test]
@@ -1509,7 +1714,8 @@ fn usr1_and_usr2_are_reported_in_json() {
     }
 }
 
-/// A flat JSON object of strings and numbers: all procmon writes.
+/// A flat JSON object of strings, numbers, booleans and nulls: all procmon
+/// writes.
 struct Json {
     fields: Vec<(String, Value)>,
 }
@@ -1518,6 +1724,8 @@ struct Json {
 enum Value {
     Str(String),
     Num(String),
+    /// `true`, `false` or `null`.
+    Word(&'static str),
 }
 
 impl Json {
@@ -1543,6 +1751,12 @@ fn parse_json(line: &str) -> Option<Json> {
         (chars.next()? == ':').then_some(())?;
         let value = if chars.peek() == Some(&'"') {
             Value::Str(parse_json_string(&mut chars)?)
+        } else if chars.peek().is_some_and(char::is_ascii_lowercase) {
+            let mut word = String::new();
+            while let Some(c) = chars.next_if(char::is_ascii_lowercase) {
+                word.push(c);
+            }
+            Value::Word(["true", "false", "null"].into_iter().find(|w| *w == word)?)
         } else {
             let mut number = String::new();
             while let Some(&c) = chars

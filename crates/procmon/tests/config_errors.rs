@@ -238,6 +238,50 @@ fn a_process_that_could_never_start_is_refused_at_load() {
     }
 }
 
+// ----- Per-process policy -----
+
+#[test]
+fn a_bad_policy_value_is_one_located_line() {
+    let dir = TempDir::new();
+    let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+    let cases = [
+        (
+            format!("{p}restart = \"on-error\"\n"),
+            ":4:11: `restart` must be \"always\", \"on-failure\" or \"never\", found \"on-error\"",
+        ),
+        (
+            format!("{p}success_exit_codes = [1, 300]\n"),
+            ":4:26: `success_exit_codes`: 300 is not an exit code (0 to 255)",
+        ),
+        (
+            format!("{p}stop_signal = \"SIGNOPE\"\n"),
+            ":4:15: `stop_signal` \"SIGNOPE\" is not a signal procmon can send",
+        ),
+        (
+            format!("{p}give_up_after = 0\n"),
+            ":4:17: `give_up_after` must be at least 1, found 0",
+        ),
+        (
+            format!("{p}killtime = \"5\"\n"),
+            ":4:12: `killtime` must be a number of seconds, found string",
+        ),
+        (
+            format!("minrestartdelay = 3\n{p}maxrestartdelay = 2\n"),
+            ":5:19: `minrestartdelay` (3 s, the global one) is above `maxrestartdelay` (2 s)",
+        ),
+        (
+            format!("{p}retry_failed_after = 5\n"),
+            ":4:22: `retry_failed_after` needs `give_up_after`",
+        ),
+    ];
+    for (i, (source, want)) in cases.iter().enumerate() {
+        let path = dir.write(format!("{i}.toml"), source);
+        let err = refused(&config_arg(&path), true);
+        let want = format!("procmon: {}{want}", path.display());
+        assert!(err.starts_with(&want), "{err:?}");
+    }
+}
+
 // ----- Command-line messages -----
 
 #[test]
@@ -256,6 +300,15 @@ fn command_line_conflicts_show_values_and_what_is_missing() {
             "error: invalid value '67108865' for '--line-limit <BYTES>'",
         ),
         (&["-t", "1e400", "true"], "\"1e400\" is too large"),
+        // The core's rule for a program: nothing could ever run.
+        (
+            &[""],
+            "error: COMMAND is the empty string: name the program to run\n",
+        ),
+        (
+            &["--line-limit", "0", "true"],
+            "'--line-limit <BYTES>': must be at least 1 byte",
+        ),
     ];
     for (args, want) in cases {
         let err = refused(args, false);
