@@ -965,6 +965,11 @@ impl Supervisor {
                 name: self.name(process),
                 reason,
             }),
+            Report::StateChanged { process, from, to } => observer.notice(Notice::StateChanged {
+                name: self.name(process),
+                from,
+                to,
+            }),
             _ => {}
         }
     }

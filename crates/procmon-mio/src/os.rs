@@ -1,6 +1,7 @@
-//! Small system facts a supervising program needs beside the supervisor:
-//! who is on the other end of a UNIX socket, and who we are. They live here
-//! so that the program itself needs no `unsafe`.
+//! Small system calls a supervising program needs beside the supervisor:
+//! who is on the other end of a UNIX socket, who we are, users and groups
+//! by name, signal dispositions. They live here so that the program itself
+//! needs no `unsafe`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -58,10 +59,104 @@ pub fn effective_gid() -> u32 {
     unsafe { libc::getegid() }
 }
 
+/// Lets SIGPIPE end this process, as it ends any Unix filter whose reader
+/// went away (`procmon ctl status | head -1`). Rust's runtime ignores it,
+/// which suits procmon itself (its writer threads see EPIPE), not a client
+/// that only prints.
+pub fn die_on_sigpipe() {
+    // SAFETY: installing the default disposition has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Blocks every signal in the calling thread, for a helper thread that
+/// must never be the one a process-directed signal is delivered to (the
+/// supervisor's thread reads them from its signalfd).
+pub fn block_all_signals_in_this_thread() {
+    // SAFETY: sigfillset initialises the set; pthread_sigmask only reads it.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+/// The uid of the user `name`, or `None` if there is no such user
+/// (`getpwnam_r`).
+pub fn user_id(name: &str) -> io::Result<Option<u32>> {
+    lookup(name, |cname, buf| {
+        // SAFETY: `passwd` is plain data; getpwnam_r fills it and points
+        // `result` at it (or sets it to null) and writes only inside `buf`.
+        unsafe {
+            let mut entry: libc::passwd = std::mem::zeroed();
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            );
+            (rc, (!result.is_null()).then_some(entry.pw_uid))
+        }
+    })
+}
+
+/// The gid of the group `name`, or `None` if there is no such group
+/// (`getgrnam_r`).
+pub fn group_id(name: &str) -> io::Result<Option<u32>> {
+    lookup(name, |cname, buf| {
+        // SAFETY: as for getpwnam_r above.
+        unsafe {
+            let mut entry: libc::group = std::mem::zeroed();
+            let mut result: *mut libc::group = std::ptr::null_mut();
+            let rc = libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            );
+            (rc, (!result.is_null()).then_some(entry.gr_gid))
+        }
+    })
+}
+
+/// Calls a `get*nam_r` wrapper with a growing buffer: ERANGE means the
+/// entry did not fit (group member lists can be long).
+fn lookup(
+    name: &str,
+    call: impl Fn(&std::ffi::CStr, &mut [libc::c_char]) -> (libc::c_int, Option<u32>),
+) -> io::Result<Option<u32>> {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        let (rc, id) = call(&cname, &mut buf);
+        match rc {
+            0 => return Ok(id),
+            // glibc reports "no such entry" as one of these on some setups.
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            rc => return Err(io::Error::from_raw_os_error(rc)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn root_and_its_group_are_found_and_nonsense_is_not() {
+        assert_eq!(user_id("root").unwrap(), Some(0));
+        assert_eq!(group_id("root").unwrap(), Some(0));
+        assert_eq!(user_id("no such user here").unwrap(), None);
+        assert_eq!(user_id("nul\0byte").unwrap(), None);
+    }
 
     #[test]
     fn a_socket_pair_sees_ourselves() {

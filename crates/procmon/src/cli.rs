@@ -66,6 +66,13 @@ pub struct Cli {
     )]
     pub line_limit: usize,
 
+    /// Serve the control socket (`procmon ctl`) at PATH. With --config it is
+    /// served anyway, at `[control] socket`, $PROCMON_SOCKET or the default
+    /// place (see `procmon ctl --help`); with a COMMAND only when this is
+    /// given, so that many `procmon -- CMD` can run side by side.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
     /// How to print children's lines (stdout) and procmon's events (stderr).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -33,6 +33,12 @@
 //! maxrestartdelay = 60
 //! give_up_after = 5              # quick deaths in a row before it is `failed`
 //! retry_failed_after = 600       # seconds; needs give_up_after
+//!
+//! [control]                      # the control socket (`procmon ctl`)
+//! socket = "/run/procmon/web.sock"   # default: see docs/control.md
+//! allow_uids = [1000]            # besides root and procmon's own user
+//! allow_gids = [27]              # primary groups allowed
+//! log_lines = 1000               # recent lines kept per process
 //! ```
 //!
 //! What a process may be (a name, a program, a cwd, env keys, delays that
@@ -64,7 +70,14 @@ const TOP_KEYS: &[&str] = &[
     "maxrestartdelay",
     "linelimit",
     "process",
+    "control",
 ];
+
+/// The keys a `[control]` table may hold.
+const CONTROL_KEYS: &[&str] = &["socket", "allow_uids", "allow_gids", "log_lines"];
+
+/// The most recent lines `log_lines` may ask to keep per process.
+pub const MAX_LOG_LINES: usize = 1_000_000;
 
 /// The largest config file read: 1 MiB.
 ///
@@ -106,6 +119,21 @@ pub struct Config {
     pub settings: Settings,
     /// The processes, in file order.
     pub processes: Vec<ProcessConfig>,
+    /// The `[control]` table, defaults filled in.
+    pub control: ControlConfig,
+}
+
+/// The `[control]` table: the control socket's place and who may use it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// `socket`: where the socket is (else the default place).
+    pub socket: Option<std::path::PathBuf>,
+    /// `allow_uids`: users allowed besides root and procmon's own.
+    pub allow_uids: Vec<u32>,
+    /// `allow_gids`: primary groups allowed.
+    pub allow_gids: Vec<u32>,
+    /// `log_lines`: recent lines kept per process for `ctl logs`.
+    pub log_lines: Option<usize>,
 }
 
 /// One `[[process]]` table.
@@ -182,68 +210,18 @@ pub struct SystemAccounts;
 
 impl Accounts for SystemAccounts {
     fn user_id(&self, name: &str) -> std::io::Result<Option<u32>> {
-        lookup(name, |cname, buf| {
-            // SAFETY: `passwd` is plain data; getpwnam_r fills it and points
-            // `result` at it (or sets it to null) and writes only inside `buf`.
-            unsafe {
-                let mut entry: libc::passwd = std::mem::zeroed();
-                let mut result: *mut libc::passwd = std::ptr::null_mut();
-                let rc = libc::getpwnam_r(
-                    cname.as_ptr(),
-                    &mut entry,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                );
-                (rc, (!result.is_null()).then_some(entry.pw_uid))
-            }
-        })
+        procmon_mio::os::user_id(name)
     }
 
     fn group_id(&self, name: &str) -> std::io::Result<Option<u32>> {
-        lookup(name, |cname, buf| {
-            // SAFETY: as for getpwnam_r above.
-            unsafe {
-                let mut entry: libc::group = std::mem::zeroed();
-                let mut result: *mut libc::group = std::ptr::null_mut();
-                let rc = libc::getgrnam_r(
-                    cname.as_ptr(),
-                    &mut entry,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                );
-                (rc, (!result.is_null()).then_some(entry.gr_gid))
-            }
-        })
-    }
-}
-
-/// Calls a `get*nam_r` wrapper with a growing buffer: ERANGE means the
-/// entry did not fit (group member lists can be long).
-fn lookup(
-    name: &str,
-    call: impl Fn(&std::ffi::CStr, &mut [libc::c_char]) -> (libc::c_int, Option<u32>),
-) -> std::io::Result<Option<u32>> {
-    let Ok(cname) = std::ffi::CString::new(name) else {
-        return Ok(None);
-    };
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
-        let (rc, id) = call(&cname, &mut buf);
-        match rc {
-            0 => return Ok(id),
-            // glibc reports "no such entry" as one of these on some setups.
-            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            rc => return Err(std::io::Error::from_raw_os_error(rc)),
-        }
+        procmon_mio::os::group_id(name)
     }
 }
 
 impl Config {
     /// Looks up user and group names and gives the monitor's definitions.
     /// An unknown name is an error at the place it was written.
+    /// (`control` is not part of the definitions: take it first.)
     pub fn resolve(self, accounts: &impl Accounts) -> Result<Definitions, ConfigError> {
         let file_name = self.file_name;
         let mut processes = Vec::with_capacity(self.processes.len());
@@ -431,6 +409,7 @@ impl Parser<'_> {
         let mut min_span = None;
         let mut max_span = None;
         let mut processes = Vec::new();
+        let mut control = ControlConfig::default();
         for (key, value) in in_file_order(root.get_ref()) {
             match key.get_ref().as_ref() {
                 "threshold" => settings.threshold = self.seconds("threshold", value)?,
@@ -445,6 +424,7 @@ impl Parser<'_> {
                 }
                 "linelimit" => settings.line_limit_bytes = self.line_limit(value)?,
                 "process" => processes = self.processes(value)?,
+                "control" => control = self.control(value)?,
                 other => return Err(self.unknown_key(key, other, "at the top level", TOP_KEYS)),
             }
         }
@@ -481,7 +461,78 @@ impl Parser<'_> {
             file_name: self.file_name.to_string(),
             settings,
             processes: processes.into_iter().map(|(process, _)| process).collect(),
+            control,
         })
+    }
+
+    /// The `[control]` table.
+    fn control(&self, value: &Spanned<DeValue<'_>>) -> Result<ControlConfig, ConfigError> {
+        let table = value
+            .get_ref()
+            .as_table()
+            .ok_or_else(|| self.wrong_type(value, "`control` must be a table (`[control]`)"))?;
+        let mut control = ControlConfig::default();
+        for (key, value) in in_file_order(table) {
+            match key.get_ref().as_ref() {
+                "socket" => {
+                    let text = self.string("socket", value)?;
+                    if text.is_empty() {
+                        return Err(
+                            self.error(value.span(), "`socket` must not be empty".to_string())
+                        );
+                    }
+                    if text.contains('\0') {
+                        return Err(
+                            self.error(value.span(), "`socket` holds a NUL byte".to_string())
+                        );
+                    }
+                    control.socket = Some(text.into());
+                }
+                "allow_uids" => control.allow_uids = self.ids("allow_uids", value)?,
+                "allow_gids" => control.allow_gids = self.ids("allow_gids", value)?,
+                "log_lines" => {
+                    let int = value.get_ref().as_integer().ok_or_else(|| {
+                        self.wrong_type(value, "`log_lines` must be a whole number of lines")
+                    })?;
+                    let text = int.as_str();
+                    match usize::from_str_radix(text, int.radix()) {
+                        Ok(lines) if lines <= MAX_LOG_LINES => control.log_lines = Some(lines),
+                        _ => {
+                            return Err(self.error(
+                                value.span(),
+                                format!(
+                                    "`log_lines` must be from 0 to {MAX_LOG_LINES}, found {text}"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                other => return Err(self.unknown_key(key, other, "in `[control]`", CONTROL_KEYS)),
+            }
+        }
+        Ok(control)
+    }
+
+    /// An array of user or group ids.
+    fn ids(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<Vec<u32>, ConfigError> {
+        let array = value.get_ref().as_array().ok_or_else(|| {
+            self.wrong_type(value, &format!("`{key}` must be an array of numeric ids"))
+        })?;
+        array
+            .iter()
+            .map(|id| {
+                let int = id.get_ref().as_integer().ok_or_else(|| {
+                    self.wrong_type(id, &format!("`{key}` must hold only numeric ids"))
+                })?;
+                let text = int.as_str();
+                u32::from_str_radix(text, int.radix()).map_err(|_| {
+                    self.error(
+                        id.span(),
+                        format!("`{key}`: {text} is not an id (0 to {})", u32::MAX),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The message for settings the core refused, in the file's key names;

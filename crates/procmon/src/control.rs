@@ -120,10 +120,13 @@ impl std::fmt::Display for OpenError {
 impl std::error::Error for OpenError {}
 
 /// What the loop must do after [`ControlServer::serve`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Served {
     /// A client asked procmon to stop, as TERM would.
     pub shutdown: bool,
+    /// A client reloaded (or dry-ran a reload of) the config: what changed,
+    /// or why nothing did; for procmon's own log.
+    pub reloaded: Option<Result<(procmon_core::ReloadPlan, bool), String>>,
 }
 
 /// What the control socket needs from the loop's observer: the lines and
@@ -204,19 +207,23 @@ enum Follows {
     Watch { id: Value },
 }
 
-impl ControlServer {
-    /// Opens the socket at `path` and registers it with `supervisor`.
+/// A control socket bound and listening, not yet served: binding comes
+/// first (before any process starts), so that a socket that cannot be had
+/// is a usage error and nothing runs. Dropping it removes the socket file.
+#[derive(Debug)]
+pub struct BoundSocket {
+    listener: Option<std::os::unix::net::UnixListener>,
+    path: PathBuf,
+}
+
+impl BoundSocket {
+    /// Binds the socket at `path`.
     ///
     /// Its directory is created `0700` if missing and the socket is made
     /// `0600`. A live procmon answering there is an error; a stale socket
     /// file (nobody answers) is replaced; anything else in the way is left
-    /// alone and is an error. The socket file is removed when the server
-    /// is dropped.
-    pub fn open(
-        path: &Path,
-        access: Access,
-        supervisor: &mut Supervisor,
-    ) -> Result<ControlServer, OpenError> {
+    /// alone and is an error.
+    pub fn bind(path: &Path) -> Result<BoundSocket, OpenError> {
         let io_error = |e| OpenError::Io(path.to_path_buf(), e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
@@ -238,19 +245,48 @@ impl ControlServer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
         }
-        let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(io_error)?;
-        // The peer check below is the real guard; the mode keeps others
-        // from even connecting where the directory allows them in.
+        let listener = std::os::unix::net::UnixListener::bind(path).map_err(io_error)?;
+        let bound = BoundSocket {
+            listener: Some(listener),
+            path: path.to_path_buf(),
+        };
+        // The peer check is the real guard; the mode keeps others from even
+        // connecting where the directory lets them in.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
-        std_listener.set_nonblocking(true).map_err(io_error)?;
+        Ok(bound)
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl ControlServer {
+    /// Serves `bound` from `supervisor`'s poll, letting in whom `access`
+    /// allows.
+    pub fn attach(
+        mut bound: BoundSocket,
+        access: Access,
+        supervisor: &mut Supervisor,
+    ) -> io::Result<ControlServer> {
+        let std_listener = bound.listener.take().expect("taken only here");
+        let path = bound.path.clone();
+        std_listener.set_nonblocking(true)?;
         let mut listener = UnixListener::from_std(std_listener);
-        let listener_id = supervisor
-            .register(&mut listener, Interest::READABLE)
-            .map_err(io_error)?;
+        let listener_id = supervisor.register(&mut listener, Interest::READABLE)?;
         Ok(ControlServer {
             listener,
             listener_id,
-            path: path.to_path_buf(),
+            path,
             clients: HashMap::new(),
             access,
             own_uid: os::effective_uid(),
@@ -497,7 +533,8 @@ impl ControlServer {
                         ))
                     }
                     Some(Err(message)) => {
-                        return Err(RequestError::new(ErrorKind::InvalidConfig, message, None))
+                        served.reloaded = Some(Err(message.clone()));
+                        return Err(RequestError::new(ErrorKind::InvalidConfig, message, None));
                     }
                     Some(Ok(definitions)) => definitions,
                 };
@@ -506,6 +543,11 @@ impl ControlServer {
                 } else {
                     supervisor.call(observer, |monitor, now| monitor.reload(now, definitions))
                 };
+                served.reloaded = Some(
+                    plan.clone()
+                        .map(|plan| (plan, *dry_run))
+                        .map_err(|e| e.to_string()),
+                );
                 match plan {
                     Ok(plan) => Ok(json!({
                         "dry_run": dry_run,

@@ -133,6 +133,7 @@ impl Targets {
 
 /// Runs `procmon ctl` with `args` (what follows `ctl`); gives the exit status.
 pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
+    procmon_mio::os::die_on_sigpipe();
     let ctl = match Ctl::try_parse_from(std::iter::once("procmon ctl".into()).chain(args)) {
         Ok(ctl) => ctl,
         Err(e) => {

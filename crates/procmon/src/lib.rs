@@ -6,6 +6,7 @@
 //! [`config`] reads the TOML file, [`cli`] the command line, [`output`]
 //! prints, and [`run`] drives the supervisor until a stop signal.
 #![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;

@@ -1,19 +1,30 @@
 //! `procmon`: see `procmon --help`.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use procmon::cli::Cli;
-use procmon::config::{self, SystemAccounts};
+use procmon::config::{self, ControlConfig, SystemAccounts};
+use procmon::control;
 use procmon::output::Printer;
-use procmon::run::{self, Outcome};
+use procmon::run::{self, Extras, Outcome};
 use procmon_core::{Definitions, Monitor};
 
 /// Usage and configuration errors, as clap reports its own.
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    // `procmon ctl ...` is the client; `procmon -- ctl` still runs a
+    // program named ctl. The client keeps default signal handling, so that
+    // Ctrl-C ends a `logs -f`.
+    let mut args = std::env::args_os();
+    let _program = args.next();
+    if args.next().is_some_and(|first| first == "ctl") {
+        return ExitCode::from(procmon::ctl::main(args.collect()));
+    }
     // Before anything else: a TERM that comes while the config is read must
     // wait for the supervisor, not kill us or, as PID 1, be dropped (so must
     // the other signals procmon catches: QUIT, USR1, USR2). PIPE needs
@@ -24,9 +35,9 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse_checked();
-    let definitions = match &cli.config {
+    let (definitions, control) = match &cli.config {
         Some(path) => match load(path) {
-            Ok(definitions) => definitions,
+            Ok(loaded) => loaded,
             Err(message) => {
                 eprintln!("procmon: {message}");
                 return ExitCode::from(USAGE_ERROR);
@@ -34,7 +45,41 @@ fn main() -> ExitCode {
         },
         // try_parse_checked has refused a minimum restart delay above the
         // maximum.
-        None => cli.command_definitions(),
+        None => {
+            if let Err(message) = program_exists(&cli.command) {
+                eprintln!("procmon: {message}");
+                return ExitCode::from(USAGE_ERROR);
+            }
+            (cli.command_definitions(), ControlConfig::default())
+        }
+    };
+    // The socket is bound before anything starts, so that one that cannot
+    // be had (another procmon answers there) runs nothing.
+    let serve_socket = cli.config.is_some() || cli.socket.is_some();
+    let bound = if serve_socket {
+        let path = control::socket_path(cli.socket.as_deref(), control.socket.as_deref());
+        match control::BoundSocket::bind(&path) {
+            Ok(bound) => Some(bound),
+            Err(error) => {
+                eprintln!("procmon: {error}");
+                return ExitCode::from(USAGE_ERROR);
+            }
+        }
+    } else {
+        None
+    };
+    let extras = Extras {
+        control: bound.map(|bound| {
+            let access = control::Access {
+                uids: control.allow_uids.clone(),
+                gids: control.allow_gids.clone(),
+            };
+            let lines = control.log_lines.unwrap_or(procmon::ring::DEFAULT_LINES);
+            (bound, access, lines)
+        }),
+        read_config: cli.config.clone().map(|path| -> run::ReadConfig {
+            Box::new(move || load(&path).map(|(definitions, _)| definitions))
+        }),
     };
     let monitor = match Monitor::from_definitions(definitions) {
         Ok(monitor) => monitor,
@@ -60,7 +105,7 @@ fn main() -> ExitCode {
         }
     };
     let printer = Printer::new(cli.log_format, stdout, stderr);
-    match run::run(monitor, printer) {
+    match run::run(monitor, printer, extras) {
         Ok(Outcome::Stopped) => ExitCode::SUCCESS,
         Ok(Outcome::OutputFailed) => ExitCode::FAILURE,
         Err(error) => {
@@ -71,14 +116,48 @@ fn main() -> ExitCode {
 }
 
 /// Reads, parses and resolves a config file; the error is one line.
-fn load(path: &std::path::Path) -> Result<Definitions, String> {
+fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig), String> {
     // The name as given, escaped: it may hold a newline or an ESC, and the
     // error must stay one line of plain text.
     let shown = config::escape_for_message(path.as_os_str().as_encoded_bytes());
     let source = config::read_source(path, &shown)?;
     config::parse(&source, &shown)
-        .and_then(|config| config.resolve(&SystemAccounts))
+        .and_then(|mut config| {
+            let control = std::mem::take(&mut config.control);
+            config
+                .resolve(&SystemAccounts)
+                .map(|definitions| (definitions, control))
+        })
         .map_err(|e| e.to_string())
+}
+
+/// In one-command mode, a program that cannot be found is a usage error at
+/// once (it would only back off for ever); `procmon status` most likely
+/// meant `procmon ctl status`.
+fn program_exists(command: &[std::ffi::OsString]) -> Result<(), String> {
+    let Some(program) = command.first() else {
+        return Ok(());
+    };
+    let bytes = program.as_encoded_bytes();
+    if bytes.contains(&b'/') {
+        return Ok(());
+    }
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let candidate = dir.join(program);
+            std::fs::metadata(&candidate).is_ok_and(|m| m.is_file())
+        })
+    });
+    if found {
+        return Ok(());
+    }
+    let shown = config::escape_for_message(bytes);
+    let hint = match shown.as_str() {
+        "status" | "start" | "stop" | "restart" | "signal" | "reload" | "logs" | "watch"
+        | "metrics" | "shutdown" => format!("; did you mean `procmon ctl {shown}`?"),
+        _ => String::new(),
+    };
+    Err(format!("no program named `{shown}` in PATH{hint}"))
 }
 
 /// A `File` of our own on the same open file as `fd`.

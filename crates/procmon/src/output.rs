@@ -29,7 +29,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use procmon_core::{
-    EscapeInvalid, ExitStatus, NotRestarting, Seconds, Signal, SignalReason, Stream,
+    Change, EscapeInvalid, ExitStatus, NotRestarting, Seconds, Signal, SignalReason, Stream,
 };
 use procmon_mio::Notice;
 
@@ -79,6 +79,21 @@ pub enum Event<'a> {
         /// Why.
         error: &'a io::Error,
     },
+    /// The config was read again and applied (or, for a dry run, only
+    /// compared): each process that changes and how.
+    Reloaded {
+        /// Each process that changes, and how.
+        changes: &'a [(String, Change)],
+        /// Whether the global settings changed.
+        settings_changed: bool,
+        /// Only what would change was worked out.
+        dry_run: bool,
+    },
+    /// A reload found the config invalid and changed nothing.
+    ReloadFailed {
+        /// What is wrong, and where.
+        error: &'a str,
+    },
     /// At exit, children's output that could not be written (the reader
     /// stopped taking it) or was dropped earlier and not yet reported.
     Unwritten {
@@ -106,6 +121,8 @@ pub enum Action {
     /// Nothing: the signal is only reported (USR1, USR2), so that a tool
     /// sending it by habit does not end procmon.
     Ignore,
+    /// Re-read the config file (HUP with `--config`).
+    Reload,
 }
 
 impl Action {
@@ -116,6 +133,7 @@ impl Action {
             Action::KillAll => "kill_all",
             Action::RestartAll => "restart_all",
             Action::Ignore => "ignore",
+            Action::Reload => "reload",
         }
     }
 }
@@ -474,12 +492,43 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
                 Action::KillAll => "killing all processes now",
                 Action::RestartAll => "restarting all processes",
                 Action::Ignore => "ignored",
+                Action::Reload => "reloading the config",
             };
             write!(s, "received {signal}: {what}")
         }
         Event::Stopped => write!(s, "all processes stopped, exiting"),
         Event::OutputFailed { stream, error } => {
             write!(s, "writing to {stream} failed: {error}; stopping")
+        }
+        Event::Reloaded {
+            changes,
+            settings_changed,
+            dry_run,
+        } => {
+            s.push_str(if *dry_run {
+                "reload (dry run) would change: "
+            } else {
+                "reloaded the config: "
+            });
+            if changes.is_empty() && !settings_changed {
+                s.push_str("nothing changed");
+            }
+            for (i, (name, change)) in changes.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                write!(s, "{} {}", ShownName(name), change.as_str())?;
+            }
+            if *settings_changed {
+                if !changes.is_empty() {
+                    s.push_str(", ");
+                }
+                s.push_str("global settings");
+            }
+            Ok(())
+        }
+        Event::ReloadFailed { error } => {
+            write!(s, "reload failed, nothing changed: {error}")
         }
         Event::Unwritten {
             lines,
@@ -692,6 +741,32 @@ fn event_json(event: &Event<'_>) -> String {
         Event::Stopped => {
             j.str("event", "stopped");
         }
+        Event::Reloaded {
+            changes,
+            settings_changed,
+            dry_run,
+        } => {
+            let mut list = Vec::new();
+            list.push(b'[');
+            for (i, (name, change)) in changes.iter().enumerate() {
+                if i > 0 {
+                    list.push(b',');
+                }
+                list.extend_from_slice(b"{\"name\":");
+                json_string(&mut list, name.as_bytes());
+                list.extend_from_slice(b",\"change\":");
+                json_string(&mut list, change.as_str().as_bytes());
+                list.push(b'}');
+            }
+            list.push(b']');
+            j.str("event", "reloaded")
+                .bool("dry_run", *dry_run)
+                .bool("settings_changed", *settings_changed)
+                .raw("changes", &list);
+        }
+        Event::ReloadFailed { error } => {
+            j.str("event", "reload_failed").str("error", error);
+        }
         Event::OutputFailed { stream, error } => {
             j.str("event", "output_failed")
                 .str("stream", stream)
@@ -830,6 +905,13 @@ impl JsonObject {
         self.key(key);
         self.bytes
             .extend_from_slice(if value { b"true" } else { b"false" });
+        self
+    }
+
+    /// `value` must already be JSON.
+    fn raw(&mut self, key: &str, value: &[u8]) -> &mut Self {
+        self.key(key);
+        self.bytes.extend_from_slice(value);
         self
     }
 

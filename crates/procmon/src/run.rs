@@ -4,11 +4,27 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use procmon_core::Monitor;
+use procmon_core::{Definitions, Monitor};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
+use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
 use crate::output::{Action, Event, Printer};
 use crate::sink::Sink;
+
+/// Reads and checks the config file anew; the error is one line naming the
+/// file and the place.
+pub type ReadConfig = Box<dyn FnMut() -> Result<Definitions, String>>;
+
+/// What a run serves besides its processes.
+#[derive(Default)]
+pub struct Extras {
+    /// The control socket, bound, with who may use it and how many recent
+    /// lines to keep per process for `logs`.
+    pub control: Option<(BoundSocket, Access, usize)>,
+    /// How to read the config again, for `reload` and HUP; none in
+    /// one-command mode, where HUP restarts every process.
+    pub read_config: Option<ReadConfig>,
+}
 
 /// How a run ended, for the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +42,8 @@ pub enum Outcome {
 /// (TERM unless it names another), then KILL after its kill time, and
 /// nothing restarts; the run ends once nothing is alive or scheduled. A
 /// second INT sends KILL to everything at once, through the monitor. HUP
-/// stops every process and lets each one restart. USR1 and USR2 change
+/// stops every process and lets each one restart, or, with a config file
+/// to read again ([`Extras::read_config`]), reloads it. USR1 and USR2 change
 /// nothing: tools send them by habit (logrotate sends USR1 to have logs
 /// reopened), and by default they would kill procmon. Each is announced on
 /// the error stream.
@@ -44,26 +61,28 @@ pub enum Outcome {
 ///
 /// An error means the driver itself failed; every child has then been sent
 /// KILL (and dies with procmon anyway, through its parent-death signal).
-pub fn run<O, E>(monitor: Monitor, printer: Printer<O, E>) -> io::Result<Outcome>
+pub fn run<O, E>(monitor: Monitor, printer: Printer<O, E>, extras: Extras) -> io::Result<Outcome>
 where
     O: Write + Send + 'static,
     E: Write + Send + 'static,
 {
     let options = Options::default().with_catch_signals(true);
     let kill_time = monitor.settings().kill_time;
-    // The definitions do not change during a run, so each process's kill
-    // time can be known up front, for the KILL line to give the one that
-    // applied.
-    let kill_times = monitor
-        .processes_in_order()
-        .map(|(name, spec)| {
-            let own = spec.policy.kill_time(monitor.settings());
-            (name.to_string(), own)
-        })
-        .collect();
+    let kill_times = kill_times(&monitor);
     let format = printer.format();
     let (out, err) = printer.into_inner()?;
     let mut supervisor = Supervisor::new(monitor, options)?;
+    let Extras {
+        control,
+        mut read_config,
+    } = extras;
+    let (mut control, ring_lines) = match control {
+        Some((bound, access, ring_lines)) => (
+            Some(ControlServer::attach(bound, access, &mut supervisor)?),
+            ring_lines,
+        ),
+        None => (None, 0),
+    };
     let sink = Sink::start(out, err)?;
     let printer = Printer::new(format, sink.stdout(), sink.stderr());
     let mut observer = Printing {
@@ -71,6 +90,9 @@ where
         kill_time,
         kill_times,
         sink: &sink,
+        feed: control
+            .as_ref()
+            .map(|_| ControlFeed::new(ring_lines, crate::ring::DEFAULT_BYTES)),
     };
     // Signals that came before the loop: a TERM, INT or QUIT among them wins
     // (HUP comes out first, by number); restarting what has not started is
@@ -148,6 +170,20 @@ where
                 }
             },
         };
+        if let Some(server) = control.as_mut() {
+            let ready = supervisor.take_ready();
+            let mut reread = || read_config.as_mut().map(|read| read());
+            let served = server.serve(&mut supervisor, &mut observer, &ready, &mut reread);
+            report_served(&served, &mut observer, &supervisor);
+            if served.shutdown && !stopping {
+                observer.printer.event(&Event::Received {
+                    signal: "shutdown",
+                    action: Action::Stop,
+                });
+                stopping = true;
+                supervisor.call(&mut observer, |monitor, now| monitor.stop_service(now));
+            }
+        }
         let Some(caught) = caught else { continue };
         let action = match caught {
             CaughtSignal::Terminate | CaughtSignal::Interrupt | CaughtSignal::Quit if !stopping => {
@@ -156,6 +192,7 @@ where
             // Twisted has no answer to a second ^C; a person pressing it again
             // wants out now, not after the kill time.
             CaughtSignal::Interrupt => Action::KillAll,
+            CaughtSignal::Hangup if !stopping && read_config.is_some() => Action::Reload,
             CaughtSignal::Hangup if !stopping => Action::RestartAll,
             CaughtSignal::Terminate | CaughtSignal::Quit | CaughtSignal::Hangup => {
                 Action::AlreadyStopping
@@ -179,6 +216,23 @@ where
             }
             Action::RestartAll => {
                 supervisor.call(&mut observer, |monitor, now| monitor.restart_all(now));
+            }
+            Action::Reload => {
+                let read = read_config.as_mut().expect("Reload only with a config");
+                let reloaded = match read() {
+                    Err(error) => Err(error),
+                    Ok(definitions) => supervisor
+                        .call(&mut observer, |monitor, now| {
+                            monitor.reload(now, definitions)
+                        })
+                        .map(|plan| (plan, false))
+                        .map_err(|e| e.to_string()),
+                };
+                let served = Served {
+                    reloaded: Some(reloaded),
+                    ..Served::default()
+                };
+                report_served(&served, &mut observer, &supervisor);
             }
             Action::AlreadyStopping | Action::Ignore => {}
         }
@@ -217,6 +271,39 @@ fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>) {
     }
 }
 
+/// Each process's own kill time (its `killtime`, or the global one), for
+/// the KILL line to give the one that applied.
+fn kill_times(monitor: &Monitor) -> HashMap<String, Duration> {
+    monitor
+        .processes_in_order()
+        .map(|(name, spec)| (name.to_string(), spec.policy.kill_time(monitor.settings())))
+        .collect()
+}
+
+/// Tells procmon's own log what a reload did, and keeps the kill times the
+/// KILL line shows up to date.
+fn report_served<O: Write, E: Write>(
+    served: &Served,
+    observer: &mut Printing<'_, O, E>,
+    supervisor: &Supervisor,
+) {
+    match &served.reloaded {
+        None => {}
+        Some(Ok((plan, dry_run))) => {
+            observer.printer.event(&Event::Reloaded {
+                changes: &plan.changes,
+                settings_changed: plan.settings_changed,
+                dry_run: *dry_run,
+            });
+            if !dry_run {
+                observer.kill_time = supervisor.monitor().settings().kill_time;
+                observer.kill_times = kill_times(supervisor.monitor());
+            }
+        }
+        Some(Err(error)) => observer.printer.event(&Event::ReloadFailed { error }),
+    }
+}
+
 /// Turns the driver's notices into printed lines.
 struct Printing<'a, O: Write, E: Write> {
     printer: Printer<O, E>,
@@ -226,6 +313,17 @@ struct Printing<'a, O: Write, E: Write> {
     kill_times: HashMap<String, Duration>,
     /// Where the printer's lines go, asked whether it can take more.
     sink: &'a Sink,
+    /// What the control socket serves from (recent lines, state changes);
+    /// none without a socket, so a plain run keeps no copy of its lines.
+    feed: Option<ControlFeed>,
+}
+
+impl<O: Write, E: Write> Feeds for Printing<'_, O, E> {
+    fn feed(&mut self) -> &mut ControlFeed {
+        self.feed
+            .as_mut()
+            .expect("a control server runs only with its feed")
+    }
 }
 
 impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
@@ -234,6 +332,9 @@ impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
     }
 
     fn notice(&mut self, notice: Notice<'_>) {
+        if let Some(feed) = self.feed.as_mut() {
+            feed.notice(&notice);
+        }
         match notice {
             Notice::Output { name, stream, line } => self.printer.child_line(name, stream, line),
             // State changes are for `procmon ctl watch`; the log already

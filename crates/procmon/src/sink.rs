@@ -660,12 +660,7 @@ fn write_patiently(
 }
 
 fn block_all_signals() {
-    // SAFETY: sigfillset initialises the set; pthread_sigmask only reads it.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
+    procmon_mio::os::block_all_signals_in_this_thread();
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ fn a_term_held_before_the_loop_stops_it_before_anything_starts() {
         .unwrap();
     let (out, err) = (Shared::default(), Shared::default());
     let printer = Printer::new(LogFormat::Text, out.clone(), err.clone());
-    let outcome = run::run(monitor, printer).expect("runs");
+    let outcome = run::run(monitor, printer, run::Extras::default()).expect("runs");
     assert_eq!(outcome, Outcome::Stopped);
     let told = String::from_utf8(err.0.lock().unwrap().clone()).unwrap();
     assert!(
