@@ -4,8 +4,8 @@
 use std::fmt::{self, Write as _};
 
 use procmon_core::{
-    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, ProcessSpec,
-    Report, Settings, Signal, SignalReason, Stream,
+    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, NotRestarting,
+    ProcessSpec, Report, Settings, Signal, SignalReason, Stream,
 };
 
 use crate::parse::{parse, Diagnostic, Expectation, Quoted, Setting, Step, Word};
@@ -158,6 +158,16 @@ pub enum Event {
         name: String,
         /// How long until the restart.
         delay: Duration,
+    },
+    /// The monitor decided that nothing starts the process after an end
+    /// (not traced).
+    NotRestarting {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// Why not.
+        reason: NotRestarting,
     },
 }
 
@@ -572,6 +582,14 @@ impl Sim {
                     let name = self.process_name(process);
                     self.trace_line(format_args!("gave-up {}", Word(name.as_bytes())));
                     self.events.push(Event::GaveUp { at: now, name });
+                }
+                Command::Report(Report::NotRestarting { process, reason }) => {
+                    let name = self.process_name(process);
+                    self.events.push(Event::NotRestarting {
+                        at: now,
+                        name,
+                        reason,
+                    });
                 }
                 Command::Report(_) => {}
             }
