@@ -272,10 +272,12 @@ pub fn split_lines(buffer: &mut Vec<u8>, bytes: &[u8], limit: usize, lines: &mut
 /// An event the model knows must come next.
 #[derive(Debug, PartialEq)]
 enum Followup {
-    Ended(InstanceId, Duration),
+    /// The instance, how long it lived, and whether it ended on request.
+    Ended(InstanceId, Duration, bool),
     Log(InstanceId, Stream, Vec<u8>),
     Restart(String, Duration),
-    GaveUp(String),
+    /// The name, its quick-death count, and when it is tried again.
+    GaveUp(String, u32, Option<Duration>),
     NotRestarting(String, NotRestarting),
 }
 
@@ -641,8 +643,11 @@ impl Model {
             self.last_event_at = at;
             let followup = match event {
                 Event::Ended {
-                    instance, uptime, ..
-                } => Some(Followup::Ended(*instance, *uptime)),
+                    instance,
+                    uptime,
+                    on_request,
+                    ..
+                } => Some(Followup::Ended(*instance, *uptime, *on_request)),
                 Event::Log {
                     instance,
                     stream,
@@ -652,7 +657,12 @@ impl Model {
                 Event::RestartScheduled { name, delay, .. } => {
                     Some(Followup::Restart(name.clone(), *delay))
                 }
-                Event::GaveUp { name, .. } => Some(Followup::GaveUp(name.clone())),
+                Event::GaveUp {
+                    name,
+                    quick_deaths,
+                    retry_in,
+                    ..
+                } => Some(Followup::GaveUp(name.clone(), *quick_deaths, *retry_in)),
                 Event::NotRestarting { name, reason, .. } => {
                     Some(Followup::NotRestarting(name.clone(), *reason))
                 }
@@ -885,7 +895,7 @@ impl Model {
         let uptime = at.saturating_duration_since(live.started);
         let mut followups = Vec::new();
         if let End::Exit(_) = end {
-            followups.push(Followup::Ended(instance, uptime));
+            followups.push(Followup::Ended(instance, uptime, live.stop.is_some()));
             for stream in [Stream::Stdout, Stream::Stderr] {
                 let partial = &live.buffer[stream_index(stream)];
                 if !partial.is_empty() {
@@ -980,10 +990,15 @@ impl Model {
                 .is_some_and(|n| definition.quick_deaths >= n.get());
         if gives_up {
             definition.failed = true;
+            let quick_deaths = definition.quick_deaths;
             if let Some(after) = policy.retry_failed_after {
                 self.retries.insert(name.clone(), at.saturating_add(after));
             }
-            followups.push(Followup::GaveUp(name));
+            followups.push(Followup::GaveUp(
+                name,
+                quick_deaths,
+                policy.retry_failed_after,
+            ));
         } else {
             self.schedule(&name, at, wait)?;
             followups.push(Followup::Restart(name, wait));

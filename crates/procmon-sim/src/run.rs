@@ -105,6 +105,10 @@ pub enum Event {
         at: Instant,
         /// The process name.
         name: String,
+        /// Its quick-death count.
+        quick_deaths: u32,
+        /// When it will be tried again, if ever.
+        retry_in: Option<Duration>,
     },
     /// The monitor was told an instance exited (trace: `exit`).
     Exit {
@@ -149,6 +153,9 @@ pub enum Event {
         instance: InstanceId,
         /// How long it lived.
         uptime: Duration,
+        /// Whether the monitor had sent it its stop signal before it ended
+        /// (an end on request), rather than it ending by itself.
+        on_request: bool,
     },
     /// The monitor scheduled a restart (not traced).
     RestartScheduled {
@@ -560,6 +567,7 @@ impl Sim {
                     process,
                     instance,
                     uptime,
+                    on_request,
                     ..
                 }) => {
                     let name = self.process_name(process);
@@ -568,6 +576,7 @@ impl Sim {
                         name,
                         instance,
                         uptime,
+                        on_request,
                     });
                 }
                 Command::Report(Report::RestartScheduled { process, delay }) => {
@@ -578,10 +587,19 @@ impl Sim {
                         delay,
                     });
                 }
-                Command::Report(Report::GaveUp { process, .. }) => {
+                Command::Report(Report::GaveUp {
+                    process,
+                    quick_deaths,
+                    retry_in,
+                }) => {
                     let name = self.process_name(process);
                     self.trace_line(format_args!("gave-up {}", Word(name.as_bytes())));
-                    self.events.push(Event::GaveUp { at: now, name });
+                    self.events.push(Event::GaveUp {
+                        at: now,
+                        name,
+                        quick_deaths,
+                        retry_in,
+                    });
                 }
                 Command::Report(Report::NotRestarting { process, reason }) => {
                     let name = self.process_name(process);
