@@ -96,13 +96,27 @@ pub fn execute(
     model: Option<&mut Model>,
     delivery: LineDelivery,
 ) -> Result<Ran, Failure> {
-    execute_steps(steps, model, delivery).map_err(Failure::from)
+    execute_observed(steps, model, delivery, &mut |_, _, _| Ok(()))
+}
+
+/// [`execute`], also calling `observe` after every step that ran (before
+/// the `expect error` that answers a rejection) with the step, the sim and
+/// the index of the step's first event in [`Sim::events`]. An `Err` from it
+/// fails the run after that step.
+pub fn execute_observed(
+    steps: &[Step],
+    model: Option<&mut Model>,
+    delivery: LineDelivery,
+    observe: &mut dyn FnMut(&Step, &Sim, usize) -> Result<(), String>,
+) -> Result<Ran, Failure> {
+    execute_steps(steps, model, delivery, observe).map_err(Failure::from)
 }
 
 fn execute_steps(
     steps: &[Step],
     mut model: Option<&mut Model>,
     delivery: LineDelivery,
+    observe: &mut dyn FnMut(&Step, &Sim, usize) -> Result<(), String>,
 ) -> Result<Ran, (String, Vec<Step>)> {
     let mut sim = Sim::with_line_delivery("generated.scn", delivery);
     let mut executed: Vec<Step> = Vec::new();
@@ -125,6 +139,9 @@ fn execute_steps(
             if let Err(problem) = model.after(step, &sim, seen) {
                 return Err((format!("after line {line}, `{step}`: {problem}"), executed));
             }
+        }
+        if let Err(problem) = observe(step, &sim, seen) {
+            return Err((format!("after line {line}, `{step}`: {problem}"), executed));
         }
         if sim.last_step_rejected() {
             let answer = Step::Expect(Expectation::Error);
