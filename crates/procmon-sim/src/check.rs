@@ -259,6 +259,8 @@ pub struct Model {
     /// Spawned instances whose failure the world has still to tell.
     failing: VecDeque<(InstanceId, i32)>,
     spawns: u64,
+    /// Output lines logged so far.
+    logs: u64,
     /// Was the step about to run expected to be rejected?
     expect_rejected: bool,
     last_event_at: Instant,
@@ -334,6 +336,7 @@ impl Model {
             fail_spawns: BTreeMap::new(),
             failing: VecDeque::new(),
             spawns: 0,
+            logs: 0,
             expect_rejected: false,
             last_event_at: Instant::ZERO,
         }
@@ -693,6 +696,7 @@ impl Model {
                     }
                 }
                 if let Followup::Log(instance, stream, bytes) = followup {
+                    self.logs += 1;
                     let live = self
                         .live
                         .get_mut(&instance)
@@ -1086,11 +1090,15 @@ impl Model {
                 monitor.live_instances()
             ));
         }
-        if monitor.stats().spawns != self.spawns {
+        let counts = (
+            monitor.stats().spawns,
+            monitor.stats().log_lines,
+            monitor.monitored(),
+        );
+        let model = (self.spawns, self.logs, self.definitions.len());
+        if counts != model {
             return Err(format!(
-                "spawns: monitor {}, model {}",
-                monitor.stats().spawns,
-                self.spawns
+                "spawned, logs, monitored: monitor {counts:?}, model {model:?}"
             ));
         }
         // Timers: the world holds exactly the monitor's, which are the
