@@ -955,3 +955,29 @@ fn the_model_splits_lines_as_the_contract_says() {
     );
     assert_eq!(split(b"abcd\n"), (vec![b"abcd".to_vec()], vec![]));
 }
+
+/// The contract's v4 corners, run with the model: each must be reached and
+/// agree with it (rejections are answered by the runner).
+#[test]
+fn the_model_takes_the_contracts_corners() {
+    let text = include_str!("corners.scn");
+    let steps: Vec<Step> = procmon_sim::parse("corners.scn", text.as_bytes())
+        .expect("the corners parse")
+        .into_iter()
+        .map(|numbered| numbered.step)
+        .collect();
+    let mut model = Model::new();
+    let ran = execute(&steps, Some(&mut model), LineDelivery::Lent)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    for line in [
+        "spawn-failed c errno 13",
+        "gave-up c",
+        "error set max-restart-delay",
+    ] {
+        assert!(
+            ran.sim.trace().contains(line),
+            "no {line} in\n{}",
+            ran.sim.trace()
+        );
+    }
+}
