@@ -409,9 +409,11 @@ impl Model {
     }
 
     /// A stop request reaching a live instance: the stop signal if it was
-    /// not sent yet (KILL to follow after the kill time in force now);
-    /// `asked` says what its end leads to, unless it is `None` (then an
-    /// instance already stopping keeps what it had).
+    /// not sent yet (KILL to follow after the kill time in force now), and
+    /// `asked` is what its end leads to. On an instance already stopping
+    /// nothing is sent, and `asked` replaces what its end leads to only if
+    /// `replace` (`down`, `restart`, `remove` change it; `stop`,
+    /// `restart-all`, `stop-service` do not).
     fn stop(
         &mut self,
         now: Instant,
