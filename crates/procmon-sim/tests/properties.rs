@@ -282,8 +282,8 @@ fn events_of(sim: &Sim, seen: usize) -> &[Event] {
     &sim.events()[seen..]
 }
 
-/// Whether the step was accepted and is a request naming `name`.
-fn names(step: &Step, name: &str) -> bool {
+/// Whether the step is `start` or `restart` of `name`.
+fn starts(step: &Step, name: &str) -> bool {
     matches!(step,
         Step::Start { name: n } | Step::Restart { name: n } if n == name)
 }
@@ -303,7 +303,7 @@ struct Blocked {
 /// (`start` or `restart` of it; `start-service` for `failed` and `exited`)
 /// or, for `failed`, by its retry falling due.
 fn blocked_names_start_only_on_request() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
-    let mut names_: BTreeMap<String, Blocked> = BTreeMap::new();
+    let mut blocked_by_name: BTreeMap<String, Blocked> = BTreeMap::new();
     move |step, sim, seen| {
         let accepted = !sim.last_step_rejected();
         if accepted {
@@ -313,25 +313,31 @@ fn blocked_names_start_only_on_request() -> impl FnMut(&Step, &Sim, usize) -> Re
                         retry_after: spec.policy.retry_failed_after,
                         ..Blocked::default()
                     };
-                    names_.insert(name.clone(), blocked);
+                    blocked_by_name.insert(name.clone(), blocked);
                 }
                 Step::Remove { name } => {
-                    names_.remove(name);
+                    blocked_by_name.remove(name);
                 }
                 Step::Down { name } => {
-                    let blocked = names_.get_mut(name).ok_or("down of an unknown name")?;
+                    let blocked = blocked_by_name
+                        .get_mut(name)
+                        .ok_or("down of an unknown name")?;
                     blocked.held = true;
                     blocked.retry_due = None;
                 }
-                Step::StopService => names_.values_mut().for_each(|b| b.retry_due = None),
+                Step::StopService => blocked_by_name
+                    .values_mut()
+                    .for_each(|b| b.retry_due = None),
                 _ => {}
             }
         }
         for event in events_of(sim, seen) {
             match event {
                 Event::Spawn { at, name, .. } => {
-                    let blocked = names_.get_mut(name).ok_or("spawned an unknown name")?;
-                    let requested = accepted && names(step, name);
+                    let blocked = blocked_by_name
+                        .get_mut(name)
+                        .ok_or("spawned an unknown name")?;
+                    let requested = accepted && starts(step, name);
                     let service = accepted && matches!(step, Step::StartService);
                     let retry = matches!(step, Step::Advance(_))
                         && blocked.failed
@@ -350,7 +356,9 @@ fn blocked_names_start_only_on_request() -> impl FnMut(&Step, &Sim, usize) -> Re
                     blocked.retry_due = None;
                 }
                 Event::GaveUp { at, name, .. } => {
-                    let blocked = names_.get_mut(name).ok_or("gave up on an unknown name")?;
+                    let blocked = blocked_by_name
+                        .get_mut(name)
+                        .ok_or("gave up on an unknown name")?;
                     blocked.failed = true;
                     blocked.retry_due = blocked.retry_after.map(|after| at.saturating_add(after));
                 }
@@ -359,14 +367,19 @@ fn blocked_names_start_only_on_request() -> impl FnMut(&Step, &Sim, usize) -> Re
                     reason: NotRestarting::Policy(_),
                     ..
                 } => {
-                    names_.get_mut(name).ok_or("an unknown name exited")?.exited = true;
+                    blocked_by_name
+                        .get_mut(name)
+                        .ok_or("an unknown name exited")?
+                        .exited = true;
                 }
                 _ => {}
             }
         }
         if accepted {
             if let Step::Start { name } | Step::Restart { name } = step {
-                let blocked = names_.get_mut(name).ok_or("a request on an unknown name")?;
+                let blocked = blocked_by_name
+                    .get_mut(name)
+                    .ok_or("a request on an unknown name")?;
                 // Lifted whether or not it could start now.
                 *blocked = Blocked {
                     retry_after: blocked.retry_after,
