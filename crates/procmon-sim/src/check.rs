@@ -4,15 +4,25 @@
 //! Shared by the property tests (`tests/properties.rs`), which generate step
 //! lists with proptest, and by the `core_events` fuzz body
 //! ([`crate::fuzzing`]), which decodes them from bytes. The model is kept
-//! independently of the monitor: it states the rules (one live instance per
-//! name; no spawn after `stop-service`; delay within [min, max] with exact
-//! backoff; KILL exactly kill time after TERM; no timers left behind; each
-//! output byte logged once, partial lines included) as plainly as it can.
+//! independently of the monitor: it states the rules as plainly as it can.
+//! One live instance per name; spawns only when a request or a due restart
+//! or retry asks for one, never for a held name; each stop request sends
+//! the process's stop signal once, and KILL exactly its kill time later
+//! unless it ended; after every end exactly one decision (a restart after
+//! the exact backoff delay, giving up, or nothing and why) by the restart
+//! policy, the request that stopped it and the give-up rule; the delay, the
+//! quick-death count, the state and what is due next for every name; which
+//! steps are rejected; failed spawns told after the commands of their
+//! drain; no timers left behind; each output byte logged once, partial
+//! lines included.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
-use procmon_core::{Duration, InstanceId, Instant, Signal, Stream};
+use procmon_core::{
+    Due, DueAction, Duration, ExitStatus, InstanceId, Instant, NotRestarting, Policy, ProcessSpec,
+    ProcessState, RestartPolicy, Signal, SignalReason, Stream,
+};
 
 use crate::{Event, Expectation, LineDelivery, Setting, Sim, Step};
 
@@ -86,13 +96,27 @@ pub fn execute(
     model: Option<&mut Model>,
     delivery: LineDelivery,
 ) -> Result<Ran, Failure> {
-    execute_steps(steps, model, delivery).map_err(Failure::from)
+    execute_observed(steps, model, delivery, &mut |_, _, _| Ok(()))
+}
+
+/// [`execute`], also calling `observe` after every step that ran (before
+/// the `expect error` that answers a rejection) with the step, the sim and
+/// the index of the step's first event in [`Sim::events`]. An `Err` from it
+/// fails the run after that step.
+pub fn execute_observed(
+    steps: &[Step],
+    model: Option<&mut Model>,
+    delivery: LineDelivery,
+    observe: &mut dyn FnMut(&Step, &Sim, usize) -> Result<(), String>,
+) -> Result<Ran, Failure> {
+    execute_steps(steps, model, delivery, observe).map_err(Failure::from)
 }
 
 fn execute_steps(
     steps: &[Step],
     mut model: Option<&mut Model>,
     delivery: LineDelivery,
+    observe: &mut dyn FnMut(&Step, &Sim, usize) -> Result<(), String>,
 ) -> Result<Ran, (String, Vec<Step>)> {
     let mut sim = Sim::with_line_delivery("generated.scn", delivery);
     let mut executed: Vec<Step> = Vec::new();
@@ -116,6 +140,9 @@ fn execute_steps(
                 return Err((format!("after line {line}, `{step}`: {problem}"), executed));
             }
         }
+        if let Err(problem) = observe(step, &sim, seen) {
+            return Err((format!("after line {line}, `{step}`: {problem}"), executed));
+        }
         if sim.last_step_rejected() {
             let answer = Step::Expect(Expectation::Error);
             executed.push(answer.clone());
@@ -136,20 +163,59 @@ fn execute_steps(
 
 // ----- The reference model -----
 
+/// What the request that had an instance sent its stop signal asks for
+/// after its end ("after an end on request, the request decides").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// `stop`, `restart-all`, `stop-service`: the restart rules, whatever
+    /// the policy, while the service runs.
+    Rules,
+    /// `restart NAME`: start again at once; the delay goes back to the
+    /// minimum and the count stays as the request reset it.
+    Restart,
+    /// `start NAME` while the instance of a `down` stops: start again at
+    /// once, the delay and the count by the usual rule, no giving up.
+    Start,
+    /// `down NAME`: start nothing.
+    Hold,
+    /// `remove NAME`: start nothing; a definition added since starts.
+    Forget,
+}
+
+/// The monitor's stop signal, sent to a live instance.
+#[derive(Debug, Clone, Copy)]
+struct Stopping {
+    sent: Instant,
+    /// The process's kill time in force when the stop signal was sent.
+    kill_time: Duration,
+    asked: Asked,
+}
+
 #[derive(Debug)]
 struct Definition {
     generation: u64,
+    policy: Policy,
+    /// The delay the next quick death waits.
     delay: Duration,
-    add_order: u64,
+    quick_deaths: u32,
+    /// `down` until `start` or `restart`.
+    held: bool,
+    /// Gave up, until something starts it.
+    failed: bool,
+    /// Ended by itself and its policy restarted nothing, until something
+    /// starts it.
+    exited: bool,
+    /// When this definition last spawned.
+    last_started: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Live {
     name: String,
     generation: u64,
+    policy: Policy,
     started: Instant,
-    /// When the monitor sent TERM, and the kill time in force then.
-    term: Option<(Instant, Duration)>,
+    stop: Option<Stopping>,
     killed: bool,
     /// Per stream (stdout, stderr): the model's own line buffer, every byte
     /// written, and every logged byte.
@@ -158,6 +224,13 @@ struct Live {
     logged: [Vec<u8>; 2],
     /// The largest line limit in force during this life.
     max_limit: usize,
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Exit(ExitStatus),
+    SpawnFailed,
 }
 
 /// What the contract says the monitor must do, kept independently of it.
@@ -172,12 +245,22 @@ pub struct Model {
     max: Duration,
     line_limit: usize,
     service: bool,
+    /// Added and not removed; the generation is the add order.
     definitions: BTreeMap<String, Definition>,
     next_generation: u64,
     live: BTreeMap<InstanceId, Live>,
     dead: Vec<(InstanceId, Live)>,
     /// Pending restarts: when each falls due.
     restarts: BTreeMap<String, Instant>,
+    /// Pending retries of `failed` names: when each falls due.
+    retries: BTreeMap<String, Instant>,
+    /// `fail-spawn` errnos waiting for the next spawns of each name.
+    fail_spawns: BTreeMap<String, VecDeque<i32>>,
+    /// Spawned instances whose failure the world has still to tell.
+    failing: VecDeque<(InstanceId, i32)>,
+    spawns: u64,
+    /// Output lines logged so far.
+    logs: u64,
     /// Was the step about to run expected to be rejected?
     expect_rejected: bool,
     last_event_at: Instant,
@@ -208,10 +291,24 @@ pub fn split_lines(buffer: &mut Vec<u8>, bytes: &[u8], limit: usize, lines: &mut
 /// An event the model knows must come next.
 #[derive(Debug, PartialEq)]
 enum Followup {
-    Ended(InstanceId, Duration),
+    /// The instance, how long it lived, and whether it ended on request.
+    Ended(InstanceId, Duration, bool),
     Log(InstanceId, Stream, Vec<u8>),
     Restart(String, Duration),
+    /// The name, its quick-death count, and when it is tried again.
+    GaveUp(String, u32, Option<Duration>),
+    NotRestarting(String, NotRestarting),
 }
+
+/// What a request step makes the monitor do at once, in order.
+#[derive(Debug, PartialEq)]
+enum Primary {
+    Spawn(String),
+    Signal(InstanceId, Signal, SignalReason),
+}
+
+/// The longest line limit the contract allows.
+const MAX_LINE_LIMIT: usize = 64 << 20;
 
 impl Default for Model {
     fn default() -> Model {
@@ -235,11 +332,45 @@ impl Model {
             live: BTreeMap::new(),
             dead: Vec::new(),
             restarts: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            fail_spawns: BTreeMap::new(),
+            failing: VecDeque::new(),
+            spawns: 0,
+            logs: 0,
             expect_rejected: false,
             last_event_at: Instant::ZERO,
         }
     }
 
+    // The effective settings of a process: its own, or the global in force.
+
+    fn threshold_of(&self, policy: &Policy) -> Duration {
+        policy.threshold.unwrap_or(self.threshold)
+    }
+
+    fn kill_time_of(&self, policy: &Policy) -> Duration {
+        policy.kill_time.unwrap_or(self.kill_time)
+    }
+
+    fn min_of(&self, policy: &Policy) -> Duration {
+        policy.min_restart_delay.unwrap_or(self.min)
+    }
+
+    fn max_of(&self, policy: &Policy) -> Duration {
+        policy.max_restart_delay.unwrap_or(self.max)
+    }
+
+    /// Whether global delays `min` and `max` are refused: above each other,
+    /// or leaving an added process's effective min above its effective max.
+    fn delays_clash(&self, min: Duration, max: Duration) -> bool {
+        min > max
+            || self.definitions.values().any(|d| {
+                d.policy.min_restart_delay.unwrap_or(min)
+                    > d.policy.max_restart_delay.unwrap_or(max)
+            })
+    }
+
+    /// The live instance of the name, its own or a removed definition's.
     fn live_of(&self, name: &str) -> Option<(InstanceId, &Live)> {
         self.live
             .iter()
@@ -247,16 +378,86 @@ impl Model {
             .map(|(&id, l)| (id, l))
     }
 
+    /// The live instance of the name's current definition.
+    fn own_live(&self, name: &str) -> Option<InstanceId> {
+        let generation = self.definitions.get(name)?.generation;
+        self.live_of(name)
+            .filter(|(_, l)| l.generation == generation)
+            .map(|(id, _)| id)
+    }
+
+    /// The added names, in add order.
+    fn names_in_order(&self) -> Vec<String> {
+        let mut names: Vec<(u64, &String)> = self
+            .definitions
+            .iter()
+            .map(|(name, d)| (d.generation, name))
+            .collect();
+        names.sort_unstable();
+        names.into_iter().map(|(_, name)| name.clone()).collect()
+    }
+
+    fn definition(&mut self, name: &str) -> &mut Definition {
+        self.definitions
+            .get_mut(name)
+            .expect("the step was accepted, so the name is added")
+    }
+
+    fn cancel_timers(&mut self, name: &str) {
+        self.restarts.remove(name);
+        self.retries.remove(name);
+    }
+
+    /// A stop request reaching a live instance: the stop signal if it was
+    /// not sent yet (KILL to follow after the kill time in force now), and
+    /// `asked` is what its end leads to. On an instance already stopping
+    /// nothing is sent, and `asked` replaces what its end leads to only if
+    /// `replace` (`down`, `restart`, `remove` change it; `stop`,
+    /// `restart-all`, `stop-service` do not).
+    fn stop(
+        &mut self,
+        now: Instant,
+        id: InstanceId,
+        asked: Asked,
+        replace: bool,
+        out: &mut VecDeque<Primary>,
+    ) {
+        let live = self.live.get(&id).expect("a live instance");
+        let kill_time = self.kill_time_of(&live.policy);
+        let signal = live.policy.stop_signal.unwrap_or(Signal::Term);
+        let live = self.live.get_mut(&id).expect("a live instance");
+        match &mut live.stop {
+            None => {
+                live.stop = Some(Stopping {
+                    sent: now,
+                    kill_time,
+                    asked,
+                });
+                out.push_back(Primary::Signal(id, signal, SignalReason::Stop));
+            }
+            Some(stopping) if replace => stopping.asked = asked,
+            Some(_) => {}
+        }
+    }
+
     /// Notes what the step about to run should do (whether it must be
     /// rejected); call before [`Sim::step`].
     pub fn before(&mut self, step: &Step, _sim: &Sim) {
+        let unknown = |name: &String| !self.definitions.contains_key(name);
         self.expect_rejected = match step {
-            Step::Add { name, .. } => self.definitions.contains_key(name),
-            Step::Remove { name } | Step::Start { name } | Step::Stop { name } => {
-                !self.definitions.contains_key(name)
+            Step::Add { name, spec } => {
+                !unknown(name) || self.min_of(&spec.policy) > self.max_of(&spec.policy)
             }
-            Step::Set(Setting::MinRestartDelay(d)) => *d > self.max,
-            Step::Set(Setting::MaxRestartDelay(d)) => *d < self.min,
+            Step::Remove { name }
+            | Step::Start { name }
+            | Step::Stop { name }
+            | Step::Down { name }
+            | Step::Restart { name }
+            | Step::FailSpawn { name, .. } => unknown(name),
+            Step::Signal { name, .. } => unknown(name) || self.live_of(name).is_none(),
+            Step::Set(Setting::MinRestartDelay(d)) => self.delays_clash(*d, self.max),
+            Step::Set(Setting::MaxRestartDelay(d)) => self.delays_clash(self.min, *d),
+            Step::Set(Setting::LineLimit(n)) => *n == 0 || *n > MAX_LINE_LIMIT,
             _ => false,
         };
     }
@@ -272,78 +473,179 @@ impl Model {
                 self.expect_rejected
             ));
         }
-        let mut expected_logs: VecDeque<Followup> = VecDeque::new();
-        let mut must_spawn: Vec<String> = Vec::new();
+        let mut followups: VecDeque<Followup> = VecDeque::new();
+        let mut primaries: VecDeque<Primary> = VecDeque::new();
         if !self.expect_rejected {
-            match step {
-                Step::Set(setting) => match *setting {
-                    Setting::Threshold(d) => self.threshold = d,
-                    Setting::KillTime(d) => self.kill_time = d,
-                    Setting::MinRestartDelay(d) => self.min = d,
-                    Setting::MaxRestartDelay(d) => self.max = d,
-                    Setting::LineLimit(n) => {
-                        self.line_limit = n;
-                        for live in self.live.values_mut() {
-                            live.max_limit = live.max_limit.max(n);
-                        }
-                    }
-                },
-                Step::Add { name, .. } => {
-                    let order = self.next_generation;
-                    self.definitions.insert(
-                        name.clone(),
-                        Definition {
-                            generation: self.next_generation,
-                            delay: self.min,
-                            add_order: order,
-                        },
-                    );
-                    self.next_generation += 1;
-                    if self.service && self.live_of(name).is_none() {
-                        must_spawn.push(name.clone());
-                    }
-                }
-                Step::Remove { name } => {
-                    self.definitions.remove(name);
-                    self.restarts.remove(name);
-                }
-                Step::Start { name } if self.live_of(name).is_none() => {
-                    must_spawn.push(name.clone());
-                }
-                Step::StartService => {
-                    self.service = true;
-                    let mut order: Vec<(&String, &Definition)> = self.definitions.iter().collect();
-                    order.sort_by_key(|(_, d)| d.add_order);
-                    for (name, _) in order {
-                        if self.live_of(name).is_none() {
-                            must_spawn.push(name.clone());
-                        }
-                    }
-                }
-                Step::StopService => {
-                    self.service = false;
-                    self.restarts.clear();
-                }
-                Step::Output {
-                    name,
-                    stream,
-                    bytes,
-                } => {
-                    let (id, _) = self.live_of(name).ok_or("output to a dead name ran")?;
-                    let limit = self.line_limit;
-                    let live = self.live.get_mut(&id).expect("found above");
-                    let i = stream_index(*stream);
-                    live.written[i].extend_from_slice(bytes);
-                    let mut lines = Vec::new();
-                    split_lines(&mut live.buffer[i], bytes, limit, &mut lines);
-                    expected_logs.extend(lines.into_iter().map(|l| Followup::Log(id, *stream, l)));
-                }
-                _ => {}
-            }
+            self.apply(step, now, &mut followups, &mut primaries)?;
         }
-
-        self.check_events(step, sim, seen, expected_logs, &must_spawn)?;
+        self.check_events(step, sim, seen, followups, primaries)?;
         self.check_state(step, sim, now)
+    }
+
+    /// What an accepted step does at once: the contract's rules for each
+    /// request. Spawns and signals go to `out` in the order they must come.
+    fn apply(
+        &mut self,
+        step: &Step,
+        now: Instant,
+        followups: &mut VecDeque<Followup>,
+        out: &mut VecDeque<Primary>,
+    ) -> Result<(), String> {
+        match step {
+            Step::Set(setting) => match *setting {
+                Setting::Threshold(d) => self.threshold = d,
+                Setting::KillTime(d) => self.kill_time = d,
+                Setting::MinRestartDelay(d) => self.min = d,
+                Setting::MaxRestartDelay(d) => self.max = d,
+                Setting::LineLimit(n) => {
+                    self.line_limit = n;
+                    for live in self.live.values_mut() {
+                        live.max_limit = live.max_limit.max(n);
+                    }
+                }
+            },
+            Step::Add { name, spec } => {
+                let definition = Definition {
+                    generation: self.next_generation,
+                    policy: spec.policy,
+                    delay: self.min_of(&spec.policy),
+                    quick_deaths: 0,
+                    held: false,
+                    failed: false,
+                    exited: false,
+                    last_started: None,
+                };
+                self.next_generation += 1;
+                self.definitions.insert(name.clone(), definition);
+                // A removed instance still alive: this one waits for it.
+                if self.service && self.live_of(name).is_none() {
+                    out.push_back(Primary::Spawn(name.clone()));
+                }
+            }
+            Step::Remove { name } => {
+                self.cancel_timers(name);
+                if let Some(id) = self.own_live(name) {
+                    self.stop(now, id, Asked::Forget, true, out);
+                }
+                self.definitions.remove(name);
+            }
+            Step::Start { name } => {
+                match self.own_live(name) {
+                    Some(id) => {
+                        let live = self.live.get_mut(&id).expect("live");
+                        // Only the instance of a `down`, still stopping, changes.
+                        if let Some(stopping) = &mut live.stop {
+                            if stopping.asked == Asked::Hold {
+                                stopping.asked = Asked::Start;
+                                let definition = self.definition(name);
+                                definition.held = false;
+                                definition.quick_deaths = 0;
+                            }
+                        }
+                    }
+                    None => {
+                        self.cancel_timers(name);
+                        let definition = self.definition(name);
+                        definition.held = false;
+                        definition.failed = false;
+                        definition.exited = false;
+                        definition.quick_deaths = 0;
+                        // With a removed instance alive, it waits for it.
+                        if self.live_of(name).is_none() {
+                            out.push_back(Primary::Spawn(name.clone()));
+                        }
+                    }
+                }
+            }
+            Step::Stop { name } => {
+                if let Some(id) = self.own_live(name) {
+                    self.stop(now, id, Asked::Rules, false, out);
+                }
+            }
+            Step::Down { name } => {
+                self.cancel_timers(name);
+                self.definition(name).held = true;
+                if let Some(id) = self.own_live(name) {
+                    self.stop(now, id, Asked::Hold, true, out);
+                }
+            }
+            Step::Restart { name } => {
+                self.cancel_timers(name);
+                let min = self.min_of(&self.definitions[name].policy);
+                let definition = self.definition(name);
+                definition.held = false;
+                definition.failed = false;
+                definition.exited = false;
+                definition.delay = min;
+                definition.quick_deaths = 0;
+                match self.own_live(name) {
+                    Some(id) => self.stop(now, id, Asked::Restart, true, out),
+                    None if self.live_of(name).is_none() => {
+                        out.push_back(Primary::Spawn(name.clone()))
+                    }
+                    // A removed instance alive: this one starts when it ends.
+                    None => {}
+                }
+            }
+            Step::Signal { name, signal } => {
+                let (id, _) = self
+                    .live_of(name)
+                    .ok_or("signal accepted with nothing live")?;
+                out.push_back(Primary::Signal(id, *signal, SignalReason::Request));
+            }
+            Step::FailSpawn { name, errno } => {
+                self.fail_spawns
+                    .entry(name.clone())
+                    .or_default()
+                    .push_back(*errno);
+            }
+            Step::RestartAll => {
+                for name in self.names_in_order() {
+                    if let Some(id) = self.own_live(&name) {
+                        self.stop(now, id, Asked::Rules, false, out);
+                    }
+                }
+            }
+            Step::StartService => {
+                self.service = true;
+                for name in self.names_in_order() {
+                    if !self.definitions[&name].held && self.live_of(&name).is_none() {
+                        self.cancel_timers(&name);
+                        out.push_back(Primary::Spawn(name));
+                    }
+                }
+            }
+            Step::StopService => {
+                self.service = false;
+                self.restarts.clear();
+                self.retries.clear();
+                for name in self.names_in_order() {
+                    if let Some(id) = self.own_live(&name) {
+                        self.stop(now, id, Asked::Rules, false, out);
+                    }
+                }
+            }
+            Step::Output {
+                name,
+                stream,
+                bytes,
+            } => {
+                let (id, _) = self.live_of(name).ok_or("output to a dead name ran")?;
+                let limit = self.line_limit;
+                let live = self.live.get_mut(&id).expect("found above");
+                let i = stream_index(*stream);
+                live.written[i].extend_from_slice(bytes);
+                let mut lines = Vec::new();
+                split_lines(&mut live.buffer[i], bytes, limit, &mut lines);
+                followups.extend(lines.into_iter().map(|l| Followup::Log(id, *stream, l)));
+            }
+            Step::Advance(_)
+            | Step::TermDelay { .. }
+            | Step::Exit { .. }
+            | Step::Kill { .. }
+            | Step::Expect(_) => {}
+        }
+        Ok(())
     }
 
     fn check_events(
@@ -352,9 +654,8 @@ impl Model {
         sim: &Sim,
         seen: usize,
         mut followups: VecDeque<Followup>,
-        must_spawn: &[String],
+        mut primaries: VecDeque<Primary>,
     ) -> Result<(), String> {
-        let mut spawned: Vec<String> = Vec::new();
         let is_advance = matches!(step, Step::Advance(_));
         for event in &sim.events()[seen..] {
             let at = event_time(event);
@@ -364,8 +665,11 @@ impl Model {
             self.last_event_at = at;
             let followup = match event {
                 Event::Ended {
-                    instance, uptime, ..
-                } => Some(Followup::Ended(*instance, *uptime)),
+                    instance,
+                    uptime,
+                    on_request,
+                    ..
+                } => Some(Followup::Ended(*instance, *uptime, *on_request)),
                 Event::Log {
                     instance,
                     stream,
@@ -374,6 +678,15 @@ impl Model {
                 } => Some(Followup::Log(*instance, *stream, bytes.clone())),
                 Event::RestartScheduled { name, delay, .. } => {
                     Some(Followup::Restart(name.clone(), *delay))
+                }
+                Event::GaveUp {
+                    name,
+                    quick_deaths,
+                    retry_in,
+                    ..
+                } => Some(Followup::GaveUp(name.clone(), *quick_deaths, *retry_in)),
+                Event::NotRestarting { name, reason, .. } => {
+                    Some(Followup::NotRestarting(name.clone(), *reason))
                 }
                 _ => None,
             };
@@ -384,44 +697,27 @@ impl Model {
                         return Err(format!("got {event:?}, the model expected {expected:?}"))
                     }
                 }
-                match followup {
-                    Followup::Log(instance, stream, bytes) => {
-                        let live = self
-                            .live
-                            .get_mut(&instance)
-                            .or_else(|| {
-                                self.dead
-                                    .iter_mut()
-                                    .rev()
-                                    .find(|(id, _)| *id == instance)
-                                    .map(|(_, l)| l)
-                            })
-                            .ok_or("a log line from an unknown instance")?;
-                        if bytes.len() > live.max_limit {
-                            return Err(format!(
-                                "a {}-byte line, over every limit in force ({})",
-                                bytes.len(),
-                                live.max_limit
-                            ));
-                        }
-                        live.logged[stream_index(stream)].extend_from_slice(&bytes);
+                if let Followup::Log(instance, stream, bytes) = followup {
+                    self.logs += 1;
+                    let live = self
+                        .live
+                        .get_mut(&instance)
+                        .or_else(|| {
+                            self.dead
+                                .iter_mut()
+                                .rev()
+                                .find(|(id, _)| *id == instance)
+                                .map(|(_, l)| l)
+                        })
+                        .ok_or("a log line from an unknown instance")?;
+                    if bytes.len() > live.max_limit {
+                        return Err(format!(
+                            "a {}-byte line, over every limit in force ({})",
+                            bytes.len(),
+                            live.max_limit
+                        ));
                     }
-                    Followup::Restart(name, delay) => {
-                        if delay != Duration::ZERO && (delay < self.min || delay > self.max) {
-                            return Err(format!(
-                                "a backoff delay of {delay:?} outside [{:?}, {:?}]",
-                                self.min, self.max
-                            ));
-                        }
-                        if self
-                            .restarts
-                            .insert(name, at.saturating_add(delay))
-                            .is_some()
-                        {
-                            return Err("a second pending restart".into());
-                        }
-                    }
-                    Followup::Ended(..) => {}
+                    live.logged[stream_index(stream)].extend_from_slice(&bytes);
                 }
                 continue;
             }
@@ -429,89 +725,84 @@ impl Model {
                 return Err(format!("got {event:?}, the model expected {expected:?}"));
             }
             match event {
-                Event::Spawn { name, instance, .. } => {
-                    let definition = self
-                        .definitions
-                        .get(name)
-                        .ok_or_else(|| format!("spawned {name}, which is not added"))?;
-                    if self.live_of(name).is_some() {
-                        return Err(format!("a second live instance of {name}"));
-                    }
-                    let allowed = match step {
-                        Step::Start { name: n } => n == name,
-                        Step::Add { .. } | Step::StartService => self.service,
-                        Step::Advance(_) => self.service,
-                        _ => false,
-                    };
-                    if !allowed {
-                        return Err(format!(
-                            "spawned {name} (service running: {})",
-                            self.service
-                        ));
-                    }
-                    let pending = self.restarts.remove(name);
-                    if is_advance && pending != Some(at) {
-                        return Err(format!(
-                            "spawned {name} at {at} in an advance, but the pending restart was {pending:?}"
-                        ));
-                    }
-                    self.live.insert(
-                        *instance,
-                        Live {
-                            name: name.clone(),
-                            generation: definition.generation,
-                            started: at,
-                            term: None,
-                            killed: false,
-                            buffer: Default::default(),
-                            written: Default::default(),
-                            logged: Default::default(),
-                            max_limit: self.line_limit,
-                        },
-                    );
-                    spawned.push(name.clone());
-                }
+                Event::Spawn {
+                    name,
+                    instance,
+                    spec,
+                    ..
+                } => self.spawned(name, *instance, spec, at, is_advance, &mut primaries)?,
                 Event::Signal {
-                    instance, signal, ..
+                    instance,
+                    signal,
+                    reason,
+                    ..
                 } => {
-                    let kill_time = self.kill_time;
-                    let live = self
-                        .live
-                        .get_mut(instance)
-                        .ok_or("a signal to a dead instance")?;
-                    match signal {
-                        Signal::Kill => {
-                            let Some((sent, kill_time)) = live.term else {
-                                return Err("KILL without TERM".into());
-                            };
-                            if live.killed || at != sent.saturating_add(kill_time) {
-                                return Err(format!(
-                                    "KILL at {at}, TERM at {sent} with kill time {kill_time:?}"
-                                ));
-                            }
-                            live.killed = true;
+                    if is_advance {
+                        // Only the KILL of a stop that outlived its kill time.
+                        let live = self
+                            .live
+                            .get_mut(instance)
+                            .ok_or("a signal to a dead instance")?;
+                        let Some(stopping) = live.stop else {
+                            return Err(format!("{signal} without a stop signal before it"));
+                        };
+                        let due = stopping.sent.saturating_add(stopping.kill_time);
+                        if *signal != Signal::Kill
+                            || *reason != SignalReason::KillTime
+                            || live.killed
+                            || at != due
+                        {
+                            return Err(format!(
+                                "{signal} ({reason:?}) at {at}, the stop signal at {} with \
+                                 kill time {:?}, KILL sent before: {}",
+                                stopping.sent, stopping.kill_time, live.killed
+                            ));
                         }
-                        _ => {
-                            let from_a_stop = matches!(
-                                step,
-                                Step::Stop { .. }
-                                    | Step::Remove { .. }
-                                    | Step::RestartAll
-                                    | Step::StopService
-                            );
-                            if !from_a_stop || live.term.is_some() {
-                                return Err("an unexpected or second TERM".into());
+                        live.killed = true;
+                    } else {
+                        let got = Primary::Signal(*instance, *signal, *reason);
+                        match primaries.pop_front() {
+                            Some(expected) if expected == got => {}
+                            expected => {
+                                return Err(format!(
+                                    "got {event:?}, the model expected {expected:?}"
+                                ))
                             }
-                            live.term = Some((at, kill_time));
                         }
                     }
                 }
-                Event::Exit { instance, .. } => {
+                Event::Exit {
+                    instance, status, ..
+                } => {
+                    if !self.failing.is_empty() {
+                        return Err(format!(
+                            "an exit before the failed spawns {:?} were told",
+                            self.failing
+                        ));
+                    }
                     let live = self
                         .live
                         .remove(instance)
                         .ok_or("an exit of a dead instance")?;
-                    followups.extend(self.ended(*instance, &live, at));
+                    followups.extend(self.ended(*instance, &live, at, End::Exit(*status))?);
+                    self.dead.push((*instance, live));
+                }
+                Event::SpawnFailed {
+                    instance, errno, ..
+                } => {
+                    match self.failing.pop_front() {
+                        Some(expected) if expected == (*instance, *errno) => {}
+                        expected => {
+                            return Err(format!(
+                                "got {event:?}, the model expected the failure {expected:?}"
+                            ))
+                        }
+                    }
+                    let live = self
+                        .live
+                        .remove(instance)
+                        .ok_or("a failed spawn of a dead instance")?;
+                    followups.extend(self.ended(*instance, &live, at, End::SpawnFailed)?);
                     self.dead.push((*instance, live));
                 }
                 Event::Rejected { .. } => {
@@ -525,46 +816,263 @@ impl Model {
         if let Some(expected) = followups.front() {
             return Err(format!("missing {expected:?}"));
         }
-        if !is_advance && spawned != must_spawn {
-            return Err(format!(
-                "spawned {spawned:?}, the model expected {must_spawn:?}"
-            ));
+        if let Some(expected) = primaries.front() {
+            return Err(format!("missing {expected:?}"));
+        }
+        if let Some(failure) = self.failing.front() {
+            return Err(format!("the failed spawn {failure:?} was never told"));
         }
         Ok(())
     }
 
-    /// What must follow the exit of `live` at `at`, applying the backoff rule.
-    fn ended(&mut self, instance: InstanceId, live: &Live, at: Instant) -> Vec<Followup> {
-        let uptime = at.saturating_duration_since(live.started);
-        let mut followups = vec![Followup::Ended(instance, uptime)];
-        for stream in [Stream::Stdout, Stream::Stderr] {
-            let partial = &live.buffer[stream_index(stream)];
-            if !partial.is_empty() {
-                followups.push(Followup::Log(instance, stream, partial.clone()));
-            }
+    /// A spawn: asked for by the step (`primaries`), or, in an advance, a
+    /// restart or retry falling due at this instant.
+    fn spawned(
+        &mut self,
+        name: &str,
+        instance: InstanceId,
+        spec: &ProcessSpec,
+        at: Instant,
+        is_advance: bool,
+        primaries: &mut VecDeque<Primary>,
+    ) -> Result<(), String> {
+        if !self.definitions.contains_key(name) {
+            return Err(format!("spawned {name}, which is not added"));
         }
-        let (threshold, min, max, service) = (self.threshold, self.min, self.max, self.service);
-        match self.definitions.get_mut(&live.name) {
-            Some(definition) if definition.generation == live.generation => {
-                let wait = if uptime < threshold {
-                    let wait = definition.delay;
-                    definition.delay = (wait * 2).min(max);
-                    wait
-                } else {
-                    definition.delay = min;
-                    Duration::ZERO
-                };
-                if service {
-                    followups.push(Followup::Restart(live.name.clone(), wait));
+        if self.live_of(name).is_some() {
+            return Err(format!("a second live instance of {name}"));
+        }
+        if is_advance {
+            if !self.failing.is_empty() {
+                return Err(format!(
+                    "a spawn before the failed spawns {:?} were told",
+                    self.failing
+                ));
+            }
+            if self.restarts.get(name) == Some(&at) {
+                self.restarts.remove(name);
+            } else if self.retries.get(name) == Some(&at) {
+                self.retries.remove(name);
+            } else {
+                return Err(format!(
+                    "spawned {name} at {at} in an advance, but the pending restart was {:?} \
+                     and the retry {:?}",
+                    self.restarts.get(name),
+                    self.retries.get(name)
+                ));
+            }
+        } else {
+            match primaries.pop_front() {
+                Some(Primary::Spawn(n)) if n == name => {}
+                expected => {
+                    return Err(format!(
+                        "spawned {name}, the model expected {expected:?} (service running: {})",
+                        self.service
+                    ))
                 }
             }
-            // Removed; a successor added since starts now.
-            Some(_) if service => {
-                followups.push(Followup::Restart(live.name.clone(), Duration::ZERO))
-            }
-            _ => {}
         }
-        followups
+        let line_limit = self.line_limit;
+        let definition = self.definition(name);
+        if spec.policy != definition.policy {
+            return Err(format!("spawned {name} with another policy"));
+        }
+        definition.last_started = Some(at);
+        // Whatever starts a name lifts `failed` and `exited`.
+        definition.failed = false;
+        definition.exited = false;
+        let generation = definition.generation;
+        self.live.insert(
+            instance,
+            Live {
+                name: name.to_string(),
+                generation,
+                policy: spec.policy,
+                started: at,
+                stop: None,
+                killed: false,
+                buffer: Default::default(),
+                written: Default::default(),
+                logged: Default::default(),
+                max_limit: line_limit,
+            },
+        );
+        self.spawns += 1;
+        if let Some(queue) = self.fail_spawns.get_mut(name) {
+            if let Some(errno) = queue.pop_front() {
+                self.failing.push_back((instance, errno));
+            }
+        }
+        Ok(())
+    }
+
+    /// What must follow the end of `live` at `at`: the contract's delay,
+    /// quick-death, policy and give-up rules.
+    fn ended(
+        &mut self,
+        instance: InstanceId,
+        live: &Live,
+        at: Instant,
+        end: End,
+    ) -> Result<Vec<Followup>, String> {
+        let uptime = at.saturating_duration_since(live.started);
+        let mut followups = Vec::new();
+        if let End::Exit(_) = end {
+            followups.push(Followup::Ended(instance, uptime, live.stop.is_some()));
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let partial = &live.buffer[stream_index(stream)];
+                if !partial.is_empty() {
+                    followups.push(Followup::Log(instance, stream, partial.clone()));
+                }
+            }
+        }
+        let name = live.name.clone();
+        let asked = live.stop.map(|s| s.asked);
+        let service = self.service;
+        let Some(definition) = self.definitions.get(&name) else {
+            followups.push(Followup::NotRestarting(name, NotRestarting::Removed));
+            return Ok(followups);
+        };
+        if definition.generation != live.generation {
+            // Removed; the definition added since starts now, unless held.
+            followups.push(Followup::NotRestarting(
+                name.clone(),
+                NotRestarting::Removed,
+            ));
+            if service && !definition.held {
+                self.schedule(&name, at, Duration::ZERO)?;
+                followups.push(Followup::Restart(name, Duration::ZERO));
+            }
+            return Ok(followups);
+        }
+        if asked == Some(Asked::Forget) {
+            return Err(format!("{name}: removed, yet its definition is added"));
+        }
+        let policy = definition.policy;
+        let (threshold, min, max) = (
+            self.threshold_of(&policy),
+            self.min_of(&policy),
+            self.max_of(&policy),
+        );
+        let quick = uptime < threshold;
+        let definition = self.definition(&name);
+        let mut wait = Duration::ZERO;
+        if asked == Some(Asked::Restart) {
+            definition.delay = min;
+        } else if quick {
+            wait = definition.delay;
+            definition.delay = wait.saturating_mul(2).min(max);
+            definition.quick_deaths = definition.quick_deaths.saturating_add(1);
+        } else {
+            definition.delay = min;
+            definition.quick_deaths = 0;
+        }
+        let by_rules = match asked {
+            _ if definition.held || asked == Some(Asked::Hold) => {
+                followups.push(Followup::NotRestarting(name, NotRestarting::Held));
+                return Ok(followups);
+            }
+            _ if !service => {
+                followups.push(Followup::NotRestarting(name, NotRestarting::ServiceStopped));
+                return Ok(followups);
+            }
+            Some(Asked::Restart | Asked::Start) => false,
+            Some(_) => true,
+            None => {
+                let restart = policy.restart.unwrap_or(RestartPolicy::Always);
+                let success = match end {
+                    End::Exit(ExitStatus::Code(code)) => policy
+                        .success_codes
+                        .map_or(code == 0, |codes| codes.contains(code)),
+                    _ => false,
+                };
+                let restarts = match restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => !success,
+                    RestartPolicy::Never => false,
+                };
+                if !restarts {
+                    definition.exited = true;
+                    followups.push(Followup::NotRestarting(
+                        name,
+                        NotRestarting::Policy(restart),
+                    ));
+                    return Ok(followups);
+                }
+                true
+            }
+        };
+        if !by_rules {
+            self.schedule(&name, at, Duration::ZERO)?;
+            followups.push(Followup::Restart(name, Duration::ZERO));
+            return Ok(followups);
+        }
+        let gives_up = quick
+            && policy
+                .give_up_after
+                .is_some_and(|n| definition.quick_deaths >= n.get());
+        if gives_up {
+            definition.failed = true;
+            let quick_deaths = definition.quick_deaths;
+            if let Some(after) = policy.retry_failed_after {
+                self.retries.insert(name.clone(), at.saturating_add(after));
+            }
+            followups.push(Followup::GaveUp(
+                name,
+                quick_deaths,
+                policy.retry_failed_after,
+            ));
+        } else {
+            self.schedule(&name, at, wait)?;
+            followups.push(Followup::Restart(name, wait));
+        }
+        Ok(followups)
+    }
+
+    fn schedule(&mut self, name: &str, at: Instant, wait: Duration) -> Result<(), String> {
+        if self
+            .restarts
+            .insert(name.to_string(), at.saturating_add(wait))
+            .is_some()
+        {
+            return Err(format!("a second pending restart of {name}"));
+        }
+        Ok(())
+    }
+
+    /// The state the contract names for an added name: the first row of
+    /// its table that holds.
+    fn state_of(&self, name: &str, definition: &Definition) -> ProcessState {
+        if let Some((_, live)) = self.live_of(name) {
+            return match live.stop {
+                Some(_) => ProcessState::Stopping,
+                None => ProcessState::Running,
+            };
+        }
+        if definition.held {
+            ProcessState::Held
+        } else if definition.failed {
+            ProcessState::Failed
+        } else if definition.exited {
+            ProcessState::Exited
+        } else if self.restarts.contains_key(name) {
+            ProcessState::Backoff
+        } else {
+            ProcessState::Stopped
+        }
+    }
+
+    /// What is due next for the name: the KILL of its stopping instance,
+    /// else its restart, else its retry.
+    fn next_of(&self, name: &str) -> Option<Due> {
+        let kill = self.live_of(name).and_then(|(_, live)| match live.stop {
+            Some(s) if !live.killed => Some(s.sent.saturating_add(s.kill_time)),
+            _ => None,
+        });
+        let due = |action, at: Option<&Instant>| at.map(|&at| Due { action, at });
+        due(DueAction::Kill, kill.as_ref())
+            .or_else(|| due(DueAction::Restart, self.restarts.get(name)))
+            .or_else(|| due(DueAction::Retry, self.retries.get(name)))
     }
 
     fn check_state(&self, step: &Step, sim: &Sim, now: Instant) -> Result<(), String> {
@@ -584,31 +1092,49 @@ impl Model {
                 monitor.live_instances()
             ));
         }
+        let counts = (
+            monitor.stats().spawns,
+            monitor.stats().log_lines,
+            monitor.monitored(),
+        );
+        let model = (self.spawns, self.logs, self.definitions.len());
+        if counts != model {
+            return Err(format!(
+                "spawned, logs, monitored: monitor {counts:?}, model {model:?}"
+            ));
+        }
         // Timers: the world holds exactly the monitor's, which are the
-        // model's pending restarts and KILLs.
+        // model's pending restarts, retries and KILLs.
         let kills = self
             .live
             .values()
-            .filter(|l| l.term.is_some() && !l.killed)
+            .filter(|l| l.stop.is_some() && !l.killed)
             .count();
         let armed = monitor.armed_timers();
-        if sim.queued_timers() != armed || armed != self.restarts.len() + kills {
+        if sim.queued_timers() != armed || armed != self.restarts.len() + self.retries.len() + kills
+        {
             return Err(format!(
-                "timers: world {}, monitor {armed}, model {} restarts + {kills} KILLs",
+                "timers: world {}, monitor {armed}, model {} restarts + {} retries + {kills} KILLs",
                 sim.queued_timers(),
-                self.restarts.len()
+                self.restarts.len(),
+                self.retries.len()
             ));
         }
         if matches!(step, Step::Advance(_)) {
-            for (name, due) in &self.restarts {
+            for (name, due) in self.restarts.iter().chain(&self.retries) {
                 if *due <= now {
-                    return Err(format!("the restart of {name} due at {due} did not fire"));
+                    return Err(format!(
+                        "the restart or retry of {name} due at {due} did not fire"
+                    ));
                 }
             }
             for live in self.live.values() {
-                if let (Some((sent, kill_time)), false) = (live.term, live.killed) {
-                    if sent.saturating_add(kill_time) <= now {
-                        return Err(format!("no KILL for {} TERMed at {sent}", live.name));
+                if let (Some(stopping), false) = (live.stop, live.killed) {
+                    if stopping.sent.saturating_add(stopping.kill_time) <= now {
+                        return Err(format!(
+                            "no KILL for {} sent its stop signal at {}",
+                            live.name, stopping.sent
+                        ));
                     }
                 }
             }
@@ -618,17 +1144,6 @@ impl Model {
                     sim.queued_items()
                 ));
             }
-        }
-        // Stops leave every instance they target TERMed.
-        let targets: Vec<&Live> = match step {
-            Step::Stop { name } | Step::Remove { name } if !self.expect_rejected => {
-                self.live_of(name).map(|(_, l)| l).into_iter().collect()
-            }
-            Step::RestartAll | Step::StopService => self.live.values().collect(),
-            _ => Vec::new(),
-        };
-        if let Some(untermed) = targets.iter().find(|l| l.term.is_none()) {
-            return Err(format!("{} was not sent TERM", untermed.name));
         }
         // What `expect` lines read agrees with the model.
         for name in NAMES {
@@ -640,29 +1155,47 @@ impl Model {
                 continue;
             };
             let live = self.live_of(name);
-            if status.delay != definition.delay
-                || status.delay < self.min
-                || status.delay > self.max
-            {
+            if status.spec.policy != definition.policy {
+                return Err(format!("{name}: another policy"));
+            }
+            if status.delay != definition.delay {
                 return Err(format!(
                     "{name}: delay {:?}, the model says {:?}",
                     status.delay, definition.delay
                 ));
             }
-            if status.is_running() != live.is_some() || monitor.is_live(name) != live.is_some() {
+            if status.quick_deaths != definition.quick_deaths {
+                return Err(format!(
+                    "{name}: {} quick deaths, the model says {}",
+                    status.quick_deaths, definition.quick_deaths
+                ));
+            }
+            let state = self.state_of(name, definition);
+            if status.state != state {
+                return Err(format!(
+                    "{name}: state {}, the model says {state}",
+                    status.state
+                ));
+            }
+            if status.instance != live.map(|(id, _)| id)
+                || status.is_running() != live.is_some()
+                || monitor.is_live(name) != live.is_some()
+            {
                 return Err(format!("{name}: running disagrees"));
             }
-            if status.restart_pending() != self.restarts.contains_key(*name) {
-                return Err(format!("{name}: restart-pending disagrees"));
+            let next = self.next_of(name);
+            if status.next != next {
+                return Err(format!(
+                    "{name}: next due {:?}, the model says {next:?}",
+                    status.next
+                ));
             }
-            let kill_pending = live.is_some_and(|(_, l)| l.term.is_some() && !l.killed);
-            if status.kill_pending() != kill_pending {
-                return Err(format!("{name}: kill-pending disagrees"));
-            }
-            if let Some((_, l)) = live {
-                if status.started_at != Some(l.started) {
-                    return Err(format!("{name}: started-at disagrees"));
-                }
+            let started = live.map(|(_, l)| l.started).or(definition.last_started);
+            if started.is_some() && status.started_at != started {
+                return Err(format!(
+                    "{name}: started-at {:?}, the model says {started:?}",
+                    status.started_at
+                ));
             }
         }
         Ok(())
@@ -713,6 +1246,7 @@ fn event_time(event: &Event) -> Instant {
         | Event::Ended { at, .. }
         | Event::RestartScheduled { at, .. }
         | Event::SpawnFailed { at, .. }
-        | Event::GaveUp { at, .. } => *at,
+        | Event::GaveUp { at, .. }
+        | Event::NotRestarting { at, .. } => *at,
     }
 }

@@ -2,7 +2,9 @@
 //! stays a thin shim that cannot drift out of date, and the bodies always
 //! compile and run as unit tests.
 
-use procmon_core::{Duration, ProcessSpec, Stream};
+use std::num::NonZeroU32;
+
+use procmon_core::{Duration, ExitCodes, Policy, ProcessSpec, RestartPolicy, Signal, Stream};
 
 use crate::check::{execute, script, Model, NAMES};
 use crate::{parse, parse_line, run, LineDelivery, Setting, SignalName, Sim, Step};
@@ -11,12 +13,13 @@ use crate::{parse, parse_line, run, LineDelivery, Setting, SignalName, Sim, Step
 /// virtual time, checking the reference model after every step.
 ///
 /// The bytes become, as in the property tests, five settings (threshold,
-/// kill time, restart delays, line limit) and then up to 95 steps: API calls,
-/// advances, exits, outside kills, term delays, output chunks of arbitrary
-/// bytes and line-limit changes (see [`decode`]). Panics only on a bug: the
-/// monitor must follow [`Model`] after every step, conserve output, and the
-/// same steps must give the same trace whether output lines are lent or
-/// queued, also when replayed from text.
+/// kill time, restart delays, line limit) and then up to 95 steps: API calls
+/// (`add` with or without a policy, `down`, `restart`, `signal`,
+/// `fail-spawn` among them), advances, exits, outside kills, term delays,
+/// output chunks of arbitrary bytes and setting changes (see [`decode`]).
+/// Panics only on a bug: the monitor must follow [`Model`] after every
+/// step, conserve output, and the same steps must give the same trace
+/// whether output lines are lent or queued, also when replayed from text.
 pub fn core_events(data: &[u8]) {
     let steps = decode(data);
     let mut model = Model::new();
@@ -81,6 +84,59 @@ impl Choices<'_> {
     }
 }
 
+/// A policy from a flags byte and, for each flag set, the option's value:
+/// bit 0 the restart policy, 1 success codes, 2 the stop signal, 3 the kill
+/// time, 4 the threshold, 5 the min delay, 6 the max delay (which may clash
+/// with the min: the `add` is then rejected), 7 give-up and retry.
+fn policy(c: &mut Choices<'_>) -> Policy {
+    let flags = c.byte();
+    let mut policy = Policy::default();
+    let has = |bit: u8| flags & (1 << bit) != 0;
+    if has(0) {
+        policy.restart = Some(
+            [
+                RestartPolicy::Always,
+                RestartPolicy::OnFailure,
+                RestartPolicy::Never,
+            ][c.below(3)],
+        );
+    }
+    if has(1) {
+        let bits = c.byte();
+        let codes: ExitCodes = (0..3u8).filter(|i| bits & (1 << i) != 0).collect();
+        policy.success_codes = Some(if codes.is_empty() {
+            ExitCodes::ZERO
+        } else {
+            codes
+        });
+    }
+    if has(2) {
+        policy.stop_signal = Some(Signal::ALL[c.below(Signal::ALL.len())]);
+    }
+    if has(3) {
+        policy.kill_time = Some(c.duration(6));
+    }
+    if has(4) {
+        policy.threshold = Some(c.duration(8));
+    }
+    if has(5) {
+        policy.min_restart_delay = Some(c.duration(4));
+    }
+    if has(6) {
+        policy.max_restart_delay = Some(c.duration(12));
+    }
+    if has(7) {
+        let give_up = c.byte();
+        if give_up & 0x80 != 0 {
+            policy.give_up_after = NonZeroU32::new(u32::from(give_up & 0x03) % 3 + 1);
+        }
+        if give_up & 0x40 != 0 {
+            policy.retry_failed_after = Some(c.duration(8));
+        }
+    }
+    policy
+}
+
 /// Decodes bytes into steps: five setting bytes (as the property tests
 /// generate them), then one opcode byte per step and its arguments.
 pub fn decode(data: &[u8]) -> Vec<Step> {
@@ -98,17 +154,19 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
         Step::Set(Setting::LineLimit(limit)),
     ];
     while !c.data.is_empty() && steps.len() < MAX_STEPS {
-        let step = match c.below(24) {
+        let step = match c.below(OPCODES) {
             0..=2 => {
                 let name = c.name();
                 let mut argv = vec![name.clone()];
-                if c.byte() & 1 == 1 {
+                let flags = c.byte();
+                if flags & 1 == 1 {
                     argv.push("--again".to_string());
                 }
-                Step::Add {
-                    name,
-                    spec: ProcessSpec::new(argv),
+                let mut spec = ProcessSpec::new(argv);
+                if flags & 2 == 2 {
+                    spec = spec.with_policy(policy(&mut c));
                 }
+                Step::Add { name, spec }
             }
             3 => Step::Remove { name: c.name() },
             4 => Step::Start { name: c.name() },
@@ -116,14 +174,14 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
             7 => Step::RestartAll,
             8 | 9 => Step::StartService,
             10 => Step::StopService,
-            11..=16 => Step::Advance(c.duration(16)),
+            11..=16 | 31 => Step::Advance(c.duration(16)),
             17 | 18 => Step::Exit {
                 name: c.name(),
                 code: c.below(3) as i32,
             },
             19 => Step::Kill {
                 name: c.name(),
-                signal: SignalName::from_name(["TERM", "KILL", "HUP"][c.below(3)])
+                signal: SignalName::from_name(["TERM", "KILL", "HUP", "INT", "USR1"][c.below(5)])
                     .expect("a known signal"),
             },
             20 => Step::TermDelay {
@@ -147,12 +205,31 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
                     bytes: bytes.to_vec(),
                 }
             }
-            _ => Step::Set(Setting::LineLimit(c.below(8) + 1)),
+            23 => Step::Set(Setting::LineLimit(c.below(8) + 1)),
+            24 | 25 => Step::Down { name: c.name() },
+            26 | 27 => Step::Restart { name: c.name() },
+            28 => Step::Signal {
+                name: c.name(),
+                signal: Signal::ALL[c.below(Signal::ALL.len())],
+            },
+            29 => Step::FailSpawn {
+                name: c.name(),
+                errno: [2, 13, 0][c.below(3)],
+            },
+            _ => Step::Set(match c.below(4) {
+                0 => Setting::Threshold(c.duration(8)),
+                1 => Setting::KillTime(c.duration(6)),
+                2 => Setting::MinRestartDelay(c.duration(4)),
+                _ => Setting::MaxRestartDelay(c.duration(12)),
+            }),
         };
         steps.push(step);
     }
     steps
 }
+
+/// How many opcodes [`decode`] tells apart.
+const OPCODES: usize = 32;
 
 /// Parses arbitrary bytes as a scenario and, if they parse, runs them.
 ///
@@ -243,8 +320,21 @@ mod tests {
         for word in ["spawn", "TERM", "KILL"] {
             assert!(trace.contains(word), "no {word} in\n{trace}");
         }
+        // And the v4 paths: a with give-up after 1 and a retry after 2 s;
+        // its first spawn fails, so it gives up, is retried, is held down,
+        // gets HUP while stopping, then is restarted.
+        let v4: &[u8] = b"\x04\x02\x01\x02\x03\x00\x00\x02\x80\xc0\x04\x1d\x00\x00\x08\x0b\x06\
+            \x18\x00\x1c\x00\x00\x0b\x06\x1a\x00";
+        let ran = crate::check::execute(&super::decode(v4), None, crate::LineDelivery::Lent)
+            .expect("runs");
+        assert_eq!(
+            ran.sim.trace(),
+            "0 spawn a \"a\"\n0 spawn-failed a errno 2\n0 gave-up a\n2 spawn a \"a\"\n\
+             3 signal a TERM\n3 signal a HUP\n4 exit a code 0\n6 spawn a \"a\"\n"
+        );
+        super::core_events(v4);
         // Every opcode, on every name, with a little time between.
-        for op in 0..24u8 {
+        for op in 0..super::OPCODES as u8 {
             for name in 0..3u8 {
                 let input = [
                     2, 2, 1, 2, 3, 0, name, 1, 8, 0, op, name, 0x85, b'x', b'\n', b'y', b'z', b'w',

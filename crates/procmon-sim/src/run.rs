@@ -4,8 +4,8 @@
 use std::fmt::{self, Write as _};
 
 use procmon_core::{
-    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, ProcessSpec,
-    Report, Settings, Signal, SignalReason, Stream,
+    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, NotRestarting,
+    ProcessSpec, Report, Settings, Signal, SignalReason, Stream,
 };
 
 use crate::parse::{parse, Diagnostic, Expectation, Quoted, Setting, Step, Word};
@@ -105,6 +105,10 @@ pub enum Event {
         at: Instant,
         /// The process name.
         name: String,
+        /// Its quick-death count.
+        quick_deaths: u32,
+        /// When it will be tried again, if ever.
+        retry_in: Option<Duration>,
     },
     /// The monitor was told an instance exited (trace: `exit`).
     Exit {
@@ -149,6 +153,9 @@ pub enum Event {
         instance: InstanceId,
         /// How long it lived.
         uptime: Duration,
+        /// Whether the monitor had sent it its stop signal before it ended
+        /// (an end on request), rather than it ending by itself.
+        on_request: bool,
     },
     /// The monitor scheduled a restart (not traced).
     RestartScheduled {
@@ -158,6 +165,16 @@ pub enum Event {
         name: String,
         /// How long until the restart.
         delay: Duration,
+    },
+    /// The monitor decided that nothing starts the process after an end
+    /// (not traced).
+    NotRestarting {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// Why not.
+        reason: NotRestarting,
     },
 }
 
@@ -550,6 +567,7 @@ impl Sim {
                     process,
                     instance,
                     uptime,
+                    on_request,
                     ..
                 }) => {
                     let name = self.process_name(process);
@@ -558,6 +576,7 @@ impl Sim {
                         name,
                         instance,
                         uptime,
+                        on_request,
                     });
                 }
                 Command::Report(Report::RestartScheduled { process, delay }) => {
@@ -568,10 +587,27 @@ impl Sim {
                         delay,
                     });
                 }
-                Command::Report(Report::GaveUp { process, .. }) => {
+                Command::Report(Report::GaveUp {
+                    process,
+                    quick_deaths,
+                    retry_in,
+                }) => {
                     let name = self.process_name(process);
                     self.trace_line(format_args!("gave-up {}", Word(name.as_bytes())));
-                    self.events.push(Event::GaveUp { at: now, name });
+                    self.events.push(Event::GaveUp {
+                        at: now,
+                        name,
+                        quick_deaths,
+                        retry_in,
+                    });
+                }
+                Command::Report(Report::NotRestarting { process, reason }) => {
+                    let name = self.process_name(process);
+                    self.events.push(Event::NotRestarting {
+                        at: now,
+                        name,
+                        reason,
+                    });
                 }
                 Command::Report(_) => {}
             }

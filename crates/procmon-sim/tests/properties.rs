@@ -1,5 +1,10 @@
 //! Property tests: random step lists through the harness, checked after every
-//! step against a small reference model of the contract's rules.
+//! step against a small reference model of the contract's rules, and against
+//! single rules restated from the events alone (one live instance per name;
+//! held, `exited` and `failed` names start only on request or retry; stop
+//! signals and kill times; restart policies; the quick-death count and the
+//! delay). Steps cover contract v4: random policies on `add`, global
+//! settings changed mid-run, `down`, `restart`, `signal`, `fail-spawn`.
 //!
 //! A failing case prints itself as scenario text (the steps that actually
 //! ran, after the runner skipped the ones invalid for the state it met), so
@@ -11,9 +16,14 @@
 
 use std::fmt;
 
-use procmon_core::{Duration, ProcessSpec, Stream};
-use procmon_sim::check::{execute, script, split_lines, Failure, Model, NAMES};
-use procmon_sim::{LineDelivery, Setting, SignalName, Step};
+use std::num::NonZeroU32;
+
+use procmon_core::{Duration, ExitCodes, Policy, ProcessSpec, RestartPolicy, Signal, Stream};
+use std::collections::BTreeMap;
+
+use procmon_core::{ExitStatus, InstanceId, Instant, NotRestarting, SignalReason};
+use procmon_sim::check::{execute, execute_observed, script, split_lines, Failure, Model, NAMES};
+use procmon_sim::{Event, LineDelivery, Setting, SignalName, Sim, Step};
 use proptest::prelude::*;
 
 const HALF_SECOND: u64 = 500_000_000;
@@ -84,24 +94,93 @@ fn output_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(byte, 0..12)
 }
 
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        3 => (name(), any::<bool>()).prop_map(|(name, flag)| {
+/// A policy: mostly defaults, each option now and then, so that per-process
+/// settings, give-up and retries meet every request. The delays may clash
+/// (own min above the effective max): such an `add` is rejected.
+fn policy() -> impl Strategy<Value = Policy> {
+    let restart = prop::sample::select(vec![
+        RestartPolicy::Always,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Never,
+    ]);
+    let codes = prop::collection::vec(0u8..3, 1..3).prop_map(ExitCodes::from_iter);
+    (
+        (
+            prop::option::weighted(0.5, restart),
+            prop::option::weighted(0.3, codes),
+            prop::option::weighted(0.4, prop::sample::select(Signal::ALL.to_vec())),
+            prop::option::weighted(0.3, duration(6)),
+            prop::option::weighted(0.3, duration(8)),
+        ),
+        (
+            prop::option::weighted(0.3, duration(4)),
+            prop::option::weighted(0.3, duration(12)),
+            prop::option::weighted(0.4, 1u32..=3),
+            prop::option::weighted(0.5, duration(8)),
+        ),
+    )
+        .prop_map(
+            |((restart, codes, stop_signal, kill_time, threshold), (min, max, give_up, retry))| {
+                let mut policy = Policy::default();
+                policy.restart = restart;
+                policy.success_codes = codes;
+                policy.stop_signal = stop_signal;
+                policy.kill_time = kill_time;
+                policy.threshold = threshold;
+                policy.min_restart_delay = min;
+                policy.max_restart_delay = max;
+                policy.give_up_after = give_up.and_then(NonZeroU32::new);
+                policy.retry_failed_after = retry;
+                policy
+            },
+        )
+}
+
+fn add() -> impl Strategy<Value = Step> {
+    (name(), any::<bool>(), prop::option::weighted(0.6, policy())).prop_map(
+        |(name, flag, policy)| {
             let mut argv = vec![name.clone()];
             if flag {
                 argv.push("--again".to_string());
             }
-            Step::Add { name, spec: ProcessSpec::new(argv) }
-        }),
+            let spec = ProcessSpec::new(argv).with_policy(policy.unwrap_or_default());
+            Step::Add { name, spec }
+        },
+    )
+}
+
+/// A global setting changed mid-run: processes without their own follow
+/// it; a min above a max (global or a process's) is rejected.
+fn setting() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        duration(8).prop_map(Setting::Threshold),
+        duration(6).prop_map(Setting::KillTime),
+        duration(4).prop_map(Setting::MinRestartDelay),
+        duration(12).prop_map(Setting::MaxRestartDelay),
+        (1usize..=8).prop_map(Setting::LineLimit),
+    ]
+    .prop_map(Step::Set)
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => add(),
         1 => name().prop_map(|name| Step::Remove { name }),
-        1 => name().prop_map(|name| Step::Start { name }),
+        2 => name().prop_map(|name| Step::Start { name }),
         2 => name().prop_map(|name| Step::Stop { name }),
+        2 => name().prop_map(|name| Step::Down { name }),
+        2 => name().prop_map(|name| Step::Restart { name }),
+        1 => (name(), prop::sample::select(Signal::ALL.to_vec()))
+            .prop_map(|(name, signal)| Step::Signal { name, signal }),
+        2 => (name(), prop::sample::select(vec![2, 13, 0])).prop_map(|(name, errno)| {
+            Step::FailSpawn { name, errno }
+        }),
         1 => Just(Step::RestartAll),
         2 => Just(Step::StartService),
         1 => Just(Step::StopService),
-        6 => prop_oneof![Just(Duration::ZERO), duration(16)].prop_map(Step::Advance),
-        2 => (name(), 0..3i32).prop_map(|(name, code)| Step::Exit { name, code }),
-        1 => (name(), prop::sample::select(vec!["TERM", "KILL", "HUP"])).prop_map(
+        8 => prop_oneof![Just(Duration::ZERO), duration(16)].prop_map(Step::Advance),
+        4 => (name(), 0..3i32).prop_map(|(name, code)| Step::Exit { name, code }),
+        1 => (name(), prop::sample::select(vec!["TERM", "KILL", "HUP", "INT", "USR1"])).prop_map(
             |(name, signal)| Step::Kill {
                 name,
                 signal: SignalName::from_name(signal).expect("a known signal"),
@@ -112,15 +191,27 @@ fn step() -> impl Strategy<Value = Step> {
             let stream = if err { Stream::Stderr } else { Stream::Stdout };
             Step::Output { name, stream, bytes }
         }),
-        1 => (1usize..=8).prop_map(|n| Step::Set(Setting::LineLimit(n))),
+        1 => setting(),
     ]
 }
 
+/// Settings, then mostly a few adds and the service started (so that the
+/// requests after them meet added names), then anything.
 fn case() -> impl Strategy<Value = Case> {
-    (settings(), prop::collection::vec(step(), 0..60)).prop_map(|(mut steps, rest)| {
-        steps.extend(rest);
-        Case { steps }
-    })
+    (
+        settings(),
+        prop::collection::vec(add(), 0..=3),
+        prop::bool::weighted(0.7),
+        prop::collection::vec(step(), 0..60),
+    )
+        .prop_map(|(mut steps, adds, start, rest)| {
+            steps.extend(adds);
+            if start {
+                steps.push(Step::StartService);
+            }
+            steps.extend(rest);
+            Case { steps }
+        })
 }
 
 fn report(failure: Failure) -> TestCaseError {
@@ -142,13 +233,16 @@ proptest! {
         execute(&case.steps, Some(&mut model), LineDelivery::Lent).map_err(report)?;
     }
 
-    /// The same steps give the same trace and events, whether output lines
-    /// are lent or queued, and the trace printed as scenario text replays to
-    /// the same trace through the parser.
+    /// The same steps give the same trace and events, run again, and
+    /// whether output lines are lent or queued; the trace printed as
+    /// scenario text replays to the same trace through the parser.
     #[test]
     fn same_steps_same_trace(case in case()) {
         let first = execute(&case.steps, None, LineDelivery::Lent).map_err(report)?;
+        let again = execute(&case.steps, None, LineDelivery::Lent).map_err(report)?;
         let second = execute(&case.steps, None, LineDelivery::Queued).map_err(report)?;
+        prop_assert_eq!(first.sim.trace(), again.sim.trace());
+        prop_assert_eq!(first.sim.events(), again.sim.events());
         prop_assert_eq!(first.sim.trace(), second.sim.trace());
         prop_assert_eq!(first.sim.events(), second.sim.events());
         let text = script(&first.executed);
@@ -165,6 +259,611 @@ proptest! {
             let parsed = procmon_sim::parse_line(text.as_bytes());
             prop_assert_eq!(parsed, Ok(Some(step.clone())), "{}", text);
         }
+    }
+}
+
+// ----- Observers: one contract rule each, restated from the events alone -----
+//
+// The model above checks everything at once; each observer below states one
+// rule of the contract on its own, from the steps and the events, so that a
+// failure names the rule it breaks.
+
+/// Runs the case, calling `observe` after every step that ran.
+fn observe(
+    case: &Case,
+    observe: &mut dyn FnMut(&Step, &Sim, usize) -> Result<(), String>,
+) -> Result<(), TestCaseError> {
+    execute_observed(&case.steps, None, LineDelivery::Lent, observe).map_err(report)?;
+    Ok(())
+}
+
+/// The events of the step just run.
+fn events_of(sim: &Sim, seen: usize) -> &[Event] {
+    &sim.events()[seen..]
+}
+
+/// Whether the step is `start` or `restart` of `name`.
+fn starts(step: &Step, name: &str) -> bool {
+    matches!(step,
+        Step::Start { name: n } | Step::Restart { name: n } if n == name)
+}
+
+/// Per added name: what blocks it from being started by the monitor alone.
+#[derive(Default)]
+struct Blocked {
+    held: bool,
+    failed: bool,
+    exited: bool,
+    retry_after: Option<Duration>,
+    /// When a pending retry falls due.
+    retry_due: Option<Instant>,
+}
+
+/// Nothing held, `exited` or `failed` is spawned except by a request
+/// (`start` or `restart` of it; `start-service` for `failed` and `exited`)
+/// or, for `failed`, by its retry falling due.
+fn blocked_names_start_only_on_request() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
+    let mut blocked_by_name: BTreeMap<String, Blocked> = BTreeMap::new();
+    move |step, sim, seen| {
+        let accepted = !sim.last_step_rejected();
+        if accepted {
+            match step {
+                Step::Add { name, spec } => {
+                    let blocked = Blocked {
+                        retry_after: spec.policy.retry_failed_after,
+                        ..Blocked::default()
+                    };
+                    blocked_by_name.insert(name.clone(), blocked);
+                }
+                Step::Remove { name } => {
+                    blocked_by_name.remove(name);
+                }
+                Step::Down { name } => {
+                    let blocked = blocked_by_name
+                        .get_mut(name)
+                        .ok_or("down of an unknown name")?;
+                    blocked.held = true;
+                    blocked.retry_due = None;
+                }
+                Step::StopService => blocked_by_name
+                    .values_mut()
+                    .for_each(|b| b.retry_due = None),
+                _ => {}
+            }
+        }
+        for event in events_of(sim, seen) {
+            match event {
+                Event::Spawn { at, name, .. } => {
+                    let blocked = blocked_by_name
+                        .get_mut(name)
+                        .ok_or("spawned an unknown name")?;
+                    let requested = accepted && starts(step, name);
+                    let service = accepted && matches!(step, Step::StartService);
+                    let retry = matches!(step, Step::Advance(_))
+                        && blocked.failed
+                        && blocked.retry_due == Some(*at);
+                    if blocked.held && !requested {
+                        return Err(format!("spawned {name}, held"));
+                    }
+                    if (blocked.failed || blocked.exited) && !(requested || service || retry) {
+                        return Err(format!(
+                            "spawned {name} (failed: {}, exited: {}, retry due {:?})",
+                            blocked.failed, blocked.exited, blocked.retry_due
+                        ));
+                    }
+                    blocked.failed = false;
+                    blocked.exited = false;
+                    blocked.retry_due = None;
+                }
+                Event::GaveUp { at, name, .. } => {
+                    let blocked = blocked_by_name
+                        .get_mut(name)
+                        .ok_or("gave up on an unknown name")?;
+                    blocked.failed = true;
+                    blocked.retry_due = blocked.retry_after.map(|after| at.saturating_add(after));
+                }
+                Event::NotRestarting {
+                    name,
+                    reason: NotRestarting::Policy(_),
+                    ..
+                } => {
+                    blocked_by_name
+                        .get_mut(name)
+                        .ok_or("an unknown name exited")?
+                        .exited = true;
+                }
+                _ => {}
+            }
+        }
+        if accepted {
+            if let Step::Start { name } | Step::Restart { name } = step {
+                let blocked = blocked_by_name
+                    .get_mut(name)
+                    .ok_or("a request on an unknown name")?;
+                // Lifted whether or not it could start now.
+                *blocked = Blocked {
+                    retry_after: blocked.retry_after,
+                    ..Blocked::default()
+                };
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An instance, as the events show it.
+struct Seen {
+    name: String,
+    policy: Policy,
+    /// The stop signal: when, and the kill time in force then.
+    stopped: Option<(Instant, Duration)>,
+    killed: bool,
+}
+
+/// Every stop by the monitor sends the process's stop signal, once, and its
+/// KILL comes exactly its own kill time (or the global one in force at the
+/// stop) later, unless it ended first; a stop request leaves every live
+/// instance it reaches stopping; the monitor sends nothing else but what
+/// `signal` asks for.
+fn stops_use_the_stop_signal_and_kill_time() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String>
+{
+    let mut kill_time = procmon_core::Settings::default().kill_time;
+    let mut live: BTreeMap<InstanceId, Seen> = BTreeMap::new();
+    move |step, sim, seen| {
+        let accepted = !sim.last_step_rejected();
+        let before: Vec<InstanceId> = live.keys().copied().collect();
+        if let (true, Step::Set(Setting::KillTime(d))) = (accepted, step) {
+            kill_time = *d;
+        }
+        for event in events_of(sim, seen) {
+            match event {
+                Event::Spawn {
+                    name,
+                    instance,
+                    spec,
+                    ..
+                } => {
+                    let seen = Seen {
+                        name: name.clone(),
+                        policy: spec.policy,
+                        stopped: None,
+                        killed: false,
+                    };
+                    live.insert(*instance, seen);
+                }
+                Event::Exit { instance, .. } | Event::SpawnFailed { instance, .. } => {
+                    live.remove(instance).ok_or("the end of a dead instance")?;
+                }
+                Event::Signal {
+                    at,
+                    instance,
+                    signal,
+                    reason,
+                    ..
+                } => {
+                    let seen = live
+                        .get_mut(instance)
+                        .ok_or("a signal to a dead instance")?;
+                    match reason {
+                        SignalReason::Stop => {
+                            let own = seen.policy.stop_signal.unwrap_or(Signal::Term);
+                            if *signal != own || seen.stopped.is_some() {
+                                return Err(format!(
+                                    "{signal} as the stop of {} (stop signal {own}, \
+                                     stopped before: {:?})",
+                                    seen.name, seen.stopped
+                                ));
+                            }
+                            let kill = seen.policy.kill_time.unwrap_or(kill_time);
+                            seen.stopped = Some((*at, kill));
+                        }
+                        SignalReason::KillTime => {
+                            let Some((sent, kill)) = seen.stopped else {
+                                return Err(format!("KILL of {} before a stop", seen.name));
+                            };
+                            if *signal != Signal::Kill
+                                || seen.killed
+                                || *at != sent.saturating_add(kill)
+                            {
+                                return Err(format!(
+                                    "{signal} at {at} to {}, stopped at {sent} with kill time \
+                                     {kill:?}, killed before: {}",
+                                    seen.name, seen.killed
+                                ));
+                            }
+                            seen.killed = true;
+                        }
+                        SignalReason::Request => {
+                            let asked = matches!(step,
+                                Step::Signal { name, signal: s } if *name == seen.name && s == signal);
+                            if !asked {
+                                return Err(format!("{signal} to {} unasked", seen.name));
+                            }
+                        }
+                        other => return Err(format!("a signal for {other:?}")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if matches!(step, Step::Advance(_)) {
+            for seen in live.values() {
+                if let (Some((sent, kill)), false) = (seen.stopped, seen.killed) {
+                    let due = sent.saturating_add(kill);
+                    if due <= sim.now() {
+                        return Err(format!("{} outlived its KILL, due at {due}", seen.name));
+                    }
+                }
+            }
+        }
+        let reached: Vec<&str> = match step {
+            _ if !accepted => vec![],
+            Step::Stop { name }
+            | Step::Down { name }
+            | Step::Restart { name }
+            | Step::Remove { name } => {
+                vec![name]
+            }
+            Step::RestartAll | Step::StopService => sim
+                .monitor()
+                .processes_in_order()
+                .map(|(name, _)| name)
+                .collect(),
+            _ => vec![],
+        };
+        // Instances live before the step and still live after it.
+        let reached_live = before.iter().filter_map(|id| live.get(id));
+        for seen in reached_live {
+            if reached.contains(&seen.name.as_str()) && seen.stopped.is_none() {
+                return Err(format!(
+                    "{} is live and was not sent its stop signal",
+                    seen.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An instance of an `on-failure` process that exits by itself with one of
+/// its success codes is not restarted, and neither is any end by itself of a
+/// `never` process: the decision after it is not a restart, and nothing
+/// starts it within the step.
+fn successes_and_never_do_not_restart() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
+    let mut live: BTreeMap<InstanceId, Seen> = BTreeMap::new();
+    move |_step, sim, seen| {
+        // Names whose decision is awaited, and whether it must not restart.
+        let mut decided: BTreeMap<String, bool> = BTreeMap::new();
+        let mut done: Vec<String> = Vec::new();
+        for event in events_of(sim, seen) {
+            match event {
+                Event::Spawn {
+                    name,
+                    instance,
+                    spec,
+                    ..
+                } => {
+                    if done.contains(name) {
+                        return Err(format!("{name} not restarted by its policy, yet spawned"));
+                    }
+                    let seen = Seen {
+                        name: name.clone(),
+                        policy: spec.policy,
+                        stopped: None,
+                        killed: false,
+                    };
+                    live.insert(*instance, seen);
+                }
+                Event::Signal {
+                    instance,
+                    reason: SignalReason::Stop,
+                    ..
+                } => {
+                    live.get_mut(instance)
+                        .ok_or("a stop of a dead instance")?
+                        .stopped = Some((Instant::ZERO, Duration::ZERO));
+                }
+                Event::Exit {
+                    instance, status, ..
+                } => {
+                    let seen = live.remove(instance).ok_or("an exit of a dead instance")?;
+                    let by_itself = seen.stopped.is_none();
+                    let success = match status {
+                        ExitStatus::Code(code) => seen
+                            .policy
+                            .success_codes
+                            .map_or(*code == 0, |codes| codes.contains(*code)),
+                        ExitStatus::Signal(_) => false,
+                    };
+                    let stays = match seen.policy.restart.unwrap_or_default() {
+                        RestartPolicy::Always => false,
+                        RestartPolicy::OnFailure => success,
+                        RestartPolicy::Never => true,
+                    };
+                    decided.insert(seen.name, by_itself && stays);
+                }
+                Event::SpawnFailed { instance, .. } => {
+                    let seen = live
+                        .remove(instance)
+                        .ok_or("a failure of a dead instance")?;
+                    let never = seen.policy.restart == Some(RestartPolicy::Never);
+                    decided.insert(seen.name, never);
+                }
+                Event::RestartScheduled { name, .. } | Event::GaveUp { name, .. } => {
+                    let kept = decided.remove(name) == Some(true);
+                    if kept {
+                        return Err(format!("{name}: a restart after an end its policy keeps"));
+                    }
+                }
+                Event::NotRestarting { name, reason, .. } => {
+                    let kept = decided.remove(name) == Some(true);
+                    if kept && matches!(reason, NotRestarting::Policy(_)) {
+                        done.push(name.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per added name: the delay and quick-death count as the contract
+/// computes them.
+struct Backoff {
+    policy: Policy,
+    delay: Duration,
+    count: u32,
+    /// Which definition of the name this is.
+    generation: usize,
+    /// The wait the decision after an end must show.
+    wait: Option<Duration>,
+}
+
+/// What the last request that reached a live instance asked for its end.
+#[derive(Clone, Copy, PartialEq)]
+enum Asked {
+    Nothing,
+    Down,
+    Restart,
+    StartAfterDown,
+}
+
+/// A live instance: its name, its definition, what was asked.
+type Instances = BTreeMap<InstanceId, (String, usize, Asked)>;
+
+/// The live instance of the name's current definition.
+fn own_instance(
+    live: &Instances,
+    added: &BTreeMap<String, Backoff>,
+    name: &str,
+) -> Option<InstanceId> {
+    let generation = added.get(name)?.generation;
+    live.iter()
+        .find(|(_, (n, g, _))| n == name && *g == generation)
+        .map(|(&id, _)| id)
+}
+
+/// The quick-death count and the delay follow the contract: a life shorter
+/// than the effective threshold (a failed spawn's is 0) doubles the delay up
+/// to the effective max and counts; a longer one resets the delay to the
+/// effective min and the count to 0; `restart` resets both and its end
+/// neither doubles nor counts; `start` resets the count. The restart after
+/// an end waits the delay as it stood (0 after a long life, and after
+/// `restart`, or `start` after `down`); giving up reports the count.
+fn backoff_follows_the_contract() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
+    let defaults = procmon_core::Settings::default();
+    let (mut threshold, mut min, mut max) = (
+        defaults.threshold,
+        defaults.min_restart_delay,
+        defaults.max_restart_delay,
+    );
+    let mut added: BTreeMap<String, Backoff> = BTreeMap::new();
+    let mut generations = 0;
+    let mut live: Instances = BTreeMap::new();
+    move |step, sim, seen| {
+        if !sim.last_step_rejected() {
+            match step {
+                Step::Set(Setting::Threshold(d)) => threshold = *d,
+                Step::Set(Setting::MinRestartDelay(d)) => min = *d,
+                Step::Set(Setting::MaxRestartDelay(d)) => max = *d,
+                Step::Add { name, spec } => {
+                    generations += 1;
+                    let backoff = Backoff {
+                        policy: spec.policy,
+                        delay: spec.policy.min_restart_delay.unwrap_or(min),
+                        count: 0,
+                        generation: generations,
+                        wait: None,
+                    };
+                    added.insert(name.clone(), backoff);
+                }
+                Step::Remove { name } => {
+                    added.remove(name);
+                }
+                Step::Restart { name } => {
+                    let backoff = added.get_mut(name).ok_or("restart of an unknown name")?;
+                    backoff.delay = backoff.policy.min_restart_delay.unwrap_or(min);
+                    backoff.count = 0;
+                    if let Some(id) = own_instance(&live, &added, name) {
+                        live.get_mut(&id).expect("live").2 = Asked::Restart;
+                    }
+                }
+                Step::Down { name } => {
+                    if let Some(id) = own_instance(&live, &added, name) {
+                        live.get_mut(&id).expect("live").2 = Asked::Down;
+                    }
+                }
+                Step::Start { name } => {
+                    let id = own_instance(&live, &added, name);
+                    let instance = id.map(|id| &mut live.get_mut(&id).expect("live").2);
+                    let backoff = added.get_mut(name).ok_or("start of an unknown name")?;
+                    match instance {
+                        None => backoff.count = 0,
+                        Some(asked) if *asked == Asked::Down => {
+                            *asked = Asked::StartAfterDown;
+                            backoff.count = 0;
+                        }
+                        // Running, or stopping for another request: nothing.
+                        Some(_) => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        for event in events_of(sim, seen) {
+            let ended = match event {
+                Event::Spawn { name, instance, .. } => {
+                    let generation = added.get(name).ok_or("spawned an unknown name")?.generation;
+                    live.insert(*instance, (name.clone(), generation, Asked::Nothing));
+                    None
+                }
+                Event::Ended {
+                    instance, uptime, ..
+                } => Some((instance, *uptime)),
+                Event::SpawnFailed { instance, .. } => Some((instance, Duration::ZERO)),
+                Event::RestartScheduled { name, delay, .. } => {
+                    let wait = added.get_mut(name).and_then(|b| b.wait.take());
+                    if wait.is_some_and(|w| w != *delay) {
+                        return Err(format!("{name}: a restart after {delay:?}, not {wait:?}"));
+                    }
+                    None
+                }
+                Event::GaveUp {
+                    name, quick_deaths, ..
+                } => {
+                    let backoff = added.get_mut(name).ok_or("gave up on an unknown name")?;
+                    backoff.wait = None;
+                    if *quick_deaths != backoff.count {
+                        return Err(format!(
+                            "{name}: gave up at {quick_deaths} quick deaths, not {}",
+                            backoff.count
+                        ));
+                    }
+                    None
+                }
+                Event::NotRestarting { name, reason, .. } => {
+                    if *reason != NotRestarting::Removed {
+                        if let Some(backoff) = added.get_mut(name) {
+                            backoff.wait = None;
+                        }
+                    }
+                    None
+                }
+                _ => None,
+            };
+            let Some((instance, uptime)) = ended else {
+                continue;
+            };
+            let (name, generation, asked) =
+                live.remove(instance).ok_or("the end of a dead instance")?;
+            let Some(backoff) = added.get_mut(&name).filter(|b| b.generation == generation) else {
+                continue; // removed
+            };
+            let policy = backoff.policy;
+            let (own_min, own_max) = (
+                policy.min_restart_delay.unwrap_or(min),
+                policy.max_restart_delay.unwrap_or(max),
+            );
+            let quick = uptime < policy.threshold.unwrap_or(threshold);
+            let mut wait = Duration::ZERO;
+            if asked == Asked::Restart {
+                backoff.delay = own_min;
+            } else if quick {
+                wait = backoff.delay;
+                backoff.delay = (backoff.delay * 2).min(own_max);
+                backoff.count += 1;
+            } else {
+                backoff.delay = own_min;
+                backoff.count = 0;
+            }
+            if asked == Asked::StartAfterDown {
+                wait = Duration::ZERO;
+            }
+            backoff.wait = Some(wait);
+        }
+        for (name, backoff) in &added {
+            let status = sim
+                .monitor()
+                .status(name)
+                .ok_or("an added name has no status")?;
+            if (status.delay, status.quick_deaths) != (backoff.delay, backoff.count) {
+                return Err(format!(
+                    "{name}: delay {:?} and {} quick deaths, the contract says {:?} and {}",
+                    status.delay, status.quick_deaths, backoff.delay, backoff.count
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name never has two live instances: from the spawns and ends alone,
+/// and what the monitor reports agrees.
+fn one_live_instance_per_name() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
+    let mut live: BTreeMap<String, InstanceId> = BTreeMap::new();
+    move |_step, sim, seen| {
+        for event in events_of(sim, seen) {
+            match event {
+                Event::Spawn { name, instance, .. } => {
+                    if let Some(other) = live.insert(name.clone(), *instance) {
+                        return Err(format!(
+                            "{name}: {instance:?} spawned while {other:?} lives"
+                        ));
+                    }
+                }
+                Event::Exit { name, instance, .. } | Event::SpawnFailed { name, instance, .. } => {
+                    let was = live.remove(name);
+                    if was != Some(*instance) {
+                        return Err(format!(
+                            "{name}: the end of {instance:?}, which was not live"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for name in NAMES {
+            if sim.monitor().live_instance(name) != live.get(*name).copied() {
+                return Err(format!("{name}: the monitor's live instance disagrees"));
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A name never has two live instances.
+    #[test]
+    fn never_two_live_instances_of_a_name(case in case()) {
+        observe(&case, &mut one_live_instance_per_name())?;
+    }
+
+    /// Nothing held, `exited` or `failed` starts but on request or retry.
+    #[test]
+    fn held_exited_and_failed_start_only_on_request_or_retry(case in case()) {
+        observe(&case, &mut blocked_names_start_only_on_request())?;
+    }
+
+    /// Stops send the process's stop signal, KILL its kill time later.
+    #[test]
+    fn stops_send_the_stop_signal_then_kill_after_the_kill_time(case in case()) {
+        observe(&case, &mut stops_use_the_stop_signal_and_kill_time())?;
+    }
+
+    /// An on-failure success, or any end of a never process, by itself,
+    /// restarts nothing.
+    #[test]
+    fn on_failure_successes_and_never_restart_nothing(case in case()) {
+        observe(&case, &mut successes_and_never_do_not_restart())?;
+    }
+
+    /// The quick-death count and the delay follow the contract.
+    #[test]
+    fn quick_deaths_and_delay_follow_the_contract(case in case()) {
+        observe(&case, &mut backoff_follows_the_contract())?;
     }
 }
 
@@ -268,4 +967,30 @@ fn the_model_splits_lines_as_the_contract_says() {
         (vec![b"abcd".to_vec(), b"efgh".to_vec()], vec![])
     );
     assert_eq!(split(b"abcd\n"), (vec![b"abcd".to_vec()], vec![]));
+}
+
+/// The contract's v4 corners, run with the model: each must be reached and
+/// agree with it (rejections are answered by the runner).
+#[test]
+fn the_model_takes_the_contracts_corners() {
+    let text = include_str!("corners.scn");
+    let steps: Vec<Step> = procmon_sim::parse("corners.scn", text.as_bytes())
+        .expect("the corners parse")
+        .into_iter()
+        .map(|numbered| numbered.step)
+        .collect();
+    let mut model = Model::new();
+    let ran = execute(&steps, Some(&mut model), LineDelivery::Lent)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    for line in [
+        "spawn-failed c errno 13",
+        "gave-up c",
+        "error set max-restart-delay",
+    ] {
+        assert!(
+            ran.sim.trace().contains(line),
+            "no {line} in\n{}",
+            ran.sim.trace()
+        );
+    }
 }
