@@ -43,8 +43,24 @@ impl Drop for TempDir {
 
 /// The `procmon` binary with `args`, stdin on /dev/null, in a process group
 /// of its own (so that a test can kill all it started at once).
+///
+/// Each gets a control socket path of its own (`PROCMON_SOCKET`), so that
+/// tests running at once with `--config` (which serves the socket by
+/// default) do not find each other there.
 pub fn procmon<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_procmon"));
-    command.args(args).stdin(Stdio::null()).process_group(0);
     command
+        .args(args)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .env("PROCMON_SOCKET", fresh_socket_path());
+    command
+}
+
+/// A socket path no other test uses, in a directory of this test run's.
+pub fn fresh_socket_path() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir()
+        .join(format!("procmon-test-sockets-{}", std::process::id()))
+        .join(format!("{}.sock", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
