@@ -699,7 +699,10 @@ impl Supervisor {
                 let until = at.saturating_duration_since(now);
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
-            if !self.caught.is_empty() || !self.unfinished.is_empty() {
+            // Readiness of registered sources not taken yet (a turn whose
+            // caller did not call `take_ready`) must not wait behind a
+            // sleep: epoll is edge-triggered and will not tell it again.
+            if !self.caught.is_empty() || !self.unfinished.is_empty() || !self.ready.is_empty() {
                 wait = Some(Duration::ZERO);
             }
             match self.poll.poll(&mut events, wait) {

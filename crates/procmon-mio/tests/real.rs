@@ -73,6 +73,27 @@ fn registered_sources_and_the_waker() {
     assert_eq!(ready.len(), 1, "{ready:?}");
     assert!(ready[0].source == id && ready[0].readable);
 
+    // Readiness a turn reported and nobody took keeps the next turn from
+    // sleeping: epoll is edge-triggered and would not say it again.
+    theirs.write_all(b"z").expect("write");
+    let deadline = Instant::now() + run.deadline;
+    while Instant::now() < deadline {
+        run.turn(Duration::from_millis(100));
+        if run.supervisor().take_ready().is_empty() {
+            continue;
+        }
+        let mut buf = [0u8; 16];
+        let _ = std::io::Read::read(&mut mine, &mut buf);
+        theirs.write_all(b"w").expect("write");
+        run.turn(Duration::from_millis(100));
+        let started = Instant::now();
+        // Without the rule this turn sleeps its whole minute.
+        run.turn(Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(run.supervisor().take_ready().len(), 1);
+        break;
+    }
+
     let waker = run.supervisor().waker().expect("a waker");
     let woken = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));

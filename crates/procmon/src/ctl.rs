@@ -314,10 +314,15 @@ impl Connection {
     fn ask(&mut self, request: &Value) -> Result<Value, Failure> {
         let mut line = serde_json::to_vec(request).expect("a Value");
         line.push(b'\n');
-        self.writer
-            .write_all(&line)
-            .map_err(|e| (FAILED, format!("{}: {e}", self.path.display())))?;
-        let reply = self.read()?.ok_or_else(|| {
+        // A refused client is told why before procmon hangs up, perhaps
+        // before the request is written: read the reply either way.
+        let written = self.writer.write_all(&line);
+        let reply = match (self.read(), written) {
+            (Ok(Some(reply)), _) => Some(reply),
+            (_, Err(e)) => return Err((FAILED, format!("{}: {e}", self.path.display()))),
+            (read, Ok(())) => read?,
+        };
+        let reply = reply.ok_or_else(|| {
             (
                 FAILED,
                 format!("{}: procmon closed the connection", self.path.display()),

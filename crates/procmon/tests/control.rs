@@ -1,0 +1,594 @@
+//! The control socket and `procmon ctl`, against a real procmon running
+//! real processes. Every wait is against a generous deadline; nothing
+//! asserts how long anything took.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TempDir;
+use serde_json::{json, Value};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A procmon started with a config, serving its socket in a temp dir.
+struct Served {
+    child: Child,
+    dir: TempDir,
+    socket: PathBuf,
+    config: PathBuf,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    fn start(config: &str) -> Served {
+        let dir = TempDir::new();
+        let config_path = dir.write("procmon.toml", config);
+        let socket = dir.path("control/procmon.sock");
+        let mut child = common::procmon(&[
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--socket".as_ref(),
+            socket.as_os_str(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start procmon");
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = err.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let served = Served {
+            child,
+            dir,
+            socket,
+            config: config_path,
+            err,
+        };
+        let mut served = served;
+        let deadline = Instant::now() + PATIENCE;
+        while served.ctl(&["version"]).status.code() != Some(0) {
+            let exited = served.child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "procmon never served its socket ({exited:?}):\n{}",
+                    served.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        served
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        ctl(&self.socket, args)
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let out = self.ctl(&["status", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", text(&out.stdout)))
+            .as_array()
+            .cloned()
+            .unwrap()
+    }
+
+    fn process(&self, name: &str) -> Value {
+        self.status()
+            .into_iter()
+            .find(|p| p["name"] == json!(name))
+            .unwrap_or_else(|| panic!("no {name} in status"))
+    }
+
+    fn pid(&self, name: &str) -> i64 {
+        self.process(name)["pid"].as_i64().unwrap_or(0)
+    }
+
+    fn until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            if Instant::now() > deadline {
+                panic!("never: {what}\n--- procmon's stderr ---\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "procmon did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let group = self.child.id() as i32;
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: plain syscalls on the group this test started.
+            unsafe { libc::killpg(group, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: as above.
+            unsafe { libc::killpg(group, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_procmon"));
+    command
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null());
+    command.output().expect("run procmon ctl")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One request on a fresh connection; the reply line.
+fn ask(socket: &Path, request: &[u8]) -> Value {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream.write_all(request).unwrap();
+    let mut line = String::new();
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+const TWO: &str = r#"
+minrestartdelay = 0.2
+[[process]]
+name = "up"
+argv = ["sh", "-c", "trap 'echo got USR1' USR1; echo hello; while :; do sleep 0.1; done"]
+[[process]]
+name = "crash"
+argv = ["sh", "-c", "echo down; exit 1"]
+give_up_after = 2
+"#;
+
+#[test]
+fn every_verb_and_its_exit_status() {
+    let mut procmon = Served::start(TWO);
+    procmon.until("crash gives up", || {
+        procmon.process("crash")["state"] == json!("failed")
+    });
+    // A process wanted up is not running: 3; unknown: 4.
+    let status = procmon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status.stdout));
+    let table = text(&status.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("crash") && table.contains("failed") && table.contains("exit 1"));
+    assert_eq!(procmon.ctl(&["status", "up"]).status.code(), Some(0));
+    let unknown = procmon.ctl(&["status", "nope"]);
+    assert_eq!(unknown.status.code(), Some(4));
+    assert!(text(&unknown.stderr).contains("no process named \"nope\""));
+    // Hold down, start again, restart: each waited for by events.
+    let first = procmon.pid("up");
+    assert_eq!(
+        procmon.ctl(&["stop", "up", "--wait"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(procmon.process("up")["state"], json!("held"));
+    assert_eq!(
+        procmon.ctl(&["start", "up", "--wait"]).status.code(),
+        Some(0)
+    );
+    let second = procmon.pid("up");
+    assert_ne!(first, second);
+    assert_eq!(
+        procmon.ctl(&["restart", "up", "--wait"]).status.code(),
+        Some(0)
+    );
+    let third = procmon.pid("up");
+    assert!(third != second && third > 0);
+    // start lifts `failed`.
+    assert_eq!(procmon.ctl(&["start", "crash"]).status.code(), Some(0));
+    // Signals reach the live instance; one with none is an error.
+    procmon.until("the trap is set", || {
+        text(&procmon.ctl(&["logs", "up"]).stdout).contains("hello")
+    });
+    assert_eq!(
+        procmon.ctl(&["signal", "USR1", "up"]).status.code(),
+        Some(0)
+    );
+    procmon.until("the child's trap ran", || {
+        text(&procmon.ctl(&["logs", "up", "-n", "5"]).stdout).contains("[up] got USR1")
+    });
+    procmon.until("crash is down again", || {
+        procmon.process("crash")["pid"].is_null()
+    });
+    assert_eq!(
+        procmon.ctl(&["signal", "USR1", "crash"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        procmon.ctl(&["signal", "BOGUS", "up"]).status.code(),
+        Some(2)
+    );
+    // Metrics, version.
+    let metrics = text(&procmon.ctl(&["metrics"]).stdout);
+    assert!(
+        metrics.contains("procmon_process_up{name=\"up\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("procmon_process_state{name=\"up\",state=\"running\"} 1"));
+    assert!(metrics.contains("# TYPE procmon_events_total counter"));
+    assert!(text(&procmon.ctl(&["version"]).stdout).contains("control protocol 1"));
+    // Usage errors are 2.
+    assert_eq!(procmon.ctl(&["start"]).status.code(), Some(2));
+    assert_eq!(procmon.ctl(&["frobnicate"]).status.code(), Some(2));
+    // Shutdown stops everything; the socket goes with procmon.
+    assert_eq!(procmon.ctl(&["shutdown"]).status.code(), Some(0));
+    assert_eq!(procmon.wait(), Some(0));
+    assert!(
+        !procmon.socket.exists(),
+        "the socket file is removed at exit"
+    );
+    assert_eq!(procmon.ctl(&["status"]).status.code(), Some(4));
+}
+
+#[test]
+fn the_socket_is_private_and_taken_once() {
+    let procmon = Served::start(TWO);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&procmon.socket), 0o600);
+    assert_eq!(mode(procmon.socket.parent().unwrap()), 0o700);
+    // A second procmon on the same socket is refused, and runs nothing.
+    let second = common::procmon(&[
+        "--config".as_ref(),
+        procmon.config.as_os_str(),
+        "--socket".as_ref(),
+        procmon.socket.as_os_str(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        text(&second.stderr).contains("another procmon is listening on"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert!(text(&second.stdout).is_empty());
+    // A stale socket file (nobody listening) is replaced.
+    let stale = procmon.dir.path("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let mut third = common::procmon(&[
+        "--socket".as_ref(),
+        stale.as_os_str(),
+        "--".as_ref(),
+        "sleep".as_ref(),
+        "1000".as_ref(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    procmon.until("the stale socket is served", || {
+        ctl(&stale, &["status"]).status.code() == Some(0)
+    });
+    // SAFETY: plain syscall on the group this test started.
+    unsafe { libc::killpg(third.id() as i32, libc::SIGTERM) };
+    assert_eq!(third.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn another_user_is_refused_unless_allowed() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a client as nobody");
+        return;
+    }
+    for (allowed, config) in [
+        (false, TWO.to_string()),
+        (true, format!("{TWO}\n[control]\nallow_uids = [65534]\n")),
+    ] {
+        let procmon = Served::start(&config);
+        // Let nobody reach the socket, so that the peer check is what
+        // decides.
+        let dir = procmon.socket.parent().unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&procmon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(
+            procmon.dir.0.clone(),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_procmon"))
+            .args(["ctl", "--socket"])
+            .arg(&procmon.socket)
+            .arg("version")
+            .output()
+            .expect("setpriv");
+        if allowed {
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("uid 65534 (gid 65534) may not use"),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn reload_touches_only_what_changed() {
+    let before = r#"
+[[process]]
+name = "same"
+argv = ["sleep", "1000"]
+[[process]]
+name = "argv"
+argv = ["sleep", "1001"]
+[[process]]
+name = "policy"
+argv = ["sleep", "1002"]
+[[process]]
+name = "gone"
+argv = ["sleep", "1003"]
+"#;
+    let procmon = Served::start(before);
+    procmon.until("all four run", || {
+        procmon
+            .status()
+            .iter()
+            .all(|p| p["state"] == json!("running"))
+    });
+    let pids: Vec<i64> = ["same", "argv", "policy"]
+        .iter()
+        .map(|n| procmon.pid(n))
+        .collect();
+    let after = r#"
+[[process]]
+name = "same"
+argv = ["sleep", "1000"]
+[[process]]
+name = "argv"
+argv = ["sleep", "2001"]
+[[process]]
+name = "policy"
+argv = ["sleep", "1002"]
+restart = "never"
+killtime = 2
+[[process]]
+name = "fresh"
+argv = ["sleep", "1004"]
+"#;
+    std::fs::write(&procmon.config, after).unwrap();
+    // The dry run says what would change, and changes nothing.
+    let dry = procmon.ctl(&["reload", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert_eq!(
+        text(&dry.stdout),
+        "argv: restarted\npolicy: policy-changed\nfresh: added\ngone: removed\n"
+    );
+    assert_eq!(procmon.pid("argv"), pids[1]);
+    assert_eq!(procmon.status().len(), 4);
+    // The reload itself.
+    assert_eq!(procmon.ctl(&["reload"]).status.code(), Some(0));
+    procmon.until("argv runs its new instance and fresh runs", || {
+        let status = procmon.status();
+        let state = |n: &str| {
+            status
+                .iter()
+                .find(|p| p["name"] == json!(n))
+                .map(|p| (p["state"].clone(), p["pid"].as_i64()))
+        };
+        matches!(state("argv"), Some((s, Some(pid))) if s == json!("running") && pid != pids[1])
+            && matches!(state("fresh"), Some((s, _)) if s == json!("running"))
+            && state("gone").is_none()
+    });
+    assert_eq!(procmon.pid("same"), pids[0], "unchanged: not touched");
+    assert_eq!(procmon.pid("policy"), pids[2], "policy only: not touched");
+    let names: Vec<String> = procmon
+        .status()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["same", "argv", "policy", "fresh"]);
+    // An invalid file changes nothing, and says where it is wrong, to the
+    // caller and on procmon's stderr.
+    std::fs::write(
+        &procmon.config,
+        format!("{after}\n[[process]]\nname = \"x\"\n"),
+    )
+    .unwrap();
+    let bad = procmon.ctl(&["reload"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let message = text(&bad.stderr);
+    assert!(message.contains("procmon.toml:"), "{message}");
+    procmon.until("the failure is told on stderr", || {
+        procmon.stderr().contains("reload failed, nothing changed")
+    });
+    assert_eq!(procmon.status().len(), 4);
+    assert_eq!(procmon.pid("same"), pids[0]);
+    // HUP with a config reloads too.
+    std::fs::write(&procmon.config, before).unwrap();
+    // SAFETY: plain syscall on the procmon this test started.
+    unsafe { libc::kill(procmon.child.id() as i32, libc::SIGHUP) };
+    procmon.until("gone is back and fresh is removed", || {
+        let names: Vec<Value> = procmon.status().iter().map(|p| p["name"].clone()).collect();
+        names.contains(&json!("gone")) && !names.contains(&json!("fresh"))
+    });
+    assert_eq!(procmon.pid("same"), pids[0]);
+    assert!(procmon
+        .stderr()
+        .contains("received HUP: reloading the config"));
+}
+
+#[test]
+fn two_clients_restarting_at_once_make_one_instance() {
+    // The instance ignores TERM and gets KILL 3 s later: both restarts
+    // land while it is stopping, however the two clients are scheduled.
+    let procmon = Served::start(
+        "[[process]]\nname = \"one\"\nargv = [\"sh\", \"-c\", \"trap '' TERM; exec sleep 1000\"]\nkilltime = 3\n",
+    );
+    procmon.until("one runs", || procmon.pid("one") > 0);
+    let socket = procmon.socket.clone();
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                ask(
+                    &socket,
+                    b"{\"v\":1,\"id\":1,\"op\":\"restart\",\"names\":[\"one\"]}\n",
+                )
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap()["ok"], json!(true));
+    }
+    procmon.until("one runs again", || {
+        procmon.process("one")["state"] == json!("running")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let spawned = procmon.stderr().matches("[one] spawned pid").count();
+    assert_eq!(spawned, 2, "{}", procmon.stderr());
+}
+
+#[test]
+fn bad_clients_cannot_hurt_procmon() {
+    let procmon = Served::start(
+        "[[process]]\nname = \"chatty\"\nargv = [\"sh\", \"-c\", \"while :; do echo a line of output that goes on and on; done\"]\n",
+    );
+    // A client that follows logs and never reads is cut off; procmon goes
+    // on answering others meanwhile.
+    let mut follower = UnixStream::connect(&procmon.socket).unwrap();
+    follower
+        .write_all(b"{\"v\":1,\"id\":1,\"op\":\"logs\",\"name\":\"chatty\",\"follow\":true}\n")
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(procmon.ctl(&["status", "chatty"]).status.code(), Some(0));
+    }
+    follower.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match follower.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => panic!("the follower was never cut off: {e}"),
+        }
+        assert!(Instant::now() < deadline, "the follower was never cut off");
+        if total < 4 << 20 {
+            // Read slowly at first, so the queue passes the bound.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // A 1 MiB line: one error, then the connection closes.
+    let mut big = UnixStream::connect(&procmon.socket).unwrap();
+    big.set_read_timeout(Some(PATIENCE)).unwrap();
+    let line = vec![b'x'; 1 << 20];
+    let _ = big.write_all(&line);
+    let mut reply = String::new();
+    BufReader::new(&big).read_line(&mut reply).unwrap();
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["error"]["kind"], json!("too_long"));
+    // Garbage, an unknown op, an unknown field: errors, nothing else.
+    let garbage = ask(&procmon.socket, b"\x00\xff{{{garbage\n");
+    assert_eq!(garbage["error"]["kind"], json!("bad_json"));
+    let op = ask(&procmon.socket, b"{\"v\":1,\"id\":3,\"op\":\"explode\"}\n");
+    assert_eq!(
+        (op["id"].clone(), op["error"]["kind"].clone()),
+        (json!(3), json!("unknown_op"))
+    );
+    let field = ask(&procmon.socket, b"{\"v\":1,\"op\":\"status\",\"all\":1}\n");
+    assert_eq!(field["error"]["field"], json!("all"));
+    // 200 clients at once all get their answer.
+    let streams: Vec<UnixStream> = (0..200)
+        .map(|_| {
+            let mut s = UnixStream::connect(&procmon.socket).unwrap();
+            s.write_all(b"{\"v\":1,\"id\":9,\"op\":\"version\"}\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    for stream in streams {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\":true"), "{line}");
+    }
+    assert_eq!(procmon.process("chatty")["state"], json!("running"));
+}
+
+#[test]
+fn watch_and_follow_stream_as_things_happen() {
+    let procmon = Served::start(
+        "[[process]]\nname = \"w\"\nargv = [\"sh\", \"-c\", \"echo first; sleep 1000\"]\n",
+    );
+    procmon.until("w runs", || procmon.pid("w") > 0);
+    let mut watch = UnixStream::connect(&procmon.socket).unwrap();
+    watch.set_read_timeout(Some(PATIENCE)).unwrap();
+    watch
+        .write_all(b"{\"v\":1,\"id\":\"w\",\"op\":\"watch\"}\n")
+        .unwrap();
+    let mut lines = BufReader::new(watch.try_clone().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["result"][0]["state"], json!("running"));
+    assert_eq!(procmon.ctl(&["stop", "w"]).status.code(), Some(0));
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("held") {
+        let event: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(event["id"], json!("w"));
+        seen.push(event["event"]["to"].as_str().unwrap().to_string());
+        assert!(event["event"]["at"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(seen, ["stopping", "held"]);
+}
+
+#[test]
+fn a_missing_program_is_a_usage_error_with_a_hint() {
+    let out = common::procmon(&["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("no program named `status` in PATH; did you mean `procmon ctl status`?"),
+        "{}",
+        text(&out.stderr)
+    );
+    // `procmon -- ctl` is still a program named ctl.
+    let out = common::procmon(&["--", "ctl"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no program named `ctl`"));
+}
