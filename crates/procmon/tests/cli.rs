@@ -900,6 +900,12 @@ const TREE: &str = "sleep 1000 & echo \"grandchild $!\"; wait";
 
 #[test]
 fn sigterm_stops_the_whole_tree_and_exits_0() {
+    stops_the_whole_tree_and_exits_0(libc::SIGTERM, "TERM");
+}
+
+/// Starts a child with a grandchild, sends procmon `signal`, and checks
+/// that it says so, stops everything, exits 0 and leaves nobody behind.
+fn stops_the_whole_tree_and_exits_0(signal: i32, name: &str) {
     let mut procmon = Procmon::start(&["--", "sh", "-c", TREE]);
     procmon.out_until("grandchild pid", |t| {
         t.contains("grandchild ") && t.ends_with('\n')
@@ -909,11 +915,13 @@ fn sigterm_stops_the_whole_tree_and_exits_0() {
     let mut pids = procmon.wait_spawned(1);
     pids.push(grandchild);
     assert!(pids.iter().all(|&p| is_alive(p)), "{pids:?}");
-    procmon.signal(libc::SIGTERM);
+    procmon.signal(signal);
     assert_eq!(procmon.wait().code(), Some(0));
     let err = procmon.err.text();
     assert!(
-        err.contains("procmon: received TERM: stopping all processes"),
+        err.contains(&format!(
+            "procmon: received {name}: stopping all processes\n"
+        )),
         "{err}"
     );
     assert!(
@@ -1026,29 +1034,7 @@ fn usr1_usr2_and_pipe_leave_procmon_supervising() {
 /// to init; procmon stops like on TERM instead.
 #[test]
 fn sigquit_stops_the_whole_tree_like_term() {
-    let mut procmon = Procmon::start(&["--", "sh", "-c", TREE]);
-    procmon.out_until("grandchild pid", |t| {
-        t.contains("grandchild ") && t.ends_with('\n')
-    });
-    let grandchild = numbers_after(&procmon.out.text(), "grandchild ")[0];
-    procmon.extra_pids.push(grandchild);
-    let mut pids = procmon.wait_spawned(1);
-    pids.push(grandchild);
-    procmon.signal(libc::SIGQUIT);
-    assert_eq!(procmon.wait().code(), Some(0));
-    let err = procmon.err.text();
-    assert!(
-        err.contains("procmon: received QUIT: stopping all processes\n"),
-        "{err}"
-    );
-    assert!(
-        err.contains("procmon: all processes stopped, exiting"),
-        "{err}"
-    );
-    assert_eq!(
-        wait_all_dead(&pids, Duration::from_secs(10)),
-        Vec::<i32>::new()
-    );
+    stops_the_whole_tree_and_exits_0(libc::SIGQUIT, "QUIT");
 }
 
 /// A KNOWN LIMIT, asserted so that `docs/reliability.md` stays true: the
