@@ -33,6 +33,8 @@ use procmon_core::{
 };
 use procmon_mio::Notice;
 
+use crate::sink::SinkReport;
+
 /// How lines are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -89,6 +91,9 @@ pub enum Event<'a> {
         /// Only what would change was worked out.
         dry_run: bool,
     },
+    /// The output threads dropped something, or their writes fail or work
+    /// again.
+    Sink(&'a crate::sink::SinkReport),
     /// A reload found the config invalid and changed nothing.
     ReloadFailed {
         /// What is wrong, and where.
@@ -530,6 +535,32 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
         Event::ReloadFailed { error } => {
             write!(s, "reload failed, nothing changed: {error}")
         }
+        Event::Sink(report) => match report {
+            SinkReport::OutFailing { error } => write!(
+                s,
+                "writing children's output failed: {error}; dropping it until that works again"
+            ),
+            SinkReport::OutWorksAgain { dropped_bytes } => write!(
+                s,
+                "writing children's output works again; {dropped_bytes} bytes of it were dropped"
+            ),
+            SinkReport::OutBehind {
+                dropped_bytes,
+                limit_bytes,
+            } => write!(
+                s,
+                "{dropped_bytes} bytes of children's output were dropped: stdout fell {} MiB behind",
+                limit_bytes >> 20
+            ),
+            SinkReport::ErrBehind {
+                dropped_lines,
+                limit_bytes,
+            } => write!(
+                s,
+                "{dropped_lines} of procmon's own event lines were dropped: stderr fell {} MiB behind",
+                limit_bytes >> 20
+            ),
+        },
         Event::Unwritten {
             lines,
             bytes,
@@ -767,6 +798,36 @@ fn event_json(event: &Event<'_>) -> String {
         Event::ReloadFailed { error } => {
             j.str("event", "reload_failed").str("error", error);
         }
+        Event::Sink(report) => match report {
+            SinkReport::OutFailing { error } => {
+                j.str("event", "output_failing")
+                    .str("stream", "stdout")
+                    .str("error", error);
+            }
+            SinkReport::OutWorksAgain { dropped_bytes } => {
+                j.str("event", "output_works_again")
+                    .str("stream", "stdout")
+                    .num("dropped_bytes", dropped_bytes);
+            }
+            SinkReport::OutBehind {
+                dropped_bytes,
+                limit_bytes,
+            } => {
+                j.str("event", "output_dropped")
+                    .str("stream", "stdout")
+                    .num("dropped_bytes", dropped_bytes)
+                    .num("limit_bytes", limit_bytes);
+            }
+            SinkReport::ErrBehind {
+                dropped_lines,
+                limit_bytes,
+            } => {
+                j.str("event", "output_dropped")
+                    .str("stream", "stderr")
+                    .num("dropped_lines", dropped_lines)
+                    .num("limit_bytes", limit_bytes);
+            }
+        },
         Event::OutputFailed { stream, error } => {
             j.str("event", "output_failed")
                 .str("stream", stream)
@@ -1265,6 +1326,51 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
         });
         assert_eq!(out, "[\"fake] [other\"] hi\n");
         assert_eq!(err, "procmon: [\"fake] [other\"] spawned pid 7\n");
+    }
+
+    #[test]
+    fn what_the_sink_drops_is_told_in_the_runs_format() {
+        let reports = [
+            SinkReport::OutFailing {
+                error: "No space left on device (os error 28)".into(),
+            },
+            SinkReport::OutWorksAgain { dropped_bytes: 150 },
+            SinkReport::OutBehind {
+                dropped_bytes: 7,
+                limit_bytes: 16 << 20,
+            },
+            SinkReport::ErrBehind {
+                dropped_lines: 3,
+                limit_bytes: 1 << 20,
+            },
+        ];
+        let (_, text) = print(LogFormat::Text, |p| {
+            for report in &reports {
+                p.event(&Event::Sink(report));
+            }
+        });
+        assert_eq!(
+            text,
+            "procmon: writing children's output failed: No space left on device (os error 28); dropping it until that works again\n\
+             procmon: writing children's output works again; 150 bytes of it were dropped\n\
+             procmon: 7 bytes of children's output were dropped: stdout fell 16 MiB behind\n\
+             procmon: 3 of procmon's own event lines were dropped: stderr fell 1 MiB behind\n"
+        );
+        let (_, json) = print(LogFormat::Json, |p| {
+            for report in &reports {
+                p.event(&Event::Sink(report));
+            }
+        });
+        let lines: Vec<&str> = json.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(
+            lines.iter().all(|l| l.starts_with("{\"event\":\"output_")),
+            "{json}"
+        );
+        assert_eq!(
+            lines[3],
+            "{\"event\":\"output_dropped\",\"stream\":\"stderr\",\"dropped_lines\":3,\"limit_bytes\":1048576}"
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ where
         None => (None, 0),
     };
     let sink = Sink::start(out, err)?;
+    sink.set_waker(supervisor.waker()?);
     let printer = Printer::new(format, sink.stdout(), sink.stderr());
     let mut observer = Printing {
         printer,
@@ -117,6 +118,9 @@ where
     let mut stopping = false;
     let mut outcome = Outcome::Stopped;
     loop {
+        for report in sink.take_reports() {
+            observer.printer.event(&Event::Sink(&report));
+        }
         observer.printer.flush();
         let failed = match observer.printer.take_output_error() {
             Some(error) => Some(("stdout", error)),
@@ -261,12 +265,20 @@ const WRITING_RECHECK: Duration = Duration::from_millis(100);
 fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>) {
     printer.flush();
     let left = sink.drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
-    if left.out_bytes > 0 || left.out_dropped_bytes > 0 {
+    let reports = sink.take_reports();
+    for report in &reports {
+        printer.event(&Event::Sink(report));
+    }
+    let unwritten = left.out_bytes > 0 || left.out_dropped_bytes > 0;
+    if unwritten {
         printer.event(&Event::Unwritten {
             lines: left.out_lines,
             bytes: left.out_bytes,
             dropped_bytes: left.out_dropped_bytes,
         });
+    }
+    if unwritten || !reports.is_empty() {
+        printer.flush();
         sink.drain_stderr(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
     }
 }

@@ -100,9 +100,46 @@ pub struct Unwritten {
     pub err_lines: u64,
 }
 
+/// Something the sink has to tell, as data: the event loop prints it in the
+/// run's log format, so `--log-format json` never gets a plain-text line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkReport {
+    /// Writing children's output started failing (a full disk, say); it is
+    /// dropped until writing works again.
+    OutFailing {
+        /// The write's error.
+        error: String,
+    },
+    /// Writing children's output works again; this much was dropped while
+    /// it did not.
+    OutWorksAgain {
+        /// Bytes dropped.
+        dropped_bytes: u64,
+    },
+    /// Stdout fell `limit_bytes` behind; this much children's output was
+    /// dropped.
+    OutBehind {
+        /// Bytes dropped.
+        dropped_bytes: u64,
+        /// The bound it passed.
+        limit_bytes: usize,
+    },
+    /// Stderr fell `limit_bytes` behind; this many of procmon's own event
+    /// lines were dropped.
+    ErrBehind {
+        /// Event lines dropped.
+        dropped_lines: u64,
+        /// The bound it passed.
+        limit_bytes: usize,
+    },
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the event loop when a report waits to be printed (set with
+    /// [`Sink::set_waker`]).
+    waker: Mutex<Option<Arc<procmon_mio::mio::Waker>>>,
     /// Wakes the stdout thread: a block for it, or closing.
     out_ready: Condvar,
     /// Wakes the stderr thread: a block for it, stdout progress it waits
@@ -171,6 +208,8 @@ struct State {
     written_total: u64,
     /// Set when the sink is dropped: the threads end once their queue is empty.
     closing: bool,
+    /// What the loop has to print, oldest first.
+    reports: Vec<SinkReport>,
     /// Written blocks' buffers, kept for the next blocks: a block is larger
     /// than malloc's mmap threshold, so a fresh one per block would cost an
     /// mmap, a munmap and a page fault per 4 KiB.
@@ -331,6 +370,17 @@ impl Sink {
     /// find its reader gone, so the event loop keeps looking.
     pub fn busy(&self) -> bool {
         !self.shared.lock().is_empty()
+    }
+
+    /// Lets a writer thread wake the event loop when it has something to
+    /// report (the loop may be asleep with nothing else to do).
+    pub fn set_waker(&self, waker: Arc<procmon_mio::mio::Waker>) {
+        *self.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+    }
+
+    /// What the sink has to tell since the last call, oldest first.
+    pub fn take_reports(&self) -> Vec<SinkReport> {
+        std::mem::take(&mut self.shared.lock().reports)
     }
 
     /// The first stream found with its reader gone, once: the run should
@@ -552,7 +602,7 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
             state.out_done += 1;
         }
         match written {
-            Ok(()) => report_drops(&mut state, target),
+            Ok(()) => report_drops(&mut state, target, shared),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 // The reader is gone for good: give up what is queued for it
                 // and let the event loop know.
@@ -569,12 +619,12 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
                 // is counted as lost, and the first failure is told.
                 state.out.dropped_bytes += (len - done) as u64;
                 if !std::mem::replace(&mut state.out_failing, true) {
-                    state.push(
-                        Target::Err,
-                        format!(
-                            "procmon: writing children's output failed: {e}; dropping it until that works again\n"
-                        )
-                        .into_bytes(),
+                    report(
+                        &mut state,
+                        shared,
+                        SinkReport::OutFailing {
+                            error: e.to_string(),
+                        },
                     );
                 }
             }
@@ -599,39 +649,45 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
     }
 }
 
-/// Tells, on stderr, what a stream dropped, once its backlog is written:
-/// that is when writing works again.
-fn report_drops(state: &mut State, target: Target) {
+/// Tells what a stream dropped, once its backlog is written: that is when
+/// writing works again.
+fn report_drops(state: &mut State, target: Target, shared: &Shared) {
     let queue = state.queue(target);
     if !queue.blocks.is_empty() {
         return;
     }
-    let line = match target {
+    let told = match target {
         Target::Out if queue.dropped_bytes > 0 => {
-            let dropped = std::mem::take(&mut queue.dropped_bytes);
+            let dropped_bytes = std::mem::take(&mut queue.dropped_bytes);
             if std::mem::take(&mut state.out_failing) {
-                format!(
-                    "procmon: writing children's output works again; {dropped} bytes of it were dropped\n"
-                )
+                SinkReport::OutWorksAgain { dropped_bytes }
             } else {
-                format!(
-                    "procmon: {dropped} bytes of children's output were dropped: stdout fell {} MiB behind\n",
-                    OUT_LIMIT >> 20
-                )
+                SinkReport::OutBehind {
+                    dropped_bytes,
+                    limit_bytes: OUT_LIMIT,
+                }
             }
         }
         Target::Err if queue.dropped_lines > 0 => {
-            let lines = std::mem::take(&mut queue.dropped_lines);
+            let dropped_lines = std::mem::take(&mut queue.dropped_lines);
             queue.dropped_bytes = 0;
-            format!(
-                "procmon: {lines} of procmon's own event lines were dropped: stderr fell {} MiB behind\n",
-                ERR_LIMIT >> 20
-            )
+            SinkReport::ErrBehind {
+                dropped_lines,
+                limit_bytes: ERR_LIMIT,
+            }
         }
         _ => return,
     };
-    // Past the bound: one line, and it is what tells of the rest.
-    state.push(Target::Err, line.into_bytes());
+    report(state, shared, told);
+}
+
+/// Keeps a report for the loop and wakes it.
+fn report(state: &mut State, shared: &Shared, told: SinkReport) {
+    state.reports.push(told);
+    let waker = shared.waker.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(waker) = waker.as_ref() {
+        let _ = waker.wake();
+    }
 }
 
 /// Writes the whole block, waiting out `EAGAIN` from a stream that someone
@@ -736,10 +792,12 @@ mod tests {
         assert!(!sink.congested());
         let written = out_gate.written.lock().unwrap().clone();
         assert!(written.starts_with(b"line 1\nxxx"));
-        let told = String::from_utf8(err_gate.written.lock().unwrap().clone()).unwrap();
         assert!(
-            told.contains("bytes of children's output were dropped"),
-            "{told}"
+            matches!(
+                sink.take_reports()[..],
+                [SinkReport::OutBehind { dropped_bytes, .. }] if dropped_bytes > 0
+            ),
+            "one report of what stdout dropped"
         );
     }
 
@@ -807,10 +865,17 @@ mod tests {
                 sink.drain(Duration::from_secs(20), Duration::from_secs(20))
             ));
         }
-        let told = String::from_utf8(err.written.lock().unwrap().clone()).unwrap();
-        assert_eq!(told.matches("failed").count(), 1, "{told}");
-        assert_eq!(told.matches("works again;").count(), 1, "{told}");
-        assert!(told.contains("150 bytes of it were dropped"), "{told}");
+        let reports = sink.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [
+                    SinkReport::OutFailing { .. },
+                    SinkReport::OutWorksAgain { dropped_bytes: 150 }
+                ]
+            ),
+            "{reports:?}"
+        );
     }
 
     #[test]
@@ -883,13 +948,14 @@ mod tests {
         ));
         let told = String::from_utf8(err_gate.written.lock().unwrap().clone()).unwrap();
         let kept = told.matches(std::str::from_utf8(&event).unwrap()).count();
-        let dropped = lines - kept;
+        let dropped = (lines - kept) as u64;
         assert!(dropped > 0);
-        let report = format!("procmon: {dropped} of procmon's own event lines were dropped");
-        assert!(
-            told.ends_with(&format!("{report}: stderr fell 1 MiB behind\n")),
-            "{}",
-            &told[told.len() - 200..]
+        assert_eq!(
+            sink.take_reports(),
+            [SinkReport::ErrBehind {
+                dropped_lines: dropped,
+                limit_bytes: ERR_LIMIT
+            }]
         );
     }
 
