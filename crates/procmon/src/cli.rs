@@ -118,11 +118,18 @@ OUTPUT
   1). At exit procmon waits for its output while the reader keeps reading (giving up
   after 3 s without progress, or 30 s in all) and says on stderr what was not written.
 
+OPERATING IT
+  `procmon ctl status` (in another terminal) shows every process; `procmon ctl --help`
+  lists the rest: start, stop (hold), restart, signal, reload, logs, watch, metrics,
+  shutdown. With --config the control socket is served anyway; with a COMMAND, give
+  --socket PATH. See docs/control.md.
+
 SIGNALS
   TERM, INT, QUIT   stop every process (its stop_signal, TERM unless set, then KILL after
                     its kill time) and exit 0
   INT again         KILL every process at once
-  HUP               stop every process and let each restart
+  HUP               with --config: read the file again and apply what changed (as
+                    `procmon ctl reload`); else stop every process and let each restart
   USR1, USR2        reported on stderr and otherwise ignored
   PIPE              ignored (a write to a reader that is gone fails instead)
 
@@ -157,6 +164,13 @@ CONFIG FILE (--config FILE)
   give_up_after = 5             # after 5 quick deaths in a row (lives shorter
                                 #   than threshold), stop restarting it
   retry_failed_after = 600      # then try again after 600 s (needs give_up_after)
+
+  [control]                     # optional: the control socket (`procmon ctl`)
+  socket = "/run/procmon/web.sock"   # default: --socket, $PROCMON_SOCKET, else
+                                #   /run/procmon/procmon.sock (root) or $XDG_RUNTIME_DIR
+  allow_uids = [1000]           # who may use it besides root and procmon's own user
+  allow_gids = [27]             # primary groups allowed
+  log_lines = 1000              # recent lines kept per process for `ctl logs`
 
   A uid or gid written as a string of digits ("0") is that number, not a name.
 
