@@ -14,6 +14,7 @@ pub mod control;
 pub mod ctl;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod http;
 pub mod output;
 pub mod protocol;
 pub mod ring;

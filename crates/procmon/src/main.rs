@@ -68,6 +68,17 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    // Bound before anything starts too: a port in use runs nothing.
+    let metrics = match control.metrics_listen {
+        Some(address) => match procmon::http::BoundListener::bind(address) {
+            Ok(bound) => Some(bound),
+            Err(error) => {
+                eprintln!("procmon: {error}");
+                return ExitCode::from(USAGE_ERROR);
+            }
+        },
+        None => None,
+    };
     let extras = Extras {
         control: bound.map(|bound| {
             let access = control::Access {
@@ -80,6 +91,7 @@ fn main() -> ExitCode {
         read_config: cli.config.clone().map(|path| -> run::ReadConfig {
             Box::new(move || load(&path).map(|(definitions, _)| definitions))
         }),
+        metrics,
     };
     let monitor = match Monitor::from_definitions(definitions) {
         Ok(monitor) => monitor,
