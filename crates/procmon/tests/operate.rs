@@ -300,3 +300,88 @@ fn a_port_in_use_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn spawn_failures_say_what_failed() {
+    let dir = TempDir::new();
+    let data = dir.write("data.txt", "not a program\n");
+    let config = format!(
+        r#"
+minrestartdelay = 30
+maxrestartdelay = 60
+[[process]]
+name = "missing"
+argv = ["/nonexistent/procmon-test-bin"]
+[[process]]
+name = "nocwd"
+argv = ["true"]
+cwd = "/nonexistent/procmon-test-dir"
+[[process]]
+name = "noexec"
+argv = ["{}"]
+"#,
+        data.display()
+    );
+    let procmon = Served::start(&config, &[]).unwrap_or_else(|e| panic!("{e}"));
+    procmon.until("three failures", || {
+        procmon.stderr().matches("spawn failed").count() >= 3
+    });
+    let err = procmon.stderr();
+    for want in [
+        "[missing] spawn failed: program not found; exec: No such file or directory",
+        "[nocwd] spawn failed: cwd does not exist; chdir: No such file or directory",
+        "[noexec] spawn failed: program not executable (permission denied); exec: Permission denied",
+    ] {
+        assert!(err.contains(want), "no {want:?} in\n{err}");
+    }
+}
+
+#[test]
+fn spawn_failures_in_json_carry_their_stage() {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "procmon.toml",
+        r#"
+minrestartdelay = 30
+maxrestartdelay = 60
+[[process]]
+name = "nocwd"
+argv = ["true"]
+cwd = "/nonexistent/procmon-test-dir"
+"#,
+    );
+    let mut child = common::procmon(&[
+        "--log-format".as_ref(),
+        "json".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start procmon");
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    let line = loop {
+        let mut buf = [0u8; 4096];
+        let n = stderr.read(&mut buf).expect("read procmon's stderr");
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "no spawn_failed in {seen:?}"
+        );
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains("spawn_failed")) {
+            break line.to_string();
+        }
+    };
+    // SAFETY: a plain syscall on the process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(event["name"], "nocwd", "{line}");
+    assert_eq!(event["stage"], "chdir", "{line}");
+    assert_eq!(event["what"], "cwd does not exist", "{line}");
+    assert_eq!(event["errno"], libc::ENOENT, "{line}");
+}
