@@ -35,6 +35,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse_checked();
+    // Each child costs procmon three descriptors; the soft limit (often
+    // 1024) would stop it long before the hard one the administrator set.
+    // Children get the limit procmon started with.
+    if let Err(error) = procmon_mio::os::raise_open_files_limit() {
+        eprintln!("procmon: raising RLIMIT_NOFILE: {error}");
+    }
     let (definitions, control) = match &cli.config {
         Some(path) => match load(path) {
             Ok(loaded) => loaded,

@@ -1185,6 +1185,51 @@ mod tests {
     }
 
     #[test]
+    fn the_descriptor_limit_is_told_once_per_episode() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let failed = |name| Notice::SpawnFailed {
+            name,
+            error: &emfile,
+            stage: SpawnStage::Prepare,
+        };
+        let kill_time = Duration::from_secs(5);
+        let (_, err) = print(LogFormat::Text, |p| {
+            for notice in [
+                failed("a"),
+                failed("b"),
+                failed("a"),
+                Notice::Spawned { name: "c", pid: 7 },
+                failed("b"),
+            ] {
+                p.event(&Event::Supervisor {
+                    notice: &notice,
+                    kill_time,
+                });
+            }
+        });
+        let told: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("RLIMIT_NOFILE"))
+            .collect();
+        assert_eq!(told.len(), 2, "{err}");
+        assert!(told[0].starts_with("procmon: [a] spawn failed: too many open files; prepare: "));
+        assert!(told[0].ends_with("reached: procmon holds 3 descriptors per child)"));
+        assert!(told[1].starts_with("procmon: [b] "), "{err}");
+        assert_eq!(err.matches("spawn failed").count(), 4, "{err}");
+        let (_, json) = print(LogFormat::Json, |p| {
+            p.event(&Event::Supervisor {
+                notice: &failed("a"),
+                kill_time,
+            })
+        });
+        let (soft, _) = procmon_mio::os::open_files_limit().unwrap();
+        assert!(
+            json.contains(&format!(r#""limit":"RLIMIT_NOFILE","limit_value":{soft}"#)),
+            "{json}"
+        );
+    }
+
+    #[test]
     fn the_ascii_check_sees_a_high_byte_anywhere() {
         for len in 0..100 {
             let mut line = vec![b'a'; len];

@@ -385,3 +385,57 @@ cwd = "/nonexistent/procmon-test-dir"
     assert_eq!(event["what"], "cwd does not exist", "{line}");
     assert_eq!(event["errno"], libc::ENOENT, "{line}");
 }
+
+/// Whether `program` runs at all here (`prlimit` is util-linux's, which a
+/// small image may lack).
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn running_out_of_descriptors_is_told_once_and_procmon_keeps_serving() {
+    if !runs("prlimit", &["--version"]) {
+        eprintln!("skipped: no prlimit to lower procmon's RLIMIT_NOFILE");
+        return;
+    }
+    // Fifteen children at three descriptors each cannot fit in 40 with
+    // procmon's own: the first few start, the rest fail with EMFILE and
+    // retry. A failed spawn gives back what it opened, and a successful
+    // one needs five at once, so at least two stay free for a client.
+    let mut config = String::from("minrestartdelay = 0.1\nmaxrestartdelay = 0.3\n");
+    for i in 0..15 {
+        config.push_str(&format!(
+            "[[process]]\nname = \"p{i}\"\nargv = [\"sleep\", \"1000\"]\n"
+        ));
+    }
+    let mut procmon = Served::start(&config, &["prlimit", "--nofile=40:40"])
+        .unwrap_or_else(|e| panic!("procmon did not start: {e}"));
+    procmon.until("many failed spawns", || {
+        procmon
+            .stderr()
+            .matches("spawn failed: too many open files")
+            .count()
+            >= 10
+    });
+    let err = procmon.stderr();
+    assert_eq!(
+        err.matches("RLIMIT_NOFILE 40 reached: procmon holds 3 descriptors per child")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        procmon.child.try_wait().unwrap().is_none(),
+        "procmon died:\n{err}"
+    );
+    // Serving still: some processes are not running (3), and it says so.
+    let status = procmon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", procmon.stderr());
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("p0") && table.contains("running"), "{table}");
+}
