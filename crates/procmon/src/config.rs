@@ -521,7 +521,7 @@ impl Parser<'_> {
                 }
                 "metrics_listen" => {
                     let text = self.string("metrics_listen", value)?;
-                    let address = text.parse().map_err(|_| {
+                    let address: std::net::SocketAddr = text.parse().map_err(|_| {
                         self.error(
                             value.span(),
                             format!(
@@ -530,6 +530,13 @@ impl Parser<'_> {
                             ),
                         )
                     })?;
+                    // Port 0 would be a port nobody is told of.
+                    if address.port() == 0 {
+                        return Err(self.error(
+                            value.span(),
+                            format!("`metrics_listen` needs a port other than 0, found {text:?}"),
+                        ));
+                    }
                     control.metrics_listen = Some(address);
                 }
                 other => return Err(self.unknown_key(key, other, "in `[control]`", CONTROL_KEYS)),
@@ -1254,6 +1261,8 @@ gid = 0x10
             );
         }
         assert!(refused("9100").starts_with("f.toml:5:18: "));
+        assert!(refused("\"127.0.0.1:0\"")
+            .starts_with("f.toml:5:18: `metrics_listen` needs a port other than 0"));
     }
 
     #[test]

@@ -68,11 +68,6 @@ impl BoundListener {
             .map(|listener| BoundListener { listener })
             .map_err(|error| BindError { address, error })
     }
-
-    /// The address bound (its port, if the config asked for port 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
 }
 
 /// The metrics listener and its connections, served from the loop.
