@@ -62,7 +62,9 @@ fn main() -> std::io::Result<()> {
 fn print_notice(notice: &Notice<'_>) {
     match notice {
         Notice::Spawned { name, pid } => println!("{name}: started as pid {pid}"),
-        Notice::SpawnFailed { name, error } => println!("{name}: could not start: {error}"),
+        Notice::SpawnFailed { name, error, stage } => {
+            println!("{name}: could not start ({}): {error}", stage.name())
+        }
         Notice::Exited {
             name,
             pid,

@@ -100,6 +100,7 @@ mod spawn;
 mod sys;
 
 pub use sources::{Ready, SourceId};
+pub use spawn::SpawnStage;
 
 /// The `mio` this driver polls with, so a program registers its own sources
 /// ([`Supervisor::register`]) with the same version's types.
@@ -243,6 +244,8 @@ pub enum Notice<'a> {
         name: &'a str,
         /// Why, with the OS's reason.
         error: &'a io::Error,
+        /// The step that failed, which tells what `error` means.
+        stage: SpawnStage,
     },
     /// A child ended.
     Exited {
@@ -947,6 +950,7 @@ impl Supervisor {
                 observer.notice(Notice::SpawnFailed {
                     name: self.name(process),
                     error: &io::Error::from_raw_os_error(errno),
+                    stage: self.spawner.failed_stage(process),
                 });
             }
             Report::RestartScheduled { process, delay } => {

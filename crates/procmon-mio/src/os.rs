@@ -145,6 +145,29 @@ fn lookup(
     }
 }
 
+/// The descriptors procmon holds for each live child: its stdout and
+/// stderr pipes and its pidfd. With procmon's own few, this is what its
+/// `RLIMIT_NOFILE` is spent on.
+pub const DESCRIPTORS_PER_CHILD: u64 = 3;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the limit
+/// then, `(soft, hard)`. A supervisor needs [`DESCRIPTORS_PER_CHILD`] per
+/// child, so the usual soft 1024 would stop it at about 340 children. The
+/// hard limit is left alone, even for root: it is the administrator's cap
+/// (systemd's `LimitNOFILE=`, `prlimit`). Children get back the limit the
+/// program started with. [`Supervisor::new`](crate::Supervisor::new) raises
+/// it too; call this first to know the limit, or to raise it before
+/// anything else opens descriptors.
+pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
+    crate::spawn::raise_open_files_limit()
+}
+
+/// The `RLIMIT_NOFILE` now, `(soft, hard)`: what a spawn that failed with
+/// `EMFILE` ran into.
+pub fn open_files_limit() -> io::Result<(u64, u64)> {
+    crate::spawn::open_files_limit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +187,21 @@ mod tests {
         let peer = peer_credentials(a.as_fd()).unwrap();
         assert_eq!(peer.pid, std::process::id() as i32);
         assert_eq!((peer.uid, peer.gid), (effective_uid(), effective_gid()));
+    }
+
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        let (soft, hard) = open_files_limit().unwrap();
+        // Lowered first, so that the raise has something to do whatever
+        // limit the tests were started with.
+        let lowered = libc::rlimit {
+            rlim_cur: soft.min(hard / 2).max(32.min(hard)),
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        assert_eq!(open_files_limit().unwrap(), (lowered.rlim_cur, hard));
+        assert_eq!(raise_open_files_limit().unwrap(), (hard, hard));
+        assert_eq!(open_files_limit().unwrap(), (hard, hard));
     }
 }

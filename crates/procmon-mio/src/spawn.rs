@@ -10,8 +10,8 @@
 //! suspended until the child has called `execve` or exited, which gives two
 //! things for free: the child can run on a stack we lend it (one per
 //! [`Spawner`], reused), and it can report why it failed by writing the
-//! `errno` into [`ChildArgs::errno`], which the parent reads once `clone`
-//! returns. That shared word does the job of the classic close-on-exec error
+//! `errno` and the step that failed ([`SpawnStage`]) into [`ChildArgs`],
+//! which the parent reads once `clone` returns. That shared word does the job of the classic close-on-exec error
 //! pipe with no extra descriptors or reads.
 //!
 //! Sharing memory has rules, which the child follows:
@@ -43,6 +43,66 @@ use crate::sys::{self, cvt};
 /// the parent's memory.
 const CHILD_STACK_BYTES: usize = 64 * 1024;
 
+/// The step of a spawn that failed, so that a report can say what failed
+/// (the program is missing, the cwd is, the user could not be set), not
+/// only the `errno`, which means different things at different steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SpawnStage {
+    /// Finding the program (on `PATH`, as `execvp` would) or executing it
+    /// (`execve`): `ENOENT` is a missing program, `EACCES` one without the
+    /// right to execute it, `ENOEXEC` a file the kernel cannot run.
+    Exec,
+    /// procmon's own side before the child exists: building its argv and
+    /// environment, its pipes, or the `clone` itself (`EMFILE`, `ENFILE`,
+    /// `EAGAIN`: limits of procmon or the system).
+    Prepare,
+    /// Starting the child's own session (`setsid`).
+    Session,
+    /// Putting `/dev/null` and the pipes on the child's stdin, stdout and
+    /// stderr (`dup2`).
+    Stdio,
+    /// Changing into the process's `cwd` (`chdir`).
+    Chdir,
+    /// Giving the child back the descriptor limit procmon started with
+    /// (`setrlimit`).
+    Limits,
+    /// Dropping supplementary groups before a change of user or group
+    /// (`setgroups`).
+    Groups,
+    /// Setting the group (`setgid`).
+    Group,
+    /// Setting the user (`setuid`).
+    User,
+    /// Asking to die with procmon (`prctl(PR_SET_PDEATHSIG)`).
+    ParentDeath,
+    /// Unblocking signals (`sigprocmask`).
+    SignalMask,
+    /// After the child started: watching its pipes and pidfd.
+    Watch,
+}
+
+impl SpawnStage {
+    /// A short lower-case name: `"exec"`, `"chdir"`, `"setuid"`, …, the
+    /// system call or step, for logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpawnStage::Exec => "exec",
+            SpawnStage::Prepare => "prepare",
+            SpawnStage::Session => "setsid",
+            SpawnStage::Stdio => "stdio",
+            SpawnStage::Chdir => "chdir",
+            SpawnStage::Limits => "setrlimit",
+            SpawnStage::Groups => "setgroups",
+            SpawnStage::Group => "setgid",
+            SpawnStage::User => "setuid",
+            SpawnStage::ParentDeath => "pdeathsig",
+            SpawnStage::SignalMask => "sigmask",
+            SpawnStage::Watch => "watch",
+        }
+    }
+}
+
 /// What a successful spawn hands back.
 #[derive(Debug)]
 pub(crate) struct Spawned {
@@ -67,6 +127,10 @@ pub(crate) struct Spawner {
     /// The descriptor limit the monitor started with, if [`raise_nofile_limit`]
     /// raised it: children get it back, as they would have had it without us.
     original_nofile: Option<libc::rlimit>,
+    /// The step at which each process's last spawn failed, until its next
+    /// spawn: read when the failure is reported, which the core does after
+    /// the spawn and before any later spawn of the same process.
+    failed_stages: HashMap<ProcessKey, SpawnStage>,
 }
 
 impl Spawner {
@@ -80,7 +144,18 @@ impl Spawner {
             // Once per process: a second supervisor would find the limit
             // raised already and must still restore the original.
             original_nofile: *ORIGINAL_NOFILE.get_or_init(raise_nofile_limit),
+            failed_stages: HashMap::new(),
         })
+    }
+
+    /// The step at which the last spawn of `process` failed:
+    /// [`SpawnStage::Watch`] if the spawn itself succeeded (what failed came
+    /// after, in the driver).
+    pub(crate) fn failed_stage(&self, process: ProcessKey) -> SpawnStage {
+        self.failed_stages
+            .get(&process)
+            .copied()
+            .unwrap_or(SpawnStage::Watch)
     }
 
     /// Starts `spec`, the definition of `process`. An error is the reason the
@@ -95,24 +170,43 @@ impl Spawner {
     /// comparison, not the key alone, decides: a key freed by `remove` is
     /// given to the next `add`, whose definition may differ.
     pub(crate) fn spawn(&mut self, process: ProcessKey, spec: &ProcessSpec) -> io::Result<Spawned> {
+        match self.try_spawn(process, spec) {
+            Ok(spawned) => {
+                self.failed_stages.remove(&process);
+                Ok(spawned)
+            }
+            Err((stage, error)) => {
+                self.failed_stages.insert(process, stage);
+                Err(error)
+            }
+        }
+    }
+
+    fn try_spawn(
+        &mut self,
+        process: ProcessKey,
+        spec: &ProcessSpec,
+    ) -> Result<Spawned, (SpawnStage, io::Error)> {
+        let prepare = |error| (SpawnStage::Prepare, error);
         let program = spec
             .argv
             .first()
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let path = resolve(program)?;
+            .ok_or_else(|| prepare(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let path = resolve(program).map_err(|e| (SpawnStage::Exec, e))?;
         let prepared = match self.prepared.get(&process) {
             Some(prepared) if prepared.spec == *spec => prepared,
             _ => {
-                self.prepared.insert(process, Prepared::new(spec)?);
+                self.prepared
+                    .insert(process, Prepared::new(spec).map_err(prepare)?);
                 &self.prepared[&process]
             }
         };
-        let (stdout_read, stdout_write) = sys::pipe()?;
-        let (stderr_read, stderr_write) = sys::pipe()?;
-        sys::set_nonblocking(&stdout_read)?;
-        sys::set_nonblocking(&stderr_read)?;
-        let stdout_write = sys::above_stdio(stdout_write)?;
-        let stderr_write = sys::above_stdio(stderr_write)?;
+        let (stdout_read, stdout_write) = sys::pipe().map_err(prepare)?;
+        let (stderr_read, stderr_write) = sys::pipe().map_err(prepare)?;
+        sys::set_nonblocking(&stdout_read).map_err(prepare)?;
+        sys::set_nonblocking(&stderr_read).map_err(prepare)?;
+        let stdout_write = sys::above_stdio(stdout_write).map_err(prepare)?;
+        let stderr_write = sys::above_stdio(stderr_write).map_err(prepare)?;
 
         let mut args = ChildArgs {
             path: path.as_ptr(),
@@ -129,6 +223,7 @@ impl Spawner {
             parent_pid: unsafe { libc::getpid() },
             nofile: self.original_nofile,
             errno: 0,
+            stage: SpawnStage::Exec,
         };
 
         // Held from before the child exists until its pid is recorded, so no
@@ -162,7 +257,7 @@ impl Spawner {
         }
         restore_signal_mask(&old_mask);
         if let Some(e) = clone_error {
-            return Err(e);
+            return Err(prepare(e));
         }
         // SAFETY: CLONE_PIDFD succeeded with the clone, so this is a fresh
         // close-on-exec descriptor that we own.
@@ -171,10 +266,12 @@ impl Spawner {
         // happened behind the compiler's back, in the child.
         let errno = unsafe { ptr::read_volatile(ptr::addr_of!(args.errno)) };
         if errno != 0 {
+            // SAFETY: as `errno`; the child wrote the stage before it.
+            let stage = unsafe { ptr::read_volatile(ptr::addr_of!(args.stage)) };
             // The child has already called _exit: reap it now so no zombie
             // is left and its pid is never tracked.
             let _ = sys::reap(pidfd.as_fd());
-            return Err(io::Error::from_raw_os_error(errno));
+            return Err((stage, io::Error::from_raw_os_error(errno)));
         }
         tracked.insert(pid);
         drop(tracked);
@@ -193,11 +290,37 @@ impl Spawner {
 /// The descriptor limit before the first supervisor raised it.
 static ORIGINAL_NOFILE: OnceLock<Option<libc::rlimit>> = OnceLock::new();
 
+/// Raises the descriptor limit as [`raise_nofile_limit`] does, having kept
+/// the limit it started with for children (once per process, whoever calls
+/// first: this or the first [`Spawner`]); the limit is then `(soft, hard)`.
+/// Raising again is harmless, and undoes a lowering since the first call.
+pub(crate) fn raise_open_files_limit() -> io::Result<(u64, u64)> {
+    ORIGINAL_NOFILE.get_or_init(raise_nofile_limit);
+    raise_nofile_limit();
+    open_files_limit()
+}
+
+/// The descriptor limit now, `(soft, hard)`.
+pub(crate) fn open_files_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
 /// Raises the soft limit on open descriptors to the hard limit and returns
 /// the old one if it changed. Each child costs the monitor three descriptors
 /// (two pipes and a pidfd), so the common soft limit of 1024 would cap a
 /// monitor at about 340 children; the hard limit is what the administrator
 /// meant to allow. The Go runtime does the same, for the same reason.
+///
+/// The hard limit stays as it is, even for root, who could raise it to
+/// `/proc/sys/fs/nr_open`: it is the administrator's word (systemd's
+/// `LimitNOFILE=`, `prlimit`, `ulimit -H`), and a supervisor that overrode it
+/// would leave no way to cap one.
 fn raise_nofile_limit() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -222,6 +345,7 @@ impl Spawner {
     /// (removed ones), so the cache holds no more than the monitor does.
     pub(crate) fn forget_prepared(&mut self, mut keep: impl FnMut(ProcessKey) -> bool) {
         self.prepared.retain(|&process, _| keep(process));
+        self.failed_stages.retain(|&process, _| keep(process));
     }
 }
 
@@ -361,7 +485,7 @@ fn resolve(program: &[u8]) -> io::Result<CString> {
     }))
 }
 
-/// What the child reads (and, on failure, writes `errno` into).
+/// What the child reads (and, on failure, writes `errno` and its stage into).
 struct ChildArgs {
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
@@ -379,6 +503,8 @@ struct ChildArgs {
     nofile: Option<libc::rlimit>,
     /// Zero unless the child failed; then why.
     errno: libc::c_int,
+    /// The step that failed, when `errno` is not zero.
+    stage: SpawnStage,
 }
 
 /// The child, from `clone` to `execve`. Runs on the lent stack in the
@@ -386,23 +512,28 @@ struct ChildArgs {
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     let args = arg.cast::<ChildArgs>();
     // SAFETY: `arg` is the `ChildArgs` the suspended parent passed to clone.
-    let errno = unsafe { set_up_and_exec(&*args) };
-    // SAFETY: the parent reads this after we exit; nothing else touches it.
-    unsafe { ptr::write_volatile(ptr::addr_of_mut!((*args).errno), errno) };
+    let (stage, errno) = unsafe { set_up_and_exec(&*args) };
+    // SAFETY: the parent reads these after we exit; nothing else touches
+    // them.
+    unsafe {
+        ptr::write_volatile(ptr::addr_of_mut!((*args).stage), stage);
+        ptr::write_volatile(ptr::addr_of_mut!((*args).errno), errno);
+    }
     // SAFETY: _exit skips atexit handlers and stdio flushing, which belong
     // to the parent whose memory we share.
     unsafe { libc::_exit(127) }
 }
 
-/// Sets the child up and execs; returns only with the `errno` of the failure.
+/// Sets the child up and execs; returns only with the step that failed and
+/// its `errno`.
 ///
 /// # Safety
 /// Only in the child of `clone(CLONE_VM | CLONE_VFORK)`, with every signal blocked.
-unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
+unsafe fn set_up_and_exec(args: &ChildArgs) -> (SpawnStage, libc::c_int) {
     macro_rules! check {
-        ($call:expr) => {
+        ($stage:ident, $call:expr) => {
             if $call == -1 {
-                return *libc::__errno_location();
+                return (SpawnStage::$stage, *libc::__errno_location());
             }
         };
     }
@@ -418,12 +549,12 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     }
     // Its own session and process group, so a stop can signal the whole tree
     // with killpg and no terminal signal of ours reaches it.
-    check!(libc::setsid());
+    check!(Session, libc::setsid());
     // The parent moved these above 2, so no dup2 overwrites another's source;
     // dup2 clears close-on-exec on the copies.
-    check!(libc::dup2(args.stdin, 0));
-    check!(libc::dup2(args.stdout, 1));
-    check!(libc::dup2(args.stderr, 2));
+    check!(Stdio, libc::dup2(args.stdin, 0));
+    check!(Stdio, libc::dup2(args.stdout, 1));
+    check!(Stdio, libc::dup2(args.stderr, 2));
     // Every descriptor is close-on-exec already, but the monitor may itself
     // have inherited some that are not; none of them is the child's business.
     // (close_range came in Linux 5.9 and CLOSE_RANGE_CLOEXEC in 5.11; before,
@@ -435,27 +566,33 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
         libc::CLOSE_RANGE_CLOEXEC,
     );
     if !args.cwd.is_null() {
-        check!(libc::chdir(args.cwd));
+        check!(Chdir, libc::chdir(args.cwd));
     }
     // Before setuid, which may remove the right to set it.
     if let Some(limit) = &args.nofile {
-        check!(libc::setrlimit(libc::RLIMIT_NOFILE, limit));
+        check!(Limits, libc::setrlimit(libc::RLIMIT_NOFILE, limit));
     }
     // Groups first, then the gid, then the uid: after setuid we could no
     // longer change the others. Raw syscalls: see the module docs.
     if args.drop_groups {
-        check!(libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) as libc::c_int);
+        check!(
+            Groups,
+            libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) as libc::c_int
+        );
     }
     if let Some(gid) = args.gid {
-        check!(libc::syscall(libc::SYS_setgid, gid) as libc::c_int);
+        check!(Group, libc::syscall(libc::SYS_setgid, gid) as libc::c_int);
     }
     if let Some(uid) = args.uid {
-        check!(libc::syscall(libc::SYS_setuid, uid) as libc::c_int);
+        check!(User, libc::syscall(libc::SYS_setuid, uid) as libc::c_int);
     }
     // If the monitor dies, so does the child; then close the race where the
     // parent died before the prctl took effect. After the credentials, whose
     // change resets the parent-death signal.
-    check!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0));
+    check!(
+        ParentDeath,
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)
+    );
     if libc::getppid() != args.parent_pid {
         libc::_exit(127);
     }
@@ -463,13 +600,12 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> libc::c_int {
     // with none blocked.
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
-    check!(libc::sigprocmask(
-        libc::SIG_SETMASK,
-        &empty,
-        ptr::null_mut()
-    ));
+    check!(
+        SignalMask,
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut())
+    );
     libc::execve(args.path, args.argv, args.envp);
-    *libc::__errno_location()
+    (SpawnStage::Exec, *libc::__errno_location())
 }
 
 /// Blocks every signal in this thread, glibc's two internal ones included

@@ -22,7 +22,7 @@ use std::num::NonZeroU32;
 use procmon_core::{
     ExitStatus, NotRestarting, Policy, ProcessSpec, ProcessState, RestartPolicy, Signal, Stream,
 };
-use procmon_mio::{CaughtSignal, Options};
+use procmon_mio::{CaughtSignal, Options, SpawnStage};
 
 /// A zombie child of ours, if any, left unreaped (`WNOWAIT`).
 fn any_zombie_child() -> Option<i32> {
@@ -426,7 +426,8 @@ fn spawn_failures_are_reported_and_back_off() {
     assert!(run
         .seen
         .iter()
-        .all(|s| !matches!(s, Seen::SpawnFailed(_, kind, _) if *kind != ErrorKind::NotFound)));
+        .all(|s| !matches!(s, Seen::SpawnFailed(_, kind, _, stage)
+            if *kind != ErrorKind::NotFound || *stage != SpawnStage::Exec)));
     let delays: Vec<Duration> = run
         .seen
         .iter()
@@ -475,17 +476,21 @@ fn spawn_failures_are_reported_and_back_off() {
         run.seen
             .iter()
             .find_map(|s| match s {
-                Seen::SpawnFailed(n, _, errno) if n == name => *errno,
+                Seen::SpawnFailed(n, _, errno, stage) if n == name => Some((*errno, *stage)),
                 _ => None,
             })
             .unwrap()
     };
-    assert_eq!(failure("noexec"), libc::EACCES);
-    assert_eq!(failure("noshebang"), libc::ENOEXEC);
+    // The step tells what the errno means: ENOENT at chdir is the cwd.
+    assert_eq!(failure("noexec"), (Some(libc::EACCES), SpawnStage::Exec));
+    assert_eq!(
+        failure("noshebang"),
+        (Some(libc::ENOEXEC), SpawnStage::Exec)
+    );
     assert!(run.lines("noshebang", Stream::Stdout).is_empty());
-    assert_eq!(failure("badcwd"), libc::ENOENT);
+    assert_eq!(failure("badcwd"), (Some(libc::ENOENT), SpawnStage::Chdir));
     if !root {
-        assert_eq!(failure("baduid"), libc::EPERM);
+        assert_eq!(failure("baduid"), (Some(libc::EPERM), SpawnStage::User));
     }
     assert_eq!(any_zombie_child(), None, "a failed child was not reaped");
     run.stop();

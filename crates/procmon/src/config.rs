@@ -39,6 +39,9 @@
 //! allow_uids = [1000]            # besides root and procmon's own user
 //! allow_gids = [27]              # primary groups allowed
 //! log_lines = 1000               # recent lines kept per process
+//! metrics_listen = "127.0.0.1:9100"  # serve GET /metrics over HTTP; off by
+//!                                # default; an IPv4 or IPv6 socket address,
+//!                                # best on loopback (no access check)
 //! ```
 //!
 //! What a process may be (a name, a program, a cwd, env keys, delays that
@@ -74,7 +77,13 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 /// The keys a `[control]` table may hold.
-const CONTROL_KEYS: &[&str] = &["socket", "allow_uids", "allow_gids", "log_lines"];
+const CONTROL_KEYS: &[&str] = &[
+    "socket",
+    "allow_uids",
+    "allow_gids",
+    "log_lines",
+    "metrics_listen",
+];
 
 /// The most recent lines `log_lines` may ask to keep per process.
 pub const MAX_LOG_LINES: usize = 1_000_000;
@@ -134,6 +143,9 @@ pub struct ControlConfig {
     pub allow_gids: Vec<u32>,
     /// `log_lines`: recent lines kept per process for `ctl logs`.
     pub log_lines: Option<usize>,
+    /// `metrics_listen`: where to serve `GET /metrics` over HTTP; off when
+    /// unset. Anyone who can connect may read it, so loopback is the advice.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One `[[process]]` table.
@@ -506,6 +518,26 @@ impl Parser<'_> {
                             ))
                         }
                     }
+                }
+                "metrics_listen" => {
+                    let text = self.string("metrics_listen", value)?;
+                    let address: std::net::SocketAddr = text.parse().map_err(|_| {
+                        self.error(
+                            value.span(),
+                            format!(
+                                "`metrics_listen` must be an IP address and port, as \
+                                 \"127.0.0.1:9100\" or \"[::1]:9100\", found {text:?}"
+                            ),
+                        )
+                    })?;
+                    // Port 0 would be a port nobody is told of.
+                    if address.port() == 0 {
+                        return Err(self.error(
+                            value.span(),
+                            format!("`metrics_listen` needs a port other than 0, found {text:?}"),
+                        ));
+                    }
+                    control.metrics_listen = Some(address);
                 }
                 other => return Err(self.unknown_key(key, other, "in `[control]`", CONTROL_KEYS)),
             }
@@ -1196,6 +1228,41 @@ gid = 0x10
         let (name, ids) = &defs.processes[1];
         assert_eq!(name, "ids");
         assert_eq!((ids.uid, ids.gid), (Some(7), Some(16)));
+    }
+
+    const PROCESS: &str = "[[process]]\nname = \"a\"\nargv = [\"x\"]\n";
+
+    #[test]
+    fn metrics_listen_takes_ipv4_and_ipv6_socket_addresses() {
+        let metrics = |value: &str| {
+            parse(
+                &format!("{PROCESS}[control]\nmetrics_listen = {value}\n"),
+                "f.toml",
+            )
+            .map(|c| c.control.metrics_listen)
+        };
+        assert_eq!(
+            metrics("\"127.0.0.1:9100\"").unwrap(),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            metrics("\"[::1]:9100\"").unwrap(),
+            Some("[::1]:9100".parse().unwrap())
+        );
+        let unset = parse(PROCESS, "f.toml").unwrap();
+        assert_eq!(unset.control.metrics_listen, None);
+        let refused =
+            |value: &str| error(&format!("{PROCESS}[control]\nmetrics_listen = {value}\n"));
+        for value in ["\"localhost:9100\"", "\"127.0.0.1\"", "\"\""] {
+            let got = refused(value);
+            assert!(
+                got.starts_with("f.toml:5:18: `metrics_listen` must be an IP address and port"),
+                "{got}"
+            );
+        }
+        assert!(refused("9100").starts_with("f.toml:5:18: "));
+        assert!(refused("\"127.0.0.1:0\"")
+            .starts_with("f.toml:5:18: `metrics_listen` needs a port other than 0"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! The pieces are a library so they can be tested and fuzzed on their own:
 //! [`config`] reads the TOML file, [`cli`] the command line, [`output`]
-//! prints, and [`run`] drives the supervisor until a stop signal.
+//! prints, and [`run`] drives the supervisor until a stop signal, serving
+//! the [`control`] socket and, if asked, metrics over [`http`].
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod control;
 pub mod ctl;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod http;
 pub mod output;
 pub mod protocol;
 pub mod ring;

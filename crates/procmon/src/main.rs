@@ -35,6 +35,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse_checked();
+    // Each child costs procmon three descriptors; the soft limit (often
+    // 1024) would stop it long before the hard one the administrator set.
+    // Children get the limit procmon started with.
+    if let Err(error) = procmon_mio::os::raise_open_files_limit() {
+        eprintln!("procmon: raising RLIMIT_NOFILE: {error}");
+    }
     let (definitions, control) = match &cli.config {
         Some(path) => match load(path) {
             Ok(loaded) => loaded,
@@ -68,6 +74,17 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    // Bound before anything starts too: a port in use runs nothing.
+    let metrics = match control.metrics_listen {
+        Some(address) => match procmon::http::BoundListener::bind(address) {
+            Ok(bound) => Some(bound),
+            Err(error) => {
+                eprintln!("procmon: {error}");
+                return ExitCode::from(USAGE_ERROR);
+            }
+        },
+        None => None,
+    };
     let extras = Extras {
         control: bound.map(|bound| {
             let access = control::Access {
@@ -80,6 +97,7 @@ fn main() -> ExitCode {
         read_config: cli.config.clone().map(|path| -> run::ReadConfig {
             Box::new(move || load(&path).map(|(definitions, _)| definitions))
         }),
+        metrics,
     };
     let monitor = match Monitor::from_definitions(definitions) {
         Ok(monitor) => monitor,

@@ -31,7 +31,7 @@ use std::time::Duration;
 use procmon_core::{
     Change, EscapeInvalid, ExitStatus, NotRestarting, Seconds, Signal, SignalReason, Stream,
 };
-use procmon_mio::Notice;
+use procmon_mio::{Notice, SpawnStage};
 
 use crate::sink::SinkReport;
 
@@ -165,6 +165,10 @@ pub struct Printer<O: Write, E: Write> {
     /// An end printed in text, waiting for its decision to share its line:
     /// the process's name and the line so far, without its newline.
     held_end: Option<(String, String)>,
+    /// Spawns are failing for want of descriptors (`EMFILE`, `ENFILE`) and
+    /// the limit has been told: it is told once per episode, which a spawn
+    /// that succeeds ends, not at every retry of every process.
+    out_of_descriptors: bool,
 }
 
 /// Children's lines are written out once this many bytes have gathered.
@@ -191,6 +195,7 @@ impl<O: Write, E: Write> Printer<O, E> {
             out_error: None,
             out_failed: false,
             held_end: None,
+            out_of_descriptors: false,
         }
     }
 
@@ -292,6 +297,25 @@ impl<O: Write, E: Write> Printer<O, E> {
     /// before the exit it led to.
     pub fn event(&mut self, event: &Event<'_>) {
         self.flush_out();
+        let limit = match event {
+            Event::Supervisor {
+                notice: Notice::Spawned { .. },
+                ..
+            } => {
+                self.out_of_descriptors = false;
+                None
+            }
+            Event::Supervisor {
+                notice: Notice::SpawnFailed { error, .. },
+                ..
+            } if !self.out_of_descriptors => {
+                let limit = LimitReached::of(error);
+                self.out_of_descriptors = limit.is_some();
+                limit
+            }
+            _ => None,
+        };
+        let event_text = |event| event_text(event, limit);
         let line = match self.format {
             LogFormat::Text => {
                 if let Event::Supervisor { notice, .. } = event {
@@ -318,7 +342,7 @@ impl<O: Write, E: Write> Printer<O, E> {
                 self.write_held_end();
                 event_text(event)
             }
-            LogFormat::Json => event_json(event),
+            LogFormat::Json => event_json(event, limit),
         };
         self.write_err(&line);
     }
@@ -479,17 +503,118 @@ fn is_ascii(bytes: &[u8]) -> bool {
     (whole | tail) & HIGH_BITS == 0
 }
 
-fn event_text(event: &Event<'_>) -> String {
+/// The limit a spawn ran into when it failed for want of descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LimitReached {
+    /// procmon's own `RLIMIT_NOFILE` (`EMFILE`), the soft limit if known.
+    OpenFiles(Option<u64>),
+    /// The system's `fs.file-max` (`ENFILE`), if it could be read.
+    SystemFiles(Option<u64>),
+}
+
+impl LimitReached {
+    /// The limit behind `error`, if it is one of running out of
+    /// descriptors; read now, as close to the failure as the printer gets.
+    fn of(error: &io::Error) -> Option<LimitReached> {
+        match error.raw_os_error()? {
+            libc::EMFILE => Some(LimitReached::OpenFiles(
+                procmon_mio::os::open_files_limit()
+                    .ok()
+                    .map(|(soft, _)| soft),
+            )),
+            libc::ENFILE => Some(LimitReached::SystemFiles(
+                std::fs::read_to_string("/proc/sys/fs/file-max")
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok()),
+            )),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LimitReached::OpenFiles(_) => "RLIMIT_NOFILE",
+            LimitReached::SystemFiles(_) => "fs.file-max",
+        }
+    }
+
+    fn value(self) -> Option<u64> {
+        match self {
+            LimitReached::OpenFiles(value) | LimitReached::SystemFiles(value) => value,
+        }
+    }
+}
+
+impl std::fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())?;
+        if let Some(value) = self.value() {
+            write!(f, " {value}")?;
+        }
+        match self {
+            LimitReached::OpenFiles(_) => write!(
+                f,
+                " reached: procmon holds {} descriptors per child",
+                procmon_mio::os::DESCRIPTORS_PER_CHILD
+            ),
+            LimitReached::SystemFiles(_) => {
+                f.write_str(" reached: the whole system is out of files")
+            }
+        }
+    }
+}
+
+/// What a failed spawn means, from the step that failed and its `errno`:
+/// the same `ENOENT` is a missing program at `exec` and a missing
+/// directory at `chdir`.
+fn spawn_failure(stage: SpawnStage, error: &io::Error) -> &'static str {
+    let errno = error.raw_os_error().unwrap_or(0);
+    match (stage, errno) {
+        (_, libc::EMFILE) => "too many open files",
+        (_, libc::ENFILE) => "too many open files in the system",
+        (SpawnStage::Exec, libc::ENOENT) => "program not found",
+        (SpawnStage::Exec, libc::EACCES) => "program not executable (permission denied)",
+        (SpawnStage::Exec, libc::ENOEXEC) => {
+            "program in a format the kernel cannot run (a script needs a #! line)"
+        }
+        (SpawnStage::Exec, _) => "program could not be executed",
+        (SpawnStage::Chdir, libc::ENOENT) => "cwd does not exist",
+        (SpawnStage::Chdir, libc::ENOTDIR) => "cwd is not a directory",
+        (SpawnStage::Chdir, libc::EACCES) => "cwd not accessible (permission denied)",
+        (SpawnStage::Chdir, _) => "could not change into cwd",
+        (SpawnStage::User, libc::EPERM) => "user could not be set (only root may change it)",
+        (SpawnStage::User, _) => "user could not be set",
+        (SpawnStage::Group, libc::EPERM) => "group could not be set (only root may change it)",
+        (SpawnStage::Group, _) => "group could not be set",
+        (SpawnStage::Groups, _) => "supplementary groups could not be dropped",
+        (SpawnStage::Prepare, libc::EAGAIN) => "no more processes allowed (RLIMIT_NPROC?)",
+        (SpawnStage::Prepare, _) => "procmon could not prepare the child",
+        (SpawnStage::Watch, _) => "procmon could not watch the child",
+        _ => "the child could not set itself up",
+    }
+}
+
+fn event_text(event: &Event<'_>, limit: Option<LimitReached>) -> String {
     let mut s = String::from("procmon: ");
     // Writing to a String cannot fail.
-    let _ = write_event_text(&mut s, event);
+    let _ = write_event_text(&mut s, event, limit);
     s.push('\n');
     s
 }
 
-fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
+fn write_event_text(
+    s: &mut String,
+    event: &Event<'_>,
+    limit: Option<LimitReached>,
+) -> std::fmt::Result {
     match event {
-        Event::Supervisor { notice, kill_time } => write_notice_text(s, notice, *kill_time),
+        Event::Supervisor { notice, kill_time } => {
+            write_notice_text(s, notice, *kill_time)?;
+            match limit {
+                Some(limit) => write!(s, " ({limit})"),
+                None => Ok(()),
+            }
+        }
         Event::Received { signal, action } => {
             let what = match action {
                 Action::Stop => "stopping all processes",
@@ -590,7 +715,13 @@ fn write_event_text(s: &mut String, event: &Event<'_>) -> std::fmt::Result {
 fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -> std::fmt::Result {
     match notice {
         Notice::Spawned { name, pid } => write!(s, "[{}] spawned pid {pid}", ShownName(name)),
-        Notice::SpawnFailed { name, error } => write!(s, "[{}] spawn failed: {error}", ShownName(name)),
+        Notice::SpawnFailed { name, error, stage } => write!(
+            s,
+            "[{}] spawn failed: {}; {}: {error}",
+            ShownName(name),
+            spawn_failure(*stage, error),
+            stage.name()
+        ),
         Notice::Exited {
             name,
             pid,
@@ -760,10 +891,18 @@ fn signal_reason_json(reason: SignalReason) -> &'static str {
     }
 }
 
-fn event_json(event: &Event<'_>) -> String {
+fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
     let mut j = JsonObject::new();
     match event {
-        Event::Supervisor { notice, kill_time } => notice_json(&mut j, notice, *kill_time),
+        Event::Supervisor { notice, kill_time } => {
+            notice_json(&mut j, notice, *kill_time);
+            if let Some(limit) = limit {
+                j.str("limit", limit.name());
+                if let Some(value) = limit.value() {
+                    j.num("limit_value", value);
+                }
+            }
+        }
         Event::Received { signal, action } => {
             j.str("event", "received_signal")
                 .str("signal", signal)
@@ -852,9 +991,11 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
         Notice::Spawned { name, pid } => {
             j.str("event", "spawned").str("name", name).num("pid", pid);
         }
-        Notice::SpawnFailed { name, error } => {
+        Notice::SpawnFailed { name, error, stage } => {
             j.str("event", "spawn_failed")
                 .str("name", name)
+                .str("stage", stage.name())
+                .str("what", spawn_failure(*stage, error))
                 .str("error", &error.to_string());
             if let Some(errno) = error.raw_os_error() {
                 j.num("errno", errno);
@@ -1105,6 +1246,51 @@ mod tests {
     }
 
     #[test]
+    fn the_descriptor_limit_is_told_once_per_episode() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let failed = |name| Notice::SpawnFailed {
+            name,
+            error: &emfile,
+            stage: SpawnStage::Prepare,
+        };
+        let kill_time = Duration::from_secs(5);
+        let (_, err) = print(LogFormat::Text, |p| {
+            for notice in [
+                failed("a"),
+                failed("b"),
+                failed("a"),
+                Notice::Spawned { name: "c", pid: 7 },
+                failed("b"),
+            ] {
+                p.event(&Event::Supervisor {
+                    notice: &notice,
+                    kill_time,
+                });
+            }
+        });
+        let told: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("RLIMIT_NOFILE"))
+            .collect();
+        assert_eq!(told.len(), 2, "{err}");
+        assert!(told[0].starts_with("procmon: [a] spawn failed: too many open files; prepare: "));
+        assert!(told[0].ends_with("reached: procmon holds 3 descriptors per child)"));
+        assert!(told[1].starts_with("procmon: [b] "), "{err}");
+        assert_eq!(err.matches("spawn failed").count(), 4, "{err}");
+        let (_, json) = print(LogFormat::Json, |p| {
+            p.event(&Event::Supervisor {
+                notice: &failed("a"),
+                kill_time,
+            })
+        });
+        let (soft, _) = procmon_mio::os::open_files_limit().unwrap();
+        assert!(
+            json.contains(&format!(r#""limit":"RLIMIT_NOFILE","limit_value":{soft}"#)),
+            "{json}"
+        );
+    }
+
+    #[test]
     fn the_ascii_check_sees_a_high_byte_anywhere() {
         for len in 0..100 {
             let mut line = vec![b'a'; len];
@@ -1138,6 +1324,7 @@ mod tests {
                 Notice::SpawnFailed {
                     name: "web",
                     error: &enoent,
+                    stage: SpawnStage::Exec,
                 },
                 Notice::Exited {
                     name: "web",
@@ -1205,7 +1392,7 @@ mod tests {
         assert_eq!(out, "[web] hello\n[web] bad \\xff byte\n");
         let want = "\
 procmon: [web] spawned pid 12
-procmon: [web] spawn failed: No such file or directory (os error 2)
+procmon: [web] spawn failed: program not found; exec: No such file or directory (os error 2)
 procmon: [web] exited with code 1 after 0.2 s (pid 12)
 procmon: [web] killed by signal 9 (KILL) after 3 s (pid 12); restarting now
 procmon: [web] restarting in 4 s
@@ -1383,6 +1570,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
                 Notice::SpawnFailed {
                     name: "a",
                     error: &enoent,
+                    stage: SpawnStage::Exec,
                 },
                 Notice::Exited {
                     name: "a",
@@ -1416,7 +1604,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             out,
             "{\"name\":\"a \\\"q\\\"\",\"stream\":\"stderr\",\"line\":\"x\\ty\\\\xfe\"}\n"
         );
-        let want = r#"{"event":"spawn_failed","name":"a","error":"No such file or directory (os error 2)","errno":2}
+        let want = r#"{"event":"spawn_failed","name":"a","stage":"exec","what":"program not found","error":"No such file or directory (os error 2)","errno":2}
 {"event":"exited","name":"a","pid":3,"signal":"TERM","signo":15,"uptime":1.5,"on_request":false}
 {"event":"signalled","name":"a","pid":3,"signal":"KILL","reason":"kill_time","after":0.25}
 {"event":"output_closed","name":"a","pid":2}
@@ -1453,6 +1641,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             Notice::SpawnFailed {
                 name: "web",
                 error: &enoent,
+                stage: SpawnStage::Exec,
             },
             Notice::GaveUp {
                 name: "web",
@@ -1504,7 +1693,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
         };
         let want = r#"procmon: [web] exited with code 0 after 1.5 s (pid 7); restart = "on-failure": not restarting
 procmon: [web] exited with code 1 after 1.5 s (pid 7); restarting in 2 s
-procmon: [web] spawn failed: No such file or directory (os error 2); gave up after 5 quick deaths; retrying in 600 s
+procmon: [web] spawn failed: program not found; exec: No such file or directory (os error 2); gave up after 5 quick deaths; retrying in 600 s
 procmon: [web] exited with code 1 after 1.5 s (pid 7); gave up after 1 quick death; not retrying (no retry_failed_after)
 procmon: [web] exited with code 0 after 1.5 s (pid 7); restart = "never": not restarting
 procmon: [web] sending INT to pid 7 (stop_signal)

@@ -8,6 +8,7 @@ use procmon_core::{Definitions, Monitor};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
 use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
+use crate::http::{BoundListener, MetricsServer};
 use crate::output::{Action, Event, Printer};
 use crate::sink::Sink;
 
@@ -24,6 +25,8 @@ pub struct Extras {
     /// How to read the config again, for `reload` and HUP; none in
     /// one-command mode, where HUP restarts every process.
     pub read_config: Option<ReadConfig>,
+    /// The metrics listener (`[control] metrics_listen`), bound.
+    pub metrics: Option<BoundListener>,
 }
 
 /// How a run ended, for the exit status.
@@ -75,7 +78,12 @@ where
     let Extras {
         control,
         mut read_config,
+        metrics,
     } = extras;
+    let mut metrics = match metrics {
+        Some(bound) => Some(MetricsServer::attach(bound, &mut supervisor)?),
+        None => None,
+    };
     let (mut control, ring_lines) = match control {
         Some((bound, access, ring_lines)) => (
             Some(ControlServer::attach(bound, access, &mut supervisor)?),
@@ -174,8 +182,11 @@ where
                 }
             },
         };
+        let ready = supervisor.take_ready();
+        if let Some(server) = metrics.as_mut() {
+            server.serve(&mut supervisor, &ready);
+        }
         if let Some(server) = control.as_mut() {
-            let ready = supervisor.take_ready();
             let mut reread = || read_config.as_mut().map(|read| read());
             let served = server.serve(&mut supervisor, &mut observer, &ready, &mut reread);
             report_served(&served, &mut observer, &supervisor);

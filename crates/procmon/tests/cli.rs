@@ -499,7 +499,10 @@ fn missing_binary_reports_spawn_failure_and_backs_off() {
     ]);
     let err = procmon.err_until("three restarts", |t| restart_delays(t).len() >= 3);
     assert!(
-        err.contains("[/nonexistent/procmon-test-bin] spawn failed: No such file or directory"),
+        err.contains(
+            "[/nonexistent/procmon-test-bin] spawn failed: program not found; \
+             exec: No such file or directory"
+        ),
         "{err}"
     );
     let delays = restart_delays(&err);

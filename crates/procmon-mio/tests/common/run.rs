@@ -4,7 +4,7 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use procmon_core::{ExitStatus, Monitor, NotRestarting, ProcessSpec, Settings, Signal, Stream};
-use procmon_mio::{CaughtSignal, Notice, Options, Supervisor};
+use procmon_mio::{CaughtSignal, Notice, Options, SpawnStage, Supervisor};
 
 use super::procfs::kill_all_our_children;
 
@@ -16,8 +16,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 #[derive(Clone, Debug, PartialEq)]
 pub enum Seen {
     Spawned(String, i32),
-    /// The error's kind and its errno, if it has one.
-    SpawnFailed(String, ErrorKind, Option<i32>),
+    /// The error's kind, its errno if it has one, and the step that failed.
+    SpawnFailed(String, ErrorKind, Option<i32>, SpawnStage),
     Exited(String, i32, ExitStatus),
     Restart(String, Duration),
     Signalled(String, i32, Signal),
@@ -253,9 +253,9 @@ fn observe(
             stats.spawned += 1;
             Seen::Spawned(name.into(), pid)
         }
-        Notice::SpawnFailed { name, error } => {
+        Notice::SpawnFailed { name, error, stage } => {
             stats.failed += 1;
-            Seen::SpawnFailed(name.into(), error.kind(), error.raw_os_error())
+            Seen::SpawnFailed(name.into(), error.kind(), error.raw_os_error(), stage)
         }
         Notice::Exited {
             name, pid, status, ..

@@ -1,0 +1,441 @@
+//! Issue 10, operating a running procmon: `GET /metrics` over HTTP, the
+//! open-files limit, and spawn failures that say what failed, against a
+//! real procmon running real processes. Every wait is against a generous
+//! deadline; nothing asserts how long anything took.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TempDir;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A procmon started with a config, serving its control socket in a temp
+/// dir and, if asked, metrics on a port of its own.
+struct Served {
+    child: Child,
+    _dir: TempDir,
+    socket: PathBuf,
+    metrics: Option<SocketAddr>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Served {
+    /// `config` with a `[control]` table naming a free port appended.
+    fn with_metrics(config: &str) -> Served {
+        // The port is free when we look and may be taken before procmon
+        // binds it; that is a usage error we can tell, so try again.
+        for _ in 0..10 {
+            let port = {
+                let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
+                probe.local_addr().unwrap().port()
+            };
+            let full = format!("{config}\n[control]\nmetrics_listen = \"127.0.0.1:{port}\"\n");
+            match Served::start(&full, &[]) {
+                Ok(mut served) => {
+                    served.metrics = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+                    return served;
+                }
+                Err(stderr) if stderr.contains("in use") => continue,
+                Err(stderr) => panic!("procmon did not start:\n{stderr}"),
+            }
+        }
+        panic!("no free port in ten tries");
+    }
+
+    /// procmon with `config`, run through `wrapper` (a command and its
+    /// arguments, as `prlimit --nofile=40:40`) if not empty; its stderr if
+    /// it exits before serving its socket, after its exit code.
+    fn start(config: &str, wrapper: &[&str]) -> Result<Served, String> {
+        let dir = TempDir::new();
+        let config_path = dir.write("procmon.toml", config);
+        let socket = dir.path("control/procmon.sock");
+        let procmon = common::procmon(&[
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--socket".as_ref(),
+            socket.as_os_str(),
+        ]);
+        let mut command = match wrapper.split_first() {
+            None => procmon,
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command
+                    .args(args)
+                    .arg(procmon.get_program())
+                    .args(procmon.get_args())
+                    .stdin(Stdio::null());
+                std::os::unix::process::CommandExt::process_group(&mut command, 0);
+                for (key, value) in procmon.get_envs() {
+                    if let Some(value) = value {
+                        command.env(key, value);
+                    }
+                }
+                command
+            }
+        };
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start procmon");
+        let err = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = err.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut served = Served {
+            child,
+            _dir: dir,
+            socket,
+            metrics: None,
+            err,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while served.ctl(&["version"]).status.code() != Some(0) {
+            let exited = served.child.try_wait().unwrap();
+            if let Some(exited) = exited {
+                // Let the reader thread take the last of stderr.
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(format!(
+                    "exit code {:?}\n{}",
+                    exited.code(),
+                    served.stderr()
+                ));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "procmon never served its socket:\n{}",
+                served.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(served)
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_procmon"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run procmon ctl")
+    }
+
+    fn until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            if Instant::now() > deadline {
+                panic!("never: {what}\n--- procmon's stderr ---\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    /// Sends `request` on a new connection and reads until procmon closes.
+    fn http(&self, request: &[u8]) -> String {
+        let address = self.metrics.expect("started with metrics");
+        let mut stream = TcpStream::connect(address).expect("connect to metrics");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        // procmon may answer (400) and close before all of a long request
+        // is written; the answer is what counts.
+        let _ = stream.write_all(request);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let group = self.child.id() as i32;
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: plain syscalls on the group this test started.
+            unsafe { libc::killpg(group, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: as above.
+            unsafe { libc::killpg(group, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+const UP: &str = r#"
+[[process]]
+name = "web"
+argv = ["sleep", "1000"]
+"#;
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+#[test]
+fn get_metrics_answers_with_the_prometheus_text() {
+    let procmon = Served::with_metrics(UP);
+    let mut answer = String::new();
+    procmon.until("web is up in the metrics", || {
+        answer = procmon.http(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        answer.contains("procmon_process_up{name=\"web\"} 1")
+    });
+    assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nConnection: close"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}", body.len())),
+        "{head}"
+    );
+    // The same families as `procmon ctl metrics`.
+    let ctl = procmon.ctl(&["metrics"]);
+    let ctl = String::from_utf8_lossy(&ctl.stdout);
+    let families = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(!families(body).is_empty(), "{body}");
+    assert_eq!(families(body), families(&ctl));
+}
+
+#[test]
+fn nothing_else_is_served() {
+    let procmon = Served::with_metrics(UP);
+    let other = procmon.http(b"GET /other HTTP/1.1\r\n\r\n");
+    assert_eq!(status_line(&other), "HTTP/1.1 404 Not Found", "{other}");
+    let post = procmon.http(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        status_line(&post),
+        "HTTP/1.1 405 Method Not Allowed",
+        "{post}"
+    );
+    assert!(!post.contains("procmon_"), "{post}");
+    let mut long = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    while long.len() <= 9 * 1024 {
+        long.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    long.extend_from_slice(b"\r\n");
+    let long = procmon.http(&long);
+    assert_eq!(status_line(&long), "HTTP/1.1 400 Bad Request", "{long}");
+    let garbage = procmon.http(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03 not http");
+    assert_eq!(
+        status_line(&garbage),
+        "HTTP/1.1 400 Bad Request",
+        "{garbage}"
+    );
+    // A client that connects and says nothing, and one that hangs up
+    // halfway, hold up nobody.
+    let address = procmon.metrics.unwrap();
+    let _silent = TcpStream::connect(address).unwrap();
+    let mut halfway = TcpStream::connect(address).unwrap();
+    halfway.write_all(b"GET /met").unwrap();
+    drop(halfway);
+    let status = procmon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", procmon.stderr());
+    let again = procmon.http(b"GET /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!(status_line(&again), "HTTP/1.1 200 OK", "{again}");
+}
+
+#[test]
+fn fifty_connections_at_once_are_all_answered() {
+    let procmon = Served::with_metrics(UP);
+    let address = procmon.metrics.unwrap();
+    // All connected before any request is sent, so procmon holds them all.
+    let mut streams: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(address).expect("connect"))
+        .collect();
+    for stream in &mut streams {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    }
+    for (i, mut stream) in streams.into_iter().enumerate() {
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("read an answer");
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "connection {i}");
+        assert!(answer.contains("procmon_processes 1"), "{answer}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_usage_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = format!("{UP}\n[control]\nmetrics_listen = \"127.0.0.1:{port}\"\n");
+    let stderr = Served::start(&config, &[])
+        .err()
+        .expect("procmon must not start");
+    assert!(stderr.starts_with("exit code Some(2)\n"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("metrics_listen 127.0.0.1:{port}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn spawn_failures_say_what_failed() {
+    let dir = TempDir::new();
+    let data = dir.write("data.txt", "not a program\n");
+    let config = format!(
+        r#"
+minrestartdelay = 30
+maxrestartdelay = 60
+[[process]]
+name = "missing"
+argv = ["/nonexistent/procmon-test-bin"]
+[[process]]
+name = "nocwd"
+argv = ["true"]
+cwd = "/nonexistent/procmon-test-dir"
+[[process]]
+name = "noexec"
+argv = ["{}"]
+"#,
+        data.display()
+    );
+    let procmon = Served::start(&config, &[]).unwrap_or_else(|e| panic!("{e}"));
+    procmon.until("three failures", || {
+        procmon.stderr().matches("spawn failed").count() >= 3
+    });
+    let err = procmon.stderr();
+    for want in [
+        "[missing] spawn failed: program not found; exec: No such file or directory",
+        "[nocwd] spawn failed: cwd does not exist; chdir: No such file or directory",
+        "[noexec] spawn failed: program not executable (permission denied); exec: Permission denied",
+    ] {
+        assert!(err.contains(want), "no {want:?} in\n{err}");
+    }
+}
+
+#[test]
+fn spawn_failures_in_json_carry_their_stage() {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "procmon.toml",
+        r#"
+minrestartdelay = 30
+maxrestartdelay = 60
+[[process]]
+name = "nocwd"
+argv = ["true"]
+cwd = "/nonexistent/procmon-test-dir"
+"#,
+    );
+    let mut child = common::procmon(&[
+        "--log-format".as_ref(),
+        "json".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start procmon");
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    let line = loop {
+        let mut buf = [0u8; 4096];
+        let n = stderr.read(&mut buf).expect("read procmon's stderr");
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "no spawn_failed in {seen:?}"
+        );
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains("spawn_failed")) {
+            break line.to_string();
+        }
+    };
+    // SAFETY: a plain syscall on the process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(event["name"], "nocwd", "{line}");
+    assert_eq!(event["stage"], "chdir", "{line}");
+    assert_eq!(event["what"], "cwd does not exist", "{line}");
+    assert_eq!(event["errno"], libc::ENOENT, "{line}");
+}
+
+/// Whether `program` runs at all here (`prlimit` is util-linux's, which a
+/// small image may lack).
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn running_out_of_descriptors_is_told_once_and_procmon_keeps_serving() {
+    if !runs("prlimit", &["--version"]) {
+        eprintln!("skipped: no prlimit to lower procmon's RLIMIT_NOFILE");
+        return;
+    }
+    // Fifteen children at three descriptors each cannot fit in 40 with
+    // procmon's own: the first few start, the rest fail with EMFILE and
+    // retry. A failed spawn gives back what it opened, and a successful
+    // one needs five at once, so at least two stay free for a client.
+    let mut config = String::from("minrestartdelay = 0.1\nmaxrestartdelay = 0.3\n");
+    for i in 0..15 {
+        config.push_str(&format!(
+            "[[process]]\nname = \"p{i}\"\nargv = [\"sleep\", \"1000\"]\n"
+        ));
+    }
+    let mut procmon = Served::start(&config, &["prlimit", "--nofile=40:40"])
+        .unwrap_or_else(|e| panic!("procmon did not start: {e}"));
+    procmon.until("many failed spawns", || {
+        procmon
+            .stderr()
+            .matches("spawn failed: too many open files")
+            .count()
+            >= 10
+    });
+    let err = procmon.stderr();
+    assert_eq!(
+        err.matches("RLIMIT_NOFILE 40 reached: procmon holds 3 descriptors per child")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        procmon.child.try_wait().unwrap().is_none(),
+        "procmon died:\n{err}"
+    );
+    // Serving still: some processes are not running (3), and it says so.
+    let status = procmon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", procmon.stderr());
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("p0") && table.contains("running"), "{table}");
+}
