@@ -187,6 +187,9 @@ pub struct ControlServer {
     clients: HashMap<SourceId, Client>,
     access: Access,
     own_uid: u32,
+    /// An accept failed (out of descriptors, say) with clients still in the
+    /// backlog: epoll will not report the listener again, so retry.
+    accept_stalled: bool,
 }
 
 #[derive(Debug)]
@@ -290,6 +293,7 @@ impl ControlServer {
             clients: HashMap::new(),
             access,
             own_uid: os::effective_uid(),
+            accept_stalled: false,
         })
     }
 
@@ -310,6 +314,9 @@ impl ControlServer {
         reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
     ) -> Served {
         let mut served = Served::default();
+        if self.accept_stalled {
+            self.accept(supervisor);
+        }
         for ready in ready {
             if ready.source == self.listener_id {
                 self.accept(supervisor);
@@ -330,15 +337,27 @@ impl ControlServer {
         served
     }
 
+    /// Whether an accept must be tried again soon: the loop then turns with
+    /// a short timeout rather than waiting for a readiness that will not
+    /// come.
+    pub fn wants_retry(&self) -> bool {
+        self.accept_stalled
+    }
+
     fn accept(&mut self, supervisor: &mut Supervisor) {
+        self.accept_stalled = false;
         loop {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // EMFILE and the like: the client waits in the backlog;
-                // nothing else is lost.
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                // EMFILE and the like: the client waits in the backlog, and
+                // the loop retries shortly (see `wants_retry`).
+                Err(_) => {
+                    self.accept_stalled = true;
+                    return;
+                }
             };
             if self.clients.len() >= MAX_CLIENTS {
                 continue;

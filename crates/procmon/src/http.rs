@@ -78,6 +78,9 @@ pub struct MetricsServer {
     connections: HashMap<SourceId, Connection>,
     /// Accepts so far, to find the oldest connection.
     accepted: u64,
+    /// An accept failed (out of descriptors, say) with clients still in the
+    /// backlog: epoll will not report the listener again, so retry.
+    accept_stalled: bool,
 }
 
 #[derive(Debug)]
@@ -110,6 +113,7 @@ impl MetricsServer {
             listener_id,
             connections: HashMap::new(),
             accepted: 0,
+            accept_stalled: false,
         })
     }
 
@@ -117,6 +121,9 @@ impl MetricsServer {
     /// the supervisor; sources not its own are ignored): accepts
     /// connections, reads requests, writes answers.
     pub fn serve(&mut self, supervisor: &mut Supervisor, ready: &[Ready]) {
+        if self.accept_stalled {
+            self.accept(supervisor);
+        }
         for ready in ready {
             if ready.source == self.listener_id {
                 self.accept(supervisor);
@@ -134,7 +141,15 @@ impl MetricsServer {
         let _ = supervisor.deregister(self.listener_id, &mut self.listener);
     }
 
+    /// Whether an accept must be tried again soon: the loop then turns with
+    /// a short timeout rather than waiting for a readiness that will not
+    /// come.
+    pub fn wants_retry(&self) -> bool {
+        self.accept_stalled
+    }
+
     fn accept(&mut self, supervisor: &mut Supervisor) {
+        self.accept_stalled = false;
         loop {
             let mut stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
@@ -142,8 +157,11 @@ impl MetricsServer {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 // EMFILE and the like: the client waits in the backlog, and
-                // the next connection's readiness brings us back.
-                Err(_) => return,
+                // the loop retries shortly (see `wants_retry`).
+                Err(_) => {
+                    self.accept_stalled = true;
+                    return;
+                }
             };
             if self.connections.len() >= MAX_CONNECTIONS {
                 let oldest = self

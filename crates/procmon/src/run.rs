@@ -163,11 +163,20 @@ where
         // anything else waits to be written, it looks a little later
         // whether a reader has gone. Idle, with everything written, stays
         // idle.
-        let timeout = if sink.congested() {
+        let mut timeout = if sink.congested() {
             Some(CONGESTED_RECHECK)
         } else {
             sink.busy().then_some(WRITING_RECHECK)
         };
+        // A listener that could not accept (out of descriptors) is retried,
+        // not left to a readiness epoll will not report again.
+        let retry = control.as_ref().is_some_and(ControlServer::wants_retry)
+            || metrics
+                .as_ref()
+                .is_some_and(crate::http::MetricsServer::wants_retry);
+        if retry {
+            timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
+        }
         let caught = match early.take() {
             Some(caught) => Some(caught),
             None => match supervisor.turn(&mut observer, timeout) {
@@ -262,6 +271,10 @@ pub const EXIT_STALL_PATIENCE: Duration = Duration::from_secs(3);
 /// At exit, procmon gives up waiting for its output to be written after
 /// this long in all, however steadily a slow reader reads.
 pub const EXIT_PATIENCE_CAP: Duration = Duration::from_secs(30);
+
+/// How soon a listener whose accept failed (out of descriptors) is tried
+/// again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// How often a loop whose output is congested looks whether it has drained.
 const CONGESTED_RECHECK: Duration = Duration::from_millis(20);

@@ -592,3 +592,57 @@ fn a_missing_program_is_a_usage_error_with_a_hint() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no program named `ctl`"));
 }
+
+#[test]
+fn a_client_that_finds_the_descriptors_used_up_is_served_once_they_free() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: no prlimit to lower procmon's descriptor limit");
+        return;
+    }
+    let dir = TempDir::new();
+    let socket = dir.path("s.sock");
+    let mut child = Command::new("prlimit")
+        .arg("--nofile=40:40")
+        .arg(env!("CARGO_BIN_EXE_procmon"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prlimit procmon");
+    let deadline = Instant::now() + PATIENCE;
+    while ctl(&socket, &["version"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "procmon never served its socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Fill procmon's descriptor table with clients until one is not
+    // answered: that one waits in the listener's backlog.
+    let mut held = Vec::new();
+    let stalled = loop {
+        assert!(held.len() < 100, "the limit never bit");
+        let mut client = UnixStream::connect(&socket).unwrap();
+        client
+            .write_all(b"{\"v\":1,\"id\":1,\"op\":\"version\"}\n")
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match client.read(&mut byte) {
+            Ok(1) => held.push(client),
+            _ => break client,
+        }
+    };
+    // Free some: procmon sees them hang up and closes them; the waiting
+    // client must then be accepted without any new connection arriving.
+    held.truncate(held.len().saturating_sub(4));
+    stalled.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut line = String::new();
+    BufReader::new(&stalled).read_line(&mut line).unwrap();
+    assert!(line.contains("\"ok\":true"), "{line:?}");
+    // SAFETY: plain syscall on the procmon this test started (prlimit execs it).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
