@@ -93,6 +93,7 @@ impl Supervisor {
             sources: sources::Sources::default(),
             ready: Vec::new(),
             waker: None,
+            requests: None,
         })
     }
 
@@ -172,12 +173,26 @@ impl Supervisor {
 
     /// How long until the next timer of the monitor is due, if one is
     /// armed: for a program that waits in its own loop on
-    /// [`as_raw_fd`](AsRawFd::as_raw_fd).
+    /// [`as_raw_fd`](AsRawFd::as_raw_fd). Zero when the next turn already
+    /// has work that the descriptor will not announce (a pipe left unread
+    /// by the per-turn read budget, a second caught signal, readiness not
+    /// taken), so such a loop must turn again without waiting.
     pub fn next_deadline(&self) -> Option<Duration> {
+        if self.has_queued_work() {
+            return Some(Duration::ZERO);
+        }
         let now = self.clock.now();
         self.timers
             .next_deadline()
             .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Whether the next turn has work that no descriptor will announce
+    /// again (epoll is edge-triggered), so must not sleep: caught signals
+    /// not returned yet (one per turn), pipes left unread by the read
+    /// budget, and readiness of registered sources not taken yet.
+    fn has_queued_work(&self) -> bool {
+        !self.caught.is_empty() || !self.unfinished.is_empty() || !self.ready.is_empty()
     }
 
     /// Runs an application call (add, remove, start, stop, start_service, …)
@@ -207,6 +222,8 @@ impl Supervisor {
     /// caught signal) or `timeout` passes, hands everything to the monitor
     /// and carries out its commands. Returns a caught signal if one arrived.
     /// Sleeps without any periodic wake-up: only until the next timer.
+    /// Requests sent through a [`Handle`](crate::Handle) are applied last,
+    /// each as one [`call`](Self::call).
     pub fn turn(
         &mut self,
         observer: &mut impl Observer,
@@ -227,7 +244,7 @@ impl Supervisor {
             // Readiness of registered sources not taken yet (a turn whose
             // caller did not call `take_ready`) must not wait behind a
             // sleep: epoll is edge-triggered and will not tell it again.
-            if !self.caught.is_empty() || !self.unfinished.is_empty() || !self.ready.is_empty() {
+            if self.has_queued_work() {
                 wait = Some(Duration::ZERO);
             }
             match self.poll.poll(&mut events, wait) {
@@ -295,6 +312,7 @@ impl Supervisor {
             self.monitor.handle(now, Input::TimerFired { timer });
             self.drain(now, observer);
         }
+        self.apply_requests(observer);
         Ok(self.caught.pop_front())
     }
 
@@ -449,10 +467,12 @@ impl Supervisor {
 
 /// The supervisor's poll descriptor: readable when a [`turn`](Supervisor::turn)
 /// has work (a child's output or exit, a signal, a registered source, the
-/// waker). Another event loop (tokio's `AsyncFd`, say) waits on it and calls
-/// `turn` with a zero timeout when it is readable; timers are the
-/// supervisor's own, so such a loop must also wake by
-/// [`Supervisor::next_deadline`].
+/// waker or a [`Handle`](crate::Handle)). Another event loop (tokio's
+/// `AsyncFd`, say) waits on it and calls `turn` with a zero timeout when it
+/// is readable; timers are the supervisor's own, so such a loop must also
+/// wake by [`Supervisor::next_deadline`]. It is an epoll descriptor, so it
+/// stays readable while events remain that a turn did not take (more than
+/// one turn's worth): turn again until it is not.
 impl AsRawFd for Supervisor {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.poll.as_raw_fd()

@@ -96,10 +96,11 @@
 
 // One module per job of the driver: the child table (`children`), pipes and
 // back-pressure (`pipes`), signals (`signals`), orphan reaping (`reaping`)
-// and the loop (`event_loop`). This file keeps the types they share: the
+// and the loop (`event_loop`), plus requests from other threads (`handle`). This file keeps the types they share: the
 // `Supervisor` whose fields they all touch, its options and what it reports.
 mod children;
 mod event_loop;
+mod handle;
 pub mod os;
 mod pipes;
 mod reaping;
@@ -109,6 +110,7 @@ mod spawn;
 mod sys;
 
 pub use children::signal_number;
+pub use handle::Handle;
 pub use signals::{hold_caught_signals, CaughtSignal};
 pub use sources::{Ready, SourceId};
 
@@ -350,6 +352,8 @@ pub struct Supervisor {
     sources: sources::Sources,
     ready: Vec<Ready>,
     waker: Option<std::sync::Arc<mio::Waker>>,
+    /// What [`Handle`]s send; made by the first [`Supervisor::handle`].
+    requests: Option<handle::Requests>,
 }
 
 impl std::fmt::Debug for Supervisor {
