@@ -73,6 +73,30 @@
 //! holds three in the monitor); children get the original limit back.
 //! A `Supervisor` is therefore not `Send`.
 //!
+//! # Embedding in another event loop
+//!
+//! [`Supervisor::turn`] can sleep in a loop of its own, but a program with
+//! an event loop already (tokio, say) need not give it a thread. Three
+//! things are enough, and nothing wakes while nothing happens:
+//!
+//! - **The descriptor**: a `Supervisor` is [`AsRawFd`](std::os::fd::AsRawFd);
+//!   its poll descriptor is readable when a turn has work (a child's output
+//!   or exit, a signal, a registered source, a wake-up). Wait for it to be
+//!   readable, then `turn` with a zero timeout.
+//! - **The deadline**: timers are the supervisor's own, so also wake after
+//!   [`Supervisor::next_deadline`] (read again after every turn; `None` means
+//!   no timer). It is zero when the last turn left itself work that the
+//!   descriptor will not announce again.
+//! - **Calls from elsewhere**: [`Supervisor::handle`] gives a [`Handle`]
+//!   that other threads or tasks use to send application calls (start,
+//!   stop, …) into the supervisor, waking it; [`Supervisor::waker`] only
+//!   wakes it.
+//!
+//! The supervisor itself stays on the thread that made it (see below).
+//! `examples/tokio_embed.rs` drives one from a single-threaded tokio runtime
+//! with `AsyncFd` and `sleep_until`, and checks that a quiet second passes
+//! without a wake-up.
+//!
 //! # Example
 //!
 //! See `examples/embed.rs` for a complete program:
