@@ -58,7 +58,8 @@ impl Handle {
     /// Queues `request` for the supervisor and wakes its current or next
     /// turn, which applies it before returning. Never blocks. Fails with
     /// `NotConnected` once the supervisor is dropped (the request is then
-    /// never run), or if waking fails.
+    /// never run), or if waking fails. Requests still queued when the
+    /// supervisor is dropped are dropped unrun, like the monitor.
     pub fn send(
         &self,
         request: impl FnOnce(&mut Monitor, Instant) + Send + 'static,
