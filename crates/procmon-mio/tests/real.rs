@@ -113,6 +113,99 @@ fn registered_sources_and_the_waker() {
     assert!(run.supervisor().take_ready().is_empty());
 }
 
+/// Turns with a long timeout until `done` holds, so that only an event (a
+/// child's, or a handle's wake-up) can end each turn in time; fails the test
+/// if that takes longer than the run's deadline.
+fn until_woken(run: &mut Run, what: &str, mut done: impl FnMut(&Run) -> bool) {
+    let started = Instant::now();
+    while !done(run) {
+        assert!(
+            started.elapsed() < run.deadline,
+            "timed out waiting for {what}"
+        );
+        run.turn(Duration::from_secs(60));
+    }
+    assert!(
+        started.elapsed() < run.deadline,
+        "waited too long for {what}"
+    );
+}
+
+fn a_handle_starts_and_stops_a_process_from_another_thread() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    let handle = run.supervisor().handle().expect("a handle");
+    let (go, stop_now) = std::sync::mpsc::channel::<()>();
+    let remote = std::thread::spawn(move || {
+        handle
+            .send(|m, now| {
+                m.add(now, "remote", sh("echo up; exec sleep 60"))
+                    .expect("a fresh name");
+            })
+            .expect("sent");
+        handle.send(|m, now| m.start_service(now)).expect("sent");
+        stop_now.recv().expect("told to stop");
+        // A clone works as well as the original.
+        let clone = handle.clone();
+        clone.send(|m, now| m.stop_service(now)).expect("sent");
+        handle
+    });
+    // Nothing but the handle's wake-up can end the first 60-second turn.
+    until_woken(&mut run, "the remote start", |r| {
+        r.lines("remote", Stream::Stdout) == [b"up".to_vec()]
+    });
+    let pid = run.pid_of("remote");
+    go.send(()).expect("the thread waits");
+    until_woken(&mut run, "the remote stop", |r| {
+        r.count(|s| matches!(s, Seen::Exited(..))) == 1
+    });
+    assert!(run.seen.contains(&Seen::Exited(
+        "remote".into(),
+        pid,
+        ExitStatus::Signal(libc::SIGTERM)
+    )));
+    run.quiesce();
+    let handle = remote.join().expect("the sending thread");
+    drop(run);
+    let refused = handle.send(|m, now| m.start_service(now));
+    assert_eq!(
+        refused.expect_err("no supervisor to run it").kind(),
+        ErrorKind::NotConnected
+    );
+}
+
+/// What an embedding event loop waits on (the poll descriptor and the next
+/// deadline) stays quiet while nothing happens: no periodic wake-up.
+fn an_idle_supervisor_gives_an_embedder_nothing_to_do() {
+    use std::os::fd::AsRawFd;
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add("idle", sh("echo up; exec sleep 60"));
+    run.start();
+    // Past the threshold timer, which the core arms after a start.
+    run.until("a settled child", |r| {
+        r.lines("idle", Stream::Stdout) == [b"up".to_vec()]
+            && r.supervisor().next_deadline().is_none()
+    });
+    run.turn(Duration::ZERO);
+    let mut fd = libc::pollfd {
+        fd: run.supervisor().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let ready = unsafe { libc::poll(&mut fd, 1, 1000) };
+    assert_eq!(
+        ready, 0,
+        "the descriptor woke an idle loop: {:#x}",
+        fd.revents
+    );
+    assert_eq!(run.supervisor().next_deadline(), None);
+    // And it does wake for what happens: the child's exit.
+    run.stop();
+    // SAFETY: as above.
+    let ready = unsafe { libc::poll(&mut fd, 1, 20_000) };
+    assert_eq!(ready, 1, "the stop did not make the descriptor readable");
+}
+
 fn restart_after_crash() {
     let mut run = Run::new(settings(100, 50, 1000));
     run.add("crash", sh("echo up; sleep 0.3; exit 3"));
@@ -1039,6 +1132,14 @@ fn own_children_are_left_alone_without_orphan_reaping() {
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("restart_after_crash", restart_after_crash),
+        (
+            "a_handle_starts_and_stops_a_process_from_another_thread",
+            a_handle_starts_and_stops_a_process_from_another_thread,
+        ),
+        (
+            "an_idle_supervisor_gives_an_embedder_nothing_to_do",
+            an_idle_supervisor_gives_an_embedder_nothing_to_do,
+        ),
         (
             "registered_sources_and_the_waker",
             registered_sources_and_the_waker,
