@@ -28,6 +28,22 @@
 //!   binary with a generated config of CHILDREN `sleep 60` processes, read
 //!   from `/proc/<pid>/{stat,status}`; floor: `procmon` with one child.
 //!
+//! Issue 10's scale sections (not run by default; each raises RLIMIT_NOFILE
+//! first, the hard limit too when it is too low and the bench runs as root):
+//!
+//! - `scale [CHILDREN=10000] [RUNS=3]`: `start` with 10,000 children, and the
+//!   bench process's VmRSS/VmHWM with them running.
+//! - `fanout [CHILDREN=200] [RUNS=5] [PROCMON]`: from launching `procmon
+//!   --config` with CHILDREN `sh -c 'echo up; exec sleep 1000'` until every
+//!   child's first line is out of procmon's stdout; floor: a C program
+//!   (compiled with `cc` here) that `posix_spawn`s the same children.
+//! - `ctl [RUNS=5] [PROCMON]`: a whole `procmon ctl status --json` run with
+//!   1,000 and with 10,000 processes; peer: `supervisorctl status` with 1,000
+//!   programs under supervisord (pip-installed into /tmp/procmon-bench-venv).
+//! - `reload [CHILDREN=1000] [RUNS=3] [PROCMON]`: one argv changed in a
+//!   1,000-process config, `procmon ctl reload`: its time, and the pids that
+//!   changed (exactly one is right).
+//!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
 //! `write`, then optionally sends SIGTERM to its parent so that a `procmon`
@@ -64,6 +80,10 @@ fn main() {
         Some("throughput") => throughput(num(1, 2000), arg(2).map(PathBuf::from)),
         Some("idle") => idle(num(1, 1000), num(2, 10)),
         Some("cli") => cli(num(1, 1000), num(2, 10), arg(3).map(PathBuf::from)),
+        Some("scale") => scale(num(1, 10_000), num(2, 3)),
+        Some("fanout") => fanout(num(1, 200), num(2, 5), arg(3).map(PathBuf::from)),
+        Some("ctl") => ctl_bench(&[1000, 10_000], num(1, 5), arg(2).map(PathBuf::from)),
+        Some("reload") => reload(num(1, 1000), num(2, 3), arg(3).map(PathBuf::from)),
         None => {
             restart(100, 15);
             start(1000);
@@ -609,6 +629,471 @@ fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
     child.wait().unwrap();
     drain.join().unwrap();
     let _ = std::fs::remove_file(&config);
+}
+
+// ----- issue 10: scale -----
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard one, and, when the hard
+/// limit is below `needed` and this process may raise it (root, or
+/// CAP_SYS_RESOURCE), both to `needed`: 10,000 supervised children hold
+/// about 30,000 descriptors (two pipes and a pidfd each). Children started
+/// afterwards (a `procmon` under test) inherit the raised limit. Prints what
+/// it found and did; returns the soft limit in force.
+fn raise_nofile(needed: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct; setrlimit reads it.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        let (soft, hard) = (limit.rlim_cur, limit.rlim_max);
+        let mut wanted = libc::rlimit {
+            rlim_cur: hard.max(needed),
+            rlim_max: hard.max(needed),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+            wanted = libc::rlimit {
+                rlim_cur: hard,
+                rlim_max: hard,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &wanted);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        println!(
+            "RLIMIT_NOFILE: was soft {soft} hard {hard}; needed about {needed}; now soft {} hard {}{}",
+            limit.rlim_cur,
+            limit.rlim_max,
+            if limit.rlim_cur < needed {
+                " (the hard limit stops it: run as root or raise it)"
+            } else if hard < needed {
+                " (the hard limit was too low: raised it, which needs root)"
+            } else {
+                ""
+            }
+        );
+    }
+    limit.rlim_cur
+}
+
+/// Issue 10's start at scale: CHILDREN `sleep 1000` started by one
+/// `start_service` of a `Supervisor` (two pipes, a pidfd and three poll
+/// registrations each) against CHILDREN bare `posix_spawn` calls of the same
+/// program, the least any supervisor must do per child; also the bench
+/// process's VmRSS and VmHWM with the children running, the supervising
+/// process's memory at that scale.
+fn scale(children: usize, runs: usize) {
+    raise_nofile(3 * children as u64 + 100);
+    for _ in 0..runs {
+        let bare = bare_start(children);
+        let before = status_field("self", "VmRSS");
+        let mut supervisor = sleepers(children);
+        let start = Instant::now();
+        supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+        let ours = start.elapsed();
+        assert_eq!(supervisor.monitor().live_instances(), children);
+        let rss = status_field("self", "VmRSS");
+        let hwm = status_field("self", "VmHWM");
+        stop(supervisor);
+        println!(
+            "scale x{children}: posix_spawn {:.2} s ({:.1} us/child), Supervisor {:.2} s \
+             ({:.1} us/child), ratio {:.2}; bench VmRSS {rss} kB with them running \
+             ({before} kB before the Supervisor), VmHWM {hwm} kB",
+            bare.as_secs_f64(),
+            per(bare, children),
+            ours.as_secs_f64(),
+            per(ours, children),
+            ours.as_secs_f64() / bare.as_secs_f64()
+        );
+    }
+}
+
+// ----- issue 10: fan-out -----
+
+/// The floor of `fanout`: a C program that `posix_spawn`s argv[1] children
+/// of `sh -c 'echo up; exec sleep 1000'` sharing its stdout, then waits.
+const FANOUT_C: &str = r#"#include <spawn.h>
+#include <stdlib.h>
+#include <unistd.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 200;
+    char *child[] = {"sh", "-c", "echo up; exec sleep 1000", 0};
+    for (int i = 0; i < n; i++) {
+        pid_t pid;
+        if (posix_spawn(&pid, "/bin/sh", 0, 0, child, environ) != 0)
+            return 1;
+    }
+    for (;;)
+        pause();
+}
+"#;
+
+/// A scratch directory of this bench run.
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("procmon-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a procmon config of `argv` per process (names `p0`, `p1`, ...)
+/// whose control socket is `socket`.
+fn write_config(path: &std::path::Path, socket: &std::path::Path, argvs: &[Vec<String>]) {
+    let mut text = format!("[control]\nsocket = {:?}\n", socket.to_str().unwrap());
+    for (i, argv) in argvs.iter().enumerate() {
+        // Debug quoting is TOML quoting for these plain words.
+        text.push_str(&format!("[[process]]\nname = \"p{i}\"\nargv = {argv:?}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Time from launching `command` (in a process group of its own) until
+/// `children` lines ending in `up` have come out of its stdout: the time a
+/// fan-out takes to be up, seen the way a user sees it.
+fn first_lines(mut command: Command, children: usize) -> (Duration, std::process::Child) {
+    let start = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut up = 0;
+    while up < children {
+        let line = lines.next().expect("a line").unwrap();
+        if line.ends_with("up") {
+            up += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    // Keep the pipe drained until the end.
+    std::thread::spawn(move || lines.for_each(drop));
+    (elapsed, child)
+}
+
+/// Issue 10's fan-out: from launching `procmon --config` with CHILDREN
+/// `sh -c 'echo up; exec sleep 1000'` processes until every child's first
+/// line has come out of procmon's stdout, against a C program (compiled
+/// here with `cc`) that `posix_spawn`s the same children onto its own
+/// stdout, detected the same way.
+fn fanout(children: usize, runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    let dir = scratch();
+    let source = dir.join("fanout.c");
+    let floor_exe = dir.join("fanout");
+    std::fs::write(&source, FANOUT_C).unwrap();
+    let cc = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&floor_exe)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(cc.success(), "cc failed");
+    let config = dir.join("fanout.toml");
+    let socket = dir.join("fanout.sock");
+    let argv: Vec<String> = ["sh", "-c", "echo up; exec sleep 1000"]
+        .map(String::from)
+        .to_vec();
+    write_config(&config, &socket, &vec![argv; children]);
+    let (mut floors, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let mut c = Command::new(&floor_exe);
+        c.arg(children.to_string());
+        let (floor, mut child) = first_lines(c, children);
+        // SAFETY: killing our own child's process group (it and its children).
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        child.wait().unwrap();
+
+        let mut c = Command::new(&procmon);
+        c.arg("--config").arg(&config);
+        let (cli, mut child) = first_lines(c, children);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        println!(
+            "fanout x{children}: C posix_spawn {:.3} s, procmon {:.3} s, ratio {:.2}",
+            floor.as_secs_f64(),
+            cli.as_secs_f64(),
+            cli.as_secs_f64() / floor.as_secs_f64()
+        );
+        floors.push(floor.as_secs_f64());
+        ours.push(cli.as_secs_f64());
+    }
+    let range = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2], v[v.len() - 1])
+    };
+    let (f0, fm, f1) = range(&mut floors);
+    let (o0, om, o1) = range(&mut ours);
+    println!(
+        "fanout x{children} over {runs} runs: C {f0:.3}-{f1:.3} s (median {fm:.3}), \
+         procmon {o0:.3}-{o1:.3} s (median {om:.3}), ratio of medians {:.2}",
+        om / fm
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- issue 10: ctl and reload -----
+
+/// A running `procmon --config` with `n` processes, started and waited for
+/// until it has announced every spawn.
+struct Running {
+    child: std::process::Child,
+    drain: std::thread::JoinHandle<()>,
+    socket: PathBuf,
+    config: PathBuf,
+}
+
+impl Running {
+    /// Starts `procmon` on a config of `argvs` in `dir` and waits (up to two
+    /// minutes) until every process has been spawned.
+    fn start(procmon: &std::path::Path, dir: &std::path::Path, argvs: &[Vec<String>]) -> Running {
+        let config = dir.join("ctl.toml");
+        let socket = dir.join("ctl.sock");
+        write_config(&config, &socket, argvs);
+        let mut child = Command::new(procmon)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = argvs.len();
+        let drain = std::thread::spawn(move || {
+            let mut spawned = 0;
+            for line in BufReader::new(stderr).lines() {
+                if line.unwrap().contains("spawned pid") {
+                    spawned += 1;
+                    if spawned == n {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("every child spawned");
+        Running {
+            child,
+            drain,
+            socket,
+            config,
+        }
+    }
+
+    /// Runs `procmon ctl --socket S ARGS` to its exit; its wall time (from
+    /// exec to exit, as a user or a script pays it) and its stdout.
+    fn ctl(&self, procmon: &std::path::Path, args: &[&str]) -> (Duration, String) {
+        let start = Instant::now();
+        let out = Command::new(procmon)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        let elapsed = start.elapsed();
+        assert!(
+            out.status.code().is_some_and(|c| c == 0 || c == 3),
+            "ctl {args:?}: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (elapsed, String::from_utf8(out.stdout).unwrap())
+    }
+
+    /// Stops procmon (TERM) and waits for it.
+    fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap();
+        self.drain.join().unwrap();
+    }
+}
+
+/// Name and pid of every process in `procmon ctl status --json`'s output
+/// (pretty-printed, keys sorted: `name` comes before `pid`).
+fn status_pids(json: &str) -> Vec<(String, i64)> {
+    let mut name = String::new();
+    let mut pids = Vec::new();
+    for line in json.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("\"name\": ") {
+            name = v.trim_end_matches(',').trim_matches('"').to_string();
+        } else if let Some(v) = line.strip_prefix("\"pid\": ") {
+            pids.push((name.clone(), v.trim_end_matches(',').parse().unwrap_or(-1)));
+        }
+    }
+    pids
+}
+
+/// `n` argvs of `sleep 100000`.
+fn long_sleepers(n: usize) -> Vec<Vec<String>> {
+    vec![["sleep", "100000"].map(String::from).to_vec(); n]
+}
+
+/// Issue 10's `ctl status --json`: the whole `procmon ctl status --json`
+/// run against a procmon with each of COUNTS `sleep 100000` processes,
+/// beside `supervisorctl status` with the first count's programs under
+/// supervisord (installed with pip into a virtualenv, VENV, on first use).
+fn ctl_bench(counts: &[usize], runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    raise_nofile(3 * *counts.iter().max().unwrap() as u64 + 100);
+    let dir = scratch();
+    for &n in counts {
+        let running = Running::start(&procmon, &dir, &long_sleepers(n));
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let (t, out) = running.ctl(&procmon, &["status", "--json"]);
+            assert_eq!(status_pids(&out).len(), n);
+            times.push(t.as_secs_f64() * 1e3);
+        }
+        running.stop();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "ctl status --json x{n}: {:.1}-{:.1} ms (median {:.1}) over {runs} runs: {times:.1?}",
+            times[0],
+            times[times.len() - 1],
+            times[times.len() / 2]
+        );
+    }
+    supervisor_status(counts[0], runs, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where the bench keeps the supervisor (supervisord) virtualenv.
+const VENV: &str = "/tmp/procmon-bench-venv";
+
+/// `supervisorctl status` with `n` `sleep 100000` programs under
+/// supervisord: the peer of `ctl status` (the Python supervisor that
+/// procmon is measured against), each run timed from exec to exit.
+fn supervisor_status(n: usize, runs: usize, dir: &std::path::Path) {
+    let bin = std::path::Path::new(VENV).join("bin");
+    if !bin.join("supervisord").exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv", VENV])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(bin.join("pip"))
+                .args(["install", "-q", "supervisor"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            println!("supervisorctl: could not install supervisor into {VENV}: no figure");
+            return;
+        }
+    }
+    let conf = dir.join("supervisord.conf");
+    let d = dir.to_str().unwrap();
+    let mut text = format!(
+        "[unix_http_server]\nfile={d}/supervisor.sock\n\
+         [supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+         childlogdir={d}\nminfds={}\n\
+         [rpcinterface:supervisor]\n\
+         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\
+         [supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n",
+        3 * n + 100
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "[program:p{i}]\ncommand=sleep 100000\nstartsecs=0\n\
+             stdout_logfile=NONE\nstderr_logfile=NONE\n"
+        ));
+    }
+    std::fs::write(&conf, text).unwrap();
+    let mut daemon = Command::new(bin.join("supervisord"))
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = || {
+        let start = Instant::now();
+        let out = Command::new(bin.join("supervisorctl"))
+            .arg("-c")
+            .arg(&conf)
+            .arg("status")
+            .output()
+            .unwrap();
+        let running = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("RUNNING"))
+            .count();
+        (start.elapsed(), running)
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while status().1 < n {
+        assert!(Instant::now() < deadline, "supervisord never ran them all");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let (t, running) = status();
+        assert_eq!(running, n);
+        times.push(t.as_secs_f64() * 1e3);
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait().unwrap();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "supervisorctl status x{n}: {:.1}-{:.1} ms (median {:.1}) over {runs} runs: {times:.1?}",
+        times[0],
+        times[times.len() - 1],
+        times[times.len() / 2]
+    );
+}
+
+/// Issue 10's reload: procmon with CHILDREN `sleep 100000` processes; one
+/// process's argv changes in the file and `procmon ctl reload` runs (timed
+/// from exec to exit); the pids from `ctl status --json` before and after
+/// (once the changed process is running again) must differ in that one
+/// process only.
+fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    raise_nofile(3 * children as u64 + 100);
+    let dir = scratch();
+    for run in 0..runs {
+        let mut argvs = long_sleepers(children);
+        let running = Running::start(&procmon, &dir, &argvs);
+        let before = status_pids(&running.ctl(&procmon, &["status", "--json"]).1);
+        let changed = children / 2;
+        argvs[changed][1] = format!("{}", 100001 + run);
+        write_config(&running.config, &running.socket, &argvs);
+        let (took, said) = running.ctl(&procmon, &["reload"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let after = loop {
+            let after = status_pids(&running.ctl(&procmon, &["status", "--json"]).1);
+            if after[changed].1 > 0 && after[changed].1 != before[changed].1 {
+                break after;
+            }
+            assert!(Instant::now() < deadline, "p{changed} never came back");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        running.stop();
+        let differ: Vec<&str> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| b != a)
+            .map(|(b, _)| b.0.as_str())
+            .collect();
+        println!(
+            "reload x{children}, p{changed}'s argv changed: ctl reload {:.1} ms, said {:?}; \
+             pids changed: {} ({differ:?}), {}",
+            took.as_secs_f64() * 1e3,
+            said.trim(),
+            differ.len(),
+            if differ == [format!("p{changed}")] {
+                "exactly the changed one"
+            } else {
+                "NOT only the changed one"
+            }
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ----- helpers -----
