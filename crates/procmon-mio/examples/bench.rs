@@ -25,8 +25,10 @@
 //!   children, left alone for SECS: its CPU time, `turn` returns and voluntary
 //!   context switches, and its RSS; floor: the bench sleeping SECS itself.
 //! - `cli [CHILDREN=1000] [SECS=10] [PROCMON]`: the same for the `procmon`
-//!   binary with a generated config of CHILDREN `sleep 60` processes, read
-//!   from `/proc/<pid>/{stat,status}`; floor: `procmon` with one child.
+//!   binary with a generated config of CHILDREN `sleep 1000` processes, read
+//!   from `/proc/<pid>/{stat,status}`, with its control socket listening and
+//!   then with one silent client connected; floor: `procmon` with one child.
+//!   (`cli 10000` is issue 10's RSS and idle figure with 10,000 children.)
 //!
 //! Issue 10's scale sections (not run by default; each raises RLIMIT_NOFILE
 //! first, the hard limit too when it is too low and the bench runs as root):
@@ -550,6 +552,7 @@ fn idle(children: usize, secs: usize) {
 fn cli(children: usize, secs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     assert!(procmon.exists(), "{} not built", procmon.display());
+    raise_nofile(3 * children as u64 + 100);
     for _ in 0..2 {
         cli_run(&procmon, 1, 0);
         cli_run(&procmon, children, secs);
@@ -568,12 +571,17 @@ fn proc_cpu(pid: &str) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// procmon with a config of `children` `sleep 1000` processes: its RSS once
+/// they are all up, then (for `secs` > 0) its CPU time and context switches
+/// over `secs` of quiet with its control socket listening, and again over
+/// `secs` with one client connected to the socket and saying nothing.
 fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
     let config = std::env::temp_dir().join(format!("procmon-bench-{}.toml", std::process::id()));
-    let mut text = String::new();
+    let socket = config.with_extension("sock");
+    let mut text = format!("[control]\nsocket = {:?}\n", socket.to_str().unwrap());
     for i in 0..children {
         text.push_str(&format!(
-            "[[process]]\nname = \"sleep{i}\"\nargv = [\"sleep\", \"60\"]\n"
+            "[[process]]\nname = \"sleep{i}\"\nargv = [\"sleep\", \"1000\"]\n"
         ));
     }
     std::fs::write(&config, text).unwrap();
@@ -599,7 +607,7 @@ fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30))
+    rx.recv_timeout(Duration::from_secs(120))
         .expect("every child spawned");
     // Let the start's own work settle.
     std::thread::sleep(Duration::from_millis(500));
@@ -615,8 +623,28 @@ fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
         let csw1 = threads_field(&pid, "voluntary_ctxt_switches");
         let ncsw1 = threads_field(&pid, "nonvoluntary_ctxt_switches");
         println!(
-            "procmon x{children} idle {secs} s: cpu {:.0} ms (clock-tick resolution), \
-             voluntary switches {}, involuntary {}; VmRSS {rss} kB, VmHWM {hwm} kB",
+            "procmon x{children} idle {secs} s, control socket listening: cpu {:.0} ms \
+             (clock-tick resolution), voluntary switches {}, involuntary {}; \
+             VmRSS {rss} kB, VmHWM {hwm} kB",
+            (cpu1 - cpu0).as_secs_f64() * 1e3,
+            csw1 - csw0,
+            ncsw1 - ncsw0
+        );
+        // A client that connects and says nothing: accepting it is one
+        // wake-up; anything after that is a timer or a poll.
+        let client = std::os::unix::net::UnixStream::connect(&socket).expect("control socket");
+        std::thread::sleep(Duration::from_millis(200));
+        let cpu0 = proc_cpu(&pid);
+        let csw0 = threads_field(&pid, "voluntary_ctxt_switches");
+        let ncsw0 = threads_field(&pid, "nonvoluntary_ctxt_switches");
+        std::thread::sleep(Duration::from_secs(secs as u64));
+        let cpu1 = proc_cpu(&pid);
+        let csw1 = threads_field(&pid, "voluntary_ctxt_switches");
+        let ncsw1 = threads_field(&pid, "nonvoluntary_ctxt_switches");
+        drop(client);
+        println!(
+            "procmon x{children} idle {secs} s, one silent client connected: cpu {:.0} ms, \
+             voluntary switches {}, involuntary {}",
             (cpu1 - cpu0).as_secs_f64() * 1e3,
             csw1 - csw0,
             ncsw1 - ncsw0
