@@ -552,7 +552,7 @@ fn idle(children: usize, secs: usize) {
 fn cli(children: usize, secs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     assert!(procmon.exists(), "{} not built", procmon.display());
-    raise_nofile(3 * children as u64 + 100);
+    let children = fit(children, raise_nofile(3 * children as u64 + 500));
     for _ in 0..2 {
         cli_run(&procmon, 1, 0);
         cli_run(&procmon, children, secs);
@@ -704,16 +704,67 @@ fn raise_nofile(needed: u64) -> u64 {
     limit.rlim_cur
 }
 
+/// How many of `wanted` children fit in a soft RLIMIT_NOFILE of `soft`: each
+/// holds three descriptors in its supervisor (two pipes' read ends and a
+/// pidfd), and 500 are left for the supervisor's own and those a spawn holds
+/// for a moment; rounded down to hundreds. Says so when it is fewer than
+/// `wanted`, so that no figure is taken for a count it was not.
+fn fit(wanted: usize, soft: u64) -> usize {
+    let fits = (soft.saturating_sub(500) / 3 / 100 * 100) as usize;
+    if fits < wanted {
+        println!("only {fits} children fit in {soft} descriptors: measuring {fits}, not {wanted}");
+    }
+    wanted.min(fits)
+}
+
+/// `children` bare `posix_spawn`s of `sleep 1000` while this process holds
+/// as many descriptors as a supervisor would by then: three close-on-exec
+/// descriptors (a pipe and a duplicate) opened before each spawn. Each spawn
+/// copies the descriptor table into the child and its exec walks it to
+/// close them, so this floor shows what holding 3 descriptors per child
+/// costs the kernel, apart from anything the supervisor does.
+fn bare_start_holding_fds(children: usize) -> Duration {
+    let (_owned, argv) = c_argv(&["/bin/sleep", "1000"]);
+    let mut fds = Vec::with_capacity(3 * children);
+    let start = Instant::now();
+    let mut pids = Vec::with_capacity(children);
+    for _ in 0..children {
+        let mut pipe = [0; 2];
+        // SAFETY: pipe2 fills the array; fcntl duplicates a descriptor we own.
+        unsafe {
+            assert_eq!(libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            fds.extend(pipe);
+            fds.push(libc::fcntl(pipe[0], libc::F_DUPFD_CLOEXEC, 0));
+        }
+        pids.push(posix_spawn(&argv));
+    }
+    let elapsed = start.elapsed();
+    for pid in pids {
+        // SAFETY: killing and reaping our own children, closing our own fds.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    for fd in fds {
+        // SAFETY: closing descriptors this function opened.
+        unsafe { libc::close(fd) };
+    }
+    elapsed
+}
+
 /// Issue 10's start at scale: CHILDREN `sleep 1000` started by one
 /// `start_service` of a `Supervisor` (two pipes, a pidfd and three poll
 /// registrations each) against CHILDREN bare `posix_spawn` calls of the same
-/// program, the least any supervisor must do per child; also the bench
-/// process's VmRSS and VmHWM with the children running, the supervising
+/// program, the least any supervisor must do per child, and against the
+/// same calls made while holding the descriptors a supervisor holds; also
+/// the bench process's VmRSS and VmHWM with the children running, the supervising
 /// process's memory at that scale.
 fn scale(children: usize, runs: usize) {
-    raise_nofile(3 * children as u64 + 100);
+    let children = fit(children, raise_nofile(3 * children as u64 + 500));
     for _ in 0..runs {
         let bare = bare_start(children);
+        let holding = bare_start_holding_fds(children);
         let before = status_field("self", "VmRSS");
         let mut supervisor = sleepers(children);
         let start = Instant::now();
@@ -724,14 +775,19 @@ fn scale(children: usize, runs: usize) {
         let hwm = status_field("self", "VmHWM");
         stop(supervisor);
         println!(
-            "scale x{children}: posix_spawn {:.2} s ({:.1} us/child), Supervisor {:.2} s \
-             ({:.1} us/child), ratio {:.2}; bench VmRSS {rss} kB with them running \
-             ({before} kB before the Supervisor), VmHWM {hwm} kB",
+            "scale x{children}: posix_spawn {:.2} s ({:.1} us/child); posix_spawn holding 3 fds \
+             per child {:.2} s ({:.1} us/child); Supervisor {:.2} s ({:.1} us/child); \
+             ratio to posix_spawn {:.2}, to posix_spawn holding fds {:.2}; \
+             bench VmRSS {rss} kB with them running ({before} kB before the Supervisor), \
+             VmHWM {hwm} kB",
             bare.as_secs_f64(),
             per(bare, children),
+            holding.as_secs_f64(),
+            per(holding, children),
             ours.as_secs_f64(),
             per(ours, children),
-            ours.as_secs_f64() / bare.as_secs_f64()
+            ours.as_secs_f64() / bare.as_secs_f64(),
+            ours.as_secs_f64() / holding.as_secs_f64()
         );
     }
 }
@@ -968,9 +1024,10 @@ fn long_sleepers(n: usize) -> Vec<Vec<String>> {
 /// supervisord (installed with pip into a virtualenv, VENV, on first use).
 fn ctl_bench(counts: &[usize], runs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
-    raise_nofile(3 * *counts.iter().max().unwrap() as u64 + 100);
+    let soft = raise_nofile(3 * *counts.iter().max().unwrap() as u64 + 500);
     let dir = scratch();
     for &n in counts {
+        let n = fit(n, soft);
         let running = Running::start(&procmon, &dir, &long_sleepers(n));
         let mut times = Vec::new();
         for _ in 0..runs {
@@ -1082,7 +1139,7 @@ fn supervisor_status(n: usize, runs: usize, dir: &std::path::Path) {
 /// process only.
 fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
-    raise_nofile(3 * children as u64 + 100);
+    let children = fit(children, raise_nofile(3 * children as u64 + 500));
     let dir = scratch();
     for run in 0..runs {
         let mut argvs = long_sleepers(children);
