@@ -64,6 +64,7 @@ use procmon_mio::{Notice, Options, Supervisor};
 const LINE: usize = 100;
 const LINES_PER_WRITE: usize = 655;
 
+/// Runs the section named by the first argument (all default ones if none).
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
@@ -99,6 +100,9 @@ fn main() {
 
 // ----- restart -----
 
+/// Restart latency: RUNS runs of ROUNDS restarts of `/bin/true` through the
+/// driver beside as many `posix_spawn` + `waitpid` rounds, ratio per run and
+/// the median ratio over runs (one run's worst is one scheduling hiccup).
 fn restart(rounds: usize, runs: usize) {
     let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..runs {
@@ -139,6 +143,8 @@ fn median_p99_worst(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
+/// The restart floor: the time of each `posix_spawn` + `waitpid` round of
+/// `/bin/true`, the least a restart can cost.
 fn bare_restarts(rounds: usize) -> Vec<Duration> {
     let (_owned, argv) = c_argv(&["/bin/true"]);
     let mut samples = Vec::with_capacity(rounds);
@@ -154,6 +160,8 @@ fn bare_restarts(rounds: usize) -> Vec<Duration> {
     samples
 }
 
+/// The time between consecutive `Spawned` notices of `/bin/true` restarted
+/// with no delay by a `Supervisor`: exit noticed, reaped, respawned.
 fn driver_restarts(rounds: usize) -> Vec<Duration> {
     let mut settings = Settings::default();
     // No instant deaths, so no backoff: every exit restarts at once.
@@ -182,6 +190,7 @@ fn driver_restarts(rounds: usize) -> Vec<Duration> {
 
 // ----- start -----
 
+/// Start of CHILDREN: three runs of `driver_start` beside `bare_start`.
 fn start(children: usize) {
     for _ in 0..3 {
         let bare = bare_start(children);
@@ -195,10 +204,13 @@ fn start(children: usize) {
     }
 }
 
+/// `d` per item of `n`, in microseconds.
 fn per(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n as f64
 }
 
+/// The start floor: CHILDREN bare `posix_spawn`s of `sleep 1000`, timed
+/// (the children are killed and reaped afterwards, untimed).
 fn bare_start(children: usize) -> Duration {
     let (_owned, argv) = c_argv(&["/bin/sleep", "1000"]);
     let start = Instant::now();
@@ -214,6 +226,8 @@ fn bare_start(children: usize) -> Duration {
     elapsed
 }
 
+/// A `Supervisor` holding CHILDREN `sleep 1000` definitions, not started,
+/// with no kill delay so that stopping them is quick.
 fn sleepers(children: usize) -> Supervisor {
     let mut settings = Settings::default();
     settings.kill_time = Duration::ZERO;
@@ -232,6 +246,7 @@ fn sleepers(children: usize) -> Supervisor {
     supervisor
 }
 
+/// Kills every child of `supervisor` and turns until they are all reaped.
 fn stop(mut supervisor: Supervisor) {
     supervisor.call(&mut quiet(), |m, now| m.kill_all(now));
     while !supervisor.monitor().is_quiescent() {
@@ -239,6 +254,8 @@ fn stop(mut supervisor: Supervisor) {
     }
 }
 
+/// The time of one `start_service` of CHILDREN `sleep 1000` through the
+/// driver: each spawn with its pipes, pidfd and registrations.
 fn driver_start(children: usize) -> Duration {
     let mut supervisor = sleepers(children);
     let start = Instant::now();
@@ -250,6 +267,9 @@ fn driver_start(children: usize) -> Duration {
 
 // ----- throughput -----
 
+/// The throughput child: writes BYTES of 100-byte lines to stdout as fast
+/// as the reader takes them, optionally pinned, then optionally TERMs its
+/// parent (so that a `procmon` running it stops).
 fn writer(bytes: usize, term_parent: bool, cpu: Option<usize>) {
     if let Some(cpu) = cpu {
         pin(Some(cpu));
@@ -324,6 +344,8 @@ fn pin(cpu: Option<usize>) {
     }
 }
 
+/// Log throughput: MB of lines through a plain pipe (the floor), a
+/// `Supervisor` and the `procmon` binary, three rounds of each placement.
 fn throughput(mb: usize, procmon: Option<PathBuf>) {
     let bytes = mb * 1_000_000 / LINE * LINE;
     let lines = bytes / LINE;
@@ -366,6 +388,7 @@ fn throughput(mb: usize, procmon: Option<PathBuf>) {
     }
 }
 
+/// Whether CPU number `cpu` is available to this process.
 fn cpu_online(cpu: usize) -> bool {
     std::thread::available_parallelism().map_or(1, |n| n.get()) > cpu
 }
@@ -377,12 +400,15 @@ fn writer_args(bytes: usize, cpu: Option<usize>) -> Vec<String> {
     args
 }
 
+/// The `procmon` binary built beside this example.
 fn default_procmon() -> PathBuf {
     // target/<profile>/examples/bench -> target/<profile>/procmon
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("procmon")
 }
 
+/// The throughput floor: the writer into a plain pipe read 64 KiB at a time
+/// and written to /dev/null.
 fn pipe_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> Duration {
     let start = Instant::now();
     let mut child = Command::new(exe)
@@ -408,6 +434,8 @@ fn pipe_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> D
     elapsed
 }
 
+/// The writer under a `Supervisor` whose observer counts the bytes of every
+/// line (and checks the total): the driver's cost per line.
 fn supervisor_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> Duration {
     let monitor = Monitor::new(Settings::default()).unwrap();
     let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
@@ -436,6 +464,8 @@ fn supervisor_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>
     elapsed
 }
 
+/// The writer under `procmon --config` with stdout on /dev/null, from
+/// launch to exit: the binary's cost per line, start and stop included.
 fn procmon_throughput(
     procmon: &std::path::Path,
     exe: &std::path::Path,
@@ -503,6 +533,9 @@ fn threads_field(pid: &str, key: &str) -> i64 {
         .sum()
 }
 
+/// Idle cost: CPU time, `turn` returns and voluntary switches of a
+/// `Supervisor` with CHILDREN sleeping children over SECS, beside the bench
+/// sleeping SECS itself; a supervisor with nothing to do should not wake.
 fn idle(children: usize, secs: usize) {
     let window = Duration::from_secs(secs as u64);
     for _ in 0..2 {
@@ -549,6 +582,8 @@ fn idle(children: usize, secs: usize) {
 
 // ----- cli -----
 
+/// The binary's RSS and idle wake-ups with CHILDREN processes, beside its
+/// RSS with one, twice.
 fn cli(children: usize, secs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     assert!(procmon.exists(), "{} not built", procmon.display());
@@ -1183,10 +1218,12 @@ fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
 
 // ----- helpers -----
 
+/// An observer that ignores every notice.
 fn quiet() -> impl FnMut(Notice<'_>) {
     |_| {}
 }
 
+/// `argv` as C strings and the null-terminated pointer array into them.
 fn c_argv(argv: &[&str]) -> (Vec<CString>, Vec<*mut libc::c_char>) {
     let owned: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
     let mut ptrs: Vec<*mut libc::c_char> = owned.iter().map(|c| c.as_ptr().cast_mut()).collect();
@@ -1194,6 +1231,7 @@ fn c_argv(argv: &[&str]) -> (Vec<CString>, Vec<*mut libc::c_char>) {
     (owned, ptrs)
 }
 
+/// `posix_spawn` of `argv` with the bench's environment and nothing else.
 fn posix_spawn(argv: &[*mut libc::c_char]) -> libc::pid_t {
     extern "C" {
         static environ: *const *mut libc::c_char;
