@@ -25,8 +25,26 @@
 //!   children, left alone for SECS: its CPU time, `turn` returns and voluntary
 //!   context switches, and its RSS; floor: the bench sleeping SECS itself.
 //! - `cli [CHILDREN=1000] [SECS=10] [PROCMON]`: the same for the `procmon`
-//!   binary with a generated config of CHILDREN `sleep 60` processes, read
-//!   from `/proc/<pid>/{stat,status}`; floor: `procmon` with one child.
+//!   binary with a generated config of CHILDREN `sleep 1000` processes, read
+//!   from `/proc/<pid>/{stat,status}`, with its control socket listening and
+//!   then with one silent client connected; floor: `procmon` with one child.
+//!   (`cli 10000` is issue 10's RSS and idle figure with 10,000 children.)
+//!
+//! Issue 10's scale sections (not run by default; each raises RLIMIT_NOFILE
+//! first, the hard limit too when it is too low and the bench runs as root):
+//!
+//! - `scale [CHILDREN=10000] [RUNS=3]`: `start` with 10,000 children, and the
+//!   bench process's VmRSS/VmHWM with them running.
+//! - `fanout [CHILDREN=200] [RUNS=5] [PROCMON]`: from launching `procmon
+//!   --config` with CHILDREN `sh -c 'echo up; exec sleep 1000'` until every
+//!   child's first line is out of procmon's stdout; floor: a C program
+//!   (compiled with `cc` here) that `posix_spawn`s the same children.
+//! - `ctl [RUNS=5] [PROCMON]`: a whole `procmon ctl status --json` run with
+//!   1,000 and with 10,000 processes; peer: `supervisorctl status` with 1,000
+//!   programs under supervisord (pip-installed into /tmp/procmon-bench-venv).
+//! - `reload [CHILDREN=1000] [RUNS=3] [PROCMON]`: one argv changed in a
+//!   1,000-process config, `procmon ctl reload`: its time, and the pids that
+//!   changed (exactly one is right).
 //!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
@@ -46,6 +64,7 @@ use procmon_mio::{Notice, Options, Supervisor};
 const LINE: usize = 100;
 const LINES_PER_WRITE: usize = 655;
 
+/// Runs the section named by the first argument (all default ones if none).
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
@@ -64,6 +83,10 @@ fn main() {
         Some("throughput") => throughput(num(1, 2000), arg(2).map(PathBuf::from)),
         Some("idle") => idle(num(1, 1000), num(2, 10)),
         Some("cli") => cli(num(1, 1000), num(2, 10), arg(3).map(PathBuf::from)),
+        Some("scale") => scale(num(1, 10_000), num(2, 3)),
+        Some("fanout") => fanout(num(1, 200), num(2, 5), arg(3).map(PathBuf::from)),
+        Some("ctl") => ctl_bench(&[1000, 10_000], num(1, 5), arg(2).map(PathBuf::from)),
+        Some("reload") => reload(num(1, 1000), num(2, 3), arg(3).map(PathBuf::from)),
         None => {
             restart(100, 15);
             start(1000);
@@ -77,6 +100,9 @@ fn main() {
 
 // ----- restart -----
 
+/// Restart latency: RUNS runs of ROUNDS restarts of `/bin/true` through the
+/// driver beside as many `posix_spawn` + `waitpid` rounds, ratio per run and
+/// the median ratio over runs (one run's worst is one scheduling hiccup).
 fn restart(rounds: usize, runs: usize) {
     let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..runs {
@@ -117,6 +143,8 @@ fn median_p99_worst(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
+/// The restart floor: the time of each `posix_spawn` + `waitpid` round of
+/// `/bin/true`, the least a restart can cost.
 fn bare_restarts(rounds: usize) -> Vec<Duration> {
     let (_owned, argv) = c_argv(&["/bin/true"]);
     let mut samples = Vec::with_capacity(rounds);
@@ -132,6 +160,8 @@ fn bare_restarts(rounds: usize) -> Vec<Duration> {
     samples
 }
 
+/// The time between consecutive `Spawned` notices of `/bin/true` restarted
+/// with no delay by a `Supervisor`: exit noticed, reaped, respawned.
 fn driver_restarts(rounds: usize) -> Vec<Duration> {
     let mut settings = Settings::default();
     // No instant deaths, so no backoff: every exit restarts at once.
@@ -160,6 +190,7 @@ fn driver_restarts(rounds: usize) -> Vec<Duration> {
 
 // ----- start -----
 
+/// Start of CHILDREN: three runs of `driver_start` beside `bare_start`.
 fn start(children: usize) {
     for _ in 0..3 {
         let bare = bare_start(children);
@@ -173,10 +204,13 @@ fn start(children: usize) {
     }
 }
 
+/// `d` per item of `n`, in microseconds.
 fn per(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n as f64
 }
 
+/// The start floor: CHILDREN bare `posix_spawn`s of `sleep 1000`, timed
+/// (the children are killed and reaped afterwards, untimed).
 fn bare_start(children: usize) -> Duration {
     let (_owned, argv) = c_argv(&["/bin/sleep", "1000"]);
     let start = Instant::now();
@@ -192,6 +226,8 @@ fn bare_start(children: usize) -> Duration {
     elapsed
 }
 
+/// A `Supervisor` holding CHILDREN `sleep 1000` definitions, not started,
+/// with no kill delay so that stopping them is quick.
 fn sleepers(children: usize) -> Supervisor {
     let mut settings = Settings::default();
     settings.kill_time = Duration::ZERO;
@@ -210,6 +246,7 @@ fn sleepers(children: usize) -> Supervisor {
     supervisor
 }
 
+/// Kills every child of `supervisor` and turns until they are all reaped.
 fn stop(mut supervisor: Supervisor) {
     supervisor.call(&mut quiet(), |m, now| m.kill_all(now));
     while !supervisor.monitor().is_quiescent() {
@@ -217,6 +254,8 @@ fn stop(mut supervisor: Supervisor) {
     }
 }
 
+/// The time of one `start_service` of CHILDREN `sleep 1000` through the
+/// driver: each spawn with its pipes, pidfd and registrations.
 fn driver_start(children: usize) -> Duration {
     let mut supervisor = sleepers(children);
     let start = Instant::now();
@@ -228,6 +267,9 @@ fn driver_start(children: usize) -> Duration {
 
 // ----- throughput -----
 
+/// The throughput child: writes BYTES of 100-byte lines to stdout as fast
+/// as the reader takes them, optionally pinned, then optionally TERMs its
+/// parent (so that a `procmon` running it stops).
 fn writer(bytes: usize, term_parent: bool, cpu: Option<usize>) {
     if let Some(cpu) = cpu {
         pin(Some(cpu));
@@ -302,6 +344,8 @@ fn pin(cpu: Option<usize>) {
     }
 }
 
+/// Log throughput: MB of lines through a plain pipe (the floor), a
+/// `Supervisor` and the `procmon` binary, three rounds of each placement.
 fn throughput(mb: usize, procmon: Option<PathBuf>) {
     let bytes = mb * 1_000_000 / LINE * LINE;
     let lines = bytes / LINE;
@@ -344,6 +388,7 @@ fn throughput(mb: usize, procmon: Option<PathBuf>) {
     }
 }
 
+/// Whether CPU number `cpu` is available to this process.
 fn cpu_online(cpu: usize) -> bool {
     std::thread::available_parallelism().map_or(1, |n| n.get()) > cpu
 }
@@ -355,12 +400,15 @@ fn writer_args(bytes: usize, cpu: Option<usize>) -> Vec<String> {
     args
 }
 
+/// The `procmon` binary built beside this example.
 fn default_procmon() -> PathBuf {
     // target/<profile>/examples/bench -> target/<profile>/procmon
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("procmon")
 }
 
+/// The throughput floor: the writer into a plain pipe read 64 KiB at a time
+/// and written to /dev/null.
 fn pipe_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> Duration {
     let start = Instant::now();
     let mut child = Command::new(exe)
@@ -386,6 +434,8 @@ fn pipe_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> D
     elapsed
 }
 
+/// The writer under a `Supervisor` whose observer counts the bytes of every
+/// line (and checks the total): the driver's cost per line.
 fn supervisor_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>) -> Duration {
     let monitor = Monitor::new(Settings::default()).unwrap();
     let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
@@ -414,6 +464,8 @@ fn supervisor_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>
     elapsed
 }
 
+/// The writer under `procmon --config` with stdout on /dev/null, from
+/// launch to exit: the binary's cost per line, start and stop included.
 fn procmon_throughput(
     procmon: &std::path::Path,
     exe: &std::path::Path,
@@ -481,6 +533,9 @@ fn threads_field(pid: &str, key: &str) -> i64 {
         .sum()
 }
 
+/// Idle cost: CPU time, `turn` returns and voluntary switches of a
+/// `Supervisor` with CHILDREN sleeping children over SECS, beside the bench
+/// sleeping SECS itself; a supervisor with nothing to do should not wake.
 fn idle(children: usize, secs: usize) {
     let window = Duration::from_secs(secs as u64);
     for _ in 0..2 {
@@ -527,9 +582,12 @@ fn idle(children: usize, secs: usize) {
 
 // ----- cli -----
 
+/// The binary's RSS and idle wake-ups with CHILDREN processes, beside its
+/// RSS with one, twice.
 fn cli(children: usize, secs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     assert!(procmon.exists(), "{} not built", procmon.display());
+    let children = fit(children, raise_nofile(3 * children as u64 + 500));
     for _ in 0..2 {
         cli_run(&procmon, 1, 0);
         cli_run(&procmon, children, secs);
@@ -548,12 +606,17 @@ fn proc_cpu(pid: &str) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// procmon with a config of `children` `sleep 1000` processes: its RSS once
+/// they are all up, then (for `secs` > 0) its CPU time and context switches
+/// over `secs` of quiet with its control socket listening, and again over
+/// `secs` with one client connected to the socket and saying nothing.
 fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
     let config = std::env::temp_dir().join(format!("procmon-bench-{}.toml", std::process::id()));
-    let mut text = String::new();
+    let socket = config.with_extension("sock");
+    let mut text = format!("[control]\nsocket = {:?}\n", socket.to_str().unwrap());
     for i in 0..children {
         text.push_str(&format!(
-            "[[process]]\nname = \"sleep{i}\"\nargv = [\"sleep\", \"60\"]\n"
+            "[[process]]\nname = \"sleep{i}\"\nargv = [\"sleep\", \"1000\"]\n"
         ));
     }
     std::fs::write(&config, text).unwrap();
@@ -579,7 +642,7 @@ fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30))
+    rx.recv_timeout(Duration::from_secs(120))
         .expect("every child spawned");
     // Let the start's own work settle.
     std::thread::sleep(Duration::from_millis(500));
@@ -595,8 +658,28 @@ fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
         let csw1 = threads_field(&pid, "voluntary_ctxt_switches");
         let ncsw1 = threads_field(&pid, "nonvoluntary_ctxt_switches");
         println!(
-            "procmon x{children} idle {secs} s: cpu {:.0} ms (clock-tick resolution), \
-             voluntary switches {}, involuntary {}; VmRSS {rss} kB, VmHWM {hwm} kB",
+            "procmon x{children} idle {secs} s, control socket listening: cpu {:.0} ms \
+             (clock-tick resolution), voluntary switches {}, involuntary {}; \
+             VmRSS {rss} kB, VmHWM {hwm} kB",
+            (cpu1 - cpu0).as_secs_f64() * 1e3,
+            csw1 - csw0,
+            ncsw1 - ncsw0
+        );
+        // A client that connects and says nothing: accepting it is one
+        // wake-up; anything after that is a timer or a poll.
+        let client = std::os::unix::net::UnixStream::connect(&socket).expect("control socket");
+        std::thread::sleep(Duration::from_millis(200));
+        let cpu0 = proc_cpu(&pid);
+        let csw0 = threads_field(&pid, "voluntary_ctxt_switches");
+        let ncsw0 = threads_field(&pid, "nonvoluntary_ctxt_switches");
+        std::thread::sleep(Duration::from_secs(secs as u64));
+        let cpu1 = proc_cpu(&pid);
+        let csw1 = threads_field(&pid, "voluntary_ctxt_switches");
+        let ncsw1 = threads_field(&pid, "nonvoluntary_ctxt_switches");
+        drop(client);
+        println!(
+            "procmon x{children} idle {secs} s, one silent client connected: cpu {:.0} ms, \
+             voluntary switches {}, involuntary {}",
             (cpu1 - cpu0).as_secs_f64() * 1e3,
             csw1 - csw0,
             ncsw1 - ncsw0
@@ -611,12 +694,536 @@ fn cli_run(procmon: &std::path::Path, children: usize, secs: usize) {
     let _ = std::fs::remove_file(&config);
 }
 
+// ----- issue 10: scale -----
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard one, and, when the hard
+/// limit is below `needed` and this process may raise it (root, or
+/// CAP_SYS_RESOURCE), both to `needed`: 10,000 supervised children hold
+/// about 30,000 descriptors (two pipes and a pidfd each). Children started
+/// afterwards (a `procmon` under test) inherit the raised limit. Prints what
+/// it found and did; returns the soft limit in force.
+fn raise_nofile(needed: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct; setrlimit reads it.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        let (soft, hard) = (limit.rlim_cur, limit.rlim_max);
+        let mut wanted = libc::rlimit {
+            rlim_cur: hard.max(needed),
+            rlim_max: hard.max(needed),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+            wanted = libc::rlimit {
+                rlim_cur: hard,
+                rlim_max: hard,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &wanted);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        println!(
+            "RLIMIT_NOFILE: was soft {soft} hard {hard}; needed about {needed}; now soft {} hard {}{}",
+            limit.rlim_cur,
+            limit.rlim_max,
+            if limit.rlim_cur < needed {
+                " (the hard limit stops it: run as root or raise it)"
+            } else if hard < needed {
+                " (the hard limit was too low: raised it, which needs root)"
+            } else {
+                ""
+            }
+        );
+    }
+    limit.rlim_cur
+}
+
+/// How many of `wanted` children fit in a soft RLIMIT_NOFILE of `soft`: each
+/// holds three descriptors in its supervisor (two pipes' read ends and a
+/// pidfd), and 500 are left for the supervisor's own and those a spawn holds
+/// for a moment; rounded down to hundreds. Says so when it is fewer than
+/// `wanted`, so that no figure is taken for a count it was not.
+fn fit(wanted: usize, soft: u64) -> usize {
+    let fits = (soft.saturating_sub(500) / 3 / 100 * 100) as usize;
+    if fits < wanted {
+        println!("only {fits} children fit in {soft} descriptors: measuring {fits}, not {wanted}");
+    }
+    wanted.min(fits)
+}
+
+/// `children` bare `posix_spawn`s of `sleep 1000` while this process holds
+/// as many descriptors as a supervisor would by then: three close-on-exec
+/// descriptors (a pipe and a duplicate) opened before each spawn. Each spawn
+/// copies the descriptor table into the child and its exec walks it to
+/// close them, so this floor shows what holding 3 descriptors per child
+/// costs the kernel, apart from anything the supervisor does.
+fn bare_start_holding_fds(children: usize) -> Duration {
+    let (_owned, argv) = c_argv(&["/bin/sleep", "1000"]);
+    let mut fds = Vec::with_capacity(3 * children);
+    let start = Instant::now();
+    let mut pids = Vec::with_capacity(children);
+    for _ in 0..children {
+        let mut pipe = [0; 2];
+        // SAFETY: pipe2 fills the array; fcntl duplicates a descriptor we own.
+        unsafe {
+            assert_eq!(libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            fds.extend(pipe);
+            fds.push(libc::fcntl(pipe[0], libc::F_DUPFD_CLOEXEC, 0));
+        }
+        pids.push(posix_spawn(&argv));
+    }
+    let elapsed = start.elapsed();
+    for pid in pids {
+        // SAFETY: killing and reaping our own children, closing our own fds.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    for fd in fds {
+        // SAFETY: closing descriptors this function opened.
+        unsafe { libc::close(fd) };
+    }
+    elapsed
+}
+
+/// Issue 10's start at scale: CHILDREN `sleep 1000` started by one
+/// `start_service` of a `Supervisor` (two pipes, a pidfd and three poll
+/// registrations each) against CHILDREN bare `posix_spawn` calls of the same
+/// program, the least any supervisor must do per child, and against the
+/// same calls made while holding the descriptors a supervisor holds; also
+/// the bench process's VmRSS and VmHWM with the children running, the supervising
+/// process's memory at that scale.
+fn scale(children: usize, runs: usize) {
+    let children = fit(children, raise_nofile(3 * children as u64 + 500));
+    for _ in 0..runs {
+        let bare = bare_start(children);
+        let holding = bare_start_holding_fds(children);
+        let before = status_field("self", "VmRSS");
+        let mut supervisor = sleepers(children);
+        let start = Instant::now();
+        supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+        let ours = start.elapsed();
+        assert_eq!(supervisor.monitor().live_instances(), children);
+        let rss = status_field("self", "VmRSS");
+        let hwm = status_field("self", "VmHWM");
+        stop(supervisor);
+        println!(
+            "scale x{children}: posix_spawn {:.2} s ({:.1} us/child); posix_spawn holding 3 fds \
+             per child {:.2} s ({:.1} us/child); Supervisor {:.2} s ({:.1} us/child); \
+             ratio to posix_spawn {:.2}, to posix_spawn holding fds {:.2}; \
+             bench VmRSS {rss} kB with them running ({before} kB before the Supervisor), \
+             VmHWM {hwm} kB",
+            bare.as_secs_f64(),
+            per(bare, children),
+            holding.as_secs_f64(),
+            per(holding, children),
+            ours.as_secs_f64(),
+            per(ours, children),
+            ours.as_secs_f64() / bare.as_secs_f64(),
+            ours.as_secs_f64() / holding.as_secs_f64()
+        );
+    }
+}
+
+// ----- issue 10: fan-out -----
+
+/// The floor of `fanout`: a C program that `posix_spawn`s argv[1] children
+/// of `sh -c 'echo up; exec sleep 1000'` sharing its stdout, then waits.
+const FANOUT_C: &str = r#"#include <spawn.h>
+#include <stdlib.h>
+#include <unistd.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 200;
+    char *child[] = {"sh", "-c", "echo up; exec sleep 1000", 0};
+    for (int i = 0; i < n; i++) {
+        pid_t pid;
+        if (posix_spawn(&pid, "/bin/sh", 0, 0, child, environ) != 0)
+            return 1;
+    }
+    for (;;)
+        pause();
+}
+"#;
+
+/// A scratch directory of this bench run.
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("procmon-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a procmon config of `argv` per process (names `p0`, `p1`, ...)
+/// whose control socket is `socket`.
+fn write_config(path: &std::path::Path, socket: &std::path::Path, argvs: &[Vec<String>]) {
+    let mut text = format!("[control]\nsocket = {:?}\n", socket.to_str().unwrap());
+    for (i, argv) in argvs.iter().enumerate() {
+        // Debug quoting is TOML quoting for these plain words.
+        text.push_str(&format!("[[process]]\nname = \"p{i}\"\nargv = {argv:?}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Time from launching `command` (in a process group of its own) until
+/// `children` lines ending in `up` have come out of its stdout: the time a
+/// fan-out takes to be up, seen the way a user sees it.
+fn first_lines(mut command: Command, children: usize) -> (Duration, std::process::Child) {
+    let start = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut up = 0;
+    while up < children {
+        let line = lines.next().expect("a line").unwrap();
+        if line.ends_with("up") {
+            up += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    // Keep the pipe drained until the end.
+    std::thread::spawn(move || lines.for_each(drop));
+    (elapsed, child)
+}
+
+/// Issue 10's fan-out: from launching `procmon --config` with CHILDREN
+/// `sh -c 'echo up; exec sleep 1000'` processes until every child's first
+/// line has come out of procmon's stdout, against a C program (compiled
+/// here with `cc`) that `posix_spawn`s the same children onto its own
+/// stdout, detected the same way.
+fn fanout(children: usize, runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    let dir = scratch();
+    let source = dir.join("fanout.c");
+    let floor_exe = dir.join("fanout");
+    std::fs::write(&source, FANOUT_C).unwrap();
+    let cc = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&floor_exe)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(cc.success(), "cc failed");
+    let config = dir.join("fanout.toml");
+    let socket = dir.join("fanout.sock");
+    let argv: Vec<String> = ["sh", "-c", "echo up; exec sleep 1000"]
+        .map(String::from)
+        .to_vec();
+    write_config(&config, &socket, &vec![argv; children]);
+    let (mut floors, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let mut c = Command::new(&floor_exe);
+        c.arg(children.to_string());
+        let (floor, mut child) = first_lines(c, children);
+        // SAFETY: killing our own child's process group (it and its children).
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        child.wait().unwrap();
+
+        let mut c = Command::new(&procmon);
+        c.arg("--config").arg(&config);
+        let (cli, mut child) = first_lines(c, children);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        println!(
+            "fanout x{children}: C posix_spawn {:.3} s, procmon {:.3} s, ratio {:.2}",
+            floor.as_secs_f64(),
+            cli.as_secs_f64(),
+            cli.as_secs_f64() / floor.as_secs_f64()
+        );
+        floors.push(floor.as_secs_f64());
+        ours.push(cli.as_secs_f64());
+    }
+    let range = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2], v[v.len() - 1])
+    };
+    let (f0, fm, f1) = range(&mut floors);
+    let (o0, om, o1) = range(&mut ours);
+    println!(
+        "fanout x{children} over {runs} runs: C {f0:.3}-{f1:.3} s (median {fm:.3}), \
+         procmon {o0:.3}-{o1:.3} s (median {om:.3}), ratio of medians {:.2}",
+        om / fm
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- issue 10: ctl and reload -----
+
+/// A running `procmon --config` with `n` processes, started and waited for
+/// until it has announced every spawn.
+struct Running {
+    child: std::process::Child,
+    drain: std::thread::JoinHandle<()>,
+    socket: PathBuf,
+    config: PathBuf,
+}
+
+impl Running {
+    /// Starts `procmon` on a config of `argvs` in `dir` and waits (up to two
+    /// minutes) until every process has been spawned.
+    fn start(procmon: &std::path::Path, dir: &std::path::Path, argvs: &[Vec<String>]) -> Running {
+        let config = dir.join("ctl.toml");
+        let socket = dir.join("ctl.sock");
+        write_config(&config, &socket, argvs);
+        let mut child = Command::new(procmon)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = argvs.len();
+        let drain = std::thread::spawn(move || {
+            let mut spawned = 0;
+            for line in BufReader::new(stderr).lines() {
+                if line.unwrap().contains("spawned pid") {
+                    spawned += 1;
+                    if spawned == n {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("every child spawned");
+        Running {
+            child,
+            drain,
+            socket,
+            config,
+        }
+    }
+
+    /// Runs `procmon ctl --socket S ARGS` to its exit; its wall time (from
+    /// exec to exit, as a user or a script pays it) and its stdout.
+    fn ctl(&self, procmon: &std::path::Path, args: &[&str]) -> (Duration, String) {
+        let start = Instant::now();
+        let out = Command::new(procmon)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        let elapsed = start.elapsed();
+        assert!(
+            out.status.code().is_some_and(|c| c == 0 || c == 3),
+            "ctl {args:?}: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (elapsed, String::from_utf8(out.stdout).unwrap())
+    }
+
+    /// Stops procmon (TERM) and waits for it.
+    fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap();
+        self.drain.join().unwrap();
+    }
+}
+
+/// Name and pid of every process in `procmon ctl status --json`'s output
+/// (pretty-printed, keys sorted: `name` comes before `pid`).
+fn status_pids(json: &str) -> Vec<(String, i64)> {
+    let mut name = String::new();
+    let mut pids = Vec::new();
+    for line in json.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("\"name\": ") {
+            name = v.trim_end_matches(',').trim_matches('"').to_string();
+        } else if let Some(v) = line.strip_prefix("\"pid\": ") {
+            pids.push((name.clone(), v.trim_end_matches(',').parse().unwrap_or(-1)));
+        }
+    }
+    pids
+}
+
+/// `n` argvs of `sleep 100000`.
+fn long_sleepers(n: usize) -> Vec<Vec<String>> {
+    vec![["sleep", "100000"].map(String::from).to_vec(); n]
+}
+
+/// Issue 10's `ctl status --json`: the whole `procmon ctl status --json`
+/// run against a procmon with each of COUNTS `sleep 100000` processes,
+/// beside `supervisorctl status` with the first count's programs under
+/// supervisord (installed with pip into a virtualenv, VENV, on first use).
+fn ctl_bench(counts: &[usize], runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    let soft = raise_nofile(3 * *counts.iter().max().unwrap() as u64 + 500);
+    let dir = scratch();
+    for &n in counts {
+        let n = fit(n, soft);
+        let running = Running::start(&procmon, &dir, &long_sleepers(n));
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let (t, out) = running.ctl(&procmon, &["status", "--json"]);
+            assert_eq!(status_pids(&out).len(), n);
+            times.push(t.as_secs_f64() * 1e3);
+        }
+        running.stop();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "ctl status --json x{n}: {:.1}-{:.1} ms (median {:.1}) over {runs} runs: {times:.1?}",
+            times[0],
+            times[times.len() - 1],
+            times[times.len() / 2]
+        );
+    }
+    supervisor_status(counts[0], runs, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where the bench keeps the supervisor (supervisord) virtualenv.
+const VENV: &str = "/tmp/procmon-bench-venv";
+
+/// `supervisorctl status` with `n` `sleep 100000` programs under
+/// supervisord: the peer of `ctl status` (the Python supervisor that
+/// procmon is measured against), each run timed from exec to exit.
+fn supervisor_status(n: usize, runs: usize, dir: &std::path::Path) {
+    let bin = std::path::Path::new(VENV).join("bin");
+    if !bin.join("supervisord").exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv", VENV])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(bin.join("pip"))
+                .args(["install", "-q", "supervisor"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            println!("supervisorctl: could not install supervisor into {VENV}: no figure");
+            return;
+        }
+    }
+    let conf = dir.join("supervisord.conf");
+    let d = dir.to_str().unwrap();
+    let mut text = format!(
+        "[unix_http_server]\nfile={d}/supervisor.sock\n\
+         [supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+         childlogdir={d}\nminfds={}\n\
+         [rpcinterface:supervisor]\n\
+         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\
+         [supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n",
+        3 * n + 100
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "[program:p{i}]\ncommand=sleep 100000\nstartsecs=0\n\
+             stdout_logfile=NONE\nstderr_logfile=NONE\n"
+        ));
+    }
+    std::fs::write(&conf, text).unwrap();
+    let mut daemon = Command::new(bin.join("supervisord"))
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = || {
+        let start = Instant::now();
+        let out = Command::new(bin.join("supervisorctl"))
+            .arg("-c")
+            .arg(&conf)
+            .arg("status")
+            .output()
+            .unwrap();
+        let running = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("RUNNING"))
+            .count();
+        (start.elapsed(), running)
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while status().1 < n {
+        assert!(Instant::now() < deadline, "supervisord never ran them all");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let (t, running) = status();
+        assert_eq!(running, n);
+        times.push(t.as_secs_f64() * 1e3);
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait().unwrap();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "supervisorctl status x{n}: {:.1}-{:.1} ms (median {:.1}) over {runs} runs: {times:.1?}",
+        times[0],
+        times[times.len() - 1],
+        times[times.len() / 2]
+    );
+}
+
+/// Issue 10's reload: procmon with CHILDREN `sleep 100000` processes; one
+/// process's argv changes in the file and `procmon ctl reload` runs (timed
+/// from exec to exit); the pids from `ctl status --json` before and after
+/// (once the changed process is running again) must differ in that one
+/// process only.
+fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    let children = fit(children, raise_nofile(3 * children as u64 + 500));
+    let dir = scratch();
+    for run in 0..runs {
+        let mut argvs = long_sleepers(children);
+        let running = Running::start(&procmon, &dir, &argvs);
+        let before = status_pids(&running.ctl(&procmon, &["status", "--json"]).1);
+        let changed = children / 2;
+        argvs[changed][1] = format!("{}", 100001 + run);
+        write_config(&running.config, &running.socket, &argvs);
+        let (took, said) = running.ctl(&procmon, &["reload"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let after = loop {
+            let after = status_pids(&running.ctl(&procmon, &["status", "--json"]).1);
+            if after[changed].1 > 0 && after[changed].1 != before[changed].1 {
+                break after;
+            }
+            assert!(Instant::now() < deadline, "p{changed} never came back");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        running.stop();
+        let differ: Vec<&str> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| b != a)
+            .map(|(b, _)| b.0.as_str())
+            .collect();
+        println!(
+            "reload x{children}, p{changed}'s argv changed: ctl reload {:.1} ms, said {:?}; \
+             pids changed: {} ({differ:?}), {}",
+            took.as_secs_f64() * 1e3,
+            said.trim(),
+            differ.len(),
+            if differ == [format!("p{changed}")] {
+                "exactly the changed one"
+            } else {
+                "NOT only the changed one"
+            }
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ----- helpers -----
 
+/// An observer that ignores every notice.
 fn quiet() -> impl FnMut(Notice<'_>) {
     |_| {}
 }
 
+/// `argv` as C strings and the null-terminated pointer array into them.
 fn c_argv(argv: &[&str]) -> (Vec<CString>, Vec<*mut libc::c_char>) {
     let owned: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
     let mut ptrs: Vec<*mut libc::c_char> = owned.iter().map(|c| c.as_ptr().cast_mut()).collect();
@@ -624,6 +1231,7 @@ fn c_argv(argv: &[&str]) -> (Vec<CString>, Vec<*mut libc::c_char>) {
     (owned, ptrs)
 }
 
+/// `posix_spawn` of `argv` with the bench's environment and nothing else.
 fn posix_spawn(argv: &[*mut libc::c_char]) -> libc::pid_t {
     extern "C" {
         static environ: *const *mut libc::c_char;
