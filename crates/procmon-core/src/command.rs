@@ -244,7 +244,8 @@ pub enum Report {
         retry_in: Option<Duration>,
     },
     /// The state of the process's name changed (what `procmon ctl watch`
-    /// shows). Queued after the commands of the change that caused it.
+    /// shows). Queued after the commands of the change that caused it, when
+    /// asked for ([`Monitor::report_state_changes`](crate::Monitor::report_state_changes)).
     StateChanged {
         /// The process.
         process: ProcessKey,

@@ -93,6 +93,8 @@ pub struct Monitor {
     pub(crate) live_instances: usize,
     pub(crate) armed_timers: usize,
     pub(crate) stats: Stats,
+    /// Whether transitions queue `Report::StateChanged`.
+    pub(crate) state_reports: bool,
 }
 
 /// Counters over the monitor's whole life.
@@ -293,6 +295,7 @@ impl Monitor {
             live_instances: 0,
             armed_timers: 0,
             stats: Stats::default(),
+            state_reports: false,
         })
     }
 
@@ -380,6 +383,14 @@ impl Monitor {
         }
         self.settings = settings;
         Ok(())
+    }
+
+    /// Whether every change of a name's state is reported
+    /// ([`Report::StateChanged`](crate::Report::StateChanged)); off by
+    /// default. A watcher (`procmon ctl watch`) needs them; a monitor nobody
+    /// watches saves their cost, two more commands per restart cycle.
+    pub fn report_state_changes(&mut self, on: bool) {
+        self.state_reports = on;
     }
 
     // ----- A. Application calls -----
@@ -801,9 +812,13 @@ impl Monitor {
         if now > self.now {
             self.now = now;
         }
-        for key in self.to_free.drain(..) {
-            let process = self.processes.remove(key.index());
-            debug_assert!(matches!(process.life, Life::Removed));
+        // Checked first: a drain of an empty SmallVec still costs its setup,
+        // on every call.
+        if !self.to_free.is_empty() {
+            for key in self.to_free.drain(..) {
+                let process = self.processes.remove(key.index());
+                debug_assert!(matches!(process.life, Life::Removed));
+            }
         }
     }
 
@@ -850,7 +865,9 @@ impl Monitor {
                 successor_process.last_started = last_started;
             }
             self.apply(successor, Event::PredecessorGone);
-            self.report_state_change(successor, before);
+            if self.state_reports {
+                self.report_state_change(successor, before);
+            }
         }
     }
 
@@ -1208,6 +1225,7 @@ mod state_change_tests {
         use ProcessState::*;
         let t0 = Instant::ZERO;
         let mut m = Monitor::new(Settings::default()).unwrap();
+        m.report_state_changes(true);
         m.add(t0, "a", ProcessSpec::new(["a"])).unwrap();
         assert_eq!(changes(&mut m), vec![]);
         m.start_service(t0);

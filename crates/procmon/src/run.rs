@@ -74,6 +74,10 @@ where
     let kill_times = kill_times(&monitor);
     let format = printer.format();
     let (out, err) = printer.into_inner()?;
+    let mut monitor = monitor;
+    // State changes are for `procmon ctl watch`: reported only when the
+    // control socket is served.
+    monitor.report_state_changes(extras.control.is_some());
     let mut supervisor = Supervisor::new(monitor, options)?;
     let Extras {
         control,
