@@ -498,7 +498,8 @@ impl Monitor {
 
         let settings = &self.settings;
         let process = &mut self.processes[key.index()];
-        let policy = process.spec.policy;
+        // Borrowed, not copied: ends are the hot path of a crash loop.
+        let policy = &process.spec.policy;
         let quick = uptime < policy.threshold(settings);
         let wait = if then == Some(Then::Restart) {
             // `restart` reset the delay and count when it was asked for;
@@ -533,6 +534,7 @@ impl Monitor {
             Some(Then::Rules) => self.restart_by_rules(key, wait, quick),
             Some(Then::Forget) => unreachable!("handled above"),
             None => {
+                let policy = &self.processes[key.index()].spec.policy;
                 let restart = policy.restart();
                 let restarts = match (restart, end) {
                     (RestartPolicy::Always, _) => true,
