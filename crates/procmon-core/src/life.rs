@@ -559,7 +559,7 @@ impl Monitor {
     /// count to `give_up_after` fails the process instead.
     fn restart_by_rules(&mut self, key: ProcessKey, wait: Duration, quick: bool) -> Life {
         let process = &self.processes[key.index()];
-        let policy = process.spec.policy;
+        let policy = &process.spec.policy;
         let quick_deaths = process.quick_deaths;
         let gives_up = quick
             && policy
@@ -568,6 +568,7 @@ impl Monitor {
         if !gives_up {
             return self.schedule_restart(key, wait);
         }
+        let policy = *policy;
         let retry = policy.retry_failed_after.map(|after| {
             let at = self.now.saturating_add(after);
             Armed {
