@@ -171,6 +171,7 @@ CONFIG FILE (--config FILE)
   allow_uids = [1000]           # who may use it besides root and procmon's own user
   allow_gids = [27]             # primary groups allowed
   log_lines = 1000              # recent lines kept per process for `ctl logs`
+  log_bytes = 1048576           # and at most this many bytes of them
 
   A uid or gid written as a string of digits ("0") is that number, not a name.
 

@@ -39,6 +39,7 @@
 //! allow_uids = [1000]            # besides root and procmon's own user
 //! allow_gids = [27]              # primary groups allowed
 //! log_lines = 1000               # recent lines kept per process
+//! log_bytes = 1048576            # and at most this many bytes of them
 //! metrics_listen = "127.0.0.1:9100"  # serve GET /metrics over HTTP; off by
 //!                                # default; an IPv4 or IPv6 socket address,
 //!                                # best on loopback (no access check)
@@ -82,8 +83,12 @@ const CONTROL_KEYS: &[&str] = &[
     "allow_uids",
     "allow_gids",
     "log_lines",
+    "log_bytes",
     "metrics_listen",
 ];
+
+/// The most bytes `log_bytes` may ask to keep per process: 64 MiB.
+pub const MAX_LOG_BYTES: usize = 64 << 20;
 
 /// The most recent lines `log_lines` may ask to keep per process.
 pub const MAX_LOG_LINES: usize = 1_000_000;
@@ -143,6 +148,8 @@ pub struct ControlConfig {
     pub allow_gids: Vec<u32>,
     /// `log_lines`: recent lines kept per process for `ctl logs`.
     pub log_lines: Option<usize>,
+    /// `log_bytes`: at most this many bytes of them per process.
+    pub log_bytes: Option<usize>,
     /// `metrics_listen`: where to serve `GET /metrics` over HTTP; off when
     /// unset. Anyone who can connect may read it, so loopback is the advice.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -503,21 +510,12 @@ impl Parser<'_> {
                 "allow_uids" => control.allow_uids = self.ids("allow_uids", value)?,
                 "allow_gids" => control.allow_gids = self.ids("allow_gids", value)?,
                 "log_lines" => {
-                    let int = value.get_ref().as_integer().ok_or_else(|| {
-                        self.wrong_type(value, "`log_lines` must be a whole number of lines")
-                    })?;
-                    let text = int.as_str();
-                    match usize::from_str_radix(text, int.radix()) {
-                        Ok(lines) if lines <= MAX_LOG_LINES => control.log_lines = Some(lines),
-                        _ => {
-                            return Err(self.error(
-                                value.span(),
-                                format!(
-                                    "`log_lines` must be from 0 to {MAX_LOG_LINES}, found {text}"
-                                ),
-                            ))
-                        }
-                    }
+                    control.log_lines =
+                        Some(self.bounded("log_lines", "lines", MAX_LOG_LINES, value)?)
+                }
+                "log_bytes" => {
+                    control.log_bytes =
+                        Some(self.bounded("log_bytes", "bytes", MAX_LOG_BYTES, value)?)
                 }
                 "metrics_listen" => {
                     let text = self.string("metrics_listen", value)?;
@@ -543,6 +541,27 @@ impl Parser<'_> {
             }
         }
         Ok(control)
+    }
+
+    /// A whole number from 0 to `max`.
+    fn bounded(
+        &self,
+        key: &str,
+        unit: &str,
+        max: usize,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<usize, ConfigError> {
+        let int = value.get_ref().as_integer().ok_or_else(|| {
+            self.wrong_type(value, &format!("`{key}` must be a whole number of {unit}"))
+        })?;
+        let text = int.as_str();
+        match usize::from_str_radix(text, int.radix()) {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(self.error(
+                value.span(),
+                format!("`{key}` must be from 0 to {max}, found {text}"),
+            )),
+        }
     }
 
     /// An array of user or group ids.
@@ -1179,6 +1198,56 @@ mod tests {
                 "for {source:?}\n got: {got}\nwant: {want}"
             );
         }
+    }
+
+    #[test]
+    fn the_control_table_is_read_and_checked() {
+        let process = "[[process]]\nname = \"a\"\nargv = [\"a\"]\n";
+        let config = parse(
+            &format!(
+                "{process}[control]\nsocket = \"/run/x.sock\"\nallow_uids = [1000, 0x10]\n\
+                 allow_gids = [27]\nlog_lines = 5\nlog_bytes = 100\n"
+            ),
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            config.control,
+            ControlConfig {
+                socket: Some("/run/x.sock".into()),
+                allow_uids: vec![1000, 16],
+                allow_gids: vec![27],
+                log_lines: Some(5),
+                log_bytes: Some(100),
+                metrics_listen: None,
+            }
+        );
+        assert_errors(&[
+            (
+                format!("{process}[control]\nlog_bytes = 67108865\n"),
+                "f.toml:5:13: `log_bytes` must be from 0 to 67108864, found 67108865",
+            ),
+            (
+                format!("{process}[control]\nlog_lines = -1\n"),
+                "f.toml:5:13: `log_lines` must be from 0 to 1000000, found -1",
+            ),
+            (
+                format!("{process}[control]\nsocket = \"\"\n"),
+                "f.toml:5:10: `socket` must not be empty",
+            ),
+            (
+                format!("{process}[control]\nallow_uids = [-3]\n"),
+                "f.toml:5:15: `allow_uids`: -3 is not an id",
+            ),
+            (
+                format!("{process}[control]\nsockt = \"x\"\n"),
+                "f.toml:5:1: unknown key `sockt` in `[control]`",
+            ),
+            (
+                format!("control = 3\n{process}"),
+                "f.toml:1:11: `control` must be a table",
+            ),
+        ]);
     }
 
     #[test]

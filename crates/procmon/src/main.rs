@@ -92,7 +92,8 @@ fn main() -> ExitCode {
                 gids: control.allow_gids.clone(),
             };
             let lines = control.log_lines.unwrap_or(procmon::ring::DEFAULT_LINES);
-            (bound, access, lines)
+            let bytes = control.log_bytes.unwrap_or(procmon::ring::DEFAULT_BYTES);
+            (bound, access, (lines, bytes))
         }),
         read_config: cli.config.clone().map(|path| -> run::ReadConfig {
             Box::new(move || load(&path).map(|(definitions, _)| definitions))

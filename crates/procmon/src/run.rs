@@ -20,8 +20,8 @@ pub type ReadConfig = Box<dyn FnMut() -> Result<Definitions, String>>;
 #[derive(Default)]
 pub struct Extras {
     /// The control socket, bound, with who may use it and how many recent
-    /// lines to keep per process for `logs`.
-    pub control: Option<(BoundSocket, Access, usize)>,
+    /// lines and bytes to keep per process for `logs`.
+    pub control: Option<(BoundSocket, Access, (usize, usize))>,
     /// How to read the config again, for `reload` and HUP; none in
     /// one-command mode, where HUP restarts every process.
     pub read_config: Option<ReadConfig>,
@@ -88,12 +88,12 @@ where
         Some(bound) => Some(MetricsServer::attach(bound, &mut supervisor)?),
         None => None,
     };
-    let (mut control, ring_lines) = match control {
-        Some((bound, access, ring_lines)) => (
+    let (mut control, (ring_lines, ring_bytes)) = match control {
+        Some((bound, access, ring)) => (
             Some(ControlServer::attach(bound, access, &mut supervisor)?),
-            ring_lines,
+            ring,
         ),
-        None => (None, 0),
+        None => (None, (0, 0)),
     };
     let sink = Sink::start(out, err)?;
     sink.set_waker(supervisor.waker()?);
@@ -105,7 +105,7 @@ where
         sink: &sink,
         feed: control
             .as_ref()
-            .map(|_| ControlFeed::new(ring_lines, crate::ring::DEFAULT_BYTES)),
+            .map(|_| ControlFeed::new(ring_lines, ring_bytes)),
     };
     // Signals that came before the loop: a TERM, INT or QUIT among them wins
     // (HUP comes out first, by number); restarting what has not started is

@@ -646,3 +646,39 @@ fn a_client_that_finds_the_descriptors_used_up_is_served_once_they_free() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn wait_times_out_with_124_and_the_ring_keeps_its_bounds() {
+    let procmon = Served::start(
+        r#"
+[[process]]
+name = "stubborn"
+argv = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+killtime = 8
+[[process]]
+name = "talker"
+argv = ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9; do echo line-$i-of-nine; done; exec sleep 1000"]
+[control]
+log_lines = 100
+log_bytes = 40
+"#,
+    );
+    // stubborn ignores TERM and has 8 s before KILL: waiting 1 s for it
+    // to be down runs out of time.
+    procmon.until("stubborn runs", || procmon.pid("stubborn") > 0);
+    let out = procmon.ctl(&["stop", "stubborn", "--wait", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("timed out"));
+    // 40 bytes keep the last two of nine 14-byte lines.
+    procmon.until("talker wrote all nine", || {
+        text(&procmon.ctl(&["logs", "talker"]).stdout).contains("line-9-of-nine")
+    });
+    assert_eq!(
+        text(&procmon.ctl(&["logs", "talker"]).stdout),
+        "[talker] line-8-of-nine\n[talker] line-9-of-nine\n"
+    );
+    assert_eq!(
+        text(&procmon.ctl(&["logs", "talker", "-n", "1"]).stdout),
+        "[talker] line-9-of-nine\n"
+    );
+}
