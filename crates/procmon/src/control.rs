@@ -190,11 +190,15 @@ pub struct ControlServer {
     /// An accept failed (out of descriptors, say) with clients still in the
     /// backlog: epoll will not report the listener again, so retry.
     accept_stalled: bool,
+    /// Clients accepted so far, to find the oldest.
+    accepted: u64,
 }
 
 #[derive(Debug)]
 struct Client {
     stream: UnixStream,
+    /// The order it was accepted in, to find the oldest.
+    serial: u64,
     input: Vec<u8>,
     output: VecDeque<u8>,
     follows: Option<Follows>,
@@ -294,6 +298,7 @@ impl ControlServer {
             access,
             own_uid: os::effective_uid(),
             accept_stalled: false,
+            accepted: 0,
         })
     }
 
@@ -315,11 +320,11 @@ impl ControlServer {
     ) -> Served {
         let mut served = Served::default();
         if self.accept_stalled {
-            self.accept(supervisor);
+            self.accept(supervisor, observer.feed());
         }
         for ready in ready {
             if ready.source == self.listener_id {
-                self.accept(supervisor);
+                self.accept(supervisor, observer.feed());
                 continue;
             }
             if !self.clients.contains_key(&ready.source) {
@@ -344,7 +349,7 @@ impl ControlServer {
         self.accept_stalled
     }
 
-    fn accept(&mut self, supervisor: &mut Supervisor) {
+    fn accept(&mut self, supervisor: &mut Supervisor, feed: &mut ControlFeed) {
         self.accept_stalled = false;
         loop {
             let (mut stream, _) = match self.listener.accept() {
@@ -360,7 +365,16 @@ impl ControlServer {
                 }
             };
             if self.clients.len() >= MAX_CLIENTS {
-                continue;
+                // Full: the oldest client that follows nothing makes room
+                // (else the oldest of all), so idle connections cannot lock
+                // an operator out.
+                let victim = self
+                    .clients
+                    .iter()
+                    .min_by_key(|(_, c)| (c.follows.is_some(), c.serial))
+                    .map(|(&id, _)| id)
+                    .expect("MAX_CLIENTS is not zero");
+                self.drop_client(victim, supervisor, feed);
             }
             let refused = match os::peer_credentials(stream.as_fd()) {
                 Ok(peer) if self.access.allows(peer, self.own_uid) => None,
@@ -379,10 +393,12 @@ impl ControlServer {
             let Ok(id) = supervisor.register(&mut stream, Interest::READABLE) else {
                 continue;
             };
+            self.accepted += 1;
             self.clients.insert(
                 id,
                 Client {
                     stream,
+                    serial: self.accepted,
                     input: Vec::new(),
                     output: VecDeque::new(),
                     follows: None,
@@ -695,11 +711,7 @@ impl ControlServer {
         }
         let overrun = client.output.len() > CLIENT_QUEUE_BYTES;
         if broken || overrun || (client.closing && client.output.is_empty()) {
-            let mut client = self.clients.remove(&id).expect("listed");
-            if let Some(follows) = &client.follows {
-                unfollow(follows, feed);
-            }
-            let _ = supervisor.deregister(id, &mut client.stream);
+            self.drop_client(id, supervisor, feed);
             return;
         }
         let wants_writable = !client.output.is_empty();
@@ -716,6 +728,17 @@ impl ControlServer {
                 client.wants_writable = wants_writable;
             }
         }
+    }
+
+    /// Disconnects a client, and stops streaming to it.
+    fn drop_client(&mut self, id: SourceId, supervisor: &mut Supervisor, feed: &mut ControlFeed) {
+        let Some(mut client) = self.clients.remove(&id) else {
+            return;
+        };
+        if let Some(follows) = &client.follows {
+            unfollow(follows, feed);
+        }
+        let _ = supervisor.deregister(id, &mut client.stream);
     }
 
     /// Closes every client and the listener; the socket file goes with the

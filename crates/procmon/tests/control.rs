@@ -682,3 +682,39 @@ log_bytes = 40
         "[talker] line-9-of-nine\n"
     );
 }
+
+#[test]
+fn idle_connections_cannot_lock_an_operator_out() {
+    // Room for 1,100 sockets in this test process.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a struct of our own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    if limit.rlim_cur < 1_200 {
+        eprintln!("skipped: RLIMIT_NOFILE {} is too low", limit.rlim_cur);
+        return;
+    }
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    // A follower first: it is kept while idle ones make room.
+    let mut follower = UnixStream::connect(&procmon.socket).unwrap();
+    follower
+        .write_all(b"{\"v\":1,\"id\":1,\"op\":\"watch\"}\n")
+        .unwrap();
+    follower.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut lines = BufReader::new(follower.try_clone().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("\"ok\":true"));
+    let idle: Vec<UnixStream> = (0..1_100)
+        .map(|_| UnixStream::connect(&procmon.socket).unwrap())
+        .collect();
+    // The operator still gets an answer, and the watcher still streams.
+    assert_eq!(procmon.ctl(&["stop", "one"]).status.code(), Some(0));
+    let event: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(event["event"]["to"], json!("stopping"));
+    drop(idle);
+}
