@@ -129,18 +129,7 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let group = self.child.id() as i32;
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: plain syscalls on the group this test started.
-            unsafe { libc::killpg(group, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            // SAFETY: as above.
-            unsafe { libc::killpg(group, libc::SIGKILL) };
-            let _ = self.child.wait();
-        }
+        common::stop_group(&mut self.child);
     }
 }
 

@@ -64,3 +64,24 @@ pub fn fresh_socket_path() -> PathBuf {
         .join(format!("procmon-test-sockets-{}", std::process::id()))
         .join(format!("{}.sock", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
+
+/// Ends a procmon this test started in a process group of its own: TERM to
+/// the group, up to 20 s for it to stop its children and exit, then KILL to
+/// whatever is left; a test that failed halfway leaves nothing behind.
+// Each test file compiles this module; not every one serves a socket.
+#[allow(dead_code)]
+pub fn stop_group(child: &mut std::process::Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let group = child.id() as i32;
+    // SAFETY: plain syscalls on the group this test started.
+    unsafe { libc::killpg(group, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe { libc::killpg(group, libc::SIGKILL) };
+    let _ = child.wait();
+}
