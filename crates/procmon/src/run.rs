@@ -62,8 +62,10 @@ pub enum Outcome {
 /// A TERM, INT or QUIT that arrived before the loop began (they are held
 /// from the start of `main`) stops it before anything is started.
 ///
-/// An error means the driver itself failed; every child has then been sent
-/// KILL (and dies with procmon anyway, through its parent-death signal).
+/// An error means the driver itself failed; every child's group has then
+/// been sent KILL (a direct child would die with procmon anyway, through
+/// its parent-death signal, unless it exec'd a set-user-ID program: see
+/// `docs/reliability.md`).
 pub fn run<O, E>(monitor: Monitor, printer: Printer<O, E>, extras: Extras) -> io::Result<Outcome>
 where
     O: Write + Send + 'static,

@@ -1322,7 +1322,7 @@ fn hundred_thousand_lines_arrive_in_order_with_the_partial_last_one() {
 /// The kernel drops a signal sent to a namespace's init when init has no
 /// handler for it (from inside even SIGKILL), so a PID 1 that left TERM at
 /// its default action would never see it. procmon installs no handler: it
-/// blocks TERM, INT and HUP and reads them from a signalfd, and a blocked
+/// blocks TERM, INT, HUP, QUIT, USR1 and USR2 and reads them from a signalfd, and a blocked
 /// signal is always queued. This test proves that design works as init.
 ///
 /// The orphan waits until its parent has exited and its parent pid reads 1
