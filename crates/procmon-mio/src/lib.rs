@@ -137,7 +137,7 @@ pub use children::signal_number;
 pub use handle::Handle;
 pub use signals::{hold_caught_signals, CaughtSignal};
 pub use sources::{Ready, SourceId};
-pub use spawn::SpawnStage;
+pub use spawn::{find_program, SpawnStage};
 
 /// The `mio` this driver polls with, so a program registers its own sources
 /// ([`Supervisor::register`]) with the same version's types.

@@ -526,6 +526,17 @@ fn resolve(program: &[u8]) -> io::Result<CString> {
     }))
 }
 
+/// Finds `program` on `PATH` exactly as a spawn will (see [`resolve`]):
+/// the path it would run, or `ENOENT` (not found) or `EACCES` (found, but
+/// not executable). For a program that wants to refuse a command that can
+/// never start before it starts anything.
+pub fn find_program(program: &OsStr) -> io::Result<std::path::PathBuf> {
+    let found = resolve(program.as_bytes())?;
+    Ok(std::path::PathBuf::from(OsStr::from_bytes(
+        found.as_bytes(),
+    )))
+}
+
 /// What the child reads (and, on failure, writes `errno` and its stage into).
 struct ChildArgs {
     path: *const libc::c_char,

@@ -157,19 +157,13 @@ fn program_exists(command: &[std::ffi::OsString]) -> Result<(), String> {
     let Some(program) = command.first() else {
         return Ok(());
     };
+    // The driver's own lookup, so the check and the spawn cannot disagree;
+    // a program found but not executable is left to the spawn's report.
+    match procmon_mio::find_program(program) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        _ => return Ok(()),
+    }
     let bytes = program.as_encoded_bytes();
-    if bytes.contains(&b'/') {
-        return Ok(());
-    }
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            let candidate = dir.join(program);
-            std::fs::metadata(&candidate).is_ok_and(|m| m.is_file())
-        })
-    });
-    if found {
-        return Ok(());
-    }
     let shown = config::escape_for_message(bytes);
     let hint = match shown.as_str() {
         "status" | "start" | "stop" | "restart" | "signal" | "reload" | "logs" | "watch"
