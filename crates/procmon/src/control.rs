@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use procmon_core::{
-    Change, Definitions, EscapeInvalid, ExitStatus, Instant, ProcessState, ProcessStatus, Stream,
+    Definitions, EscapeInvalid, ExitStatus, Instant, ProcessState, ProcessStatus, Stream,
 };
 use procmon_mio::mio::net::{UnixListener, UnixStream};
 use procmon_mio::mio::Interest;
@@ -590,7 +590,7 @@ impl ControlServer {
                         "changes": plan
                             .changes
                             .iter()
-                            .map(|(name, change)| json!({"name": name, "change": change_word(*change)}))
+                            .map(|(name, change)| json!({"name": name, "change": change.as_str()}))
                             .collect::<Vec<_>>(),
                     })),
                     Err(error) => Err(RequestError::new(
@@ -806,10 +806,6 @@ fn targets_names(supervisor: &Supervisor, targets: &Targets) -> Result<Vec<Strin
         Targets::All => Ok(all_names(supervisor)),
         Targets::Names(names) => known_names(supervisor, names, false),
     }
-}
-
-fn change_word(change: Change) -> &'static str {
-    change.as_str()
 }
 
 /// One output line as JSON: the bytes as text, invalid UTF-8 as `\xHH`.

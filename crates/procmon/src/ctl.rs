@@ -187,8 +187,8 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
     let mut watch = match waiting {
         Some(_) => {
             let mut watch = Connection::open(path)?;
-            let status = watch.ask(&json!({"v": 1, "id": 0, "op": "watch"}))?;
-            Some((watch, status))
+            watch.ask(&json!({"v": 1, "id": 0, "op": "watch"}))?;
+            Some(watch)
         }
         None => None,
     };
@@ -211,9 +211,7 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
                 println!("{}: {}", text(&process["name"]), text(&process["state"]));
             }
             match (waiting, watch.as_mut()) {
-                (Some((targets, up)), Some((watch, initial))) => {
-                    wait_for(watch, initial, &result, targets, up)
-                }
+                (Some((targets, up)), Some(watch)) => wait_for(watch, &result, targets, up),
                 _ => Ok(0),
             }
         }
@@ -373,16 +371,14 @@ impl Connection {
 }
 
 /// Waits, reading state changes, until every target is running (`up`) or
-/// down; `initial` is the status when the watch began, `after` the one the
-/// operation replied with.
+/// down; `after` is the status the operation replied with. The watch began
+/// before the operation, so every change after that reply reaches it.
 fn wait_for(
     watch: &mut Connection,
-    initial: &Value,
     after: &Value,
     targets: &Targets,
     up: bool,
 ) -> Result<u8, Failure> {
-    let _ = initial;
     let mut states: std::collections::BTreeMap<String, String> = after
         .as_array()
         .into_iter()
