@@ -7,171 +7,48 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
+use common::served::{Served, PATIENCE};
 use common::TempDir;
 
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A procmon started with a config, serving its control socket in a temp
-/// dir and, if asked, metrics on a port of its own.
-struct Served {
-    child: Child,
-    _dir: TempDir,
-    socket: PathBuf,
-    metrics: Option<SocketAddr>,
-    err: Arc<Mutex<String>>,
+/// procmon with `config` plus a `[control]` table naming a free port for
+/// its metrics.
+fn with_metrics(config: &str) -> Served {
+    // The port is free when we look and may be taken before procmon binds
+    // it; that is a usage error we can tell, so try again.
+    for _ in 0..10 {
+        let port = {
+            let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
+            probe.local_addr().unwrap().port()
+        };
+        let full = format!("{config}\n[control]\nmetrics_listen = \"127.0.0.1:{port}\"\n");
+        match Served::try_start(&full, &[]) {
+            Ok(mut served) => {
+                served.metrics = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+                return served;
+            }
+            Err(stderr) if stderr.contains("in use") => continue,
+            Err(stderr) => panic!("procmon did not start:\n{stderr}"),
+        }
+    }
+    panic!("no free port in ten tries");
 }
 
-impl Served {
-    /// `config` with a `[control]` table naming a free port appended.
-    fn with_metrics(config: &str) -> Served {
-        // The port is free when we look and may be taken before procmon
-        // binds it; that is a usage error we can tell, so try again.
-        for _ in 0..10 {
-            let port = {
-                let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-                probe.local_addr().unwrap().port()
-            };
-            let full = format!("{config}\n[control]\nmetrics_listen = \"127.0.0.1:{port}\"\n");
-            match Served::start(&full, &[]) {
-                Ok(mut served) => {
-                    served.metrics = Some(SocketAddr::from(([127, 0, 0, 1], port)));
-                    return served;
-                }
-                Err(stderr) if stderr.contains("in use") => continue,
-                Err(stderr) => panic!("procmon did not start:\n{stderr}"),
-            }
-        }
-        panic!("no free port in ten tries");
-    }
-
-    /// procmon with `config`, run through `wrapper` (a command and its
-    /// arguments, as `prlimit --nofile=40:40`) if not empty; its stderr if
-    /// it exits before serving its socket, after its exit code.
-    fn start(config: &str, wrapper: &[&str]) -> Result<Served, String> {
-        let dir = TempDir::new();
-        let config_path = dir.write("procmon.toml", config);
-        let socket = dir.path("control/procmon.sock");
-        let procmon = common::procmon(&[
-            "--config".as_ref(),
-            config_path.as_os_str(),
-            "--socket".as_ref(),
-            socket.as_os_str(),
-        ]);
-        let mut command = match wrapper.split_first() {
-            None => procmon,
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command
-                    .args(args)
-                    .arg(procmon.get_program())
-                    .args(procmon.get_args())
-                    .stdin(Stdio::null());
-                std::os::unix::process::CommandExt::process_group(&mut command, 0);
-                for (key, value) in procmon.get_envs() {
-                    if let Some(value) = value {
-                        command.env(key, value);
-                    }
-                }
-                command
-            }
-        };
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start procmon");
-        let err = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = err.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut served = Served {
-            child,
-            _dir: dir,
-            socket,
-            metrics: None,
-            err,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        while served.ctl(&["version"]).status.code() != Some(0) {
-            let exited = served.child.try_wait().unwrap();
-            if let Some(exited) = exited {
-                // Let the reader thread take the last of stderr.
-                std::thread::sleep(Duration::from_millis(200));
-                return Err(format!(
-                    "exit code {:?}\n{}",
-                    exited.code(),
-                    served.stderr()
-                ));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "procmon never served its socket:\n{}",
-                served.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(served)
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_procmon"))
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run procmon ctl")
-    }
-
-    fn until(&self, what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done() {
-            if Instant::now() > deadline {
-                panic!("never: {what}\n--- procmon's stderr ---\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.err.lock().unwrap().clone()
-    }
-
-    /// Sends `request` on a new connection and reads until procmon closes.
-    fn http(&self, request: &[u8]) -> String {
-        let address = self.metrics.expect("started with metrics");
-        let mut stream = TcpStream::connect(address).expect("connect to metrics");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.set_write_timeout(Some(PATIENCE)).unwrap();
-        // procmon may answer (400) and close before all of a long request
-        // is written; the answer is what counts.
-        let _ = stream.write_all(request);
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        common::stop_group(&mut self.child);
-    }
+/// Sends `request` to procmon's metrics port on a new connection and reads
+/// until procmon closes.
+fn http(served: &Served, request: &[u8]) -> String {
+    let address = served.metrics.expect("started with metrics");
+    let mut stream = TcpStream::connect(address).expect("connect to metrics");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    // procmon may answer (400) and close before all of a long request is
+    // written; the answer is what counts.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 const UP: &str = r#"
@@ -186,10 +63,13 @@ fn status_line(answer: &str) -> &str {
 
 #[test]
 fn get_metrics_answers_with_the_prometheus_text() {
-    let procmon = Served::with_metrics(UP);
+    let procmon = with_metrics(UP);
     let mut answer = String::new();
     procmon.until("web is up in the metrics", || {
-        answer = procmon.http(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        answer = http(
+            &procmon,
+            b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        );
         answer.contains("procmon_process_up{name=\"web\"} 1")
     });
     assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{answer}");
@@ -218,10 +98,13 @@ fn get_metrics_answers_with_the_prometheus_text() {
 
 #[test]
 fn nothing_else_is_served() {
-    let procmon = Served::with_metrics(UP);
-    let other = procmon.http(b"GET /other HTTP/1.1\r\n\r\n");
+    let procmon = with_metrics(UP);
+    let other = http(&procmon, b"GET /other HTTP/1.1\r\n\r\n");
     assert_eq!(status_line(&other), "HTTP/1.1 404 Not Found", "{other}");
-    let post = procmon.http(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    let post = http(
+        &procmon,
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    );
     assert_eq!(
         status_line(&post),
         "HTTP/1.1 405 Method Not Allowed",
@@ -233,9 +116,12 @@ fn nothing_else_is_served() {
         long.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
     }
     long.extend_from_slice(b"\r\n");
-    let long = procmon.http(&long);
+    let long = http(&procmon, &long);
     assert_eq!(status_line(&long), "HTTP/1.1 400 Bad Request", "{long}");
-    let garbage = procmon.http(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03 not http");
+    let garbage = http(
+        &procmon,
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03 not http",
+    );
     assert_eq!(
         status_line(&garbage),
         "HTTP/1.1 400 Bad Request",
@@ -250,13 +136,13 @@ fn nothing_else_is_served() {
     drop(halfway);
     let status = procmon.ctl(&["status"]);
     assert_eq!(status.status.code(), Some(0), "{}", procmon.stderr());
-    let again = procmon.http(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let again = http(&procmon, b"GET /metrics HTTP/1.0\r\n\r\n");
     assert_eq!(status_line(&again), "HTTP/1.1 200 OK", "{again}");
 }
 
 #[test]
 fn fifty_connections_at_once_are_all_answered() {
-    let procmon = Served::with_metrics(UP);
+    let procmon = with_metrics(UP);
     let address = procmon.metrics.unwrap();
     // All connected before any request is sent, so procmon holds them all.
     let mut streams: Vec<TcpStream> = (0..50)
@@ -280,7 +166,7 @@ fn a_port_in_use_is_a_usage_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let config = format!("{UP}\n[control]\nmetrics_listen = \"127.0.0.1:{port}\"\n");
-    let stderr = Served::start(&config, &[])
+    let stderr = Served::try_start(&config, &[])
         .err()
         .expect("procmon must not start");
     assert!(stderr.starts_with("exit code Some(2)\n"), "{stderr}");
@@ -311,7 +197,7 @@ argv = ["{}"]
 "#,
         data.display()
     );
-    let procmon = Served::start(&config, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let procmon = Served::try_start(&config, &[]).unwrap_or_else(|e| panic!("{e}"));
     procmon.until("three failures", || {
         procmon.stderr().matches("spawn failed").count() >= 3
     });
@@ -402,7 +288,7 @@ fn running_out_of_descriptors_is_told_once_and_procmon_keeps_serving() {
             "[[process]]\nname = \"p{i}\"\nargv = [\"sleep\", \"1000\"]\n"
         ));
     }
-    let mut procmon = Served::start(&config, &["prlimit", "--nofile=40:40"])
+    let mut procmon = Served::try_start(&config, &["prlimit", "--nofile=40:40"])
         .unwrap_or_else(|e| panic!("procmon did not start: {e}"));
     procmon.until("many failed spawns", || {
         procmon

@@ -1,5 +1,7 @@
 //! Helpers shared by the `procmon` binary's test files.
 
+pub mod served;
+
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -68,8 +70,6 @@ pub fn fresh_socket_path() -> PathBuf {
 /// Ends a procmon this test started in a process group of its own: TERM to
 /// the group, up to 20 s for it to stop its children and exit, then KILL to
 /// whatever is left; a test that failed halfway leaves nothing behind.
-// Each test file compiles this module; not every one serves a socket.
-#[allow(dead_code)]
 pub fn stop_group(child: &mut std::process::Child) {
     if child.try_wait().ok().flatten().is_some() {
         return;
