@@ -254,6 +254,42 @@ pub enum Report {
         /// The state now.
         to: ProcessState,
     },
+    /// A `starting` instance became ready: the process is `running`.
+    Ready {
+        /// The process.
+        process: ProcessKey,
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A `starting` instance will not become ready: it is being stopped
+    /// (its stop signal, KILL after its kill time), and its end counts as a
+    /// quick death whatever its uptime.
+    NotReady {
+        /// The process.
+        process: ProcessKey,
+        /// The instance.
+        instance: InstanceId,
+        /// Why.
+        cause: NotReadyCause,
+    },
+    /// The process is due to start but waits (`waiting`) until its
+    /// dependencies' conditions hold; [`ProcessStatus::waiting_for`] names
+    /// the first that does not.
+    ///
+    /// [`ProcessStatus::waiting_for`]: crate::ProcessStatus::waiting_for
+    Waiting {
+        /// The process.
+        process: ProcessKey,
+    },
+    /// A `critical` process ended and nothing will restart it: the service
+    /// is stopped, and the monitor finishes with `exit_code` once nothing
+    /// is alive ([`Monitor::finished`](crate::Monitor::finished)).
+    CriticalEnded {
+        /// The process.
+        process: ProcessKey,
+        /// The exit code the monitor finishes with.
+        exit_code: u8,
+    },
     /// Nothing will start the process by itself after this end.
     NotRestarting {
         /// The process.
@@ -261,6 +297,26 @@ pub enum Report {
         /// Why not.
         reason: NotRestarting,
     },
+}
+
+/// Why a `starting` instance will not become ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NotReadyCause {
+    /// Its `ready_timeout` passed first.
+    Timeout,
+    /// Its notification channel closed without a ready message.
+    ChannelClosed,
+}
+
+impl NotReadyCause {
+    /// `"timeout"` or `"channel-closed"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotReadyCause::Timeout => "timeout",
+            NotReadyCause::ChannelClosed => "channel-closed",
+        }
+    }
 }
 
 /// Why an end is not followed by a restart.

@@ -48,6 +48,35 @@ pub enum AddError {
         /// The process name.
         name: String,
     },
+    /// The readiness cannot work: a notification fd below 3 (0–2 are the
+    /// child's stdio) or above 1023, or an empty log text.
+    InvalidReadiness {
+        /// The process name.
+        name: String,
+    },
+    /// `after` names the process itself, or a name twice.
+    InvalidDependency {
+        /// The process name.
+        name: String,
+        /// The dependency's name.
+        dependency: String,
+    },
+    /// `after` would close a cycle: following dependencies from the
+    /// process leads back to it, so none of them could ever start.
+    DependencyCycle {
+        /// The process name.
+        name: String,
+        /// The cycle, from the process back to it.
+        cycle: alloc::vec::Vec<String>,
+    },
+    /// `after` names a process that is not defined (checked where a whole
+    /// set of definitions is known: a config file, a reload).
+    UnknownDependency {
+        /// The process name.
+        name: String,
+        /// The unknown name.
+        dependency: String,
+    },
     /// The process's own delays do not make sense together, or with the
     /// global ones it inherits.
     Policy {
@@ -81,6 +110,28 @@ impl fmt::Display for AddError {
             AddError::EmptyCwd { name } => {
                 write!(f, "process {name:?}: cwd is the empty string")
             }
+            AddError::InvalidReadiness { name } => write!(
+                f,
+                "process {name:?}: a readiness fd must be 3 to 1023 and a log text not empty"
+            ),
+            AddError::InvalidDependency { name, dependency } => write!(
+                f,
+                "process {name:?}: after names {dependency:?} twice or the process itself"
+            ),
+            AddError::DependencyCycle { name, cycle } => {
+                write!(f, "process {name:?}: after closes a cycle: ")?;
+                for (i, step) in cycle.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" -> ")?;
+                    }
+                    write!(f, "{step}")?;
+                }
+                Ok(())
+            }
+            AddError::UnknownDependency { name, dependency } => write!(
+                f,
+                "process {name:?}: after names {dependency:?}, which is not defined"
+            ),
             AddError::Policy { name, error } => write!(f, "process {name:?}: {error}"),
         }
     }

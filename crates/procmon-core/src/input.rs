@@ -76,6 +76,18 @@ pub enum Input<'a> {
         /// What it wrote; borrowed for the call only.
         bytes: &'a [u8],
     },
+    /// The instance said it is ready (`READY=1`, a newline on its
+    /// notification fd). Ignored unless it is `starting`.
+    Ready {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// The instance's notification channel closed before it said it was
+    /// ready: it never will, so its start has failed.
+    NotReady {
+        /// The instance.
+        instance: InstanceId,
+    },
     /// A timer the monitor set has fallen due.
     TimerFired {
         /// The timer, as given in `SetTimer`.

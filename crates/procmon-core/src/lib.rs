@@ -31,7 +31,9 @@ mod spec;
 mod time;
 mod timer;
 
-pub use command::{Command, LogLine, LogLineRef, NotRestarting, Report, Signal, SignalReason};
+pub use command::{
+    Command, LogLine, LogLineRef, NotReadyCause, NotRestarting, Report, Signal, SignalReason,
+};
 pub use error::{AddError, DefinitionsError, SettingsError, SignalError, UnknownProcess};
 pub use escape::{EscapeInvalid, EscapeQuoted};
 pub use input::{ExitStatus, Input, InstanceId, Stream};
@@ -41,7 +43,8 @@ pub use monitor::{
 };
 pub use reload::{Change, ReloadPlan};
 pub use spec::{
-    Definitions, ExitCodes, Policy, ProcessSpec, RestartPolicy, Settings, MAX_LINE_LIMIT_BYTES,
+    Condition, Definitions, Dependency, ExitCodes, Policy, ProcessSpec, Readiness, RestartPolicy,
+    Settings, MAX_LINE_LIMIT_BYTES,
 };
 pub use time::{Instant, Seconds};
 pub use timer::{TimerId, TimerKind, TimerMark, TimerQueue};

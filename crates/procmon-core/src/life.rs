@@ -8,13 +8,17 @@
 //! every pair, and a test fails when the two disagree.
 
 use core::mem;
+
+use smallvec::SmallVec;
 use core::time::Duration;
 
-use crate::command::{Command, LogLine, NotRestarting, Report, Signal, SignalReason};
+use crate::command::{
+    Command, LogLine, NotReadyCause, NotRestarting, Report, Signal, SignalReason,
+};
 use crate::input::{ExitStatus, InstanceId, Stream};
 use crate::lines::LineBuffer;
 use crate::monitor::{Monitor, ProcessKey, ProcessState, ProcessStats};
-use crate::spec::{ProcessSpec, RestartPolicy};
+use crate::spec::{Condition, ProcessSpec, RestartPolicy};
 use crate::time::Instant;
 use crate::timer::{TimerId, TimerKind};
 
@@ -31,6 +35,15 @@ pub(crate) struct Process {
     pub(crate) quick_deaths: u32,
     /// When the current or last instance was spawned: history, not state.
     pub(crate) last_started: Option<Instant>,
+    /// Whether an instance has been ready since the process was added:
+    /// what the monitor's own readiness waits for.
+    pub(crate) ever_ready: bool,
+    /// Whether the last end was by itself with a success code: what
+    /// `completed` and `exited after a success` mean. History, not state.
+    pub(crate) completed: bool,
+    /// Whether the last end was on request or a success (true before any
+    /// end): what a finishing monitor's exit status is made of.
+    pub(crate) ended_ok: bool,
     pub(crate) stats: ProcessStats,
 }
 
@@ -40,7 +53,13 @@ pub(crate) struct Process {
 pub(crate) enum Life {
     /// No instance, nothing due: never started, or the service stopped it.
     Stopped,
-    /// A live instance that the monitor has not asked to stop.
+    /// A live instance that is not ready yet: spawned with a readiness
+    /// other than at spawn. Its `ready_timeout`, if any, is armed.
+    Starting {
+        instance: Instance,
+        timeout: Option<Armed>,
+    },
+    /// A live, ready instance that the monitor has not asked to stop.
     Running(Instance),
     /// A live instance that the monitor has sent its stop signal.
     Stopping {
@@ -53,6 +72,8 @@ pub(crate) enum Life {
     Backoff(Armed),
     /// Held down by `down` until `start` or `restart`.
     Held,
+    /// Due to start, but the conditions of its `after` do not hold yet.
+    Waiting,
     /// Ended by itself and its restart policy restarted nothing.
     Exited,
     /// Gave up after too many quick deaths; maybe a retry is due.
@@ -78,6 +99,9 @@ pub(crate) enum Kill {
     Armed(Armed),
     /// KILL was sent; only the end is left.
     Sent,
+    /// The stop signal waits until no live instance depends on this one
+    /// (a service stop or a removal stops dependents first).
+    Deferred,
 }
 
 /// An armed timer and when it falls due.
@@ -102,6 +126,9 @@ pub(crate) enum Then {
     Hold,
     /// `remove`: forget it; a definition added again under the name starts.
     Forget,
+    /// It never became ready: the restart policy decides as after an end
+    /// by itself that failed, and the end is a quick death.
+    FailedStart,
 }
 
 /// What happened to a process, as [`Monitor::transition`] takes it.
@@ -134,6 +161,16 @@ pub(crate) enum Event {
     RetryDue,
     /// The removed instance of its name, which it waited for, ended.
     PredecessorGone,
+    /// Its live instance said it is ready.
+    Ready,
+    /// Its live instance's notification channel closed before it was ready.
+    NotReady,
+    /// Its armed ready timeout fired.
+    ReadyDue,
+    /// While it waits, every condition of its `after` came to hold.
+    DependenciesMet,
+    /// While its stop waits for its dependents, the last of them ended.
+    DependentsGone,
 }
 
 /// How a live instance ended.
@@ -149,14 +186,18 @@ impl Life {
     /// The live instance, if this state has one.
     pub(crate) fn instance(&self) -> Option<&Instance> {
         match self {
-            Life::Running(instance) | Life::Stopping { instance, .. } => Some(instance),
+            Life::Starting { instance, .. }
+            | Life::Running(instance)
+            | Life::Stopping { instance, .. } => Some(instance),
             _ => None,
         }
     }
 
     pub(crate) fn instance_mut(&mut self) -> Option<&mut Instance> {
         match self {
-            Life::Running(instance) | Life::Stopping { instance, .. } => Some(instance),
+            Life::Starting { instance, .. }
+            | Life::Running(instance)
+            | Life::Stopping { instance, .. } => Some(instance),
             _ => None,
         }
     }
@@ -170,6 +211,10 @@ impl Life {
             } => Some((TimerKind::Kill, *armed)),
             Life::Backoff(armed) => Some((TimerKind::Restart, *armed)),
             Life::Failed { retry: Some(armed) } => Some((TimerKind::Retry, *armed)),
+            Life::Starting {
+                timeout: Some(armed),
+                ..
+            } => Some((TimerKind::Ready, *armed)),
             _ => None,
         }
     }
@@ -239,7 +284,10 @@ impl Monitor {
                     "restarts are cancelled with the service"
                 );
                 self.process_mut(key).stats.restarts += 1;
-                let next = self.spawn(key);
+                let next = self.spawn_or_wait(key);
+                if matches!(next, Life::Waiting) {
+                    self.waiting += 1;
+                }
                 self.process_mut(key).life = next;
             }
             _ => self.apply_any(key, event),
@@ -250,12 +298,80 @@ impl Monitor {
     #[inline(never)]
     fn apply_any(&mut self, key: ProcessKey, event: Event) {
         let life = mem::replace(&mut self.process_mut(key).life, Life::Stopped);
+        // The counts of waiting processes and deferred stops follow the
+        // life out of its slot here and back in at the end; `ended` (the
+        // early returns) never leads to either.
+        match life {
+            Life::Waiting => self.waiting -= 1,
+            Life::Stopping {
+                kill: Kill::Deferred,
+                ..
+            } => self.deferred -= 1,
+            _ => {}
+        }
+        // A starting instance that is stopped or ends is taken as a running
+        // one; only its ready timeout has to go.
+        let life = match (life, event) {
+            (
+                Life::Starting { instance, timeout },
+                Event::Stop
+                | Event::ServiceStop
+                | Event::Restart
+                | Event::Down
+                | Event::Remove
+                | Event::KillAll
+                | Event::Ended(_),
+            ) => {
+                self.disarm_option(timeout);
+                Life::Running(instance)
+            }
+            (life, _) => life,
+        };
         let next = match (life, event) {
             (Life::Removed, event) => unreachable!("a removed process gets no events: {event:?}"),
 
+            // ----- a starting instance: readiness -----
+            (Life::Starting { instance, timeout }, Event::Ready) => {
+                self.disarm_option(timeout);
+                self.process_mut(key).ever_ready = true;
+                self.commands.push_back(Command::Report(Report::Ready {
+                    process: key,
+                    instance: instance.id,
+                }));
+                Life::Running(instance)
+            }
+            (Life::Starting { instance, timeout }, event @ (Event::NotReady | Event::ReadyDue)) => {
+                let cause = if event == Event::ReadyDue {
+                    NotReadyCause::Timeout
+                } else {
+                    self.disarm_option(timeout);
+                    NotReadyCause::ChannelClosed
+                };
+                self.commands.push_back(Command::Report(Report::NotReady {
+                    process: key,
+                    instance: instance.id,
+                    cause,
+                }));
+                self.stop_instance(key, instance, Then::FailedStart)
+            }
+            (
+                life @ (Life::Running(_) | Life::Stopping { .. }),
+                Event::Ready | Event::NotReady,
+            ) => life,
+            (
+                life @ Life::Starting { .. },
+                Event::Start | Event::ServiceStart | Event::PredecessorGone,
+            ) => life,
+            (Life::Starting { .. }, event) => {
+                unreachable!("taken as running above, or no timer of this kind: {event:?}")
+            }
+
             // ----- requests on a live instance -----
-            (Life::Running(instance), Event::Stop | Event::ServiceStop) => {
+            (Life::Running(instance), Event::Stop) => {
                 self.stop_instance(key, instance, Then::Rules)
+            }
+            (Life::Running(instance), Event::ServiceStop) => {
+                self.stop_after_dependents(key, instance, Then::Rules)
             }
             (Life::Running(instance), Event::Restart) => {
                 self.reset_backoff(key);
@@ -263,7 +379,7 @@ impl Monitor {
             }
             (Life::Running(instance), Event::Down) => self.stop_instance(key, instance, Then::Hold),
             (Life::Running(instance), Event::Remove) => {
-                self.stop_instance(key, instance, Then::Forget)
+                self.stop_after_dependents(key, instance, Then::Forget)
             }
             (Life::Running(instance), Event::KillAll) => {
                 self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
@@ -315,9 +431,15 @@ impl Monitor {
                 },
                 Event::KillAll,
             ) => {
-                if let Kill::Armed(armed) = kill {
-                    self.disarm(armed);
-                    self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
+                match kill {
+                    Kill::Armed(armed) => {
+                        self.disarm(armed);
+                        self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
+                    }
+                    Kill::Deferred => {
+                        self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
+                    }
+                    Kill::Sent => {}
                 }
                 Life::Stopping {
                     instance,
@@ -325,6 +447,14 @@ impl Monitor {
                     then,
                 }
             }
+            (
+                Life::Stopping {
+                    instance,
+                    kill: Kill::Deferred,
+                    then,
+                },
+                Event::DependentsGone,
+            ) => self.stop_instance(key, instance, then),
             (
                 life @ Life::Stopping { .. },
                 Event::Stop | Event::ServiceStart | Event::ServiceStop | Event::PredecessorGone,
@@ -373,7 +503,7 @@ impl Monitor {
                     "restarts and retries are cancelled with the service"
                 );
                 self.process_mut(key).stats.restarts += 1;
-                self.spawn(key)
+                self.spawn_or_wait(key)
             }
 
             // ----- no live instance: starting -----
@@ -388,7 +518,7 @@ impl Monitor {
                     // definition starts when it has gone.
                     Life::Stopped
                 } else {
-                    self.spawn(key)
+                    self.spawn_or_wait(key)
                 }
             }
             (Life::Held, Event::ServiceStart) => Life::Held,
@@ -397,9 +527,10 @@ impl Monitor {
                     idle
                 } else {
                     self.disarm_life(&idle);
-                    self.spawn(key)
+                    self.spawn_or_wait(key)
                 }
             }
+            (Life::Waiting, Event::DependenciesMet) => self.spawn_or_wait(key),
             (Life::Stopped, Event::PredecessorGone) if self.service_running => {
                 self.schedule_restart(key, Duration::ZERO)
             }
@@ -418,6 +549,8 @@ impl Monitor {
                 self.disarm(armed);
                 Life::Stopped
             }
+            (Life::Waiting, Event::ServiceStop | Event::KillAll) => Life::Stopped,
+            (Life::Waiting, Event::Stop | Event::PredecessorGone) => Life::Waiting,
             (Life::Failed { retry: Some(armed) }, Event::ServiceStop | Event::KillAll) => {
                 self.disarm(armed);
                 Life::Failed { retry: None }
@@ -433,11 +566,27 @@ impl Monitor {
 
             (
                 life,
-                event @ (Event::Ended(_) | Event::KillDue | Event::RestartDue | Event::RetryDue),
+                event @ (Event::Ended(_)
+                | Event::KillDue
+                | Event::RestartDue
+                | Event::RetryDue
+                | Event::Ready
+                | Event::NotReady
+                | Event::ReadyDue
+                | Event::DependenciesMet
+                | Event::DependentsGone),
             ) => {
                 unreachable!("callers check the instance or timer is live: {event:?} in {life:?}")
             }
         };
+        match next {
+            Life::Waiting => self.waiting += 1,
+            Life::Stopping {
+                kill: Kill::Deferred,
+                ..
+            } => self.deferred += 1,
+            _ => {}
+        }
         self.process_mut(key).life = next;
     }
 
@@ -451,6 +600,11 @@ impl Monitor {
         self.stats.exits += 1;
         let process = self.process_mut(key);
         process.stats.exits += 1;
+        let by_itself = matches!(then, None);
+        process.completed = by_itself
+            && matches!(end, End::Exited(ExitStatus::Code(code))
+                if process.spec.policy.success_codes().contains(code));
+        process.ended_ok = process.completed || (then.is_some() && then != Some(Then::FailedStart));
         let report = match end {
             End::Exited(status) => {
                 process.stats.last_exit = Some(status);
@@ -500,7 +654,7 @@ impl Monitor {
         let process = &mut self.processes[key.index()];
         // Borrowed, not copied: ends are the hot path of a crash loop.
         let policy = &process.spec.policy;
-        let quick = uptime < policy.threshold(settings);
+        let quick = then == Some(Then::FailedStart) || uptime < policy.threshold(settings);
         let wait = if then == Some(Then::Restart) {
             // `restart` reset the delay and count when it was asked for;
             // the life it cut short neither doubles nor counts.
@@ -533,12 +687,14 @@ impl Monitor {
             Some(Then::Restart | Then::Start) => self.schedule_restart(key, Duration::ZERO),
             Some(Then::Rules) => self.restart_by_rules(key, wait, quick),
             Some(Then::Forget) => unreachable!("handled above"),
-            None => {
+            None | Some(Then::FailedStart) => {
                 let policy = &self.processes[key.index()].spec.policy;
                 let restart = policy.restart();
                 let restarts = match (restart, end) {
                     (RestartPolicy::Always, _) => true,
                     (RestartPolicy::Never, _) => false,
+                    // A start that failed is a failure, whatever it exited with.
+                    (RestartPolicy::OnFailure, _) if then.is_some() => true,
                     (RestartPolicy::OnFailure, End::Exited(ExitStatus::Code(code))) => {
                         !policy.success_codes().contains(code)
                     }
@@ -552,7 +708,36 @@ impl Monitor {
                 }
             }
         };
+        let critical_end = matches!(then, None | Some(Then::FailedStart))
+            && matches!(life, Life::Exited | Life::Failed { .. })
+            && self.processes[key.index()].spec.policy.critical;
         self.process_mut(key).life = life;
+        if critical_end {
+            self.critical_ended(key, end);
+        }
+    }
+
+    /// A critical process ended for good: the monitor finishes with its
+    /// exit code, the service stopping first (dependents before what they
+    /// depend on). The first critical end decides the code.
+    #[cold]
+    fn critical_ended(&mut self, key: ProcessKey, end: End) {
+        let exit_code = match end {
+            // The shell's convention: the low byte of a code, 128 + a
+            // signal's number, 127 for a program that could not be run.
+            End::Exited(ExitStatus::Code(code)) => (code & 0xff) as u8,
+            End::Exited(ExitStatus::Signal(signal)) => 128u8.wrapping_add(signal as u8),
+            End::SpawnFailed(_) => 127,
+        };
+        self.commands
+            .push_back(Command::Report(Report::CriticalEnded {
+                process: key,
+                exit_code,
+            }));
+        if self.critical_exit.is_none() {
+            self.critical_exit = Some(exit_code);
+        }
+        self.stop_service_now();
     }
 
     /// The restart rules, with giving up: a quick death that brings the
@@ -604,6 +789,125 @@ impl Monitor {
             }));
     }
 
+    /// The stop signal once no live instance depends on this process
+    /// (dependents are stopped first at a service stop or removal); now if
+    /// none does.
+    fn stop_after_dependents(&mut self, key: ProcessKey, instance: Instance, then: Then) -> Life {
+        if self.has_live_dependents(key) {
+            Life::Stopping {
+                instance,
+                kill: Kill::Deferred,
+                then,
+            }
+        } else {
+            self.stop_instance(key, instance, then)
+        }
+    }
+
+    /// Whether a live instance (of an added or a removed definition) names
+    /// this process in its `after`.
+    pub(crate) fn has_live_dependents(&self, key: ProcessKey) -> bool {
+        if !self.has_dependencies {
+            return false;
+        }
+        let name = &self.processes[key.index()].name;
+        self.processes.iter().any(|(_, p)| {
+            p.life.instance().is_some() && p.spec.after.iter().any(|d| *d.name == **name)
+        })
+    }
+
+    /// Whether every condition of the `after` of `key` holds now.
+    pub(crate) fn conditions_hold(&self, key: ProcessKey) -> bool {
+        self.unmet_dependency(key).is_none()
+    }
+
+    /// The first dependency of `key` whose condition does not hold.
+    pub(crate) fn unmet_dependency(&self, key: ProcessKey) -> Option<&crate::spec::Dependency> {
+        self.processes[key.index()]
+            .spec
+            .after
+            .iter()
+            .find(|d| !self.condition_holds(&d.name, d.condition))
+    }
+
+    /// Whether the process called `name` meets `condition`; an unknown name
+    /// meets none.
+    pub(crate) fn condition_holds(&self, name: &str, condition: Condition) -> bool {
+        let Some(dependency) = self.key(name) else {
+            return false;
+        };
+        let completed = matches!(self.processes[dependency.index()].life, Life::Exited)
+            && self.processes[dependency.index()].completed;
+        match (condition, self.public_state(dependency)) {
+            (Condition::Started, ProcessState::Starting | ProcessState::Running) => true,
+            (Condition::Ready, ProcessState::Running) => true,
+            _ => completed,
+        }
+    }
+
+    /// Spawns now if the conditions of its `after` hold, else waits.
+    #[inline(always)]
+    fn spawn_or_wait(&mut self, key: ProcessKey) -> Life {
+        if self.processes[key.index()].spec.after.is_empty() || self.conditions_hold(key) {
+            self.spawn(key)
+        } else {
+            self.commands
+                .push_back(Command::Report(Report::Waiting { process: key }));
+            Life::Waiting
+        }
+    }
+
+    /// Moves on every process whose wait may be over: a waiting one whose
+    /// conditions now hold starts, a deferred stop whose dependents have
+    /// all ended is sent. Called at the end of every call that can change
+    /// a state, until nothing more moves (a start can meet another's
+    /// condition).
+    pub(crate) fn settle(&mut self) {
+        while self.waiting + self.deferred > 0 {
+            let movable: SmallVec<[(ProcessKey, Event); 8]> = self
+                .processes
+                .iter()
+                .filter_map(|(index, p)| {
+                    let key = ProcessKey(index as u32);
+                    match p.life {
+                        Life::Waiting if self.conditions_hold(key) => {
+                            Some((key, Event::DependenciesMet))
+                        }
+                        Life::Stopping {
+                            kill: Kill::Deferred,
+                            ..
+                        } if !self.has_live_dependents(key) => Some((key, Event::DependentsGone)),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if movable.is_empty() {
+                return;
+            }
+            for (key, event) in movable {
+                // An earlier move of this pass may have changed it.
+                let still = match event {
+                    Event::DependenciesMet => {
+                        matches!(self.processes[key.index()].life, Life::Waiting)
+                            && self.conditions_hold(key)
+                    }
+                    _ => {
+                        matches!(
+                            self.processes[key.index()].life,
+                            Life::Stopping {
+                                kill: Kill::Deferred,
+                                ..
+                            }
+                        ) && !self.has_live_dependents(key)
+                    }
+                };
+                if still {
+                    self.transition(key, event);
+                }
+            }
+        }
+    }
+
     /// The stop signal now, and KILL after the kill time unless it ends.
     fn stop_instance(&mut self, key: ProcessKey, instance: Instance, then: Then) -> Life {
         let policy = self.processes[key.index()].spec.policy;
@@ -648,18 +952,34 @@ impl Monitor {
         let process = self.process_mut(key);
         process.last_started = Some(now);
         process.stats.spawns += 1;
+        let ready_at_spawn = process.spec.ready.at_spawn();
+        let ready_timeout = process.spec.policy.ready_timeout;
+        if ready_at_spawn {
+            process.ever_ready = true;
+        }
         self.stats.spawns += 1;
         self.live_instances += 1;
         self.commands.push_back(Command::Spawn {
             process: key,
             instance: id,
         });
-        Life::Running(Instance {
+        let instance = Instance {
             id,
             started: now,
             stdout: LineBuffer::new(),
             stderr: LineBuffer::new(),
-        })
+        };
+        if ready_at_spawn {
+            return Life::Running(instance);
+        }
+        let timeout = ready_timeout.map(|after| {
+            let at = now.saturating_add(after);
+            Armed {
+                timer: self.arm(key, TimerKind::Ready, at),
+                at,
+            }
+        });
+        Life::Starting { instance, timeout }
     }
 
     /// `restart` starts afresh: the first delay and no quick deaths.
@@ -675,6 +995,12 @@ impl Monitor {
 
     fn disarm_life(&mut self, life: &Life) {
         if let Some((_, armed)) = life.armed() {
+            self.disarm(armed);
+        }
+    }
+
+    fn disarm_option(&mut self, armed: Option<Armed>) {
+        if let Some(armed) = armed {
             self.disarm(armed);
         }
     }

@@ -14,7 +14,9 @@ use crate::command::{Command, LogLineRef, Signal, SignalReason};
 use crate::error::{AddError, DefinitionsError, SettingsError, SignalError, UnknownProcess};
 use crate::input::{ExitStatus, Input, InstanceId, Stream};
 use crate::life::{End, Event, Life, Process};
-use crate::spec::{check_line_limit, Definitions, ProcessSpec, ProcessSummary, Settings};
+use crate::spec::{
+    check_line_limit, Definitions, Dependency, ProcessSpec, ProcessSummary, Readiness, Settings,
+};
 use crate::time::Instant;
 use crate::timer::{TimerId, TimerKind};
 
@@ -95,6 +97,17 @@ pub struct Monitor {
     pub(crate) stats: Stats,
     /// Whether transitions queue `Report::StateChanged`.
     pub(crate) state_reports: bool,
+    /// Processes in `Waiting`, and stops in `Kill::Deferred`: what
+    /// [`settle`](Self::settle) has to look at, so that a monitor without
+    /// dependencies never looks.
+    pub(crate) waiting: usize,
+    pub(crate) deferred: usize,
+    /// Whether any process (added or removed, still live) has an `after`.
+    pub(crate) has_dependencies: bool,
+    /// The exit code of the first critical process that ended for good.
+    pub(crate) critical_exit: Option<u8>,
+    /// Whether the monitor finishes when nothing is alive or due.
+    container_mode: bool,
 }
 
 /// Counters over the monitor's whole life.
@@ -143,8 +156,12 @@ pub struct ProcessStats {
 /// states. Derived from the monitor's private state, never stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProcessState {
-    /// A live instance that the monitor has not sent its stop signal.
+    /// A live instance that is ready and that the monitor has not sent its
+    /// stop signal.
     Running,
+    /// A live instance that is not ready yet and that the monitor has not
+    /// sent its stop signal.
+    Starting,
     /// A live instance that the monitor has sent its stop signal.
     Stopping,
     /// Held down by `down` until `start` or `restart`.
@@ -155,19 +172,23 @@ pub enum ProcessState {
     Exited,
     /// A restart is pending.
     Backoff,
+    /// Due to start, but the conditions of its `after` do not hold yet.
+    Waiting,
     /// None of the above: never started, or the service stopped it.
     Stopped,
 }
 
 impl ProcessState {
     /// Every state, in the contract's order.
-    pub const ALL: [ProcessState; 7] = [
+    pub const ALL: [ProcessState; 9] = [
         ProcessState::Running,
+        ProcessState::Starting,
         ProcessState::Stopping,
         ProcessState::Held,
         ProcessState::Failed,
         ProcessState::Exited,
         ProcessState::Backoff,
+        ProcessState::Waiting,
         ProcessState::Stopped,
     ];
 
@@ -175,11 +196,13 @@ impl ProcessState {
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessState::Running => "running",
+            ProcessState::Starting => "starting",
             ProcessState::Stopping => "stopping",
             ProcessState::Held => "held",
             ProcessState::Failed => "failed",
             ProcessState::Exited => "exited",
             ProcessState::Backoff => "backoff",
+            ProcessState::Waiting => "waiting",
             ProcessState::Stopped => "stopped",
         }
     }
@@ -214,6 +237,8 @@ pub enum DueAction {
     Kill,
     /// Another try of a `failed` process.
     Retry,
+    /// The end of a `starting` instance's `ready_timeout`.
+    ReadyTimeout,
 }
 
 impl DueAction {
@@ -223,6 +248,7 @@ impl DueAction {
             DueAction::Restart => "restart",
             DueAction::Kill => "kill",
             DueAction::Retry => "retry",
+            DueAction::ReadyTimeout => "ready-timeout",
         }
     }
 }
@@ -255,6 +281,10 @@ pub struct ProcessStatus<'a> {
     /// is not held (nor on its way to it) and not `exited`. A process that
     /// is wanted up but not `running` is what a liveness check fails on.
     pub wanted_up: bool,
+    /// While `waiting`, the first dependency whose condition does not hold.
+    pub waiting_for: Option<&'a Dependency>,
+    /// Whether an instance has been ready since the process was added.
+    pub ever_ready: bool,
     /// Counters for this definition.
     pub stats: &'a ProcessStats,
 }
@@ -296,12 +326,18 @@ impl Monitor {
             armed_timers: 0,
             stats: Stats::default(),
             state_reports: false,
+            waiting: 0,
+            deferred: 0,
+            has_dependencies: false,
+            critical_exit: None,
+            container_mode: false,
         })
     }
 
     /// A fresh monitor with these definitions: every process added, the
     /// service not started, no runtime state carried over.
     pub fn from_definitions(definitions: Definitions) -> Result<Self, DefinitionsError> {
+        definitions.check()?;
         let mut monitor = Monitor::new(definitions.settings).map_err(DefinitionsError::Settings)?;
         for (name, spec) in definitions.processes {
             monitor
@@ -393,6 +429,14 @@ impl Monitor {
         self.state_reports = on;
     }
 
+    /// Container mode: the monitor finishes ([`finished`](Self::finished))
+    /// as soon as nothing is alive and nothing is due, with an exit code
+    /// that says whether everything ended well. Off by default: a monitor
+    /// with nothing left to do waits for requests.
+    pub fn set_container_mode(&mut self, on: bool) {
+        self.container_mode = on;
+    }
+
     // ----- A. Application calls -----
 
     /// Adds a process. If the service runs it starts at once, unless a
@@ -419,7 +463,28 @@ impl Monitor {
                 name: name.to_string(),
             });
         }
-        Ok(self.add_checked(name, spec))
+        if let Some(cycle) = self.cycle_through(name, &spec) {
+            return Err(AddError::DependencyCycle {
+                name: name.to_string(),
+                cycle,
+            });
+        }
+        let key = self.add_checked(name, spec);
+        self.settle();
+        Ok(key)
+    }
+
+    /// The cycle that adding `name` with `spec` would close, if any:
+    /// `[name, a, b, name]`.
+    fn cycle_through(&self, name: &str, spec: &ProcessSpec) -> Option<Vec<String>> {
+        let after_of = |n: &str| -> Option<&[Dependency]> {
+            if n == name {
+                Some(&spec.after)
+            } else {
+                self.key(n).map(|k| &self.processes[k.index()].spec.after[..])
+            }
+        };
+        find_cycle(name, after_of)
     }
 
     /// `add` after its checks.
@@ -437,8 +502,14 @@ impl Monitor {
             delay,
             quick_deaths: 0,
             last_started: None,
+            ever_ready: false,
+            completed: false,
+            ended_ok: true,
             stats: ProcessStats::default(),
         });
+        if !self.processes[key.index()].spec.after.is_empty() {
+            self.has_dependencies = true;
+        }
         self.names.insert(name.into(), key);
         self.add_order.insert(add_seq, key);
         if self.service_running {
@@ -467,6 +538,9 @@ impl Monitor {
         if self.processes[key.index()].life.instance().is_some() {
             self.retiring.insert(name.into(), key);
         }
+        // Whatever waited for it now waits for a name that is not there,
+        // and whatever it waited for may now stop.
+        self.settle();
         Ok(())
     }
 
@@ -540,6 +614,7 @@ impl Monitor {
         for key in self.keys_in_order() {
             self.transition(key, Event::Stop);
         }
+        self.settle();
     }
 
     /// Starts the service: every process that is not held and has no live
@@ -553,6 +628,7 @@ impl Monitor {
         for key in self.keys_in_order() {
             self.transition(key, Event::ServiceStart);
         }
+        self.settle();
     }
 
     /// Stops the service: every pending restart and retry is cancelled and
@@ -562,6 +638,12 @@ impl Monitor {
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
     pub fn stop_service(&mut self, now: Instant) {
         self.begin(now);
+        self.stop_service_now();
+        self.settle();
+    }
+
+    /// `stop_service` after the clock: also what a critical end does.
+    pub(crate) fn stop_service_now(&mut self) {
         self.service_running = false;
         for key in self.keys_in_order() {
             self.transition(key, Event::ServiceStop);
@@ -583,6 +665,7 @@ impl Monitor {
         for key in retiring {
             self.transition(key, Event::KillAll);
         }
+        self.settle();
     }
 
     // ----- B. Facts from the world -----
@@ -599,7 +682,11 @@ impl Monitor {
                 instance,
                 stream,
                 bytes,
-            } => self.split_output(instance, stream, bytes, queue_line),
+            } => {
+                if let Some(key) = self.split_output(instance, stream, bytes, queue_line) {
+                    self.transition(key, Event::Ready);
+                }
+            }
             Input::Exited { instance, status } => {
                 self.instance_ended(instance, End::Exited(status));
             }
@@ -607,7 +694,16 @@ impl Monitor {
                 self.instance_ended(instance, End::SpawnFailed(errno));
             }
             Input::TimerFired { timer } => self.handle_timer(timer),
+            Input::Ready { instance } => match self.live_key(instance) {
+                Some(key) => self.transition(key, Event::Ready),
+                None => self.stats.stale_inputs += 1,
+            },
+            Input::NotReady { instance } => match self.live_key(instance) {
+                Some(key) => self.transition(key, Event::NotReady),
+                None => self.stats.stale_inputs += 1,
+            },
         }
+        self.settle();
     }
 
     /// Takes in output of a live instance, like `handle` with
@@ -621,7 +717,9 @@ impl Monitor {
     /// build queues the lines behind them instead and does not call
     /// `on_line`, so the world still sees everything in order.
     ///
-    /// May queue: `Log`, and nothing else.
+    /// May queue: `Log`; and when a line makes a `starting` instance ready
+    /// ([`Readiness::LogLine`](crate::Readiness::LogLine)), what readiness
+    /// leads to (a report, a cancelled timer, spawns of waiting processes).
     pub fn handle_output(
         &mut self,
         now: Instant,
@@ -632,10 +730,14 @@ impl Monitor {
     ) {
         self.begin(now);
         self.stats.inputs += 1;
-        if self.commands.is_empty() {
-            self.split_output(instance, stream, bytes, |_, line| on_line(line));
+        let ready = if self.commands.is_empty() {
+            self.split_output(instance, stream, bytes, |_, line| on_line(line))
         } else {
-            self.split_output(instance, stream, bytes, queue_line);
+            self.split_output(instance, stream, bytes, queue_line)
+        };
+        if let Some(key) = ready {
+            self.transition(key, Event::Ready);
+            self.settle();
         }
     }
 
@@ -704,14 +806,21 @@ impl Monitor {
         let process = &self.processes[key.index()];
         match (&self.speaking(key).life, &process.life) {
             (Life::Running(_), _) => ProcessState::Running,
+            (Life::Starting { .. }, _) => ProcessState::Starting,
             (Life::Stopping { .. }, _) => ProcessState::Stopping,
             (_, Life::Held) => ProcessState::Held,
             (_, Life::Failed { .. }) => ProcessState::Failed,
             (_, Life::Exited) => ProcessState::Exited,
             (_, Life::Backoff(_)) => ProcessState::Backoff,
-            (_, Life::Stopped | Life::Removed | Life::Running(_) | Life::Stopping { .. }) => {
-                ProcessState::Stopped
-            }
+            (_, Life::Waiting) => ProcessState::Waiting,
+            (
+                _,
+                Life::Stopped
+                | Life::Removed
+                | Life::Starting { .. }
+                | Life::Running(_)
+                | Life::Stopping { .. },
+            ) => ProcessState::Stopped,
         }
     }
 
@@ -724,6 +833,7 @@ impl Monitor {
                 TimerKind::Kill => DueAction::Kill,
                 TimerKind::Restart => DueAction::Restart,
                 TimerKind::Retry => DueAction::Retry,
+                TimerKind::Ready => DueAction::ReadyTimeout,
             },
             at: armed.at,
         });
@@ -743,6 +853,11 @@ impl Monitor {
             name: &process.name,
             spec: &process.spec,
             state,
+            waiting_for: match process.life {
+                Life::Waiting => self.unmet_dependency(key),
+                _ => None,
+            },
+            ever_ready: process.ever_ready,
             instance: speaking.life.instance().map(|i| i.id),
             started_at: speaking.last_started.or(process.last_started),
             delay: process.delay,
@@ -791,6 +906,63 @@ impl Monitor {
         self.live_instances == 0 && self.armed_timers == 0
     }
 
+    /// Whether the monitor's work is done, and the exit code to finish
+    /// with: after a critical process ended for good, once nothing is
+    /// alive; in container mode, once nothing is alive and nothing is due
+    /// (no restart, retry or KILL pending; a process still waiting then
+    /// waits in vain). `None` while there is work left, and outside
+    /// container mode without a critical end.
+    pub fn finished(&self) -> Option<u8> {
+        if !self.is_quiescent() || !(self.container_mode || self.critical_exit.is_some()) {
+            return None;
+        }
+        Some(self.exit_code())
+    }
+
+    /// The exit code the monitor's run deserves now: a critical process's
+    /// (see [`Policy::critical`](crate::Policy::critical)); else 0 when
+    /// every added process's last end was a success or on request and none
+    /// is `failed` or `waiting`, and 1 if not.
+    pub fn exit_code(&self) -> u8 {
+        if let Some(code) = self.critical_exit {
+            return code;
+        }
+        let all_well = self.add_order.values().all(|&key| {
+            let process = &self.processes[key.index()];
+            process.ended_ok && !matches!(process.life, Life::Failed { .. } | Life::Waiting)
+        });
+        if all_well {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// Whether every added process has come up as far as it will: ready at
+    /// least once since it was added, or `held`, `exited`, `failed` or
+    /// `stopped`, or waiting for a process that cannot meet its condition
+    /// (failed, exited without a success, or not defined). What a
+    /// supervisor's own readiness (`READY=1` to its service manager)
+    /// waits for.
+    pub fn is_started_up(&self) -> bool {
+        self.add_order.values().all(|&key| {
+            let process = &self.processes[key.index()];
+            process.ever_ready
+                || match process.life {
+                    Life::Held | Life::Exited | Life::Failed { .. } | Life::Stopped => true,
+                    Life::Waiting => self.unmet_dependency(key).is_some_and(|dependency| {
+                        self.key(&dependency.name).is_none_or(|k| {
+                            matches!(
+                                self.processes[k.index()].life,
+                                Life::Failed { .. } | Life::Exited
+                            )
+                        })
+                    }),
+                    _ => false,
+                }
+        })
+    }
+
     /// Counters over the monitor's life.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -827,6 +999,7 @@ impl Monitor {
         self.begin(now);
         let key = self.key(name).ok_or_else(|| unknown(name))?;
         self.transition(key, event);
+        self.settle();
         Ok(())
     }
 
@@ -885,16 +1058,18 @@ impl Monitor {
 
     /// Splits output of a live instance into lines and gives each to
     /// `deliver`, with the command queue so that it can queue the line.
+    /// Returns the process when a line made its `starting` instance ready
+    /// (the caller makes the transition, once the lines are out).
     fn split_output(
         &mut self,
         instance: InstanceId,
         stream: Stream,
         bytes: &[u8],
         mut deliver: impl FnMut(&mut VecDeque<Command>, LogLineRef<'_>),
-    ) {
+    ) -> Option<ProcessKey> {
         let Some(key) = self.live_key(instance) else {
             self.stats.stale_inputs += 1;
-            return;
+            return None;
         };
         let Monitor {
             processes,
@@ -903,18 +1078,31 @@ impl Monitor {
             settings,
             ..
         } = self;
-        let process = &mut processes[key.index()];
-        let live = process.life.instance_mut().expect("live_key checked it");
+        let Process {
+            life,
+            spec,
+            stats: process_stats,
+            ..
+        } = &mut processes[key.index()];
+        // Only a starting instance that waits for a line looks at lines.
+        let needle = match (&*life, &spec.ready) {
+            (Life::Starting { .. }, Readiness::LogLine(text)) => Some(&text[..]),
+            _ => None,
+        };
+        let mut ready = false;
+        let live = life.instance_mut().expect("live_key checked it");
         let buffer = match stream {
             Stream::Stdout => &mut live.stdout,
             Stream::Stderr => &mut live.stderr,
         };
         stats.output_bytes += bytes.len() as u64;
-        let process_stats = &mut process.stats;
         process_stats.output_bytes += bytes.len() as u64;
         buffer.push(bytes, settings.line_limit_bytes, |line| {
             stats.log_lines += 1;
             process_stats.output_lines += 1;
+            if let Some(needle) = needle {
+                ready = ready || contains(line, needle);
+            }
             deliver(
                 commands,
                 LogLineRef {
@@ -925,6 +1113,7 @@ impl Monitor {
                 },
             );
         });
+        ready.then_some(key)
     }
 
     fn handle_timer(&mut self, timer: TimerId) {
@@ -943,6 +1132,7 @@ impl Monitor {
             TimerKind::Kill => Event::KillDue,
             TimerKind::Restart => Event::RestartDue,
             TimerKind::Retry => Event::RetryDue,
+            TimerKind::Ready => Event::ReadyDue,
         };
         self.transition(key, event);
     }
@@ -965,6 +1155,40 @@ impl fmt::Display for Monitor {
         }
         f.write_str(">")
     }
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The cycle through `start` that following `after_of` closes, if any:
+/// `[start, a, b, start]`. Depth-first over names; each name is looked at
+/// once, so a set of definitions costs one pass.
+pub(crate) fn find_cycle<'a>(
+    start: &str,
+    after_of: impl Fn(&str) -> Option<&'a [Dependency]>,
+) -> Option<Vec<String>> {
+    let mut path: Vec<(String, usize)> = alloc::vec![(start.to_string(), 0)];
+    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+    while let Some((name, next)) = path.last_mut() {
+        let after = after_of(name).unwrap_or(&[]);
+        let Some(dependency) = after.get(*next) else {
+            path.pop();
+            continue;
+        };
+        *next += 1;
+        let dependency = &dependency.name;
+        if dependency == start {
+            let mut cycle: Vec<String> = path.iter().map(|(n, _)| n.clone()).collect();
+            cycle.push(start.to_string());
+            return Some(cycle);
+        }
+        if seen.insert(dependency.clone(), ()).is_none() {
+            path.push((dependency.clone(), 0));
+        }
+    }
+    None
 }
 
 fn queue_line(commands: &mut VecDeque<Command>, line: LogLineRef<'_>) {
@@ -1016,6 +1240,25 @@ pub(crate) fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
         .any(|(k, _)| k.is_empty() || k.contains(&b'='))
     {
         return Err(AddError::InvalidEnvKey { name: owned() });
+    }
+    match &spec.ready {
+        Readiness::Fd(fd) if !(3..=1023).contains(fd) => {
+            return Err(AddError::InvalidReadiness { name: owned() });
+        }
+        Readiness::LogLine(text) if text.is_empty() => {
+            return Err(AddError::InvalidReadiness { name: owned() });
+        }
+        _ => {}
+    }
+    for (i, dependency) in spec.after.iter().enumerate() {
+        if dependency.name == name
+            || spec.after[..i].iter().any(|d| d.name == dependency.name)
+        {
+            return Err(AddError::InvalidDependency {
+                name: owned(),
+                dependency: dependency.name.clone(),
+            });
+        }
     }
     Ok(())
 }

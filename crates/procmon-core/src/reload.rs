@@ -65,28 +65,18 @@ impl Monitor {
     /// What [`reload`](Self::reload) would do with `definitions`, changing
     /// nothing: the dry run. Fails exactly when `reload` would.
     pub fn plan_reload(&self, definitions: &Definitions) -> Result<ReloadPlan, DefinitionsError> {
-        definitions
-            .settings
-            .validate()
-            .map_err(DefinitionsError::Settings)?;
+        definitions.check()?;
         let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
         let mut changes = Vec::new();
         for (name, spec) in &definitions.processes {
-            crate::monitor::validate(name, spec).map_err(DefinitionsError::Add)?;
-            spec.policy.check(&definitions.settings).map_err(|error| {
-                DefinitionsError::Add(AddError::Policy {
-                    name: name.clone(),
-                    error,
-                })
-            })?;
-            if seen.insert(name, ()).is_some() {
-                return Err(DefinitionsError::Add(AddError::DuplicateName {
-                    name: name.clone(),
-                }));
-            }
+            seen.insert(name, ());
             let change = match self.status(name) {
                 None => Some(Change::Added),
-                Some(status) => compare(status.spec, spec, status.state == ProcessState::Running),
+                Some(status) => compare(
+                    status.spec,
+                    spec,
+                    matches!(status.state, ProcessState::Running | ProcessState::Starting),
+                ),
             };
             if let Some(change) = change {
                 changes.push((name.clone(), change));
@@ -139,11 +129,58 @@ impl Monitor {
                         // stop signal and kill time.
                         self.transition(key, Event::Restart);
                     }
+                    if !spec.after.is_empty() {
+                        self.has_dependencies = true;
+                    }
                     self.processes[key.index()].spec = spec;
                 }
             }
         }
+        // A changed `after` may let a waiting process start, or a removal
+        // let a deferred stop go.
+        self.settle();
         Ok(plan)
+    }
+}
+
+impl Definitions {
+    /// Whether a monitor would take this whole set: the settings, each
+    /// process (as [`Monitor::add`] checks it), no name twice, and every
+    /// `after` naming a defined process without closing a cycle. What a
+    /// reload and a config file check before anything changes.
+    pub fn check(&self) -> Result<(), DefinitionsError> {
+        self.settings.validate().map_err(DefinitionsError::Settings)?;
+        let mut specs: BTreeMap<&str, &ProcessSpec> = BTreeMap::new();
+        for (name, spec) in &self.processes {
+            crate::monitor::validate(name, spec).map_err(DefinitionsError::Add)?;
+            spec.policy.check(&self.settings).map_err(|error| {
+                DefinitionsError::Add(AddError::Policy {
+                    name: name.clone(),
+                    error,
+                })
+            })?;
+            if specs.insert(name, spec).is_some() {
+                return Err(DefinitionsError::Add(AddError::DuplicateName {
+                    name: name.clone(),
+                }));
+            }
+        }
+        for (name, spec) in &self.processes {
+            if let Some(unknown) = spec.after.iter().find(|d| !specs.contains_key(&*d.name)) {
+                return Err(DefinitionsError::Add(AddError::UnknownDependency {
+                    name: name.clone(),
+                    dependency: unknown.name.clone(),
+                }));
+            }
+            let after_of = |n: &str| specs.get(n).map(|s| &s.after[..]);
+            if let Some(cycle) = crate::monitor::find_cycle(name, after_of) {
+                return Err(DefinitionsError::Add(AddError::DependencyCycle {
+                    name: name.clone(),
+                    cycle,
+                }));
+            }
+        }
+        Ok(())
     }
 }
 

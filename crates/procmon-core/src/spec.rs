@@ -102,6 +102,13 @@ pub struct ProcessSpec {
     /// What happens around the instances: restart policy, stop signal,
     /// per-process timings, giving up. Not part of what is spawned.
     pub policy: Policy,
+    /// How an instance says it is ready. Part of what is spawned: the
+    /// world hands the child its notification channel at spawn.
+    pub ready: Readiness,
+    /// What must hold before any instance of this process is spawned, and
+    /// what must have ended before it is stopped at a service stop. Not
+    /// part of what is spawned.
+    pub after: Vec<Dependency>,
 }
 
 impl ProcessSpec {
@@ -119,6 +126,8 @@ impl ProcessSpec {
             uid: None,
             gid: None,
             policy: Policy::default(),
+            ready: Readiness::Spawned,
+            after: Vec::new(),
         }
     }
 
@@ -139,7 +148,8 @@ impl ProcessSpec {
         self
     }
 
-    /// Whether `other` spawns the same thing (argv, environment, cwd, ids),
+    /// Whether `other` spawns the same thing (argv, environment, cwd, ids,
+    /// readiness channel),
     /// whatever the policies: the test a reload uses to leave a running
     /// instance alone.
     pub fn spawns_same_as(&self, other: &ProcessSpec) -> bool {
@@ -149,6 +159,22 @@ impl ProcessSpec {
             && self.cwd == other.cwd
             && self.uid == other.uid
             && self.gid == other.gid
+            && self.ready == other.ready
+    }
+
+    /// Sets how an instance says it is ready.
+    pub fn with_ready(mut self, ready: Readiness) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    /// Adds a dependency: `name` must meet `condition` before a spawn.
+    pub fn with_after(mut self, name: impl Into<String>, condition: Condition) -> Self {
+        self.after.push(Dependency {
+            name: name.into(),
+            condition,
+        });
+        self
     }
 
     /// Adds an environment entry.
@@ -179,6 +205,87 @@ impl ProcessSpec {
     pub fn with_clear_env(mut self, clear_env: bool) -> Self {
         self.clear_env = clear_env;
         self
+    }
+}
+
+/// How an instance tells the monitor it is ready: the end of `starting`.
+///
+/// The monitor decides only what readiness means for the life; the world
+/// carries the channel ([`Input::Ready`] and [`Input::NotReady`] come from
+/// it), except for [`Readiness::LogLine`], which the monitor sees itself in
+/// the lines it splits.
+///
+/// [`Input::Ready`]: crate::Input::Ready
+/// [`Input::NotReady`]: crate::Input::NotReady
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Readiness {
+    /// Ready when spawned: no `starting` state (the default, and Twisted's).
+    #[default]
+    Spawned,
+    /// The sd_notify protocol: `READY=1` on the datagram socket the world
+    /// names in the child's `NOTIFY_SOCKET`.
+    Notify,
+    /// The s6 notification fd: a newline written to this descriptor
+    /// (3 or more) of the child; its closing without one means never.
+    Fd(u32),
+    /// A line of the instance's output, on either stream, contains these
+    /// bytes (not empty).
+    LogLine(Vec<u8>),
+}
+
+impl Readiness {
+    /// Whether an instance is ready as soon as it is spawned.
+    pub fn at_spawn(&self) -> bool {
+        matches!(self, Readiness::Spawned)
+    }
+}
+
+/// One condition a process waits for before it is spawned.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    /// The process it waits for.
+    pub name: String,
+    /// What that process must have reached.
+    pub condition: Condition,
+}
+
+/// What a dependency must have reached, as `after = { db = "ready" }` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Condition {
+    /// It has a live instance that is not being stopped (starting or
+    /// running), or it ended by itself with a success code and was not
+    /// restarted (`exited` after a success).
+    Started,
+    /// It has a live instance that is ready and not being stopped
+    /// (`running`), or it is `exited` after a success.
+    Ready,
+    /// It ended by itself with one of its success codes and was not
+    /// restarted: a one-shot job that finished (`exited` after a success).
+    Completed,
+}
+
+impl Condition {
+    /// Every condition.
+    pub const ALL: [Condition; 3] = [Condition::Started, Condition::Ready, Condition::Completed];
+
+    /// `"started"`, `"ready"` or `"completed"`, as config and scenarios write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Completed => "completed",
+        }
+    }
+
+    /// The condition written `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Condition> {
+        Condition::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -304,6 +411,13 @@ pub struct Policy {
     pub give_up_after: Option<NonZeroU32>,
     /// While `failed`, try again after this long.
     pub retry_failed_after: Option<Duration>,
+    /// How long an instance may stay `starting`: not ready by then, it is
+    /// stopped and counts as a quick death. Unset: no limit.
+    pub ready_timeout: Option<Duration>,
+    /// When an end of this process is followed by no restart (its policy,
+    /// or giving up), the service stops and the monitor finishes with its
+    /// exit code ([`Monitor::finished`](crate::Monitor::finished)).
+    pub critical: bool,
 }
 
 impl Policy {

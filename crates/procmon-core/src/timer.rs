@@ -33,6 +33,9 @@ pub enum TimerKind {
     Restart,
     /// Tries a `failed` process again after its `retry_failed_after`.
     Retry,
+    /// Ends the `starting` of an instance not ready within its
+    /// `ready_timeout`.
+    Ready,
 }
 
 /// A point in the order in which a [`TimerQueue`]'s items were set, from

@@ -19,7 +19,7 @@ use super::{Kill, Life, Then};
 use crate::command::{Command, Report, SignalReason};
 use crate::input::{ExitStatus, Input};
 use crate::monitor::Monitor;
-use crate::spec::{Policy, ProcessSpec, RestartPolicy, Settings};
+use crate::spec::{Condition, Policy, ProcessSpec, Readiness, RestartPolicy, Settings};
 use crate::time::{Instant, Seconds};
 use crate::timer::TimerKind;
 
@@ -40,6 +40,20 @@ fn process_spec() -> ProcessSpec {
     })
 }
 
+/// Which processes a row's world holds besides `p`'s policy above.
+#[derive(Clone, Copy)]
+enum Cast {
+    /// `p` alone, ready when spawned.
+    Alone,
+    /// `p` alone, ready on notification, within a ready timeout of 30 s.
+    Notifying,
+    /// `d` (ready on notification) added first, and `p` with `after = { d
+    /// = "ready" }`.
+    Dependent,
+    /// `p` added first, and `d` with `after = { p = "started" }`.
+    DependedOn,
+}
+
 fn secs(s: u64) -> Instant {
     Instant::from_nanos(s * 1_000_000_000)
 }
@@ -51,7 +65,7 @@ struct World {
 }
 
 impl World {
-    fn new() -> World {
+    fn new(cast: Cast) -> World {
         let settings = Settings {
             threshold: Duration::from_secs(10),
             min_restart_delay: Duration::from_secs(2),
@@ -59,9 +73,25 @@ impl World {
             ..Settings::default()
         };
         let mut monitor = Monitor::new(settings).expect("valid settings");
-        monitor
-            .add(Instant::ZERO, "p", process_spec())
-            .expect("a valid process");
+        let mut add = |name: &str, spec: ProcessSpec| {
+            monitor.add(Instant::ZERO, name, spec).expect("a valid process");
+        };
+        match cast {
+            Cast::Alone => add("p", process_spec()),
+            Cast::Notifying => {
+                let mut spec = process_spec().with_ready(Readiness::Notify);
+                spec.policy.ready_timeout = Some(Duration::from_secs(30));
+                add("p", spec);
+            }
+            Cast::Dependent => {
+                add("d", ProcessSpec::new(["d"]).with_ready(Readiness::Notify));
+                add("p", process_spec().with_after("d", Condition::Ready));
+            }
+            Cast::DependedOn => {
+                add("p", process_spec());
+                add("d", ProcessSpec::new(["d"]).with_after("p", Condition::Started));
+            }
+        }
         let mut world = World {
             monitor,
             now: Instant::ZERO,
@@ -101,6 +131,19 @@ impl World {
         });
     }
 
+    /// The slot of the process named `p` (the added one, else the removed).
+    fn p_slot(&self) -> u32 {
+        match self.monitor.key("p") {
+            Some(key) => key.0,
+            None => self
+                .monitor
+                .processes
+                .iter()
+                .find(|(_, p)| &*p.name == "p")
+                .map_or(u32::MAX, |(index, _)| index as u32),
+        }
+    }
+
     /// The armed timer of `kind` of the process `p` names, or its removed
     /// predecessor's, fires.
     fn fire(&mut self, kind: TimerKind) -> bool {
@@ -108,6 +151,7 @@ impl World {
             .monitor
             .processes
             .iter()
+            .filter(|(_, p)| &*p.name == "p")
             .find_map(|(_, p)| p.life.armed().filter(|(k, _)| *k == kind));
         let Some((_, armed)) = armed else {
             return false;
@@ -122,7 +166,7 @@ impl World {
     fn life(&self) -> String {
         let process = match self.monitor.key("p") {
             Some(key) => &self.monitor.processes[key.index()],
-            None => match self.monitor.processes.iter().next() {
+            None => match self.monitor.processes.iter().find(|(_, p)| &*p.name == "p") {
                 Some((_, p)) => p,
                 None => return "freed".to_string(),
             },
@@ -134,9 +178,15 @@ impl World {
         label
     }
 
-    /// The commands of the last call, as the table's action words.
+    /// The commands of the last call about `p`, as the table's action words.
     fn action(&self) -> String {
-        let words: Vec<String> = self.commands.iter().filter_map(action_word).collect();
+        let p = self.p_slot();
+        let words: Vec<String> = self
+            .commands
+            .iter()
+            .filter(|c| command_slot(c) == Some(p))
+            .filter_map(action_word)
+            .collect();
         if words.is_empty() {
             "—".to_string()
         } else {
@@ -148,7 +198,9 @@ impl World {
 fn life_label(life: &Life) -> String {
     match life {
         Life::Stopped => "stopped".to_string(),
+        Life::Starting { .. } => "starting".to_string(),
         Life::Running(_) => "running".to_string(),
+        Life::Waiting => "waiting".to_string(),
         Life::Stopping { then, kill, .. } => {
             let then = match then {
                 Then::Rules => "rules",
@@ -156,10 +208,12 @@ fn life_label(life: &Life) -> String {
                 Then::Start => "start",
                 Then::Hold => "hold",
                 Then::Forget => "forget",
+                Then::FailedStart => "failed start",
             };
             let kill = match kill {
                 Kill::Armed(_) => "",
                 Kill::Sent => " (KILL sent)",
+                Kill::Deferred => " (after its dependents)",
             };
             format!("stopping, then {then}{kill}")
         }
@@ -184,6 +238,7 @@ fn action_word(command: &Command) -> Option<String> {
         Command::SetTimer { timer, .. } => match timer.kind() {
             TimerKind::Kill => "arm KILL".to_string(),
             TimerKind::Retry => "arm retry".to_string(),
+            TimerKind::Ready => "arm ready timeout".to_string(),
             TimerKind::Restart => return None, // shown with its delay below
         },
         Command::CancelTimer { timer } => format!(
@@ -192,6 +247,7 @@ fn action_word(command: &Command) -> Option<String> {
                 TimerKind::Kill => "KILL",
                 TimerKind::Restart => "restart",
                 TimerKind::Retry => "retry",
+                TimerKind::Ready => "ready timeout",
             }
         ),
         Command::Report(Report::RestartScheduled { delay, .. }) if delay.is_zero() => {
@@ -201,14 +257,39 @@ fn action_word(command: &Command) -> Option<String> {
             format!("restart in {} s", Seconds(*delay))
         }
         Command::Report(Report::GaveUp { .. }) => "give up".to_string(),
+        Command::Report(Report::Ready { .. }) => "ready".to_string(),
+        Command::Report(Report::NotReady { .. }) => "not ready".to_string(),
+        Command::Report(Report::Waiting { .. }) => "wait".to_string(),
         Command::Report(_) | Command::Log(_) => return None,
     };
     Some(word)
 }
 
+/// The slot of the process a command is about, if it names one.
+fn command_slot(command: &Command) -> Option<u32> {
+    Some(match command {
+        Command::Spawn { process, .. } | Command::Signal { process, .. } => process.0,
+        Command::SetTimer { timer, .. } | Command::CancelTimer { timer } => timer.slot,
+        Command::Log(line) => line.process.0,
+        Command::Report(report) => match report {
+            Report::Exited { process, .. }
+            | Report::SpawnFailed { process, .. }
+            | Report::RestartScheduled { process, .. }
+            | Report::GaveUp { process, .. }
+            | Report::StateChanged { process, .. }
+            | Report::Ready { process, .. }
+            | Report::NotReady { process, .. }
+            | Report::Waiting { process }
+            | Report::CriticalEnded { process, .. }
+            | Report::NotRestarting { process, .. } => process.0,
+        },
+    })
+}
+
 /// A state of the table, and how to reach it.
 struct Row {
     label: &'static str,
+    cast: Cast,
     reach: fn(&mut World),
 }
 
@@ -218,10 +299,12 @@ fn started(w: &mut World) {
 
 const ROWS: &[Row] = &[
     Row {
+        cast: Cast::Alone,
         label: "stopped, service stopped",
         reach: |_| {},
     },
     Row {
+        cast: Cast::Alone,
         label: "stopped, waiting for the name's removed instance",
         reach: |w| {
             started(w);
@@ -232,14 +315,17 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "running",
         reach: started,
     },
     Row {
+        cast: Cast::Alone,
         label: "running, service stopped",
         reach: |w| w.call(|m, now| m.start(now, "p").unwrap()),
     },
     Row {
+        cast: Cast::Alone,
         label: "stopping, then rules",
         reach: |w| {
             started(w);
@@ -247,6 +333,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "stopping, then rules (KILL sent)",
         reach: |w| {
             started(w);
@@ -255,6 +342,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "stopping, then rules, service stopped",
         reach: |w| {
             started(w);
@@ -262,6 +350,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "stopping, then restart",
         reach: |w| {
             started(w);
@@ -269,6 +358,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "stopping, then start",
         reach: |w| {
             started(w);
@@ -277,6 +367,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "stopping, then hold",
         reach: |w| {
             started(w);
@@ -284,6 +375,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "stopping, then forget (removed)",
         reach: |w| {
             started(w);
@@ -291,6 +383,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "backoff",
         reach: |w| {
             started(w);
@@ -298,6 +391,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "held",
         reach: |w| {
             started(w);
@@ -306,6 +400,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "exited",
         reach: |w| {
             started(w);
@@ -313,6 +408,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "exited, service stopped",
         reach: |w| {
             started(w);
@@ -321,6 +417,7 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "failed, retry due",
         reach: |w| {
             started(w);
@@ -330,12 +427,39 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        cast: Cast::Alone,
         label: "failed, service stopped",
         reach: |w| {
             started(w);
             w.exit(1);
             w.fire(TimerKind::Restart);
             w.exit(1);
+            w.call(|m, now| m.stop_service(now));
+        },
+    },
+    Row {
+        cast: Cast::Notifying,
+        label: "starting",
+        reach: started,
+    },
+    Row {
+        cast: Cast::Notifying,
+        label: "stopping, then failed start",
+        reach: |w| {
+            started(w);
+            w.fire(TimerKind::Ready);
+        },
+    },
+    Row {
+        cast: Cast::Dependent,
+        label: "waiting",
+        reach: started,
+    },
+    Row {
+        cast: Cast::DependedOn,
+        label: "stopping, then rules (after its dependents), service stopped",
+        reach: |w| {
+            started(w);
             w.call(|m, now| m.stop_service(now));
         },
     },
@@ -373,6 +497,17 @@ fn ends(w: &mut World, code: i32, long: bool, reaching_give_up: bool) -> bool {
         status: ExitStatus::Code(code),
     });
     true
+}
+
+/// Feeds `input` about the live instance of `name`.
+fn about(w: &mut World, name: &str, input: fn(crate::input::InstanceId) -> Input<'static>) -> bool {
+    match w.monitor.live_instance(name) {
+        Some(instance) => {
+            w.input(input(instance));
+            true
+        }
+        None => false,
+    }
 }
 
 fn instance_key(w: &World) -> usize {
@@ -450,6 +585,37 @@ const COLUMNS: &[Column] = &[
         label: "retry timer fires",
         apply: |w| w.fire(TimerKind::Retry),
     },
+    Column {
+        label: "ready",
+        apply: |w| about(w, "p", |instance| Input::Ready { instance }),
+    },
+    Column {
+        label: "not ready (channel closed)",
+        apply: |w| about(w, "p", |instance| Input::NotReady { instance }),
+    },
+    Column {
+        label: "ready timeout fires",
+        apply: |w| w.fire(TimerKind::Ready),
+    },
+    Column {
+        label: "its dependency becomes ready",
+        apply: |w| {
+            w.monitor.key("d").is_some()
+                && w.monitor.spec(w.monitor.key("d").unwrap()).unwrap().after.is_empty()
+                && about(w, "d", |instance| Input::Ready { instance })
+        },
+    },
+    Column {
+        label: "its dependent ends",
+        apply: |w| {
+            w.monitor.key("d").is_some()
+                && !w.monitor.spec(w.monitor.key("d").unwrap()).unwrap().after.is_empty()
+                && about(w, "d", |instance| Input::Exited {
+                    instance,
+                    status: ExitStatus::Code(0),
+                })
+        },
+    },
 ];
 
 /// The whole table as markdown.
@@ -457,7 +623,7 @@ fn render() -> String {
     let mut out = String::new();
     out.push_str("| state | event | action | next state |\n| --- | --- | --- | --- |\n");
     for row in ROWS {
-        let mut reached = World::new();
+        let mut reached = World::new(row.cast);
         (row.reach)(&mut reached);
         assert_eq!(
             reached.life(),
@@ -467,7 +633,7 @@ fn render() -> String {
             "the recipe of a row reaches its state"
         );
         for column in COLUMNS {
-            let mut w = World::new();
+            let mut w = World::new(row.cast);
             (row.reach)(&mut w);
             if !(column.apply)(&mut w) {
                 continue;
