@@ -9,8 +9,8 @@
 
 use core::mem;
 
-use smallvec::SmallVec;
 use core::time::Duration;
+use smallvec::SmallVec;
 
 use crate::command::{
     Command, LogLine, NotReadyCause, NotRestarting, Report, Signal, SignalReason,
@@ -354,10 +354,9 @@ impl Monitor {
                 }));
                 self.stop_instance(key, instance, Then::FailedStart)
             }
-            (
-                life @ (Life::Running(_) | Life::Stopping { .. }),
-                Event::Ready | Event::NotReady,
-            ) => life,
+            (life @ (Life::Running(_) | Life::Stopping { .. }), Event::Ready | Event::NotReady) => {
+                life
+            }
             (
                 life @ Life::Starting { .. },
                 Event::Start | Event::ServiceStart | Event::PredecessorGone,

@@ -481,7 +481,8 @@ impl Monitor {
             if n == name {
                 Some(&spec.after)
             } else {
-                self.key(n).map(|k| &self.processes[k.index()].spec.after[..])
+                self.key(n)
+                    .map(|k| &self.processes[k.index()].spec.after[..])
             }
         };
         find_cycle(name, after_of)
@@ -1251,9 +1252,7 @@ pub(crate) fn validate(name: &str, spec: &ProcessSpec) -> Result<(), AddError> {
         _ => {}
     }
     for (i, dependency) in spec.after.iter().enumerate() {
-        if dependency.name == name
-            || spec.after[..i].iter().any(|d| d.name == dependency.name)
-        {
+        if dependency.name == name || spec.after[..i].iter().any(|d| d.name == dependency.name) {
             return Err(AddError::InvalidDependency {
                 name: owned(),
                 dependency: dependency.name.clone(),

@@ -149,7 +149,9 @@ impl Definitions {
     /// `after` naming a defined process without closing a cycle. What a
     /// reload and a config file check before anything changes.
     pub fn check(&self) -> Result<(), DefinitionsError> {
-        self.settings.validate().map_err(DefinitionsError::Settings)?;
+        self.settings
+            .validate()
+            .map_err(DefinitionsError::Settings)?;
         let mut specs: BTreeMap<&str, &ProcessSpec> = BTreeMap::new();
         for (name, spec) in &self.processes {
             crate::monitor::validate(name, spec).map_err(DefinitionsError::Add)?;

@@ -454,6 +454,33 @@ impl Supervisor {
                 from,
                 to,
             }),
+            Report::Ready { process, .. } => observer.notice(Notice::Ready {
+                name: self.name(process),
+            }),
+            Report::NotReady { process, cause, .. } => observer.notice(Notice::NotReady {
+                name: self.name(process),
+                cause,
+            }),
+            Report::Waiting { process } => {
+                let name = self.name(process);
+                let waiting_for = self
+                    .monitor
+                    .status(name)
+                    .and_then(|status| status.waiting_for);
+                if let Some(dependency) = waiting_for {
+                    observer.notice(Notice::Waiting {
+                        name,
+                        dependency: &dependency.name,
+                        condition: dependency.condition,
+                    });
+                }
+            }
+            Report::CriticalEnded { process, exit_code } => {
+                observer.notice(Notice::CriticalEnded {
+                    name: self.name(process),
+                    exit_code,
+                })
+            }
             _ => {}
         }
     }

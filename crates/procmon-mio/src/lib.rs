@@ -150,8 +150,8 @@ use std::time::Duration;
 
 use mio::{Events, Poll};
 use procmon_core::{
-    ExitStatus, InstanceId, Monitor, NotRestarting, ProcessState, Signal, SignalReason, Stream,
-    TimerId, TimerQueue,
+    Condition, ExitStatus, InstanceId, Monitor, NotReadyCause, NotRestarting, ProcessState, Signal,
+    SignalReason, Stream, TimerId, TimerQueue,
 };
 
 use crate::children::Child;
@@ -271,6 +271,37 @@ pub enum Notice<'a> {
         name: &'a str,
         /// Why not.
         reason: NotRestarting,
+    },
+    /// A `starting` instance became ready: the process is `running`.
+    Ready {
+        /// The process's name.
+        name: &'a str,
+    },
+    /// A `starting` instance will not become ready (its ready timeout
+    /// passed, or its notification channel closed): it is being stopped,
+    /// and its end counts as a quick death.
+    NotReady {
+        /// The process's name.
+        name: &'a str,
+        /// Why.
+        cause: NotReadyCause,
+    },
+    /// The process is due to start but waits for a dependency's condition.
+    Waiting {
+        /// The process's name.
+        name: &'a str,
+        /// The first dependency whose condition does not hold.
+        dependency: &'a str,
+        /// Its condition.
+        condition: Condition,
+    },
+    /// A critical process ended for good: the service is stopping, and the
+    /// supervisor finishes with `exit_code` once nothing is alive.
+    CriticalEnded {
+        /// The process's name.
+        name: &'a str,
+        /// The exit code the supervisor finishes with.
+        exit_code: u8,
     },
     /// A signal was sent to a child's process group: its stop signal on
     /// stop, KILL after the kill time, or an operator's signal.

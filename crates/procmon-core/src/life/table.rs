@@ -74,7 +74,9 @@ impl World {
         };
         let mut monitor = Monitor::new(settings).expect("valid settings");
         let mut add = |name: &str, spec: ProcessSpec| {
-            monitor.add(Instant::ZERO, name, spec).expect("a valid process");
+            monitor
+                .add(Instant::ZERO, name, spec)
+                .expect("a valid process");
         };
         match cast {
             Cast::Alone => add("p", process_spec()),
@@ -89,7 +91,10 @@ impl World {
             }
             Cast::DependedOn => {
                 add("p", process_spec());
-                add("d", ProcessSpec::new(["d"]).with_after("p", Condition::Started));
+                add(
+                    "d",
+                    ProcessSpec::new(["d"]).with_after("p", Condition::Started),
+                );
             }
         }
         let mut world = World {
@@ -601,7 +606,11 @@ const COLUMNS: &[Column] = &[
         label: "its dependency becomes ready",
         apply: |w| {
             w.monitor.key("d").is_some()
-                && w.monitor.spec(w.monitor.key("d").unwrap()).unwrap().after.is_empty()
+                && w.monitor
+                    .spec(w.monitor.key("d").unwrap())
+                    .unwrap()
+                    .after
+                    .is_empty()
                 && about(w, "d", |instance| Input::Ready { instance })
         },
     },
@@ -609,7 +618,12 @@ const COLUMNS: &[Column] = &[
         label: "its dependent ends",
         apply: |w| {
             w.monitor.key("d").is_some()
-                && !w.monitor.spec(w.monitor.key("d").unwrap()).unwrap().after.is_empty()
+                && !w
+                    .monitor
+                    .spec(w.monitor.key("d").unwrap())
+                    .unwrap()
+                    .after
+                    .is_empty()
                 && about(w, "d", |instance| Input::Exited {
                     instance,
                     status: ExitStatus::Code(0),
