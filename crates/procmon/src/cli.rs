@@ -73,6 +73,15 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
+    /// Container mode, for a container's entrypoint: exit as soon as nothing
+    /// is running and nothing is due (no restart, retry or start pending),
+    /// with status 0 when every process ended well or on request and 1 if
+    /// not (a `critical` process's own status when it ended); a second TERM
+    /// KILLs everything at once, as a second INT does. Also `[container]
+    /// enabled = true` in the config.
+    #[arg(long)]
+    pub container: bool,
+
     /// How to print children's lines (stdout) and procmon's events (stderr).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

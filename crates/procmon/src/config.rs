@@ -60,8 +60,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use procmon_core::{
-    AddError, Definitions, ExitCodes, Policy, ProcessSpec, RestartPolicy, Seconds, Settings,
-    SettingsError, Signal, MAX_LINE_LIMIT_BYTES,
+    AddError, Condition, Definitions, Dependency, ExitCodes, Policy, ProcessSpec, Readiness,
+    RestartPolicy, Seconds, Settings, SettingsError, Signal, MAX_LINE_LIMIT_BYTES,
 };
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -75,7 +75,11 @@ const TOP_KEYS: &[&str] = &[
     "linelimit",
     "process",
     "control",
+    "container",
 ];
+
+/// The keys a `[container]` table may hold.
+const CONTAINER_KEYS: &[&str] = &["enabled"];
 
 /// The keys a `[control]` table may hold.
 const CONTROL_KEYS: &[&str] = &[
@@ -120,6 +124,10 @@ const PROCESS_KEYS: &[&str] = &[
     "maxrestartdelay",
     "give_up_after",
     "retry_failed_after",
+    "ready",
+    "ready_timeout",
+    "after",
+    "critical",
 ];
 
 /// A parsed, checked configuration whose users and groups are not yet
@@ -135,6 +143,9 @@ pub struct Config {
     pub processes: Vec<ProcessConfig>,
     /// The `[control]` table, defaults filled in.
     pub control: ControlConfig,
+    /// `[container] enabled`: exit once nothing is alive or due (as
+    /// `--container`).
+    pub container: bool,
 }
 
 /// The `[control]` table: the control socket's place and who may use it.
@@ -395,6 +406,11 @@ struct ProcessSpans {
     min: Option<Span>,
     /// The table's own `maxrestartdelay`, if it has one.
     max: Option<Span>,
+    /// Its `ready`.
+    ready: Span,
+    /// Its `after` table, and each dependency's name as written there.
+    after: Span,
+    dependencies: Vec<Span>,
 }
 
 type Entry<'t, 'i> = (
@@ -429,6 +445,7 @@ impl Parser<'_> {
         let mut max_span = None;
         let mut processes = Vec::new();
         let mut control = ControlConfig::default();
+        let mut container = false;
         for (key, value) in in_file_order(root.get_ref()) {
             match key.get_ref().as_ref() {
                 "threshold" => settings.threshold = self.seconds("threshold", value)?,
@@ -444,6 +461,7 @@ impl Parser<'_> {
                 "linelimit" => settings.line_limit_bytes = self.line_limit(value)?,
                 "process" => processes = self.processes(value)?,
                 "control" => control = self.control(value)?,
+                "container" => container = self.container(value)?,
                 other => return Err(self.unknown_key(key, other, "at the top level", TOP_KEYS)),
             }
         }
@@ -476,12 +494,150 @@ impl Parser<'_> {
                     .to_string(),
             ));
         }
+        self.dependencies(&settings, &processes)?;
         Ok(Config {
             file_name: self.file_name.to_string(),
             settings,
             processes: processes.into_iter().map(|(process, _)| process).collect(),
             control,
+            container,
         })
+    }
+
+    /// Every `after` names a defined process, and none closes a cycle: the
+    /// core's rule ([`Definitions::check`]), pointed at the place.
+    fn dependencies(
+        &self,
+        settings: &Settings,
+        processes: &[(ProcessConfig, ProcessSpans)],
+    ) -> Result<(), ConfigError> {
+        let defined: BTreeMap<&str, ()> = processes
+            .iter()
+            .map(|(p, _)| (p.name.as_str(), ()))
+            .collect();
+        for (process, spans) in processes {
+            for (dependency, span) in process.spec.after.iter().zip(&spans.dependencies) {
+                if !defined.contains_key(dependency.name.as_str()) {
+                    return Err(self.error(
+                        span.clone(),
+                        format!("`after`: no process named {:?} is defined", dependency.name),
+                    ));
+                }
+            }
+        }
+        let definitions = Definitions {
+            settings: settings.clone(),
+            processes: processes
+                .iter()
+                .map(|(p, _)| (p.name.clone(), p.spec.clone()))
+                .collect(),
+        };
+        if let Err(procmon_core::DefinitionsError::Add(AddError::DependencyCycle { name, cycle })) =
+            definitions.check()
+        {
+            let span = processes
+                .iter()
+                .find(|(p, _)| p.name == name)
+                .map_or(0..0, |(_, spans)| spans.after.clone());
+            return Err(self.error(
+                span,
+                format!(
+                    "`after` closes a cycle ({}): none of them could ever start",
+                    cycle.join(" -> ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[container]` table.
+    fn container(&self, value: &Spanned<DeValue<'_>>) -> Result<bool, ConfigError> {
+        let table = value
+            .get_ref()
+            .as_table()
+            .ok_or_else(|| self.wrong_type(value, "`container` must be a table (`[container]`)"))?;
+        let mut enabled = false;
+        for (key, value) in in_file_order(table) {
+            match key.get_ref().as_ref() {
+                "enabled" => {
+                    enabled = value
+                        .get_ref()
+                        .as_bool()
+                        .ok_or_else(|| self.wrong_type(value, "`enabled` must be true or false"))?;
+                }
+                other => {
+                    return Err(self.unknown_key(key, other, "in `[container]`", CONTAINER_KEYS))
+                }
+            }
+        }
+        Ok(enabled)
+    }
+
+    /// `ready`: "notify", "fd:N", or `{ log = "TEXT" }`.
+    fn readiness(&self, value: &Spanned<DeValue<'_>>) -> Result<Readiness, ConfigError> {
+        const EXPECTED: &str =
+            "`ready` must be \"notify\", \"fd:N\" (N from 3 to 1023) or { log = \"TEXT\" }";
+        if let Some(table) = value.get_ref().as_table() {
+            let mut text = None;
+            for (key, entry) in in_file_order(table) {
+                match key.get_ref().as_ref() {
+                    "log" => text = Some(self.string("ready.log", entry)?),
+                    other => return Err(self.unknown_key(key, other, "in `ready`", &["log"])),
+                }
+            }
+            return match text {
+                Some(text) if !text.is_empty() => Ok(Readiness::LogLine(text.as_bytes().to_vec())),
+                _ => Err(self.error(
+                    value.span(),
+                    "`ready.log` must be a text that is not empty".to_string(),
+                )),
+            };
+        }
+        let text = value
+            .get_ref()
+            .as_str()
+            .ok_or_else(|| self.wrong_type(value, EXPECTED))?;
+        if text == "notify" {
+            return Ok(Readiness::Notify);
+        }
+        let fd = text
+            .strip_prefix("fd:")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (3..=1023).contains(n));
+        match fd {
+            Some(fd) => Ok(Readiness::Fd(fd)),
+            None => Err(self.error(value.span(), format!("{EXPECTED}, found {text:?}"))),
+        }
+    }
+
+    /// `after`: a table of process names and conditions.
+    fn after(
+        &self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<(Vec<Dependency>, Vec<Span>), ConfigError> {
+        let table = value.get_ref().as_table().ok_or_else(|| {
+            self.wrong_type(
+                value,
+                "`after` must be a table of process names and conditions, as { db = \"ready\" }",
+            )
+        })?;
+        let mut dependencies = Vec::new();
+        let mut spans = Vec::new();
+        for (key, condition) in in_file_order(table) {
+            let name = key.get_ref().to_string();
+            let text = self.string(&format!("after.{name}"), condition)?;
+            let condition = Condition::from_name(text).ok_or_else(|| {
+                self.error(
+                    condition.span(),
+                    format!(
+                        "`after.{name}` must be \"started\", \"ready\" or \"completed\", found {text:?}"
+                    ),
+                )
+            })?;
+            dependencies.push(Dependency { name, condition });
+            spans.push(key.span());
+        }
+        Ok((dependencies, spans))
     }
 
     /// The `[control]` table.
@@ -662,6 +818,9 @@ impl Parser<'_> {
         let mut group = None;
         let mut policy = Policy::default();
         let mut retry_span = None;
+        let mut ready = Readiness::Spawned;
+        let mut ready_timeout_span = None;
+        let mut after = Vec::new();
         let mut spans = ProcessSpans {
             table: table_span.clone(),
             ..ProcessSpans::default()
@@ -720,6 +879,23 @@ impl Parser<'_> {
                     policy.retry_failed_after = Some(self.seconds("retry_failed_after", value)?);
                     retry_span = Some(value.span());
                 }
+                "ready" => {
+                    ready = self.readiness(value)?;
+                    spans.ready = value.span();
+                }
+                "ready_timeout" => {
+                    policy.ready_timeout = Some(self.seconds("ready_timeout", value)?);
+                    ready_timeout_span = Some(value.span());
+                }
+                "after" => {
+                    (after, spans.dependencies) = self.after(value)?;
+                    spans.after = value.span();
+                }
+                "critical" => {
+                    policy.critical = value.get_ref().as_bool().ok_or_else(|| {
+                        self.wrong_type(value, "`critical` must be true or false")
+                    })?;
+                }
                 other => {
                     return Err(self.unknown_key(key, other, "in `[[process]]`", PROCESS_KEYS))
                 }
@@ -742,11 +918,22 @@ impl Parser<'_> {
                     .to_string(),
             ));
         }
+        if let (Some(span), Readiness::Spawned) = (ready_timeout_span, &ready) {
+            // Ready at spawn, a process is never `starting`: the timeout
+            // could never apply.
+            return Err(self.error(
+                span,
+                "`ready_timeout` needs `ready`: without it the process is ready when spawned"
+                    .to_string(),
+            ));
+        }
         let mut spec = ProcessSpec::new(argv)
             .with_clear_env(clear_env)
-            .with_policy(policy);
+            .with_policy(policy)
+            .with_ready(ready);
         spec.env = env;
         spec.cwd = cwd;
+        spec.after = after;
         // The core's rules for a process, pointed at where the table broke
         // them: a process that could never start is refused here rather
         // than restarted for ever.
@@ -820,6 +1007,17 @@ impl Parser<'_> {
                     }
                 }
                 at(&spans.table, error.to_string())
+            }
+            AddError::InvalidReadiness { .. } => at(&spans.ready, error.to_string()),
+            AddError::InvalidDependency { dependency, .. } => {
+                let position = spec.after.iter().position(|d| d.name == *dependency);
+                let span = position
+                    .and_then(|i| spans.dependencies.get(i))
+                    .unwrap_or(&spans.after);
+                at(
+                    span,
+                    format!("`after` names {dependency:?}, the process itself"),
+                )
             }
             other => at(&spans.table, other.to_string()),
         }
@@ -1731,6 +1929,136 @@ restart = "never"
     }
 
     #[test]
+    fn readiness_dependencies_and_container_are_read() {
+        let config = parse(
+            r#"
+[container]
+enabled = true
+
+[[process]]
+name = "db"
+argv = ["db"]
+ready = "notify"
+ready_timeout = 30
+
+[[process]]
+name = "queue"
+argv = ["queue"]
+ready = "fd:3"
+
+[[process]]
+name = "cache"
+argv = ["cache"]
+ready = { log = "ready to accept" }
+
+[[process]]
+name = "web"
+argv = ["web"]
+after = { db = "ready", queue = "started", cache = "completed" }
+critical = true
+"#,
+            "f.toml",
+        )
+        .unwrap();
+        assert!(config.container);
+        let spec = |name: &str| {
+            config
+                .processes
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.spec.clone())
+                .unwrap()
+        };
+        assert_eq!(spec("db").ready, Readiness::Notify);
+        assert_eq!(
+            spec("db").policy.ready_timeout,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(spec("queue").ready, Readiness::Fd(3));
+        assert_eq!(
+            spec("cache").ready,
+            Readiness::LogLine(b"ready to accept".to_vec())
+        );
+        let web = spec("web");
+        assert!(web.policy.critical);
+        let after: Vec<(&str, Condition)> = web
+            .after
+            .iter()
+            .map(|d| (d.name.as_str(), d.condition))
+            .collect();
+        assert_eq!(
+            after,
+            [
+                ("db", Condition::Ready),
+                ("queue", Condition::Started),
+                ("cache", Condition::Completed)
+            ]
+        );
+        assert!(
+            !parse("[[process]]\nname = \"a\"\nargv = [\"a\"]\n", "f.toml")
+                .unwrap()
+                .container
+        );
+    }
+
+    #[test]
+    fn bad_readiness_and_dependencies_are_located() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let b = "[[process]]\nname = \"b\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}ready = \"fd:2\"\n"),
+                "f.toml:4:9: `ready` must be \"notify\", \"fd:N\" (N from 3 to 1023) or { log = \"TEXT\" }, found \"fd:2\"",
+            ),
+            (
+                format!("{p}ready = \"sometime\"\n"),
+                "f.toml:4:9: `ready` must be \"notify\"",
+            ),
+            (
+                format!("{p}ready = {{ log = \"\" }}\n"),
+                "f.toml:4:9: `ready.log` must be a text that is not empty",
+            ),
+            (
+                format!("{p}ready = {{ line = \"x\" }}\n"),
+                "f.toml:4:11: unknown key `line` in `ready`",
+            ),
+            (
+                format!("{p}ready_timeout = 5\n"),
+                "f.toml:4:17: `ready_timeout` needs `ready`",
+            ),
+            (
+                format!("{p}after = {{ b = \"up\" }}\n{b}"),
+                "f.toml:4:15: `after.b` must be \"started\", \"ready\" or \"completed\", found \"up\"",
+            ),
+            (
+                format!("{p}after = {{ ghost = \"ready\" }}\n"),
+                "f.toml:4:11: `after`: no process named \"ghost\" is defined",
+            ),
+            (
+                format!("{p}after = {{ a = \"ready\" }}\n"),
+                "f.toml:4:11: `after` names \"a\", the process itself",
+            ),
+            (
+                format!("{p}after = {{ b = \"ready\" }}\n{b}after = {{ a = \"started\" }}\n"),
+                "f.toml:4:9: `after` closes a cycle (a -> b -> a): none of them could ever start",
+            ),
+            (
+                format!("{p}after = [\"b\"]\n{b}"),
+                "f.toml:4:9: `after` must be a table of process names and conditions",
+            ),
+            (
+                format!("{p}critical = 1\n"),
+                "f.toml:4:12: `critical` must be true or false, found integer",
+            ),
+            (
+                format!("[container]\nenable = true\n{p}"),
+                "f.toml:2:1: unknown key `enable` in `[container]`",
+            ),
+        ];
+        assert_errors(cases);
+    }
+
+    #[test]
     fn bad_policy_values_are_located() {
         let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
         let cases: &[(String, &str)] = &[
@@ -1804,7 +2132,7 @@ restart = "never"
             ),
             (
                 format!("{p}stopsignal = \"INT\"\n"),
-                "f.toml:4:1: unknown key `stopsignal` in `[[process]]` (expected one of: name, argv, env, clear_env, cwd, uid, gid, restart, success_exit_codes, stop_signal, killtime, threshold, minrestartdelay, maxrestartdelay, give_up_after, retry_failed_after)",
+                "f.toml:4:1: unknown key `stopsignal` in `[[process]]` (expected one of: name, argv, env, clear_env, cwd, uid, gid, restart, success_exit_codes, stop_signal, killtime, threshold, minrestartdelay, maxrestartdelay, give_up_after, retry_failed_after, ready, ready_timeout, after, critical)",
             ),
         ];
         assert_errors(cases);

@@ -836,7 +836,10 @@ pub fn status_json(supervisor: &Supervisor, names: &[String]) -> Value {
 }
 
 fn process_json(supervisor: &Supervisor, status: &ProcessStatus<'_>, now: Instant) -> Value {
-    let live = matches!(status.state, ProcessState::Running | ProcessState::Stopping);
+    let live = matches!(
+        status.state,
+        ProcessState::Starting | ProcessState::Running | ProcessState::Stopping
+    );
     let pid = status.instance.and_then(|i| supervisor.pid(i));
     let uptime = status
         .started_at
@@ -855,9 +858,23 @@ fn process_json(supervisor: &Supervisor, status: &ProcessStatus<'_>, now: Instan
             "in": seconds(due.at.saturating_duration_since(now)),
         })
     });
+    // What a waiting process waits for, and where that one is: a failed
+    // dependency is why it may wait for ever.
+    let waiting_for = status.waiting_for.map_or(Value::Null, |dependency| {
+        let state = supervisor
+            .monitor()
+            .status(&dependency.name)
+            .map(|s| s.state.as_str());
+        json!({
+            "name": dependency.name,
+            "condition": dependency.condition.as_str(),
+            "state": state,
+        })
+    });
     json!({
         "name": status.name,
         "state": status.state.as_str(),
+        "waiting_for": waiting_for,
         "pid": pid,
         "uptime": uptime,
         "restarts": status.stats.restarts,

@@ -465,11 +465,27 @@ pub fn status_table(result: &Value) -> String {
             (_, Value::String(signal)) => format!("signal {signal}"),
             _ => "-".to_string(),
         };
+        let waiting_for = &p["waiting_for"];
         let next = match p["next"]["action"].as_str() {
+            _ if waiting_for.is_object() => {
+                let mut shown = format!(
+                    "waiting for {} ({})",
+                    text(&waiting_for["name"]),
+                    text(&waiting_for["condition"])
+                );
+                // Said when it may wait for ever.
+                if let Some(state @ ("failed" | "exited" | "held" | "stopped")) =
+                    waiting_for["state"].as_str()
+                {
+                    shown = format!("{shown}; {} is {state}", text(&waiting_for["name"]));
+                }
+                shown
+            }
             Some(action) => {
                 let word = match action {
                     "restart" => "start",
                     "kill" => "KILL",
+                    "ready-timeout" => "not ready",
                     other => other,
                 };
                 format!(

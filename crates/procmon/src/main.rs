@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     if let Err(error) = procmon_mio::os::raise_open_files_limit() {
         eprintln!("procmon: raising RLIMIT_NOFILE: {error}");
     }
-    let (definitions, control) = match &cli.config {
+    let (definitions, control, container) = match &cli.config {
         Some(path) => match load(path) {
             Ok(loaded) => loaded,
             Err(message) => {
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
                 eprintln!("procmon: {message}");
                 return ExitCode::from(USAGE_ERROR);
             }
-            (cli.command_definitions(), ControlConfig::default())
+            (cli.command_definitions(), ControlConfig::default(), false)
         }
     };
     // The socket is bound before anything starts, so that one that cannot
@@ -96,9 +96,10 @@ fn main() -> ExitCode {
             (bound, access, (lines, bytes))
         }),
         read_config: cli.config.clone().map(|path| -> run::ReadConfig {
-            Box::new(move || load(&path).map(|(definitions, _)| definitions))
+            Box::new(move || load(&path).map(|(definitions, _, _)| definitions))
         }),
         metrics,
+        container: cli.container || container,
     };
     let monitor = match Monitor::from_definitions(definitions) {
         Ok(monitor) => monitor,
@@ -127,6 +128,7 @@ fn main() -> ExitCode {
     match run::run(monitor, printer, extras) {
         Ok(Outcome::Stopped) => ExitCode::SUCCESS,
         Ok(Outcome::OutputFailed) => ExitCode::FAILURE,
+        Ok(Outcome::Finished(code)) => ExitCode::from(code),
         Err(error) => {
             eprintln!("procmon: {error}");
             ExitCode::FAILURE
@@ -134,8 +136,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads, parses and resolves a config file; the error is one line.
-fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig), String> {
+/// Reads, parses and resolves a config file: the definitions, the
+/// `[control]` table and whether `[container]` is enabled. The error is one
+/// line.
+fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig, bool), String> {
     // The name as given, escaped: it may hold a newline or an ESC, and the
     // error must stay one line of plain text.
     let shown = config::escape_for_message(path.as_os_str().as_encoded_bytes());
@@ -143,9 +147,10 @@ fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig), String> 
     config::parse(&source, &shown)
         .and_then(|mut config| {
             let control = std::mem::take(&mut config.control);
+            let container = config.container;
             config
                 .resolve(&SystemAccounts)
-                .map(|definitions| (definitions, control))
+                .map(|definitions| (definitions, control, container))
         })
         .map_err(|e| e.to_string())
 }

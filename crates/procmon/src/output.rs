@@ -29,7 +29,8 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use procmon_core::{
-    Change, EscapeInvalid, ExitStatus, NotRestarting, Seconds, Signal, SignalReason, Stream,
+    Change, EscapeInvalid, ExitStatus, NotReadyCause, NotRestarting, Seconds, Signal, SignalReason,
+    Stream,
 };
 use procmon_mio::{Notice, SpawnStage};
 
@@ -73,6 +74,12 @@ pub enum Event<'a> {
     },
     /// Every child has ended after a stop; procmon exits.
     Stopped,
+    /// Nothing is alive and nothing is due (container mode), or a critical
+    /// process ended and everything has stopped: procmon exits with `code`.
+    Finished {
+        /// procmon's exit status.
+        code: u8,
+    },
     /// Writing to stdout failed, or a reader of stdout or stderr is gone;
     /// procmon stops.
     OutputFailed {
@@ -627,6 +634,10 @@ fn write_event_text(
             write!(s, "received {signal}: {what}")
         }
         Event::Stopped => write!(s, "all processes stopped, exiting"),
+        Event::Finished { code } => write!(
+            s,
+            "nothing is running and nothing is due; exiting with status {code}"
+        ),
         Event::OutputFailed { stream, error } => {
             write!(s, "writing to {stream} failed: {error}; stopping")
         }
@@ -796,6 +807,32 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             s,
             "[{}] closing the output of pid {pid}, still held open by processes that left its group", ShownName(name)
         ),
+        Notice::Ready { name } => write!(s, "[{}] ready", ShownName(name)),
+        Notice::NotReady { name, cause } => write!(
+            s,
+            "[{}] not ready: {}; stopping it (a failed start)",
+            ShownName(name),
+            match cause {
+                NotReadyCause::Timeout => "ready_timeout passed",
+                NotReadyCause::ChannelClosed => "its notification channel closed",
+                _ => "its start failed",
+            }
+        ),
+        Notice::Waiting {
+            name,
+            dependency,
+            condition,
+        } => write!(
+            s,
+            "[{}] waiting for {} ({condition})",
+            ShownName(name),
+            ShownName(dependency)
+        ),
+        Notice::CriticalEnded { name, exit_code } => write!(
+            s,
+            "[{}] critical process ended; stopping everything, then exiting with status {exit_code}",
+            ShownName(name)
+        ),
         // Child lines are printed by `child_line`; a notice the driver
         // gains later is still shown, in its debug form, rather than lost.
         other => write!(s, "{other:?}"),
@@ -910,6 +947,9 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
         }
         Event::Stopped => {
             j.str("event", "stopped");
+        }
+        Event::Finished { code } => {
+            j.str("event", "finished").num("exit_code", code);
         }
         Event::Reloaded {
             changes,
@@ -1064,6 +1104,29 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
             j.str("event", "output_closed")
                 .str("name", name)
                 .num("pid", pid);
+        }
+        Notice::Ready { name } => {
+            j.str("event", "ready").str("name", name);
+        }
+        Notice::NotReady { name, cause } => {
+            j.str("event", "not_ready")
+                .str("name", name)
+                .str("cause", cause.as_str());
+        }
+        Notice::Waiting {
+            name,
+            dependency,
+            condition,
+        } => {
+            j.str("event", "waiting")
+                .str("name", name)
+                .str("for", dependency)
+                .str("condition", condition.as_str());
+        }
+        Notice::CriticalEnded { name, exit_code } => {
+            j.str("event", "critical_ended")
+                .str("name", name)
+                .num("exit_code", exit_code);
         }
         other => {
             j.str("event", "other").str("debug", &format!("{other:?}"));

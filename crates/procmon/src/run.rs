@@ -27,6 +27,10 @@ pub struct Extras {
     pub read_config: Option<ReadConfig>,
     /// The metrics listener (`[control] metrics_listen`), bound.
     pub metrics: Option<BoundListener>,
+    /// Container mode (`--container`, `[container] enabled`): exit once
+    /// nothing is alive or due, with a status that says how it went, and
+    /// KILL everything at a second TERM as at a second INT.
+    pub container: bool,
 }
 
 /// How a run ended, for the exit status.
@@ -36,6 +40,9 @@ pub enum Outcome {
     Stopped,
     /// Stopped because children's lines could no longer be written.
     OutputFailed,
+    /// The monitor finished (container mode, or a critical process's end)
+    /// and deserves this exit status.
+    Finished(u8),
 }
 
 /// Runs the monitor's processes until a TERM, INT or QUIT has stopped them
@@ -80,11 +87,13 @@ where
     // State changes are for `procmon ctl watch`: reported only when the
     // control socket is served.
     monitor.report_state_changes(extras.control.is_some());
+    monitor.set_container_mode(extras.container);
     let mut supervisor = Supervisor::new(monitor, options)?;
     let Extras {
         control,
         mut read_config,
         metrics,
+        container,
     } = extras;
     let mut metrics = match metrics {
         Some(bound) => Some(MetricsServer::attach(bound, &mut supervisor)?),
@@ -157,10 +166,22 @@ where
                 supervisor.call(&mut observer, |monitor, now| monitor.stop_service(now));
             }
         }
-        if stopping && supervisor.monitor().is_quiescent() {
+        // The core decides when its work is done (container mode, a
+        // critical end) and with which status; after a stop, its status
+        // counts only in container mode (outside it, a stop exits 0).
+        let finished = supervisor.monitor().finished();
+        if finished.is_some() || (stopping && supervisor.monitor().is_quiescent()) {
             // What escaped descendants left in earlier instances' pipes.
             supervisor.finish_output(&mut observer);
-            observer.printer.event(&Event::Stopped);
+            let outcome = match finished {
+                _ if outcome == Outcome::OutputFailed => outcome,
+                Some(code) => Outcome::Finished(code),
+                None => outcome,
+            };
+            match outcome {
+                Outcome::Finished(code) => observer.printer.event(&Event::Finished { code }),
+                _ => observer.printer.event(&Event::Stopped),
+            }
             finish(&sink, &mut observer.printer);
             return Ok(outcome);
         }
@@ -220,8 +241,10 @@ where
                 Action::Stop
             }
             // Twisted has no answer to a second ^C; a person pressing it again
-            // wants out now, not after the kill time.
+            // wants out now, not after the kill time. So does a container
+            // runtime that sends TERM twice.
             CaughtSignal::Interrupt => Action::KillAll,
+            CaughtSignal::Terminate if container => Action::KillAll,
             CaughtSignal::Hangup if !stopping && read_config.is_some() => Action::Reload,
             CaughtSignal::Hangup if !stopping => Action::RestartAll,
             CaughtSignal::Terminate | CaughtSignal::Quit | CaughtSignal::Hangup => {
