@@ -53,6 +53,9 @@ pub struct Numbered {
 /// (One thing cannot be written: an `env` key holding `=`, which the monitor
 /// refuses anyway.)
 #[derive(Clone, Debug, PartialEq, Eq)]
+// A definition makes `add` far larger than any other step; steps are
+// parsed once per line and never stored in bulk, so it is not boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// `set SETTING VALUE`.
     Set(Setting),
@@ -174,6 +177,8 @@ impl Setting {
 
 /// An `expect` step's assertion.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// As for `Step`: `expect process` holds a whole definition.
+#[allow(clippy::large_enum_variant)]
 pub enum Expectation {
     /// `expect error`: the step just before was rejected.
     Error,

@@ -63,6 +63,9 @@ pub fn run(file_name: &str, source: &[u8]) -> Outcome {
 /// shows, plus the monitor's reports, for property tests to check against a
 /// model without parsing the trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// A spawn carries its definition, for the properties to check; events of
+// one run are few, so it is not boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// The monitor spawned an instance (trace: `spawn`).
     Spawn {
