@@ -135,8 +135,9 @@ OPERATING IT
 
 SIGNALS
   TERM, INT, QUIT   stop every process (its stop_signal, TERM unless set, then KILL after
-                    its kill time) and exit 0
-  INT again         KILL every process at once
+                    its kill time; a process only after those that name it in `after`
+                    have ended) and exit 0
+  INT again         KILL every process at once (TERM again too, in container mode)
   HUP               with --config: read the file again and apply what changed (as
                     `procmon ctl reload`); else stop every process and let each restart
   USR1, USR2        reported on stderr and otherwise ignored
@@ -173,6 +174,19 @@ CONFIG FILE (--config FILE)
   give_up_after = 5             # after 5 quick deaths in a row (lives shorter
                                 #   than threshold), stop restarting it
   retry_failed_after = 600      # then try again after 600 s (needs give_up_after)
+  ready = "notify"              # `starting` until it says it is ready: "notify"
+                                #   (sd_notify READY=1 on $NOTIFY_SOCKET), "fd:3" (a
+                                #   newline on fd 3) or { log = "TEXT" } (an output
+                                #   line holds TEXT); default: ready when spawned
+  ready_timeout = 30            # not ready by then: stopped, a quick death
+  after = { db = "ready", migrate = "completed" }   # start only once these hold:
+                                #   "started", "ready" or "completed" (ended by
+                                #   itself with a success code); stopped before them
+  critical = true               # when it ends for good, stop everything and exit
+                                #   with its status
+
+  [container]                   # optional: as --container
+  enabled = true
 
   [control]                     # optional: the control socket (`procmon ctl`)
   socket = "/run/procmon/web.sock"   # default: --socket, $PROCMON_SOCKET, else
@@ -183,6 +197,8 @@ CONFIG FILE (--config FILE)
   log_bytes = 1048576           # and at most this many bytes of them
 
   A uid or gid written as a string of digits ("0") is that number, not a name.
+  examples/stack.toml starts a stack in dependency order; docs/deployment.md covers
+  systemd, containers and Kubernetes.
 
   `restart` judges only an end the process chose: after a stop by procmon, TERM and INT
   restart nothing, and HUP restarts by the usual delays (give_up_after still counts).
@@ -195,7 +211,10 @@ CONFIG FILE (--config FILE)
   An error in the file is reported as `procmon: FILE:LINE:COL: message` and nothing starts.
 
 EXIT STATUS
-  0 after a stop by signal, 1 on a runtime failure, 2 on a usage or config error."#;
+  0 after a stop by signal, 1 on a runtime failure, 2 on a usage or config error.
+  When a critical process ends for good: its exit code (128 + the signal's number if a
+  signal ended it). In container mode, when nothing is left to run: 0 if every process
+  ended with a success code or on request, 1 if not; a stop by signal: the same rule."#;
 
 impl Cli {
     /// Parses the process's arguments with [`Cli::try_parse_checked`], or

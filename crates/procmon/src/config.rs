@@ -34,6 +34,12 @@
 //! give_up_after = 5              # quick deaths in a row before it is `failed`
 //! retry_failed_after = 600       # seconds; needs give_up_after
 //!
+//! # Readiness and order; see docs/deployment.md.
+//! ready = "notify"               # or "fd:3", or { log = "TEXT" }
+//! ready_timeout = 30             # seconds; needs ready
+//! after = { db = "ready" }       # "started", "ready" or "completed"
+//! critical = true                # its end for good ends procmon, with its status
+//!
 //! [control]                      # the control socket (`procmon ctl`)
 //! socket = "/run/procmon/web.sock"   # default: see docs/control.md
 //! allow_uids = [1000]            # besides root and procmon's own user
@@ -43,6 +49,9 @@
 //! metrics_listen = "127.0.0.1:9100"  # serve GET /metrics over HTTP; off by
 //!                                # default; an IPv4 or IPv6 socket address,
 //!                                # best on loopback (no access check)
+//!
+//! [container]                    # as --container: exit once nothing is
+//! enabled = true                 # left to run
 //! ```
 //!
 //! What a process may be (a name, a program, a cwd, env keys, delays that
@@ -1545,6 +1554,18 @@ gid = 0x10
             config.settings.min_restart_delay,
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn stack_file_parses_in_dependency_order() {
+        let source = include_str!("../../../examples/stack.toml");
+        let config = parse(source, "stack.toml").expect("examples/stack.toml is valid");
+        let names: Vec<&str> = config.processes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["db", "migrate", "web"]);
+        let web = &config.processes[2].spec;
+        assert_eq!(web.ready, Readiness::Fd(3));
+        assert_eq!(web.after.len(), 2);
+        assert!(web.policy.critical);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod ctl;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
+pub mod notify;
 pub mod output;
 pub mod protocol;
 pub mod ring;

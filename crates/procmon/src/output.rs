@@ -74,6 +74,12 @@ pub enum Event<'a> {
     },
     /// Every child has ended after a stop; procmon exits.
     Stopped,
+    /// A message to procmon's own service manager (`NOTIFY_SOCKET`) could
+    /// not be sent; said once.
+    NotifyFailed {
+        /// Why.
+        error: &'a io::Error,
+    },
     /// Nothing is alive and nothing is due (container mode), or a critical
     /// process ended and everything has stopped: procmon exits with `code`.
     Finished {
@@ -634,6 +640,10 @@ fn write_event_text(
             write!(s, "received {signal}: {what}")
         }
         Event::Stopped => write!(s, "all processes stopped, exiting"),
+        Event::NotifyFailed { error } => write!(
+            s,
+            "telling the service manager (NOTIFY_SOCKET) failed: {error}"
+        ),
         Event::Finished { code } => write!(
             s,
             "nothing is running and nothing is due; exiting with status {code}"
@@ -947,6 +957,10 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
         }
         Event::Stopped => {
             j.str("event", "stopped");
+        }
+        Event::NotifyFailed { error } => {
+            j.str("event", "notify_failed")
+                .str("error", &error.to_string());
         }
         Event::Finished { code } => {
             j.str("event", "finished").num("exit_code", code);

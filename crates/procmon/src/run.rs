@@ -138,6 +138,7 @@ where
     if early.is_none() {
         supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
     }
+    let mut manager = ServiceManager::from_env();
     let mut stopping = false;
     let mut outcome = Outcome::Stopped;
     loop {
@@ -170,6 +171,10 @@ where
         // critical end) and with which status; after a stop, its status
         // counts only in container mode (outside it, a stop exits 0).
         let finished = supervisor.monitor().finished();
+        if let Some(manager) = manager.as_mut() {
+            let ending = stopping || finished.is_some();
+            manager.tell(supervisor.monitor(), ending, &mut observer.printer);
+        }
         if finished.is_some() || (stopping && supervisor.monitor().is_quiescent()) {
             // What escaped descendants left in earlier instances' pipes.
             supervisor.finish_output(&mut observer);
@@ -367,6 +372,96 @@ fn report_served<O: Write, E: Write>(
         }
         Some(Err(error)) => observer.printer.event(&Event::ReloadFailed { error }),
     }
+}
+
+/// procmon's own service manager (systemd with `Type=notify`), told over
+/// the socket `NOTIFY_SOCKET` names: `READY=1` once every process has come
+/// up as far as it will ([`Monitor::is_started_up`]), `STATUS=` with the
+/// count of processes in each state when those counts change, and
+/// `STOPPING=1` once the service stops.
+struct ServiceManager {
+    socket: String,
+    told_ready: bool,
+    told_stopping: bool,
+    /// The monitor's input count when the status was last made: the
+    /// counts change only with an input or a request.
+    seen_inputs: Option<u64>,
+    status: String,
+    /// Whether a failed send was reported (once is enough).
+    failed: bool,
+}
+
+impl ServiceManager {
+    /// The manager `NOTIFY_SOCKET` names, if it is set.
+    fn from_env() -> Option<ServiceManager> {
+        let socket = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        Some(ServiceManager {
+            socket,
+            told_ready: false,
+            told_stopping: false,
+            seen_inputs: None,
+            status: String::new(),
+            failed: false,
+        })
+    }
+
+    fn tell<O: Write, E: Write>(
+        &mut self,
+        monitor: &Monitor,
+        stopping: bool,
+        printer: &mut Printer<O, E>,
+    ) {
+        let mut message = String::new();
+        let inputs = monitor.stats().inputs + monitor.stats().spawns;
+        if self.seen_inputs != Some(inputs) {
+            self.seen_inputs = Some(inputs);
+            let status = status_summary(monitor);
+            if status != self.status {
+                message.push_str(&format!("STATUS={status}\n"));
+                self.status = status;
+            }
+        }
+        if !self.told_ready && monitor.is_started_up() {
+            self.told_ready = true;
+            message.push_str("READY=1\n");
+        }
+        if !self.told_stopping && (stopping || !monitor.is_service_running()) {
+            self.told_stopping = true;
+            message.push_str("STOPPING=1\n");
+        }
+        if message.is_empty() {
+            return;
+        }
+        if let Err(error) = crate::notify::send(&self.socket, &message) {
+            if !self.failed {
+                self.failed = true;
+                printer.event(&Event::NotifyFailed { error: &error });
+            }
+        }
+    }
+}
+
+/// `3 running, 1 starting, 1 waiting`: the processes in each state, in the
+/// states' order, those with none left out.
+fn status_summary(monitor: &Monitor) -> String {
+    let mut counts = [0usize; procmon_core::ProcessState::ALL.len()];
+    for status in monitor.statuses() {
+        if let Some(i) = procmon_core::ProcessState::ALL
+            .iter()
+            .position(|s| *s == status.state)
+        {
+            counts[i] += 1;
+        }
+    }
+    let parts: Vec<String> = procmon_core::ProcessState::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    parts.join(", ")
 }
 
 /// Turns the driver's notices into printed lines.

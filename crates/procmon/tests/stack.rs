@@ -359,3 +359,67 @@ fn no_pid_namespace() -> Option<String> {
         )),
     }
 }
+
+/// Under a service manager (`NOTIFY_SOCKET` set, as systemd does for
+/// `Type=notify`), procmon says `READY=1` only once every process is up as
+/// far as it will come (here: after db said it is ready and web, which
+/// waits for it, has started), keeps `STATUS=` current, and says
+/// `STOPPING=1` when it stops.
+#[test]
+fn procmon_tells_its_service_manager_when_it_is_ready() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new();
+    let manager_path = dir.path("notify.sock");
+    let manager = UnixDatagram::bind(&manager_path).unwrap();
+    manager
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let go = dir.path("go");
+    let config = dir.write(
+        "stack.toml",
+        &format!(
+            r#"
+[[process]]
+name = "db"
+argv = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.02; done; echo 'db up'; exec sleep 1000"]
+ready = {{ log = "db up" }}
+
+[[process]]
+name = "web"
+argv = ["sleep", "1000"]
+after = {{ db = "ready" }}
+"#,
+            go = go.display()
+        ),
+    );
+    let mut child = common::procmon(&["--config".as_ref(), config.as_os_str()])
+        .env("NOTIFY_SOCKET", &manager_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut receive_until = |said: &mut String, what: &str, done: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + PATIENCE;
+        let mut buf = [0u8; 4096];
+        while !done(said) {
+            assert!(Instant::now() < deadline, "never {what}; got:\n{said}");
+            if let Ok(n) = manager.recv(&mut buf) {
+                said.push_str(&String::from_utf8_lossy(&buf[..n]));
+                said.push_str("--\n");
+            }
+        }
+    };
+    receive_until(&mut said, "a status with web waiting", &|s| {
+        s.contains("STATUS=1 starting, 1 waiting")
+    });
+    assert!(!said.contains("READY=1"), "ready before db was:\n{said}");
+    std::fs::write(&go, "").unwrap();
+    receive_until(&mut said, "READY=1", &|s| s.contains("READY=1"));
+    assert!(said.contains("STATUS=2 running"), "{said}");
+    // SAFETY: plain kill(2) on the procmon this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    receive_until(&mut said, "STOPPING=1", &|s| s.contains("STOPPING=1"));
+    assert_eq!(said.matches("READY=1").count(), 1, "{said}");
+    common::stop_group(&mut child);
+}
