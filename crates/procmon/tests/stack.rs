@@ -399,7 +399,7 @@ after = {{ db = "ready" }}
         .spawn()
         .unwrap();
     let mut said = String::new();
-    let mut receive_until = |said: &mut String, what: &str, done: &dyn Fn(&str) -> bool| {
+    let receive_until = |said: &mut String, what: &str, done: &dyn Fn(&str) -> bool| {
         let deadline = Instant::now() + PATIENCE;
         let mut buf = [0u8; 4096];
         while !done(said) {
