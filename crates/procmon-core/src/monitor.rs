@@ -441,7 +441,10 @@ impl Monitor {
 
     /// Adds a process. If the service runs it starts at once, unless a
     /// removed instance of the same name is still alive: then it starts
-    /// (through a zero-delay restart) when that one has exited.
+    /// (through a zero-delay restart) when that one has exited; or unless
+    /// the conditions of its `after` do not hold: then it waits for them.
+    /// A name in `after` that is not added yet is allowed (the process
+    /// waits for it); one that would close a cycle is refused.
     ///
     /// May queue: `Spawn`.
     pub fn add(
@@ -522,7 +525,8 @@ impl Monitor {
     /// Stops the process and forgets it: a pending restart or retry is
     /// cancelled and the name is free at once. A live instance gets its
     /// stop signal (then KILL after the kill time) and is still reported on
-    /// until it exits.
+    /// until it exits; while a live instance of another process names this
+    /// one in its `after`, the stop signal waits until those have ended.
     ///
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
     pub fn remove(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
@@ -633,7 +637,9 @@ impl Monitor {
     }
 
     /// Stops the service: every pending restart and retry is cancelled and
-    /// every process stopped, in add order. Nothing restarts until the
+    /// every process stopped, in add order, except that a process gets its
+    /// stop signal only once every live instance that names it in its
+    /// `after` has ended (dependents first). Nothing restarts until the
     /// service starts again.
     ///
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
