@@ -66,6 +66,11 @@ use procmon_core::{
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod logs;
+pub use logs::{
+    LogConfig, LogFile, LogSettings, DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, DEFAULT_MODE, MAX_BACKUPS,
+};
+
 /// The keys allowed at the top of the file, in the order the docs list them.
 const TOP_KEYS: &[&str] = &[
     "threshold",
@@ -75,6 +80,13 @@ const TOP_KEYS: &[&str] = &[
     "linelimit",
     "process",
     "control",
+    // Log files (`logs`):
+    "log_dir",
+    "log_max_bytes",
+    "log_backups",
+    "log_stdout",
+    "log_file_mode",
+    "timestamps",
 ];
 
 /// The keys a `[control]` table may hold.
@@ -120,6 +132,13 @@ const PROCESS_KEYS: &[&str] = &[
     "maxrestartdelay",
     "give_up_after",
     "retry_failed_after",
+    // Log files (`logs`):
+    "log_file",
+    "log_max_bytes",
+    "log_backups",
+    "log_stdout",
+    "log_file_mode",
+    "timestamps",
 ];
 
 /// A parsed, checked configuration whose users and groups are not yet
@@ -135,6 +154,8 @@ pub struct Config {
     pub processes: Vec<ProcessConfig>,
     /// The `[control]` table, defaults filled in.
     pub control: ControlConfig,
+    /// Where each process's lines go (the `log_*` and `timestamps` keys).
+    pub logs: LogConfig,
 }
 
 /// The `[control]` table: the control socket's place and who may use it.
@@ -395,6 +416,8 @@ struct ProcessSpans {
     min: Option<Span>,
     /// The table's own `maxrestartdelay`, if it has one.
     max: Option<Span>,
+    /// The table's own log keys.
+    logs: logs::LogKeys,
 }
 
 type Entry<'t, 'i> = (
@@ -429,6 +452,7 @@ impl Parser<'_> {
         let mut max_span = None;
         let mut processes = Vec::new();
         let mut control = ControlConfig::default();
+        let mut log_keys = logs::LogKeys::default();
         for (key, value) in in_file_order(root.get_ref()) {
             match key.get_ref().as_ref() {
                 "threshold" => settings.threshold = self.seconds("threshold", value)?,
@@ -444,6 +468,7 @@ impl Parser<'_> {
                 "linelimit" => settings.line_limit_bytes = self.line_limit(value)?,
                 "process" => processes = self.processes(value)?,
                 "control" => control = self.control(value)?,
+                other if self.log_key(&mut log_keys, other, value, true)? => {}
                 other => return Err(self.unknown_key(key, other, "at the top level", TOP_KEYS)),
             }
         }
@@ -476,11 +501,17 @@ impl Parser<'_> {
                     .to_string(),
             ));
         }
+        let named: Vec<_> = processes
+            .iter()
+            .map(|(process, spans)| (process.name.as_str(), spans.name.clone(), &spans.logs))
+            .collect();
+        let logs = self.log_config(&log_keys, &named)?;
         Ok(Config {
             file_name: self.file_name.to_string(),
             settings,
             processes: processes.into_iter().map(|(process, _)| process).collect(),
             control,
+            logs,
         })
     }
 
@@ -720,6 +751,7 @@ impl Parser<'_> {
                     policy.retry_failed_after = Some(self.seconds("retry_failed_after", value)?);
                     retry_span = Some(value.span());
                 }
+                other if self.log_key(&mut spans.logs, other, value, false)? => {}
                 other => {
                     return Err(self.unknown_key(key, other, "in `[[process]]`", PROCESS_KEYS))
                 }
@@ -1804,7 +1836,7 @@ restart = "never"
             ),
             (
                 format!("{p}stopsignal = \"INT\"\n"),
-                "f.toml:4:1: unknown key `stopsignal` in `[[process]]` (expected one of: name, argv, env, clear_env, cwd, uid, gid, restart, success_exit_codes, stop_signal, killtime, threshold, minrestartdelay, maxrestartdelay, give_up_after, retry_failed_after)",
+                "f.toml:4:1: unknown key `stopsignal` in `[[process]]` (expected one of: name, argv, env, clear_env, cwd, uid, gid, restart, success_exit_codes, stop_signal, killtime, threshold, minrestartdelay, maxrestartdelay, give_up_after, retry_failed_after, log_file, log_max_bytes, log_backups, log_stdout, log_file_mode, timestamps)",
             ),
         ];
         assert_errors(cases);
