@@ -12,6 +12,7 @@ use procmon_core::{
 };
 
 use crate::output::LogFormat;
+use crate::stamp::Timestamps;
 
 /// Keep processes running: start each one, restart it when it dies (backing
 /// off when it dies young), and stop them all cleanly on TERM, INT or QUIT.
@@ -76,6 +77,13 @@ pub struct Cli {
     /// How to print children's lines (stdout) and procmon's events (stderr).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Put the time procmon read each child's line before it (rfc3339:
+    /// 2026-12-06T06:21:33.123Z, UTC) or not (off), on stdout, in JSON and
+    /// in log files, over the config's `timestamps`. Default: off on
+    /// stdout, on in log files.
+    #[arg(long, value_name = "WHEN", value_enum)]
+    pub timestamps: Option<Timestamps>,
 
     /// The program to run and its arguments; the process is named after
     /// them, joined with spaces. Put `--` before it if it starts with `-`.

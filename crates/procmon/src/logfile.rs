@@ -45,7 +45,8 @@ use std::time::{Duration, Instant};
 use procmon_core::{EscapeInvalid, Stream};
 
 use crate::config::{LogConfig, LogFile};
-use crate::stamp::Stamp;
+use crate::output::Printer;
+use crate::stamp::{Clock, Stamp, Timestamps};
 
 /// Bytes queued for the files past which the loop stops reading children's
 /// output (while the writer makes progress).
@@ -140,10 +141,15 @@ enum Item {
         settings: LogFile,
     },
     /// The process is gone: close its file and forget it.
-    Close { file: FileId },
+    Close {
+        file: FileId,
+    },
     Lines(Batch),
     /// Lines the loop dropped for want of room.
-    Dropped { file: FileId, lines: u64 },
+    Dropped {
+        file: FileId,
+        lines: u64,
+    },
     /// Close every file; each is opened again at its next line.
     Reopen,
 }
@@ -435,6 +441,105 @@ impl Drop for LogFiles {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+/// Where each process's lines go: its log file, procmon's stdout, or both,
+/// and whether each gets the time. The event loop's side of the log files.
+#[derive(Debug)]
+pub struct LogRouter {
+    files: LogFiles,
+    routes: HashMap<String, Route>,
+    /// `--timestamps`, which overrides the config's.
+    timestamps: Option<Timestamps>,
+    clock: Clock,
+}
+
+/// One process's way.
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    file: Option<FileId>,
+    stdout: bool,
+    stamp_stdout: bool,
+    stamp_file: bool,
+}
+
+impl LogRouter {
+    /// Routes by `config`, with `timestamps` (the command line's) over the
+    /// config's settings; starts the writer thread.
+    pub fn start(config: &LogConfig, timestamps: Option<Timestamps>) -> io::Result<LogRouter> {
+        let mut router = LogRouter {
+            files: LogFiles::start()?,
+            routes: HashMap::new(),
+            timestamps,
+            clock: Clock::default(),
+        };
+        router.configure(config);
+        Ok(router)
+    }
+
+    /// Takes new settings (a reload): files are opened, changed and closed
+    /// as [`LogFiles::configure`] says, and the running processes are not
+    /// touched.
+    pub fn configure(&mut self, config: &LogConfig) {
+        self.files.configure(config);
+        self.routes = config
+            .processes
+            .iter()
+            .map(|(name, settings)| {
+                let timestamps = self.timestamps.or(settings.timestamps);
+                let route = Route {
+                    file: self.files.file_of(name),
+                    stdout: settings.stdout,
+                    stamp_stdout: Timestamps::resolve(timestamps, false),
+                    stamp_file: Timestamps::resolve(timestamps, true),
+                };
+                (name.clone(), route)
+            })
+            .collect();
+    }
+
+    /// Sends one line of `name` where it goes. A name with no settings (a
+    /// process just removed, whose last lines come after the reload) goes
+    /// to stdout.
+    pub fn line<O: Write, E: Write>(
+        &mut self,
+        printer: &mut Printer<O, E>,
+        name: &str,
+        stream: Stream,
+        line: &[u8],
+    ) {
+        let route = self.routes.get(name).copied().unwrap_or(Route {
+            file: None,
+            stdout: true,
+            stamp_stdout: Timestamps::resolve(self.timestamps, false),
+            stamp_file: false,
+        });
+        let wants_stamp =
+            (route.stdout && route.stamp_stdout) || (route.file.is_some() && route.stamp_file);
+        let stamp = wants_stamp.then(|| self.clock.now());
+        if route.stdout {
+            printer.child_line_at(
+                stamp.as_ref().filter(|_| route.stamp_stdout),
+                name,
+                stream,
+                line,
+            );
+        }
+        if let Some(file) = route.file {
+            let stamp = stamp.as_ref().filter(|_| route.stamp_file);
+            self.files.line(file, stamp, stream, line);
+        }
+    }
+
+    /// The files, for the loop: flush, reopen, congestion, reports.
+    pub fn files(&mut self) -> &mut LogFiles {
+        &mut self.files
+    }
+
+    /// The files, to ask.
+    pub fn files_ref(&self) -> &LogFiles {
+        &self.files
     }
 }
 
@@ -780,10 +885,8 @@ mod tests {
 
     impl Dir {
         fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir().join(format!(
-                "procmon-logfile-{}-{name}",
-                std::process::id()
-            ));
+            let path =
+                std::env::temp_dir().join(format!("procmon-logfile-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).unwrap();
             Dir(path)

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use procmon::cli::Cli;
-use procmon::config::{self, ControlConfig, SystemAccounts};
+use procmon::config::{self, ControlConfig, LogConfig, SystemAccounts};
 use procmon::control;
 use procmon::output::Printer;
 use procmon::run::{self, Extras, Outcome};
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     if let Err(error) = procmon_mio::os::raise_open_files_limit() {
         eprintln!("procmon: raising RLIMIT_NOFILE: {error}");
     }
-    let (definitions, control) = match &cli.config {
+    let (definitions, control, logs) = match &cli.config {
         Some(path) => match load(path) {
             Ok(loaded) => loaded,
             Err(message) => {
@@ -56,7 +56,11 @@ fn main() -> ExitCode {
                 eprintln!("procmon: {message}");
                 return ExitCode::from(USAGE_ERROR);
             }
-            (cli.command_definitions(), ControlConfig::default())
+            (
+                cli.command_definitions(),
+                ControlConfig::default(),
+                LogConfig::default(),
+            )
         }
     };
     // The socket is bound before anything starts, so that one that cannot
@@ -96,9 +100,11 @@ fn main() -> ExitCode {
             (bound, access, (lines, bytes))
         }),
         read_config: cli.config.clone().map(|path| -> run::ReadConfig {
-            Box::new(move || load(&path).map(|(definitions, _)| definitions))
+            Box::new(move || load(&path).map(|(definitions, _, logs)| (definitions, logs)))
         }),
         metrics,
+        logs,
+        timestamps: cli.timestamps,
     };
     let monitor = match Monitor::from_definitions(definitions) {
         Ok(monitor) => monitor,
@@ -134,8 +140,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads, parses and resolves a config file; the error is one line.
-fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig), String> {
+/// Reads, parses and resolves a config file, and checks that its log
+/// files' directories exist; the error is one line.
+fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig, LogConfig), String> {
     // The name as given, escaped: it may hold a newline or an ESC, and the
     // error must stay one line of plain text.
     let shown = config::escape_for_message(path.as_os_str().as_encoded_bytes());
@@ -143,9 +150,10 @@ fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig), String> 
     config::parse(&source, &shown)
         .and_then(|mut config| {
             let control = std::mem::take(&mut config.control);
-            config
-                .resolve(&SystemAccounts)
-                .map(|definitions| (definitions, control))
+            let logs = std::mem::take(&mut config.logs);
+            let definitions = config.resolve(&SystemAccounts)?;
+            logs.check_paths()?;
+            Ok((definitions, control, logs))
         })
         .map_err(|e| e.to_string())
 }

@@ -33,6 +33,7 @@ use procmon_core::{
 };
 use procmon_mio::{Notice, SpawnStage};
 
+use crate::logfile::LogReport;
 use crate::sink::SinkReport;
 
 /// How lines are printed.
@@ -94,6 +95,8 @@ pub enum Event<'a> {
     /// The output threads dropped something, or their writes fail or work
     /// again.
     Sink(&'a crate::sink::SinkReport),
+    /// A log file's lines started being dropped, or are written again.
+    LogFile(&'a crate::logfile::LogReport),
     /// A reload found the config invalid and changed nothing.
     ReloadFailed {
         /// What is wrong, and where.
@@ -128,6 +131,9 @@ pub enum Action {
     Ignore,
     /// Re-read the config file (HUP with `--config`).
     Reload,
+    /// Close and reopen every log file (USR1 while any process writes
+    /// one).
+    ReopenLogs,
 }
 
 impl Action {
@@ -139,6 +145,7 @@ impl Action {
             Action::RestartAll => "restart_all",
             Action::Ignore => "ignore",
             Action::Reload => "reload",
+            Action::ReopenLogs => "reopen_logs",
         }
     }
 }
@@ -206,6 +213,19 @@ impl<O: Write, E: Write> Printer<O, E> {
 
     /// Prints one line of a child's output (without its newline).
     pub fn child_line(&mut self, name: &str, stream: Stream, line: &[u8]) {
+        self.child_line_at(None, name, stream, line);
+    }
+
+    /// Prints one line of a child's output (without its newline), after
+    /// the time procmon read it if `time` is given: `TIME [name] line` in
+    /// text, a `"time"` field first in JSON.
+    pub fn child_line_at(
+        &mut self,
+        time: Option<&crate::stamp::Stamp>,
+        name: &str,
+        stream: Stream,
+        line: &[u8],
+    ) {
         if self.out_failed {
             return;
         }
@@ -213,6 +233,10 @@ impl<O: Write, E: Write> Printer<O, E> {
         match self.format {
             LogFormat::Text => {
                 out.reserve(name.len() + line.len().min(LINE_PIECE) + 4);
+                if let Some(time) = time {
+                    out.extend_from_slice(time);
+                    out.push(b' ');
+                }
                 out.push(b'[');
                 let shown = ShownName(name);
                 if shown.is_bare() {
@@ -224,7 +248,14 @@ impl<O: Write, E: Write> Printer<O, E> {
                 out.extend_from_slice(b"] ");
             }
             LogFormat::Json => {
-                out.extend_from_slice(b"{\"name\":");
+                out.push(b'{');
+                if let Some(time) = time {
+                    // A stamp is plain ASCII: nothing to escape.
+                    out.extend_from_slice(b"\"time\":\"");
+                    out.extend_from_slice(time);
+                    out.extend_from_slice(b"\",");
+                }
+                out.extend_from_slice(b"\"name\":");
                 json_string(out, name.as_bytes());
                 out.extend_from_slice(b",\"stream\":\"");
                 out.extend_from_slice(stream.as_str().as_bytes());
@@ -623,6 +654,7 @@ fn write_event_text(
                 Action::RestartAll => "restarting all processes",
                 Action::Ignore => "ignored",
                 Action::Reload => "reloading the config",
+                Action::ReopenLogs => "reopening log files",
             };
             write!(s, "received {signal}: {what}")
         }
@@ -684,6 +716,24 @@ fn write_event_text(
                 s,
                 "{dropped_lines} of procmon's own event lines were dropped: stderr fell {} MiB behind",
                 limit_bytes >> 20
+            ),
+        },
+        Event::LogFile(report) => match report {
+            LogReport::Failing { name, path, error } => write!(
+                s,
+                "[{}] log file {}: {error}; dropping its lines until writing works again",
+                ShownName(name),
+                EscapeInvalid(path.as_os_str().as_encoded_bytes())
+            ),
+            LogReport::WorksAgain {
+                name,
+                path,
+                dropped_lines,
+            } => write!(
+                s,
+                "[{}] log file {} works again; {dropped_lines} lines of it were dropped",
+                ShownName(name),
+                EscapeInvalid(path.as_os_str().as_encoded_bytes())
             ),
         },
         Event::Unwritten {
@@ -965,6 +1015,30 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                     .str("stream", "stderr")
                     .num("dropped_lines", dropped_lines)
                     .num("limit_bytes", limit_bytes);
+            }
+        },
+        Event::LogFile(report) => match report {
+            LogReport::Failing { name, path, error } => {
+                j.str("event", "log_failing")
+                    .str("name", name)
+                    .str(
+                        "path",
+                        &EscapeInvalid(path.as_os_str().as_encoded_bytes()).to_string(),
+                    )
+                    .str("error", error);
+            }
+            LogReport::WorksAgain {
+                name,
+                path,
+                dropped_lines,
+            } => {
+                j.str("event", "log_works_again")
+                    .str("name", name)
+                    .str(
+                        "path",
+                        &EscapeInvalid(path.as_os_str().as_encoded_bytes()).to_string(),
+                    )
+                    .num("dropped_lines", dropped_lines);
             }
         },
         Event::OutputFailed { stream, error } => {
@@ -1557,6 +1631,47 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
         assert_eq!(
             lines[3],
             "{\"event\":\"output_dropped\",\"stream\":\"stderr\",\"dropped_lines\":3,\"limit_bytes\":1048576}"
+        );
+    }
+
+    #[test]
+    fn lines_carry_their_time_when_asked_and_log_reports_are_told() {
+        let stamp = *b"2026-12-06T06:21:33.123Z";
+        let failing = LogReport::Failing {
+            name: "web".into(),
+            path: "/var/log/web.log".into(),
+            error: "writing: No space left on device (os error 28)".into(),
+        };
+        let again = LogReport::WorksAgain {
+            name: "web".into(),
+            path: "/var/log/web.log".into(),
+            dropped_lines: 12,
+        };
+        let (out, err) = print(LogFormat::Text, |p| {
+            p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");
+            p.child_line("web", Stream::Stderr, b"plain");
+            p.event(&Event::LogFile(&failing));
+            p.event(&Event::LogFile(&again));
+        });
+        assert_eq!(out, "2026-12-06T06:21:33.123Z [web] hi\n[web] plain\n");
+        assert_eq!(
+            err,
+            "procmon: [web] log file /var/log/web.log: writing: No space left on device (os error 28); dropping its lines until writing works again\n\
+             procmon: [web] log file /var/log/web.log works again; 12 lines of it were dropped\n"
+        );
+        let (out, err) = print(LogFormat::Json, |p| {
+            p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");
+            p.event(&Event::LogFile(&failing));
+            p.event(&Event::LogFile(&again));
+        });
+        assert_eq!(
+            out,
+            "{\"time\":\"2026-12-06T06:21:33.123Z\",\"name\":\"web\",\"stream\":\"stdout\",\"line\":\"hi\"}\n"
+        );
+        assert_eq!(
+            err,
+            "{\"event\":\"log_failing\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"error\":\"writing: No space left on device (os error 28)\"}\n\
+             {\"event\":\"log_works_again\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"dropped_lines\":12}\n"
         );
     }
 

@@ -7,14 +7,17 @@ use std::time::Duration;
 use procmon_core::{Definitions, Monitor};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
+use crate::config::LogConfig;
 use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
 use crate::http::{BoundListener, MetricsServer};
+use crate::logfile::{LogCounts, LogRouter};
 use crate::output::{Action, Event, Printer};
 use crate::sink::Sink;
+use crate::stamp::Timestamps;
 
-/// Reads and checks the config file anew; the error is one line naming the
-/// file and the place.
-pub type ReadConfig = Box<dyn FnMut() -> Result<Definitions, String>>;
+/// Reads and checks the config file anew, log settings included; the
+/// error is one line naming the file and the place.
+pub type ReadConfig = Box<dyn FnMut() -> Result<(Definitions, LogConfig), String>>;
 
 /// What a run serves besides its processes.
 #[derive(Default)]
@@ -27,6 +30,10 @@ pub struct Extras {
     pub read_config: Option<ReadConfig>,
     /// The metrics listener (`[control] metrics_listen`), bound.
     pub metrics: Option<BoundListener>,
+    /// Where each process's lines go (log files, stdout, timestamps).
+    pub logs: LogConfig,
+    /// `--timestamps`: over the config's settings when given.
+    pub timestamps: Option<Timestamps>,
 }
 
 /// How a run ended, for the exit status.
@@ -46,10 +53,15 @@ pub enum Outcome {
 /// nothing restarts; the run ends once nothing is alive or scheduled. A
 /// second INT sends KILL to everything at once, through the monitor. HUP
 /// stops every process and lets each one restart, or, with a config file
-/// to read again ([`Extras::read_config`]), reloads it. USR1 and USR2 change
-/// nothing: tools send them by habit (logrotate sends USR1 to have logs
-/// reopened), and by default they would kill procmon. Each is announced on
+/// to read again ([`Extras::read_config`]), reloads it. USR1 closes and
+/// reopens every log file (logrotate sends it for that), if any process
+/// writes one; otherwise it, like USR2, changes nothing: tools send them by
+/// habit, and by default they would kill procmon. Each is announced on
 /// the error stream.
+///
+/// Log files are written on a thread of their own too ([`LogRouter`]); a
+/// reload that changes only a process's log settings applies them without
+/// touching the process.
 ///
 /// The printer's streams are written on a thread of their own ([`Sink`]):
 /// a reader who stops reading holds up children's output, never the loop,
@@ -85,9 +97,16 @@ where
         control,
         mut read_config,
         metrics,
+        logs,
+        timestamps,
     } = extras;
+    let router = LogRouter::start(&logs, timestamps)?;
+    router.files_ref().set_waker(supervisor.waker()?);
+    let log_counts = router.files_ref().counts();
     let mut metrics = match metrics {
-        Some(bound) => Some(MetricsServer::attach(bound, &mut supervisor)?),
+        Some(bound) => {
+            Some(MetricsServer::attach(bound, &mut supervisor)?.with_log_counts(log_counts.clone()))
+        }
         None => None,
     };
     let (mut control, (ring_lines, ring_bytes)) = match control {
@@ -108,6 +127,8 @@ where
         feed: control
             .as_ref()
             .map(|_| ControlFeed::new(ring_lines, ring_bytes)),
+        logs: router,
+        log_counts,
     };
     // Signals that came before the loop: a TERM, INT or QUIT among them wins
     // (HUP comes out first, by number); restarting what has not started is
@@ -119,9 +140,10 @@ where
                 early = Some(caught);
                 break;
             }
+            // Nothing is open yet: a reopen now is nothing to do.
             CaughtSignal::User1 | CaughtSignal::User2 => observer.printer.event(&Event::Received {
                 signal: caught.name(),
-                action: Action::Ignore,
+                action: user_action(caught, &observer.logs),
             }),
             CaughtSignal::Hangup => {}
         }
@@ -135,7 +157,11 @@ where
         for report in sink.take_reports() {
             observer.printer.event(&Event::Sink(&report));
         }
+        for report in observer.logs.files_ref().take_reports() {
+            observer.printer.event(&Event::LogFile(&report));
+        }
         observer.printer.flush();
+        observer.logs.files().flush();
         let failed = match observer.printer.take_output_error() {
             Some(error) => Some(("stdout", error)),
             None => sink.reader_gone().map(|gone| (gone.stream, gone.error)),
@@ -161,7 +187,7 @@ where
             // What escaped descendants left in earlier instances' pipes.
             supervisor.finish_output(&mut observer);
             observer.printer.event(&Event::Stopped);
-            finish(&sink, &mut observer.printer);
+            finish(&sink, &mut observer.printer, &mut observer.logs);
             return Ok(outcome);
         }
         // With output piling up, children's pipes wait (the observer says
@@ -169,7 +195,7 @@ where
         // anything else waits to be written, it looks a little later
         // whether a reader has gone. Idle, with everything written, stays
         // idle.
-        let mut timeout = if sink.congested() {
+        let mut timeout = if sink.congested() || observer.logs.files_ref().congested() {
             Some(CONGESTED_RECHECK)
         } else {
             sink.busy().then_some(WRITING_RECHECK)
@@ -192,7 +218,7 @@ where
                     // has failed, so its monitor is no longer to be trusted
                     // with the job.
                     drop(supervisor);
-                    finish(&sink, &mut observer.printer);
+                    finish(&sink, &mut observer.printer, &mut observer.logs);
                     return Err(error);
                 }
             },
@@ -202,8 +228,21 @@ where
             server.serve(&mut supervisor, &ready);
         }
         if let Some(server) = control.as_mut() {
-            let mut reread = || read_config.as_mut().map(|read| read());
+            // The core sees the definitions; the log settings wait here
+            // until the reload is known to be applied.
+            let mut new_logs = None;
+            let mut reread = || {
+                read_config.as_mut().map(|read| {
+                    read().map(|(definitions, logs)| {
+                        new_logs = Some(logs);
+                        definitions
+                    })
+                })
+            };
             let served = server.serve(&mut supervisor, &mut observer, &ready, &mut reread);
+            if let (Some(Ok((_, false))), Some(logs)) = (&served.reloaded, new_logs) {
+                observer.logs.configure(&logs);
+            }
             report_served(&served, &mut observer, &supervisor);
             if served.shutdown && !stopping {
                 observer.printer.event(&Event::Received {
@@ -227,8 +266,7 @@ where
             CaughtSignal::Terminate | CaughtSignal::Quit | CaughtSignal::Hangup => {
                 Action::AlreadyStopping
             }
-            // USR1 will reopen log files once procmon writes any.
-            CaughtSignal::User1 | CaughtSignal::User2 => Action::Ignore,
+            CaughtSignal::User1 | CaughtSignal::User2 => user_action(caught, &observer.logs),
         };
         observer.printer.event(&Event::Received {
             signal: caught.name(),
@@ -251,18 +289,27 @@ where
                 let read = read_config.as_mut().expect("Reload only with a config");
                 let reloaded = match read() {
                     Err(error) => Err(error),
-                    Ok(definitions) => supervisor
-                        .call(&mut observer, |monitor, now| {
-                            monitor.reload(now, definitions)
-                        })
-                        .map(|plan| (plan, false))
-                        .map_err(|e| e.to_string()),
+                    Ok((definitions, logs)) => {
+                        let plan = supervisor
+                            .call(&mut observer, |monitor, now| {
+                                monitor.reload(now, definitions)
+                            })
+                            .map(|plan| (plan, false))
+                            .map_err(|e| e.to_string());
+                        if plan.is_ok() {
+                            observer.logs.configure(&logs);
+                        }
+                        plan
+                    }
                 };
                 let served = Served {
                     reloaded: Some(reloaded),
                     ..Served::default()
                 };
                 report_served(&served, &mut observer, &supervisor);
+            }
+            Action::ReopenLogs => {
+                observer.logs.files().reopen();
             }
             Action::AlreadyStopping | Action::Ignore => {}
         }
@@ -289,10 +336,24 @@ const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
 /// reader has gone.
 const WRITING_RECHECK: Duration = Duration::from_millis(100);
 
+/// What USR1 or USR2 does: USR1 reopens the log files if there are any.
+fn user_action(caught: CaughtSignal, logs: &LogRouter) -> Action {
+    if caught == CaughtSignal::User1 && !logs.files_ref().is_empty() {
+        Action::ReopenLogs
+    } else {
+        Action::Ignore
+    }
+}
+
 /// Writes out what is left, waiting by the exit rules, then tells on
 /// stderr what could not be written or was dropped unreported, and waits
-/// (by the same rules) for that to be written too.
-fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>) {
+/// (by the same rules) for that to be written too. The log files first:
+/// what they report goes to stderr.
+fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>, logs: &mut LogRouter) {
+    logs.files().drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
+    for report in logs.files_ref().take_reports() {
+        printer.event(&Event::LogFile(&report));
+    }
     printer.flush();
     let left = sink.drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
     let reports = sink.take_reports();
@@ -358,6 +419,10 @@ struct Printing<'a, O: Write, E: Write> {
     /// What the control socket serves from (recent lines, state changes);
     /// none without a socket, so a plain run keeps no copy of its lines.
     feed: Option<ControlFeed>,
+    /// Where each process's lines go.
+    logs: LogRouter,
+    /// Lines dropped from log files, for status and metrics.
+    log_counts: LogCounts,
 }
 
 impl<O: Write, E: Write> Feeds for Printing<'_, O, E> {
@@ -366,11 +431,19 @@ impl<O: Write, E: Write> Feeds for Printing<'_, O, E> {
             .as_mut()
             .expect("a control server runs only with its feed")
     }
+
+    fn reopen_logs(&mut self) -> usize {
+        self.logs.files().reopen()
+    }
+
+    fn log_counts(&self) -> LogCounts {
+        self.log_counts.clone()
+    }
 }
 
 impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
     fn accepts_output(&mut self) -> bool {
-        !self.sink.congested()
+        !self.sink.congested() && !self.logs.files_ref().congested()
     }
 
     fn notice(&mut self, notice: Notice<'_>) {
@@ -378,7 +451,9 @@ impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
             feed.notice(&notice);
         }
         match notice {
-            Notice::Output { name, stream, line } => self.printer.child_line(name, stream, line),
+            Notice::Output { name, stream, line } => {
+                self.logs.line(&mut self.printer, name, stream, line)
+            }
             // State changes are for `procmon ctl watch`; the log already
             // says what caused each.
             Notice::StateChanged { .. } => {}

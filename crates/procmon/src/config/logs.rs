@@ -149,7 +149,9 @@ impl Parser<'_> {
         top: bool,
     ) -> Result<bool, ConfigError> {
         match key {
-            "log_file" if !top => keys.file = Some((self.log_path("log_file", value)?, value.span())),
+            "log_file" if !top => {
+                keys.file = Some((self.log_path("log_file", value)?, value.span()))
+            }
             "log_dir" if top => keys.dir = Some((self.log_path("log_dir", value)?, value.span())),
             "log_max_bytes" => {
                 let int = value.get_ref().as_integer().ok_or_else(|| {
@@ -177,9 +179,10 @@ impl Parser<'_> {
                 keys.backups = Some(self.bounded("log_backups", "files", max, value)? as u32);
             }
             "log_stdout" => {
-                keys.stdout = Some(value.get_ref().as_bool().ok_or_else(|| {
-                    self.wrong_type(value, "`log_stdout` must be true or false")
-                })?);
+                keys.stdout =
+                    Some(value.get_ref().as_bool().ok_or_else(|| {
+                        self.wrong_type(value, "`log_stdout` must be true or false")
+                    })?);
             }
             "log_file_mode" => keys.mode = Some(self.file_mode(value)?),
             "timestamps" => {
@@ -278,9 +281,10 @@ impl Parser<'_> {
                     check(path.parent().unwrap_or(Path::new(".")), "log_file", span);
                     Some((path.clone(), span.clone()))
                 }
-                (None, Some((dir, _))) => {
-                    Some((dir.join(self.log_file_name(name, name_span)?), name_span.clone()))
-                }
+                (None, Some((dir, _))) => Some((
+                    dir.join(self.log_file_name(name, name_span)?),
+                    name_span.clone(),
+                )),
                 (None, None) => None,
             };
             if let Some((path, span)) = &path {
