@@ -603,16 +603,21 @@ impl Writer {
                 std::mem::take(&mut state.queue)
             };
             let mut reports = Vec::new();
-            let mut written = 0;
             for item in items {
-                if let Item::Lines(batch) = &item {
-                    written += batch.bytes.len();
-                }
+                let written = match &item {
+                    Item::Lines(batch) => batch.bytes.len(),
+                    _ => 0,
+                };
                 self.handle(item, &mut reports);
+                // Progress after each batch, not each turn: a long queue on
+                // a slow disk is not a stuck writer.
+                if written > 0 {
+                    let mut state = shared.lock();
+                    state.held_bytes -= written;
+                    state.last_progress = Instant::now();
+                }
             }
             let mut state = shared.lock();
-            state.held_bytes -= written;
-            state.last_progress = Instant::now();
             if !reports.is_empty() {
                 state.reports.extend(reports);
                 let waker = shared.waker.lock().unwrap_or_else(|e| e.into_inner());
@@ -1078,6 +1083,50 @@ mod tests {
         logs.configure(&LogConfig::default());
         assert_eq!(logs.counts().dropped("a"), None);
         assert!(logs.file_of("a").is_none());
+    }
+
+    #[test]
+    fn past_the_hard_limit_lines_are_dropped_counted_and_told() {
+        let dir = Dir::new("hard");
+        let path = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, u64::MAX, 1)));
+        let file = logs.file_of("a").unwrap();
+        // Handed over at once, faster than any disk: 24 MiB in lines of
+        // 1 KiB, 256 to a batch.
+        let line = [b'x'; 1023];
+        for _ in 0..96 {
+            let mut bytes = Vec::new();
+            for _ in 0..256 {
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+            }
+            logs.pending.push(Batch {
+                file,
+                bytes,
+                lines: 256,
+            });
+        }
+        logs.flush();
+        drain(&mut logs);
+        let written = std::fs::metadata(&path).unwrap().len();
+        assert!(written as usize <= HARD_LIMIT, "{written}");
+        let dropped = logs.counts().dropped("a").unwrap();
+        assert_eq!(written / 1024 + dropped, 96 * 256);
+        assert!(dropped >= 7 * 1024, "{dropped}");
+        logs.line(file, None, Stream::Stdout, b"after");
+        drain(&mut logs);
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [
+                    LogReport::Failing { error, .. },
+                    LogReport::WorksAgain { dropped_lines, .. }
+                ] if error.contains("16 MiB behind") && *dropped_lines == dropped
+            ),
+            "{reports:?}"
+        );
     }
 
     #[test]
