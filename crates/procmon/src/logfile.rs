@@ -1130,6 +1130,53 @@ mod tests {
     }
 
     #[test]
+    fn the_router_sends_each_line_where_its_process_says() {
+        use crate::output::LogFormat;
+        let dir = Dir::new("router");
+        let path = dir.0.join("both.log");
+        let mut config = LogConfig::default();
+        let with_file = |stdout| LogSettings {
+            file: Some(settings(&path, 1 << 20, 1)),
+            stdout,
+            timestamps: None,
+        };
+        config.processes = vec![
+            ("both".to_string(), with_file(true)),
+            (
+                "quiet".to_string(),
+                LogSettings {
+                    stdout: false,
+                    ..LogSettings::default()
+                },
+            ),
+        ];
+        let mut router = LogRouter::start(&config, None).unwrap();
+        let mut printer = Printer::new(LogFormat::Text, Vec::new(), Vec::new());
+        router.line(&mut printer, "both", Stream::Stdout, b"one");
+        router.line(&mut printer, "quiet", Stream::Stdout, b"nowhere");
+        router.line(&mut printer, "unknown", Stream::Stderr, b"stdout only");
+        assert!(router
+            .files()
+            .drain(Duration::from_secs(20), Duration::from_secs(20)));
+        let (out, _) = printer.into_inner().unwrap();
+        // Stdout has no time by default; the file has.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[both] one\n[unknown] stdout only\n"
+        );
+        let file = read(&path);
+        assert_eq!(&file[24..], " stdout one\n", "{file}");
+        // --timestamps off wins over the file's default.
+        let mut router = LogRouter::start(&config, Some(Timestamps::Off)).unwrap();
+        let mut printer = Printer::new(LogFormat::Text, Vec::new(), Vec::new());
+        router.line(&mut printer, "both", Stream::Stderr, b"two");
+        assert!(router
+            .files()
+            .drain(Duration::from_secs(20), Duration::from_secs(20)));
+        assert!(read(&path).ends_with("\nstderr two\n"), "{}", read(&path));
+    }
+
+    #[test]
     fn reopen_follows_a_moved_file_and_loses_nothing() {
         let dir = Dir::new("reopen");
         let path = dir.0.join("a.log");

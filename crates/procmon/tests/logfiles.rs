@@ -110,6 +110,9 @@ log_stdout = false
     }
     assert_eq!(consecutive(all.lines(), 1), 100_000);
     assert_eq!(procmon.process("count")["log_dropped_lines"], json!(0));
+    // Not on stdout, and still kept in memory for `ctl logs`.
+    let recent = procmon.ctl(&["logs", "count", "-n", "1"]);
+    assert_eq!(text(&recent.stdout), "[count] 100000\n");
 }
 
 #[test]
