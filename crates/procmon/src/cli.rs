@@ -138,7 +138,8 @@ SIGNALS
   INT again         KILL every process at once
   HUP               with --config: read the file again and apply what changed (as
                     `procmon ctl reload`); else stop every process and let each restart
-  USR1, USR2        reported on stderr and otherwise ignored
+  USR1              close and reopen every log file (for logrotate), if any; else ignored
+  USR2              reported on stderr and otherwise ignored
   PIPE              ignored (a write to a reader that is gone fails instead)
 
 CONFIG FILE (--config FILE)
@@ -172,6 +173,16 @@ CONFIG FILE (--config FILE)
   give_up_after = 5             # after 5 quick deaths in a row (lives shorter
                                 #   than threshold), stop restarting it
   retry_failed_after = 600      # then try again after 600 s (needs give_up_after)
+
+  # Optional log files (docs/logging.md); each key also at the top level, as
+  # the default for every process, except log_file (top level: log_dir).
+  log_file = "/var/log/web.log" # both streams: `TIME stdout LINE`, `TIME stderr LINE`
+  log_max_bytes = 10485760      # rotate before a line would pass this (10 MiB)
+  log_backups = 5               # keep web.log.1 .. web.log.5
+  log_stdout = true             # lines also on procmon's stdout
+  log_file_mode = "0640"        # of a file procmon creates
+  timestamps = "rfc3339"        # or "off"; default: off on stdout, on in files
+  # At the top level: log_dir = "/var/log/procmon" gives each process NAME.log.
 
   [control]                     # optional: the control socket (`procmon ctl`)
   socket = "/run/procmon/web.sock"   # default: --socket, $PROCMON_SOCKET, else

@@ -34,6 +34,17 @@
 //! give_up_after = 5              # quick deaths in a row before it is `failed`
 //! retry_failed_after = 600       # seconds; needs give_up_after
 //!
+//! # Log files (docs/logging.md); each key also at the top level as the
+//! # default for every process, except log_file (there: log_dir = "DIR",
+//! # giving each process DIR/NAME.log).
+//! log_file = "/var/log/web.log"  # both streams, `TIME stdout LINE` and
+//!                                # `TIME stderr LINE`; its directory must exist
+//! log_max_bytes = 10485760       # rotate before a line would pass this
+//! log_backups = 5                # keep web.log.1 (newest) .. web.log.5
+//! log_stdout = true              # lines also on procmon's stdout
+//! log_file_mode = "0640"         # of a new file; or 0o640
+//! timestamps = "rfc3339"         # or "off"; default: off on stdout, on in files
+//!
 //! [control]                      # the control socket (`procmon ctl`)
 //! socket = "/run/procmon/web.sock"   # default: see docs/control.md
 //! allow_uids = [1000]            # besides root and procmon's own user
