@@ -93,18 +93,29 @@ pub enum LogReport {
 }
 
 /// Lines dropped per process since it got its file, for `ctl status` and
-/// the metrics; shared with the writer thread.
+/// the metrics; shared with the writer thread. Each count is kept with its
+/// file's id, so that the writer, working through older items, can neither
+/// count for nor remove a file the loop has since replaced.
 #[derive(Clone, Debug, Default)]
-pub struct LogCounts(Arc<Mutex<HashMap<String, u64>>>);
+pub struct LogCounts(Arc<Mutex<HashMap<String, (FileId, u64)>>>);
 
 impl LogCounts {
     /// Lines of `name` dropped from its file, or `None` if it has no file.
     pub fn dropped(&self, name: &str) -> Option<u64> {
-        self.lock().get(name).copied()
+        self.lock().get(name).map(|&(_, count)| count)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (FileId, u64)>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds to the count of `name`'s file `file`, if that is still its file.
+    fn add(&self, name: &str, file: FileId, lines: u64) {
+        if let Some((id, count)) = self.lock().get_mut(name) {
+            if *id == file {
+                *count += lines;
+            }
+        }
     }
 }
 
@@ -274,12 +285,13 @@ impl LogFiles {
             items.push(Item::Close { file: *id });
         }
         self.files = keep;
-        // Known to the counts at once, so status shows 0 before any line.
+        // Known to the counts at once, so status shows 0 before any line;
+        // a process that keeps its file keeps its count.
         {
             let mut counts = self.counts.lock();
-            counts.retain(|name, _| self.files.contains_key(name));
-            for name in self.files.keys() {
-                counts.entry(name.clone()).or_insert(0);
+            counts.retain(|name, (id, _)| self.files.get(name).is_some_and(|(f, _)| f == id));
+            for (name, (id, _)) in &self.files {
+                counts.entry(name.clone()).or_insert((*id, 0));
             }
         }
         self.send(items);
@@ -663,7 +675,7 @@ impl Writer {
             }
             Item::Lines(batch) => {
                 if let Some(state) = self.files.get_mut(&batch.file) {
-                    state.write(&batch.bytes, &self.counts, reports);
+                    state.write(batch.file, &batch.bytes, &self.counts, reports);
                 }
             }
             Item::Dropped { file, lines } => {
@@ -672,7 +684,7 @@ impl Writer {
                         "the writer fell {} MiB behind (a slow disk?)",
                         HARD_LIMIT >> 20
                     );
-                    state.dropped(lines, &why, &self.counts, reports);
+                    state.dropped(file, lines, &why, &self.counts, reports);
                 }
             }
         }
@@ -681,13 +693,19 @@ impl Writer {
 
 impl FileState {
     /// Writes whole lines, rotating between them as the size requires.
-    fn write(&mut self, bytes: &[u8], counts: &LogCounts, reports: &mut Vec<LogReport>) {
+    fn write(
+        &mut self,
+        id: FileId,
+        bytes: &[u8],
+        counts: &LogCounts,
+        reports: &mut Vec<LogReport>,
+    ) {
         let mut rest = bytes;
         while !rest.is_empty() {
             let max = self.settings.max_bytes;
             let open = match self.open_now() {
                 Ok(open) => open,
-                Err(e) => return self.failed(rest, "opening", &e, counts, reports),
+                Err(e) => return self.failed(id, rest, "opening", &e, counts, reports),
             };
             let room = max.saturating_sub(open.size);
             let take = whole_lines_within(rest, room);
@@ -698,7 +716,7 @@ impl FileState {
                 first_line(rest)
             } else {
                 if let Err(e) = self.rotate() {
-                    return self.failed(rest, "rotating", &e, counts, reports);
+                    return self.failed(id, rest, "rotating", &e, counts, reports);
                 }
                 continue;
             };
@@ -725,7 +743,7 @@ impl FileState {
                     if whole > 0 {
                         self.works(reports);
                     }
-                    return self.failed(&rest[whole..], "writing", &e, counts, reports);
+                    return self.failed(id, &rest[whole..], "writing", &e, counts, reports);
                 }
             }
         }
@@ -814,6 +832,7 @@ impl FileState {
     /// closed, to be tried again with the next lines.
     fn failed(
         &mut self,
+        id: FileId,
         rest: &[u8],
         doing: &str,
         error: &io::Error,
@@ -822,10 +841,17 @@ impl FileState {
     ) {
         self.open = None;
         let lines = rest.iter().filter(|&&b| b == b'\n').count() as u64;
-        self.dropped(lines, &format!("{doing}: {error}"), counts, reports);
+        self.dropped(id, lines, &format!("{doing}: {error}"), counts, reports);
     }
 
-    fn dropped(&mut self, lines: u64, why: &str, counts: &LogCounts, reports: &mut Vec<LogReport>) {
+    fn dropped(
+        &mut self,
+        id: FileId,
+        lines: u64,
+        why: &str,
+        counts: &LogCounts,
+        reports: &mut Vec<LogReport>,
+    ) {
         if lines == 0 {
             return;
         }
@@ -837,7 +863,7 @@ impl FileState {
             });
         }
         *self.dropping.get_or_insert(0) += lines;
-        *counts.lock().entry(self.name.clone()).or_insert(0) += lines;
+        counts.add(&self.name, id, lines);
     }
 }
 
