@@ -182,9 +182,11 @@ fn reopen_after_a_move_loses_nothing_by_usr1_or_ctl() {
     // SAFETY: a plain kill to the procmon this test started.
     unsafe { libc::kill(procmon.child.id() as i32, libc::SIGUSR1) };
     procmon.until("a new file after USR1", || lines_in(&path) >= 10);
-    assert!(procmon
-        .stderr()
-        .contains("procmon: received USR1: reopening log files\n"));
+    procmon.until("USR1 told", || {
+        procmon
+            .stderr()
+            .contains("procmon: received USR1: reopening log files\n")
+    });
     std::fs::rename(&path, logs.path("c.log.r2")).unwrap();
     let reopened = procmon.ctl(&["reopen-logs"]);
     assert_eq!(
@@ -259,13 +261,14 @@ log_stdout = false
             .as_u64()
             .is_some_and(|n| n > 500)
     });
-    let err = procmon.stderr();
-    assert!(
+    // Counted first, then told: the report crosses to the loop and out.
+    procmon.until("the drops told on stderr", || {
+        let err = procmon.stderr();
         err.contains("procmon: [full] log file ")
             && err.contains("No space left on device")
-            && err.contains("; dropping its lines until writing works again\n"),
-        "{err}"
-    );
+            && err.contains("; dropping its lines until writing works again\n")
+    });
+    let err = procmon.stderr();
     assert_eq!(
         err.matches("dropping its lines").count(),
         1,
