@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use procmon_core::{EscapeInvalid, Stream};
 
-use crate::config::{LogConfig, LogFile};
+use crate::config::{LogConfig, LogFile, LogSettings};
 use crate::output::Printer;
 use crate::stamp::{Clock, Stamp, Timestamps};
 
@@ -380,6 +380,10 @@ impl LogFiles {
     /// Whether children's output should wait in their pipes: much is
     /// queued and the writer is making progress with it.
     pub fn congested(&self) -> bool {
+        // Asked before every read of a pipe: with no file, no lock.
+        if self.files.is_empty() {
+            return false;
+        }
         let state = self.shared.lock();
         state.held_bytes > SOFT_LIMIT && state.last_progress.elapsed() < STALL_PATIENCE
     }
@@ -495,9 +499,13 @@ impl LogRouter {
     /// touched.
     pub fn configure(&mut self, config: &LogConfig) {
         self.files.configure(config);
+        // A process whose way is the default one is left out, so that a
+        // run without log settings pays no lookup per line.
+        let default = LogSettings::default();
         self.routes = config
             .processes
             .iter()
+            .filter(|(_, settings)| *settings != default)
             .map(|(name, settings)| {
                 let timestamps = self.timestamps.or(settings.timestamps);
                 let route = Route {
@@ -521,6 +529,10 @@ impl LogRouter {
         stream: Stream,
         line: &[u8],
     ) {
+        if self.routes.is_empty() && self.timestamps.is_none() {
+            printer.child_line(name, stream, line);
+            return;
+        }
         let route = self.routes.get(name).copied().unwrap_or(Route {
             file: None,
             stdout: true,
