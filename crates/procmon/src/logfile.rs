@@ -466,6 +466,8 @@ impl Drop for LogFiles {
 pub struct LogRouter {
     files: LogFiles,
     routes: HashMap<String, Route>,
+    /// Each process's settings as last taken, to tell what a reload changed.
+    settings: HashMap<String, LogSettings>,
     /// `--timestamps`, which overrides the config's.
     timestamps: Option<Timestamps>,
     clock: Clock,
@@ -487,6 +489,7 @@ impl LogRouter {
         let mut router = LogRouter {
             files: LogFiles::start()?,
             routes: HashMap::new(),
+            settings: HashMap::new(),
             timestamps,
             clock: Clock::default(),
         };
@@ -496,8 +499,16 @@ impl LogRouter {
 
     /// Takes new settings (a reload): files are opened, changed and closed
     /// as [`LogFiles::configure`] says, and the running processes are not
-    /// touched.
-    pub fn configure(&mut self, config: &LogConfig) {
+    /// touched. Gives the processes, kept from before, whose settings
+    /// changed (the core's reload plan cannot tell of them).
+    pub fn configure(&mut self, config: &LogConfig) -> Vec<String> {
+        let changed = config
+            .processes
+            .iter()
+            .filter(|(name, new)| self.settings.get(name).is_some_and(|old| old != new))
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.settings = config.processes.iter().cloned().collect();
         self.files.configure(config);
         // A process whose way is the default one is left out, so that a
         // run without log settings pays no lookup per line.
@@ -517,6 +528,7 @@ impl LogRouter {
                 (name.clone(), route)
             })
             .collect();
+        changed
     }
 
     /// Sends one line of `name` where it goes. A name with no settings (a

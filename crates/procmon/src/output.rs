@@ -97,6 +97,12 @@ pub enum Event<'a> {
     Sink(&'a crate::sink::SinkReport),
     /// A log file's lines started being dropped, or are written again.
     LogFile(&'a crate::logfile::LogReport),
+    /// A reload changed these processes' log settings, applied without
+    /// restarting them.
+    LogSettingsChanged {
+        /// The processes, in config order.
+        names: &'a [String],
+    },
     /// A reload found the config invalid and changed nothing.
     ReloadFailed {
         /// What is wrong, and where.
@@ -718,6 +724,16 @@ fn write_event_text(
                 limit_bytes >> 20
             ),
         },
+        Event::LogSettingsChanged { names } => {
+            s.push_str("log settings changed, applied without a restart: ");
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                write!(s, "{}", ShownName(name))?;
+            }
+            Ok(())
+        }
         Event::LogFile(report) => match report {
             LogReport::Failing { name, path, error } => write!(
                 s,
@@ -1017,6 +1033,17 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                     .num("limit_bytes", limit_bytes);
             }
         },
+        Event::LogSettingsChanged { names } => {
+            let mut list = vec![b'['];
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    list.push(b',');
+                }
+                json_string(&mut list, name.as_bytes());
+            }
+            list.push(b']');
+            j.str("event", "log_settings_changed").raw("names", &list);
+        }
         Event::LogFile(report) => match report {
             LogReport::Failing { name, path, error } => {
                 j.str("event", "log_failing")
@@ -1652,17 +1679,24 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             p.child_line("web", Stream::Stderr, b"plain");
             p.event(&Event::LogFile(&failing));
             p.event(&Event::LogFile(&again));
+            p.event(&Event::LogSettingsChanged {
+                names: &["web".to_string(), "db".to_string()],
+            });
         });
         assert_eq!(out, "2026-12-06T06:21:33.123Z [web] hi\n[web] plain\n");
         assert_eq!(
             err,
             "procmon: [web] log file /var/log/web.log: writing: No space left on device (os error 28); dropping its lines until writing works again\n\
-             procmon: [web] log file /var/log/web.log works again; 12 lines of it were dropped\n"
+             procmon: [web] log file /var/log/web.log works again; 12 lines of it were dropped\n\
+             procmon: log settings changed, applied without a restart: web, db\n"
         );
         let (out, err) = print(LogFormat::Json, |p| {
             p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");
             p.event(&Event::LogFile(&failing));
             p.event(&Event::LogFile(&again));
+            p.event(&Event::LogSettingsChanged {
+                names: &["web".to_string()],
+            });
         });
         assert_eq!(
             out,
@@ -1671,7 +1705,8 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
         assert_eq!(
             err,
             "{\"event\":\"log_failing\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"error\":\"writing: No space left on device (os error 28)\"}\n\
-             {\"event\":\"log_works_again\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"dropped_lines\":12}\n"
+             {\"event\":\"log_works_again\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"dropped_lines\":12}\n\
+             {\"event\":\"log_settings_changed\",\"names\":[\"web\"]}\n"
         );
     }
 

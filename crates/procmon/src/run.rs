@@ -240,10 +240,12 @@ where
                 })
             };
             let served = server.serve(&mut supervisor, &mut observer, &ready, &mut reread);
-            if let (Some(Ok((_, false))), Some(logs)) = (&served.reloaded, new_logs) {
-                observer.logs.configure(&logs);
-            }
+            let log_changes = match (&served.reloaded, new_logs) {
+                (Some(Ok((_, false))), Some(logs)) => observer.logs.configure(&logs),
+                _ => Vec::new(),
+            };
             report_served(&served, &mut observer, &supervisor);
+            report_log_changes(&log_changes, &mut observer.printer);
             if served.shutdown && !stopping {
                 observer.printer.event(&Event::Received {
                     signal: "shutdown",
@@ -287,6 +289,7 @@ where
             }
             Action::Reload => {
                 let read = read_config.as_mut().expect("Reload only with a config");
+                let mut log_changes = Vec::new();
                 let reloaded = match read() {
                     Err(error) => Err(error),
                     Ok((definitions, logs)) => {
@@ -297,7 +300,7 @@ where
                             .map(|plan| (plan, false))
                             .map_err(|e| e.to_string());
                         if plan.is_ok() {
-                            observer.logs.configure(&logs);
+                            log_changes = observer.logs.configure(&logs);
                         }
                         plan
                     }
@@ -307,6 +310,7 @@ where
                     ..Served::default()
                 };
                 report_served(&served, &mut observer, &supervisor);
+                report_log_changes(&log_changes, &mut observer.printer);
             }
             Action::ReopenLogs => {
                 observer.logs.files().reopen();
@@ -404,6 +408,14 @@ fn report_served<O: Write, E: Write>(
             }
         }
         Some(Err(error)) => observer.printer.event(&Event::ReloadFailed { error }),
+    }
+}
+
+/// Tells procmon's own log which processes a reload changed the log
+/// settings of: the core's plan, told just before, cannot see them.
+fn report_log_changes<O: Write, E: Write>(names: &[String], printer: &mut Printer<O, E>) {
+    if !names.is_empty() {
+        printer.event(&Event::LogSettingsChanged { names });
     }
 }
 
