@@ -1074,12 +1074,19 @@ mod tests {
         for n in 3..=6 {
             assert!(!backup(&path, n).exists(), "{n}");
         }
-        // No backups: the file starts afresh.
+        // No backups: the file starts afresh, a new file rather than the
+        // old one truncated (so that `tail -F` follows).
+        use std::os::unix::fs::MetadataExt;
         logs.configure(&config("a", settings(&path, 10, 0)));
         logs.line(file, None, Stream::Stdout, b"z1");
+        drain(&mut logs);
+        // Held open, as a reader following it would.
+        let first = File::open(&path).unwrap();
         logs.line(file, None, Stream::Stdout, b"z2");
         drain(&mut logs);
         assert_eq!(read(&path), "stdout z2\n");
+        assert_eq!(first.metadata().unwrap().nlink(), 0, "removed");
+        assert_eq!(first.metadata().unwrap().len(), 10, "not truncated");
         assert!(!backup(&path, 1).exists());
     }
 
@@ -1090,13 +1097,14 @@ mod tests {
         let path = dir.0.join("a.log");
         let mut logs = LogFiles::start().unwrap();
         let mut file_settings = settings(&path, 1000, 1);
-        file_settings.mode = 0o604;
+        // What a usual umask (022) would cut to 0644.
+        file_settings.mode = 0o666;
         logs.configure(&config("a", file_settings));
         let file = logs.file_of("a").unwrap();
         logs.line(file, None, Stream::Stderr, b"x");
         drain(&mut logs);
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
-        assert_eq!(mode, 0o604);
+        assert_eq!(mode, 0o666);
     }
 
     #[test]
