@@ -140,11 +140,18 @@ where
                 early = Some(caught);
                 break;
             }
-            // Nothing is open yet: a reopen now is nothing to do.
-            CaughtSignal::User1 | CaughtSignal::User2 => observer.printer.event(&Event::Received {
-                signal: caught.name(),
-                action: user_action(caught, &observer.logs),
-            }),
+            CaughtSignal::User1 | CaughtSignal::User2 => {
+                let action = user_action(caught, &observer.logs);
+                observer.printer.event(&Event::Received {
+                    signal: caught.name(),
+                    action,
+                });
+                // Nothing is open yet; done all the same, so that what is
+                // told is what was done.
+                if action == Action::ReopenLogs {
+                    observer.logs.files().reopen();
+                }
+            }
             CaughtSignal::Hangup => {}
         }
     }
