@@ -276,7 +276,10 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
             Ok(0)
         }
         Verb::ReopenLogs => {
-            println!("reopening {} log files", text(&result["files"]));
+            match result["files"].as_u64() {
+                Some(1) => println!("reopening 1 log file"),
+                _ => println!("reopening {} log files", text(&result["files"])),
+            }
             Ok(0)
         }
     }

@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod fuzzing;
 pub mod http;
 pub mod logfile;
+pub mod logroute;
 pub mod output;
 pub mod protocol;
 pub mod ring;

@@ -195,7 +195,7 @@ fn reopen_after_a_move_loses_nothing_by_usr1_or_ctl() {
         "{}",
         text(&reopened.stderr)
     );
-    assert_eq!(text(&reopened.stdout), "reopening 1 log files\n");
+    assert_eq!(text(&reopened.stdout), "reopening 1 log file\n");
     procmon.until("a new file after reopen-logs", || lines_in(&path) >= 10);
     // Stop it, so the last lines are written.
     let stopped = procmon.ctl(&["stop", "c", "--wait"]);
