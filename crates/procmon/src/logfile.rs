@@ -796,7 +796,10 @@ fn first_line(bytes: &[u8]) -> usize {
         .map_or(bytes.len(), |at| at + 1)
 }
 
-/// Writes all of `bytes`; on failure, how much was written first.
+/// Writes all of `bytes`; on failure, how much was written first. A full
+/// pipe (a FIFO as the log file, read by a slow shipper: `EAGAIN`, as the
+/// file is opened non-blocking) is waited for, as a slow disk is: the
+/// queue's bounds and [`STALL_PATIENCE`] keep that from holding children.
 fn write_counting(to: &mut File, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
     let mut written = 0;
     while written < bytes.len() {
@@ -804,6 +807,9 @@ fn write_counting(to: &mut File, bytes: &[u8]) -> Result<(), (usize, io::Error)>
             Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             Err(e) => return Err((written, e)),
         }
     }
@@ -1062,6 +1068,146 @@ mod tests {
                     LogReport::Failing { error, .. },
                     LogReport::WorksAgain { dropped_lines, .. }
                 ] if error.contains("16 MiB behind") && *dropped_lines == dropped
+            ),
+            "{reports:?}"
+        );
+    }
+
+    /// A FIFO at `path`, and its reading end, opened before the writer
+    /// opens it (else its open would fail with `ENXIO`).
+    fn fifo(path: &Path) -> File {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .unwrap()
+    }
+
+    /// Reads `from` until `lines` newlines came, `chunk` bytes at a time
+    /// with `pause` between reads: a slow shipper. Gives what it read.
+    fn read_slowly(
+        mut from: File,
+        lines: usize,
+        chunk: usize,
+        pause: Duration,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut got = Vec::new();
+            let mut buffer = vec![0; chunk];
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while got.iter().filter(|&&b| b == b'\n').count() < lines {
+                assert!(Instant::now() < deadline, "never got {lines} lines");
+                match from.read(&mut buffer) {
+                    Ok(n) => got.extend_from_slice(&buffer[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+                std::thread::sleep(pause);
+            }
+            got
+        })
+    }
+
+    #[test]
+    fn a_slow_reader_holds_children_back_and_loses_nothing() {
+        let dir = Dir::new("slow");
+        let path = dir.0.join("a.fifo");
+        let reader = fifo(&path);
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, u64::MAX, 1)));
+        let file = logs.file_of("a").unwrap();
+        // 4 MiB, read at about 6 MiB/s: seconds of congestion.
+        const LINES: usize = 40_000;
+        let reading = read_slowly(reader, LINES, 64 * 1024, Duration::from_millis(10));
+        let mut congested = false;
+        for i in 0..LINES {
+            let line = format!("{i:0>99}");
+            logs.line(file, None, Stream::Stdout, line.as_bytes());
+            if i % 1000 == 0 {
+                logs.flush();
+                // The loop would stop reading children here.
+                while logs.congested() {
+                    congested = true;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        drain(&mut logs);
+        assert!(congested, "never congested");
+        let got = String::from_utf8(reading.join().unwrap()).unwrap();
+        let want: String = (0..LINES).map(|i| format!("stdout {i:0>99}\n")).collect();
+        assert!(got == want, "lines lost or changed");
+        assert_eq!(logs.counts().dropped("a"), Some(0));
+        assert!(logs.take_reports().is_empty());
+    }
+
+    #[test]
+    fn a_stuck_reader_stops_holding_children_back_and_drops_past_the_bound() {
+        let dir = Dir::new("stuck");
+        let path = dir.0.join("a.fifo");
+        let reader = fifo(&path);
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, u64::MAX, 1)));
+        let file = logs.file_of("a").unwrap();
+        let line = [b'y'; 1000];
+        // Nobody reads: the pipe fills, the writer waits, the queue grows
+        // past the soft limit.
+        for _ in 0..2000 {
+            logs.line(file, None, Stream::Stdout, &line);
+        }
+        logs.flush();
+        assert!(logs.congested(), "a queue past the soft limit");
+        // No progress for STALL_PATIENCE: children are no longer held.
+        let deadline = Instant::now() + STALL_PATIENCE * 10;
+        while logs.congested() {
+            assert!(Instant::now() < deadline, "still holding children back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // So lines keep coming, and past the hard limit they are dropped.
+        for _ in 0..(HARD_LIMIT / 1000 + 1000) {
+            logs.line(file, None, Stream::Stdout, &line);
+        }
+        logs.flush();
+        // The reader comes back: what was queued arrives whole, the rest
+        // was counted, and the episode is told.
+        let total = 2000 + HARD_LIMIT / 1000 + 1000;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reading = {
+            let stop = stop.clone();
+            let mut reader = reader;
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut got = Vec::new();
+                let mut buffer = vec![0; 1 << 20];
+                loop {
+                    match reader.read(&mut buffer) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buffer[..n]),
+                        _ if stop.load(std::sync::atomic::Ordering::SeqCst) => return got,
+                        _ => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            })
+        };
+        drain(&mut logs);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let got = reading.join().unwrap();
+        let whole = format!("stdout {}\n", "y".repeat(1000));
+        assert_eq!(got.len() % whole.len(), 0, "a line cut");
+        assert!(got.chunks(whole.len()).all(|l| l == whole.as_bytes()));
+        let dropped = logs.counts().dropped("a").unwrap();
+        assert!(dropped > 0, "nothing dropped");
+        assert_eq!((got.len() / whole.len()) as u64 + dropped, total as u64);
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [LogReport::Failing { error, .. }] if error.contains("behind")
             ),
             "{reports:?}"
         );
