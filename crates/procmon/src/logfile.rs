@@ -181,6 +181,8 @@ struct State {
     held_bytes: usize,
     /// Items the writer took and has not finished.
     working: bool,
+    /// Lines in the batches the writer took and has not finished.
+    working_lines: u64,
     /// When the writer last finished what it took, or became busy after
     /// idling: what [`STALL_PATIENCE`] is measured from.
     last_progress: Instant,
@@ -204,6 +206,7 @@ impl LogFiles {
                 queue: VecDeque::new(),
                 held_bytes: 0,
                 working: false,
+                working_lines: 0,
                 last_progress: Instant::now(),
                 closing: false,
                 reports: Vec::new(),
@@ -404,22 +407,31 @@ impl LogFiles {
     }
 
     /// Hands over what is formatted and waits until it is written, giving
-    /// up after `stalled` with no progress or `at_most` in all. Gives
-    /// whether everything was written.
-    pub fn drain(&mut self, stalled: Duration, at_most: Duration) -> bool {
+    /// up after `stalled` with no progress or `at_most` in all. Gives how
+    /// many lines may be left unwritten (queued, or in a batch the writer
+    /// is still on): 0 when everything was written.
+    pub fn drain(&mut self, stalled: Duration, at_most: Duration) -> u64 {
         self.flush();
         let start = Instant::now();
         let mut state = self.shared.lock();
         loop {
             if state.queue.is_empty() && !state.working {
-                return true;
+                return 0;
             }
             let now = Instant::now();
             let left = stalled
                 .saturating_sub(now.duration_since(state.last_progress))
                 .min(at_most.saturating_sub(now - start));
             if left.is_zero() {
-                return false;
+                let queued: u64 = state
+                    .queue
+                    .iter()
+                    .map(|item| match item {
+                        Item::Lines(batch) => batch.lines,
+                        _ => 0,
+                    })
+                    .sum();
+                return queued + state.working_lines;
             }
             state = self
                 .shared
@@ -516,13 +528,21 @@ impl Writer {
                     state = shared.ready.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
                 state.working = true;
-                std::mem::take(&mut state.queue)
+                let items = std::mem::take(&mut state.queue);
+                state.working_lines = items
+                    .iter()
+                    .map(|item| match item {
+                        Item::Lines(batch) => batch.lines,
+                        _ => 0,
+                    })
+                    .sum();
+                items
             };
             let mut reports = Vec::new();
             for item in items {
-                let written = match &item {
-                    Item::Lines(batch) => batch.bytes.len(),
-                    _ => 0,
+                let (written, lines) = match &item {
+                    Item::Lines(batch) => (batch.bytes.len(), batch.lines),
+                    _ => (0, 0),
                 };
                 self.handle(item, &mut reports);
                 // Progress after each batch, not each turn: a long queue on
@@ -530,6 +550,7 @@ impl Writer {
                 if written > 0 {
                     let mut state = shared.lock();
                     state.held_bytes -= written;
+                    state.working_lines -= lines;
                     state.last_progress = Instant::now();
                 }
             }
@@ -866,7 +887,10 @@ mod tests {
     }
 
     fn drain(logs: &mut LogFiles) {
-        assert!(logs.drain(Duration::from_secs(20), Duration::from_secs(20)));
+        assert_eq!(
+            logs.drain(Duration::from_secs(20), Duration::from_secs(20)),
+            0
+        );
     }
 
     #[test]
@@ -1163,6 +1187,9 @@ mod tests {
         }
         logs.flush();
         assert!(logs.congested(), "a queue past the soft limit");
+        // At exit, procmon would give up on it and say how much is left.
+        let left = logs.drain(Duration::from_millis(300), Duration::from_secs(20));
+        assert!(left > 1000 && left <= 2000, "{left}");
         // No progress for STALL_PATIENCE: children are no longer held.
         let deadline = Instant::now() + STALL_PATIENCE * 10;
         while logs.congested() {

@@ -189,9 +189,12 @@ mod tests {
         router.line(&mut printer, "both", Stream::Stdout, b"one");
         router.line(&mut printer, "quiet", Stream::Stdout, b"nowhere");
         router.line(&mut printer, "unknown", Stream::Stderr, b"stdout only");
-        assert!(router
-            .files()
-            .drain(Duration::from_secs(20), Duration::from_secs(20)));
+        assert_eq!(
+            router
+                .files()
+                .drain(Duration::from_secs(20), Duration::from_secs(20)),
+            0
+        );
         let (out, _) = printer.into_inner().unwrap();
         // Stdout has no time by default; the file has.
         assert_eq!(
@@ -204,9 +207,12 @@ mod tests {
         let mut router = LogRouter::start(&config, Some(Timestamps::Off)).unwrap();
         let mut printer = Printer::new(LogFormat::Text, Vec::new(), Vec::new());
         router.line(&mut printer, "both", Stream::Stderr, b"two");
-        assert!(router
-            .files()
-            .drain(Duration::from_secs(20), Duration::from_secs(20)));
+        assert_eq!(
+            router
+                .files()
+                .drain(Duration::from_secs(20), Duration::from_secs(20)),
+            0
+        );
         assert!(read(&path).ends_with("\nstderr two\n"), "{}", read(&path));
     }
 }

@@ -97,6 +97,12 @@ pub enum Event<'a> {
     Sink(&'a crate::sink::SinkReport),
     /// A log file's lines started being dropped, or are written again.
     LogFile(&'a crate::logfile::LogReport),
+    /// At exit, lines the log files' disk did not take in time: up to this
+    /// many were not written.
+    LogsUnwritten {
+        /// Lines queued or being written when procmon gave up.
+        lines: u64,
+    },
     /// A reload changed these processes' log settings, applied without
     /// restarting them.
     LogSettingsChanged {
@@ -724,6 +730,10 @@ fn write_event_text(
                 limit_bytes >> 20
             ),
         },
+        Event::LogsUnwritten { lines } => write!(
+            s,
+            "exiting with up to {lines} lines not written to log files: the disk did not take them in time"
+        ),
         Event::LogSettingsChanged { names } => {
             s.push_str("log settings changed, applied without a restart: ");
             for (i, name) in names.iter().enumerate() {
@@ -1033,6 +1043,9 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                     .num("limit_bytes", limit_bytes);
             }
         },
+        Event::LogsUnwritten { lines } => {
+            j.str("event", "logs_unwritten").num("lines", lines);
+        }
         Event::LogSettingsChanged { names } => {
             let mut list = vec![b'['];
             for (i, name) in names.iter().enumerate() {
@@ -1682,13 +1695,15 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             p.event(&Event::LogSettingsChanged {
                 names: &["web".to_string(), "db".to_string()],
             });
+            p.event(&Event::LogsUnwritten { lines: 7 });
         });
         assert_eq!(out, "2026-12-06T06:21:33.123Z [web] hi\n[web] plain\n");
         assert_eq!(
             err,
             "procmon: [web] log file /var/log/web.log: writing: No space left on device (os error 28); dropping its lines until writing works again\n\
              procmon: [web] log file /var/log/web.log works again; 12 lines of it were dropped\n\
-             procmon: log settings changed, applied without a restart: web, db\n"
+             procmon: log settings changed, applied without a restart: web, db\n\
+             procmon: exiting with up to 7 lines not written to log files: the disk did not take them in time\n"
         );
         let (out, err) = print(LogFormat::Json, |p| {
             p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");

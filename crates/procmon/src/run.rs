@@ -362,9 +362,12 @@ fn user_action(caught: CaughtSignal, logs: &LogRouter) -> Action {
 /// (by the same rules) for that to be written too. The log files first:
 /// what they report goes to stderr.
 fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>, logs: &mut LogRouter) {
-    logs.files().drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
+    let unwritten = logs.files().drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
     for report in logs.files_ref().take_reports() {
         printer.event(&Event::LogFile(&report));
+    }
+    if unwritten > 0 {
+        printer.event(&Event::LogsUnwritten { lines: unwritten });
     }
     printer.flush();
     let left = sink.drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
