@@ -12,6 +12,7 @@ use procmon_core::{
 };
 
 use crate::output::LogFormat;
+use crate::stamp::Timestamps;
 
 /// Keep processes running: start each one, restart it when it dies (backing
 /// off when it dies young), and stop them all cleanly on TERM, INT or QUIT.
@@ -86,6 +87,13 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Put the time procmon read each child's line before it (rfc3339:
+    /// 2026-12-06T06:21:33.123Z, UTC) or not (off), on stdout, in JSON and
+    /// in log files, over the config's `timestamps`. Default: off on
+    /// stdout, on in log files.
+    #[arg(long, value_name = "WHEN", value_enum)]
+    pub timestamps: Option<Timestamps>,
+
     /// The program to run and its arguments; the process is named after
     /// them, joined with spaces. Put `--` before it if it starts with `-`.
     #[arg(
@@ -140,7 +148,8 @@ SIGNALS
   INT again         KILL every process at once (TERM again too, in container mode)
   HUP               with --config: read the file again and apply what changed (as
                     `procmon ctl reload`); else stop every process and let each restart
-  USR1, USR2        reported on stderr and otherwise ignored
+  USR1              close and reopen every log file (for logrotate), if any; else ignored
+  USR2              reported on stderr and otherwise ignored
   PIPE              ignored (a write to a reader that is gone fails instead)
 
 CONFIG FILE (--config FILE)
@@ -187,6 +196,16 @@ CONFIG FILE (--config FILE)
 
   [container]                   # optional: as --container
   enabled = true
+
+  # Optional log files (docs/logging.md); each key also at the top level, as
+  # the default for every process, except log_file (top level: log_dir).
+  log_file = "/var/log/web.log" # both streams: `TIME stdout LINE`, `TIME stderr LINE`
+  log_max_bytes = 10485760      # rotate before a line would pass this (10 MiB)
+  log_backups = 5               # keep web.log.1 .. web.log.5
+  log_stdout = true             # lines also on procmon's stdout
+  log_file_mode = "0640"        # of a file procmon creates
+  timestamps = "rfc3339"        # or "off"; default: off on stdout, on in files
+  # At the top level: log_dir = "/var/log/procmon" gives each process NAME.log.
 
   [control]                     # optional: the control socket (`procmon ctl`)
   socket = "/run/procmon/web.sock"   # default: --socket, $PROCMON_SOCKET, else

@@ -40,6 +40,17 @@
 //! after = { db = "ready" }       # "started", "ready" or "completed"
 //! critical = true                # its end for good ends procmon, with its status
 //!
+//! # Log files (docs/logging.md); each key also at the top level as the
+//! # default for every process, except log_file (there: log_dir = "DIR",
+//! # giving each process DIR/NAME.log).
+//! log_file = "/var/log/web.log"  # both streams, `TIME stdout LINE` and
+//!                                # `TIME stderr LINE`; its directory must exist
+//! log_max_bytes = 10485760       # rotate before a line would pass this
+//! log_backups = 5                # keep web.log.1 (newest) .. web.log.5
+//! log_stdout = true              # lines also on procmon's stdout
+//! log_file_mode = "0640"         # of a new file; or 0o640
+//! timestamps = "rfc3339"         # or "off"; default: off on stdout, on in files
+//!
 //! [control]                      # the control socket (`procmon ctl`)
 //! socket = "/run/procmon/web.sock"   # default: see docs/control.md
 //! allow_uids = [1000]            # besides root and procmon's own user
@@ -75,6 +86,11 @@ use procmon_core::{
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod logs;
+pub use logs::{
+    LogConfig, LogFile, LogSettings, DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, DEFAULT_MODE, MAX_BACKUPS,
+};
+
 /// The keys allowed at the top of the file, in the order the docs list them.
 const TOP_KEYS: &[&str] = &[
     "threshold",
@@ -85,6 +101,13 @@ const TOP_KEYS: &[&str] = &[
     "process",
     "control",
     "container",
+    // Log files (`logs`):
+    "log_dir",
+    "log_max_bytes",
+    "log_backups",
+    "log_stdout",
+    "log_file_mode",
+    "timestamps",
 ];
 
 /// The keys a `[container]` table may hold.
@@ -137,6 +160,13 @@ const PROCESS_KEYS: &[&str] = &[
     "ready_timeout",
     "after",
     "critical",
+    // Log files (`logs`):
+    "log_file",
+    "log_max_bytes",
+    "log_backups",
+    "log_stdout",
+    "log_file_mode",
+    "timestamps",
 ];
 
 /// A parsed, checked configuration whose users and groups are not yet
@@ -155,6 +185,8 @@ pub struct Config {
     /// `[container] enabled`: exit once nothing is alive or due (as
     /// `--container`).
     pub container: bool,
+    /// Where each process's lines go (the `log_*` and `timestamps` keys).
+    pub logs: LogConfig,
 }
 
 /// The `[control]` table: the control socket's place and who may use it.
@@ -420,6 +452,8 @@ struct ProcessSpans {
     /// Its `after` table, and each dependency's name as written there.
     after: Span,
     dependencies: Vec<Span>,
+    /// The table's own log keys.
+    logs: logs::LogKeys,
 }
 
 type Entry<'t, 'i> = (
@@ -455,6 +489,7 @@ impl Parser<'_> {
         let mut processes = Vec::new();
         let mut control = ControlConfig::default();
         let mut container = false;
+        let mut log_keys = logs::LogKeys::default();
         for (key, value) in in_file_order(root.get_ref()) {
             match key.get_ref().as_ref() {
                 "threshold" => settings.threshold = self.seconds("threshold", value)?,
@@ -471,6 +506,7 @@ impl Parser<'_> {
                 "process" => processes = self.processes(value)?,
                 "control" => control = self.control(value)?,
                 "container" => container = self.container(value)?,
+                other if self.log_key(&mut log_keys, other, value, true)? => {}
                 other => return Err(self.unknown_key(key, other, "at the top level", TOP_KEYS)),
             }
         }
@@ -504,12 +540,18 @@ impl Parser<'_> {
             ));
         }
         self.dependencies(&settings, &processes)?;
+        let named: Vec<_> = processes
+            .iter()
+            .map(|(process, spans)| (process.name.as_str(), spans.name.clone(), &spans.logs))
+            .collect();
+        let logs = self.log_config(&log_keys, &named)?;
         Ok(Config {
             file_name: self.file_name.to_string(),
             settings,
             processes: processes.into_iter().map(|(process, _)| process).collect(),
             control,
             container,
+            logs,
         })
     }
 
@@ -905,6 +947,7 @@ impl Parser<'_> {
                         self.wrong_type(value, "`critical` must be true or false")
                     })?;
                 }
+                other if self.log_key(&mut spans.logs, other, value, false)? => {}
                 other => {
                     return Err(self.unknown_key(key, other, "in `[[process]]`", PROCESS_KEYS))
                 }
@@ -2153,7 +2196,7 @@ critical = true
             ),
             (
                 format!("{p}stopsignal = \"INT\"\n"),
-                "f.toml:4:1: unknown key `stopsignal` in `[[process]]` (expected one of: name, argv, env, clear_env, cwd, uid, gid, restart, success_exit_codes, stop_signal, killtime, threshold, minrestartdelay, maxrestartdelay, give_up_after, retry_failed_after, ready, ready_timeout, after, critical)",
+                "f.toml:4:1: unknown key `stopsignal` in `[[process]]` (expected one of: name, argv, env, clear_env, cwd, uid, gid, restart, success_exit_codes, stop_signal, killtime, threshold, minrestartdelay, maxrestartdelay, give_up_after, retry_failed_after, ready, ready_timeout, after, critical, log_file, log_max_bytes, log_backups, log_stdout, log_file_mode, timestamps)",
             ),
         ];
         assert_errors(cases);

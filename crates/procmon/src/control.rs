@@ -31,6 +31,7 @@ use procmon_mio::os::{self, PeerCredentials};
 use procmon_mio::{Notice, Observer, Ready, SourceId, Supervisor};
 use serde_json::{json, Value};
 
+use crate::logfile::LogCounts;
 use crate::output::signal_name;
 use crate::protocol::{self, ErrorKind, Op, RequestError, Targets};
 use crate::ring::LogRings;
@@ -134,6 +135,18 @@ pub struct Served {
 pub trait Feeds: Observer {
     /// The feed the observer fills.
     fn feed(&mut self) -> &mut ControlFeed;
+
+    /// Closes and reopens every log file (`reopen_logs`), after the lines
+    /// read before; gives how many there are.
+    fn reopen_logs(&mut self) -> usize {
+        0
+    }
+
+    /// Lines dropped from each process's log file, for `status` and
+    /// `metrics`.
+    fn log_counts(&self) -> LogCounts {
+        LogCounts::default()
+    }
 }
 
 /// Recent lines of every process, and what followers and watchers have not
@@ -515,8 +528,9 @@ impl ControlServer {
             })),
             Op::Status { names } => {
                 let names = known_names(supervisor, names, true)?;
-                Ok(status_json(supervisor, &names))
+                Ok(status_json(supervisor, &names, &observer.log_counts()))
             }
+            Op::ReopenLogs => Ok(json!({"files": observer.reopen_logs()})),
             Op::Start(targets) | Op::Stop(targets) | Op::Restart(targets) => {
                 let names = targets_names(supervisor, targets)?;
                 let op = op.clone();
@@ -530,7 +544,7 @@ impl ControlServer {
                         debug_assert!(done.is_ok(), "names were checked in this turn");
                     }
                 });
-                Ok(status_json(supervisor, &names))
+                Ok(status_json(supervisor, &names, &observer.log_counts()))
             }
             Op::Signal { signal, targets } => {
                 let mut names = targets_names(supervisor, targets)?;
@@ -631,9 +645,13 @@ impl ControlServer {
                     },
                     observer.feed(),
                 );
-                Ok(status_json(supervisor, &all_names(supervisor)))
+                let names = all_names(supervisor);
+                Ok(status_json(supervisor, &names, &observer.log_counts()))
             }
-            Op::Metrics => Ok(Value::String(metrics_text(supervisor))),
+            Op::Metrics => Ok(Value::String(metrics_text(
+                supervisor,
+                &observer.log_counts(),
+            ))),
             Op::Shutdown => {
                 served.shutdown = true;
                 Ok(json!({"stopping": true}))
@@ -822,15 +840,19 @@ fn seconds(duration: std::time::Duration) -> f64 {
 }
 
 /// The status of each of `names`, in the order given, as the protocol's
-/// objects.
-pub fn status_json(supervisor: &Supervisor, names: &[String]) -> Value {
+/// objects; `logs` gives each one's lines dropped from its log file.
+pub fn status_json(supervisor: &Supervisor, names: &[String], logs: &LogCounts) -> Value {
     let now = supervisor.now();
     let monitor = supervisor.monitor();
     Value::Array(
         names
             .iter()
             .filter_map(|name| monitor.status(name))
-            .map(|status| process_json(supervisor, &status, now))
+            .map(|status| {
+                let mut object = process_json(supervisor, &status, now);
+                object["log_dropped_lines"] = json!(logs.dropped(status.name));
+                object
+            })
             .collect(),
     )
 }
@@ -894,8 +916,9 @@ type Metric = (
     fn(&ProcessStatus<'_>, Instant) -> Option<f64>,
 );
 
-/// The Prometheus text exposition of every process and of procmon.
-pub fn metrics_text(supervisor: &Supervisor) -> String {
+/// The Prometheus text exposition of every process and of procmon; `logs`
+/// gives each one's lines dropped from its log file.
+pub fn metrics_text(supervisor: &Supervisor, logs: &LogCounts) -> String {
     use std::fmt::Write as _;
     let monitor = supervisor.monitor();
     let now = supervisor.now();
@@ -998,6 +1021,21 @@ pub fn metrics_text(supervisor: &Supervisor) -> String {
             );
         }
     }
+    family(
+        &mut out,
+        "procmon_log_dropped_lines_total",
+        "counter",
+        "Lines not written to the process's log file (a failing or full disk, or a writer far behind).",
+    );
+    for status in &statuses {
+        if let Some(dropped) = logs.dropped(status.name) {
+            let _ = writeln!(
+                out,
+                "procmon_log_dropped_lines_total{{name=\"{}\"}} {dropped}",
+                label(status.name)
+            );
+        }
+    }
     out
 }
 
@@ -1015,28 +1053,9 @@ fn label(value: &str) -> String {
     out
 }
 
-/// `2026-12-06T10:00:00.123Z`.
-pub fn rfc3339_millis(at: SystemTime) -> String {
-    let since = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rest = secs % 86_400;
-    let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
-}
+/// `2026-12-06T10:00:00.123Z`: the one formatter, shared with the lines
+/// of log files.
+pub use crate::stamp::rfc3339_millis;
 
 #[cfg(test)]
 mod tests {

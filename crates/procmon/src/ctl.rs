@@ -97,6 +97,9 @@ enum Verb {
     Shutdown,
     /// procmon's version and the protocol's.
     Version,
+    /// Close and reopen every log file, as USR1 does (after an external
+    /// logrotate moved or truncated them).
+    ReopenLogs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,6 +180,7 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
         Verb::Metrics => json!({"v": 1, "id": 1, "op": "metrics"}),
         Verb::Shutdown => json!({"v": 1, "id": 1, "op": "shutdown"}),
         Verb::Version => json!({"v": 1, "id": 1, "op": "version"}),
+        Verb::ReopenLogs => json!({"v": 1, "id": 1, "op": "reopen_logs"}),
     };
     let waiting = match &ctl.verb {
         Verb::Start(t) | Verb::Restart(t) if t.wait => Some((t, true)),
@@ -269,6 +273,13 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
                 text(&result["procmon"]),
                 result["protocol"]
             );
+            Ok(0)
+        }
+        Verb::ReopenLogs => {
+            match result["files"].as_u64() {
+                Some(1) => println!("reopening 1 log file"),
+                _ => println!("reopening {} log files", text(&result["files"])),
+            }
             Ok(0)
         }
     }
@@ -448,8 +459,16 @@ fn status_exit(result: &Value) -> u8 {
     }
 }
 
-/// The status table: one row per process, columns aligned.
+/// The status table: one row per process, columns aligned; a last column
+/// `LOG-DROPPED` (lines dropped from log files) only while some process has
+/// dropped any, so the usual table stays as narrow as it was.
 pub fn status_table(result: &Value) -> String {
+    let dropped = |p: &Value| p["log_dropped_lines"].as_u64().filter(|&n| n > 0);
+    let with_dropped = result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| dropped(p).is_some());
     let mut rows = vec![[
         "NAME".to_string(),
         "STATE".to_string(),
@@ -458,6 +477,7 @@ pub fn status_table(result: &Value) -> String {
         "RESTARTS".to_string(),
         "LAST-EXIT".to_string(),
         "NEXT".to_string(),
+        "LOG-DROPPED".to_string(),
     ]];
     for p in result.as_array().into_iter().flatten() {
         let last_exit = match (&p["last_exit"]["code"], &p["last_exit"]["signal"]) {
@@ -503,9 +523,12 @@ pub fn status_table(result: &Value) -> String {
             text(&p["restarts"]),
             last_exit,
             next,
+            dropped(p).map_or("-".to_string(), |n| n.to_string()),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let columns = if with_dropped { 8 } else { 7 };
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r[..columns].to_vec()).collect();
+    let widths: Vec<usize> = (0..columns)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -556,6 +579,18 @@ mod tests {
              cron    stopping  3990  5m      2         -          KILL in 3s\n"
         );
         assert_eq!(status_exit(&result), NOT_RUNNING);
+        let dropping = json!([
+            {"name": "web", "state": "running", "pid": 7, "uptime": 3.0, "restarts": 0,
+             "last_exit": null, "next": null, "wanted_up": true, "log_dropped_lines": 42},
+            {"name": "db", "state": "running", "pid": 8, "uptime": 3.0, "restarts": 0,
+             "last_exit": null, "next": null, "wanted_up": true, "log_dropped_lines": null},
+        ]);
+        assert_eq!(
+            status_table(&dropping),
+            "NAME  STATE    PID  UPTIME  RESTARTS  LAST-EXIT  NEXT  LOG-DROPPED\n\
+             web   running  7    3s      0         -          -     42\n\
+             db    running  8    3s      0         -          -     -\n"
+        );
         assert_eq!(
             status_exit(
                 &json!([{"state": "running", "wanted_up": true}, {"state": "held", "wanted_up": false}])

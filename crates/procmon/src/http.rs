@@ -23,6 +23,7 @@ use procmon_mio::mio::Interest;
 use procmon_mio::{Ready, SourceId, Supervisor};
 
 use crate::control;
+use crate::logfile::LogCounts;
 
 /// The longest request head (request line and headers) read; a longer one
 /// is answered 400.
@@ -81,6 +82,8 @@ pub struct MetricsServer {
     /// An accept failed (out of descriptors, say) with clients still in the
     /// backlog: epoll will not report the listener again, so retry.
     accept_stalled: bool,
+    /// Lines dropped from log files, for `procmon_log_dropped_lines_total`.
+    log_counts: LogCounts,
 }
 
 #[derive(Debug)]
@@ -114,7 +117,14 @@ impl MetricsServer {
             connections: HashMap::new(),
             accepted: 0,
             accept_stalled: false,
+            log_counts: LogCounts::default(),
         })
+    }
+
+    /// Serves the counts of lines dropped from log files with the metrics.
+    pub fn with_log_counts(mut self, counts: LogCounts) -> MetricsServer {
+        self.log_counts = counts;
+        self
     }
 
     /// Serves what became ready in the last turn (`ready`, as taken from
@@ -198,7 +208,10 @@ impl MetricsServer {
             .get_mut(&id)
             .expect("checked by the caller");
         // A socket error ends the connection as its end does.
-        if connection.advance(supervisor).unwrap_or(true) {
+        if connection
+            .advance(supervisor, &self.log_counts)
+            .unwrap_or(true)
+        {
             self.drop_connection(id, supervisor);
         }
     }
@@ -213,7 +226,7 @@ impl MetricsServer {
 impl Connection {
     /// Reads, answers and discards until the socket would block; whether
     /// the connection is finished with.
-    fn advance(&mut self, supervisor: &Supervisor) -> io::Result<bool> {
+    fn advance(&mut self, supervisor: &Supervisor, logs: &LogCounts) -> io::Result<bool> {
         let mut buffer = [0u8; 4096];
         loop {
             match &mut self.phase {
@@ -230,7 +243,7 @@ impl Connection {
                     if let Some(verdict) = judge(head) {
                         let answer = match verdict {
                             Verdict::Metrics => {
-                                response("200 OK", &control::metrics_text(supervisor))
+                                response("200 OK", &control::metrics_text(supervisor, logs))
                             }
                             Verdict::NotFound => response("404 Not Found", "not found\n"),
                             Verdict::NotAllowed => response_allow_get(),

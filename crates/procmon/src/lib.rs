@@ -16,9 +16,12 @@ pub mod ctl;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
+pub mod logfile;
+pub mod logroute;
 pub mod notify;
 pub mod output;
 pub mod protocol;
 pub mod ring;
 pub mod run;
 pub mod sink;
+pub mod stamp;

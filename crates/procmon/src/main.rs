@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use procmon::cli::Cli;
-use procmon::config::{self, ControlConfig, SystemAccounts};
+use procmon::config::{self, ControlConfig, LogConfig, SystemAccounts};
 use procmon::control;
 use procmon::output::Printer;
 use procmon::run::{self, Extras, Outcome};
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     if let Err(error) = procmon_mio::os::raise_open_files_limit() {
         eprintln!("procmon: raising RLIMIT_NOFILE: {error}");
     }
-    let (definitions, control, container) = match &cli.config {
+    let (definitions, control, logs, container) = match &cli.config {
         Some(path) => match load(path) {
             Ok(loaded) => loaded,
             Err(message) => {
@@ -56,7 +56,12 @@ fn main() -> ExitCode {
                 eprintln!("procmon: {message}");
                 return ExitCode::from(USAGE_ERROR);
             }
-            (cli.command_definitions(), ControlConfig::default(), false)
+            (
+                cli.command_definitions(),
+                ControlConfig::default(),
+                LogConfig::default(),
+                false,
+            )
         }
     };
     // The socket is bound before anything starts, so that one that cannot
@@ -96,9 +101,11 @@ fn main() -> ExitCode {
             (bound, access, (lines, bytes))
         }),
         read_config: cli.config.clone().map(|path| -> run::ReadConfig {
-            Box::new(move || load(&path).map(|(definitions, _, _)| definitions))
+            Box::new(move || load(&path).map(|(definitions, _, logs, _)| (definitions, logs)))
         }),
         metrics,
+        logs,
+        timestamps: cli.timestamps,
         container: cli.container || container,
     };
     let monitor = match Monitor::from_definitions(definitions) {
@@ -136,10 +143,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads, parses and resolves a config file: the definitions, the
-/// `[control]` table and whether `[container]` is enabled. The error is one
+/// Reads, parses and resolves a config file, and checks that its log
+/// files' directories exist: the definitions, the `[control]` table, the
+/// log settings and whether `[container]` is enabled. The error is one
 /// line.
-fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig, bool), String> {
+fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig, LogConfig, bool), String> {
     // The name as given, escaped: it may hold a newline or an ESC, and the
     // error must stay one line of plain text.
     let shown = config::escape_for_message(path.as_os_str().as_encoded_bytes());
@@ -147,10 +155,11 @@ fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig, bool), St
     config::parse(&source, &shown)
         .and_then(|mut config| {
             let control = std::mem::take(&mut config.control);
+            let logs = std::mem::take(&mut config.logs);
             let container = config.container;
-            config
-                .resolve(&SystemAccounts)
-                .map(|definitions| (definitions, control, container))
+            let definitions = config.resolve(&SystemAccounts)?;
+            logs.check_paths()?;
+            Ok((definitions, control, logs, container))
         })
         .map_err(|e| e.to_string())
 }

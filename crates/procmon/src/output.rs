@@ -34,6 +34,7 @@ use procmon_core::{
 };
 use procmon_mio::{Notice, SpawnStage};
 
+use crate::logfile::LogReport;
 use crate::sink::SinkReport;
 
 /// How lines are printed.
@@ -107,6 +108,20 @@ pub enum Event<'a> {
     /// The output threads dropped something, or their writes fail or work
     /// again.
     Sink(&'a crate::sink::SinkReport),
+    /// A log file's lines started being dropped, or are written again.
+    LogFile(&'a crate::logfile::LogReport),
+    /// At exit, lines the log files' disk did not take in time: up to this
+    /// many were not written.
+    LogsUnwritten {
+        /// Lines queued or being written when procmon gave up.
+        lines: u64,
+    },
+    /// A reload changed these processes' log settings, applied without
+    /// restarting them.
+    LogSettingsChanged {
+        /// The processes, in config order.
+        names: &'a [String],
+    },
     /// A reload found the config invalid and changed nothing.
     ReloadFailed {
         /// What is wrong, and where.
@@ -141,6 +156,9 @@ pub enum Action {
     Ignore,
     /// Re-read the config file (HUP with `--config`).
     Reload,
+    /// Close and reopen every log file (USR1 while any process writes
+    /// one).
+    ReopenLogs,
 }
 
 impl Action {
@@ -152,6 +170,7 @@ impl Action {
             Action::RestartAll => "restart_all",
             Action::Ignore => "ignore",
             Action::Reload => "reload",
+            Action::ReopenLogs => "reopen_logs",
         }
     }
 }
@@ -219,6 +238,19 @@ impl<O: Write, E: Write> Printer<O, E> {
 
     /// Prints one line of a child's output (without its newline).
     pub fn child_line(&mut self, name: &str, stream: Stream, line: &[u8]) {
+        self.child_line_at(None, name, stream, line);
+    }
+
+    /// Prints one line of a child's output (without its newline), after
+    /// the time procmon read it if `time` is given: `TIME [name] line` in
+    /// text, a `"time"` field first in JSON.
+    pub fn child_line_at(
+        &mut self,
+        time: Option<&crate::stamp::Stamp>,
+        name: &str,
+        stream: Stream,
+        line: &[u8],
+    ) {
         if self.out_failed {
             return;
         }
@@ -226,6 +258,10 @@ impl<O: Write, E: Write> Printer<O, E> {
         match self.format {
             LogFormat::Text => {
                 out.reserve(name.len() + line.len().min(LINE_PIECE) + 4);
+                if let Some(time) = time {
+                    out.extend_from_slice(time);
+                    out.push(b' ');
+                }
                 out.push(b'[');
                 let shown = ShownName(name);
                 if shown.is_bare() {
@@ -237,7 +273,14 @@ impl<O: Write, E: Write> Printer<O, E> {
                 out.extend_from_slice(b"] ");
             }
             LogFormat::Json => {
-                out.extend_from_slice(b"{\"name\":");
+                out.push(b'{');
+                if let Some(time) = time {
+                    // A stamp is plain ASCII: nothing to escape.
+                    out.extend_from_slice(b"\"time\":\"");
+                    out.extend_from_slice(time);
+                    out.extend_from_slice(b"\",");
+                }
+                out.extend_from_slice(b"\"name\":");
                 json_string(out, name.as_bytes());
                 out.extend_from_slice(b",\"stream\":\"");
                 out.extend_from_slice(stream.as_str().as_bytes());
@@ -636,6 +679,7 @@ fn write_event_text(
                 Action::RestartAll => "restarting all processes",
                 Action::Ignore => "ignored",
                 Action::Reload => "reloading the config",
+                Action::ReopenLogs => "reopening log files",
             };
             write!(s, "received {signal}: {what}")
         }
@@ -705,6 +749,38 @@ fn write_event_text(
                 s,
                 "{dropped_lines} of procmon's own event lines were dropped: stderr fell {} MiB behind",
                 limit_bytes >> 20
+            ),
+        },
+        Event::LogsUnwritten { lines } => write!(
+            s,
+            "exiting with up to {lines} lines not written to log files: the disk did not take them in time"
+        ),
+        Event::LogSettingsChanged { names } => {
+            s.push_str("log settings changed, applied without a restart: ");
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                write!(s, "{}", ShownName(name))?;
+            }
+            Ok(())
+        }
+        Event::LogFile(report) => match report {
+            LogReport::Failing { name, path, error } => write!(
+                s,
+                "[{}] log file {}: {error}; dropping its lines until writing works again",
+                ShownName(name),
+                EscapeInvalid(path.as_os_str().as_encoded_bytes())
+            ),
+            LogReport::WorksAgain {
+                name,
+                path,
+                dropped_lines,
+            } => write!(
+                s,
+                "[{}] log file {} works again; {dropped_lines} lines of it were dropped",
+                ShownName(name),
+                EscapeInvalid(path.as_os_str().as_encoded_bytes())
             ),
         },
         Event::Unwritten {
@@ -1019,6 +1095,44 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                     .str("stream", "stderr")
                     .num("dropped_lines", dropped_lines)
                     .num("limit_bytes", limit_bytes);
+            }
+        },
+        Event::LogsUnwritten { lines } => {
+            j.str("event", "logs_unwritten").num("lines", lines);
+        }
+        Event::LogSettingsChanged { names } => {
+            let mut list = vec![b'['];
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    list.push(b',');
+                }
+                json_string(&mut list, name.as_bytes());
+            }
+            list.push(b']');
+            j.str("event", "log_settings_changed").raw("names", &list);
+        }
+        Event::LogFile(report) => match report {
+            LogReport::Failing { name, path, error } => {
+                j.str("event", "log_failing")
+                    .str("name", name)
+                    .str(
+                        "path",
+                        &EscapeInvalid(path.as_os_str().as_encoded_bytes()).to_string(),
+                    )
+                    .str("error", error);
+            }
+            LogReport::WorksAgain {
+                name,
+                path,
+                dropped_lines,
+            } => {
+                j.str("event", "log_works_again")
+                    .str("name", name)
+                    .str(
+                        "path",
+                        &EscapeInvalid(path.as_os_str().as_encoded_bytes()).to_string(),
+                    )
+                    .num("dropped_lines", dropped_lines);
             }
         },
         Event::OutputFailed { stream, error } => {
@@ -1634,6 +1748,57 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
         assert_eq!(
             lines[3],
             "{\"event\":\"output_dropped\",\"stream\":\"stderr\",\"dropped_lines\":3,\"limit_bytes\":1048576}"
+        );
+    }
+
+    #[test]
+    fn lines_carry_their_time_when_asked_and_log_reports_are_told() {
+        let stamp = *b"2026-12-06T06:21:33.123Z";
+        let failing = LogReport::Failing {
+            name: "web".into(),
+            path: "/var/log/web.log".into(),
+            error: "writing: No space left on device (os error 28)".into(),
+        };
+        let again = LogReport::WorksAgain {
+            name: "web".into(),
+            path: "/var/log/web.log".into(),
+            dropped_lines: 12,
+        };
+        let (out, err) = print(LogFormat::Text, |p| {
+            p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");
+            p.child_line("web", Stream::Stderr, b"plain");
+            p.event(&Event::LogFile(&failing));
+            p.event(&Event::LogFile(&again));
+            p.event(&Event::LogSettingsChanged {
+                names: &["web".to_string(), "db".to_string()],
+            });
+            p.event(&Event::LogsUnwritten { lines: 7 });
+        });
+        assert_eq!(out, "2026-12-06T06:21:33.123Z [web] hi\n[web] plain\n");
+        assert_eq!(
+            err,
+            "procmon: [web] log file /var/log/web.log: writing: No space left on device (os error 28); dropping its lines until writing works again\n\
+             procmon: [web] log file /var/log/web.log works again; 12 lines of it were dropped\n\
+             procmon: log settings changed, applied without a restart: web, db\n\
+             procmon: exiting with up to 7 lines not written to log files: the disk did not take them in time\n"
+        );
+        let (out, err) = print(LogFormat::Json, |p| {
+            p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");
+            p.event(&Event::LogFile(&failing));
+            p.event(&Event::LogFile(&again));
+            p.event(&Event::LogSettingsChanged {
+                names: &["web".to_string()],
+            });
+        });
+        assert_eq!(
+            out,
+            "{\"time\":\"2026-12-06T06:21:33.123Z\",\"name\":\"web\",\"stream\":\"stdout\",\"line\":\"hi\"}\n"
+        );
+        assert_eq!(
+            err,
+            "{\"event\":\"log_failing\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"error\":\"writing: No space left on device (os error 28)\"}\n\
+             {\"event\":\"log_works_again\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"dropped_lines\":12}\n\
+             {\"event\":\"log_settings_changed\",\"names\":[\"web\"]}\n"
         );
     }
 

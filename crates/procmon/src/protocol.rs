@@ -79,6 +79,8 @@ pub enum Op {
     Shutdown,
     /// procmon's version and the protocol's (`version`).
     Version,
+    /// Close and reopen every log file (`reopen_logs`), as USR1 does.
+    ReopenLogs,
 }
 
 impl Op {
@@ -96,6 +98,7 @@ impl Op {
             Op::Metrics => "metrics",
             Op::Shutdown => "shutdown",
             Op::Version => "version",
+            Op::ReopenLogs => "reopen_logs",
         }
     }
 }
@@ -296,12 +299,13 @@ fn parse_object(mut object: Map<String, Value>) -> Result<Op, RequestError> {
         "metrics" => Op::Metrics,
         "shutdown" => Op::Shutdown,
         "version" => Op::Version,
+        "reopen_logs" => Op::ReopenLogs,
         other => {
             return Err(RequestError::new(
                 ErrorKind::UnknownOp,
                 format!(
                     "unknown op {other:?} (status, start, stop, restart, signal, reload, logs, \
-                     watch, metrics, shutdown, version)"
+                     watch, metrics, shutdown, version, reopen_logs)"
                 ),
                 None,
             ))
@@ -479,6 +483,7 @@ mod tests {
             (r#"{"v":1,"op":"metrics"}"#, Op::Metrics),
             (r#"{"v":1,"op":"shutdown"}"#, Op::Shutdown),
             (r#"{"v":1,"id":"x","op":"version"}"#, Op::Version),
+            (r#"{"v":1,"op":"reopen_logs"}"#, Op::ReopenLogs),
         ];
         for (line, op) in cases {
             assert_eq!(parse(line), Ok(op), "{line}");

@@ -7,14 +7,18 @@ use std::time::Duration;
 use procmon_core::{Definitions, Monitor};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
+use crate::config::LogConfig;
 use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
 use crate::http::{BoundListener, MetricsServer};
+use crate::logfile::LogCounts;
+use crate::logroute::LogRouter;
 use crate::output::{Action, Event, Printer};
 use crate::sink::Sink;
+use crate::stamp::Timestamps;
 
-/// Reads and checks the config file anew; the error is one line naming the
-/// file and the place.
-pub type ReadConfig = Box<dyn FnMut() -> Result<Definitions, String>>;
+/// Reads and checks the config file anew, log settings included; the
+/// error is one line naming the file and the place.
+pub type ReadConfig = Box<dyn FnMut() -> Result<(Definitions, LogConfig), String>>;
 
 /// What a run serves besides its processes.
 #[derive(Default)]
@@ -31,6 +35,10 @@ pub struct Extras {
     /// nothing is alive or due, with a status that says how it went, and
     /// KILL everything at a second TERM as at a second INT.
     pub container: bool,
+    /// Where each process's lines go (log files, stdout, timestamps).
+    pub logs: LogConfig,
+    /// `--timestamps`: over the config's settings when given.
+    pub timestamps: Option<Timestamps>,
 }
 
 /// How a run ended, for the exit status.
@@ -53,10 +61,15 @@ pub enum Outcome {
 /// nothing restarts; the run ends once nothing is alive or scheduled. A
 /// second INT sends KILL to everything at once, through the monitor. HUP
 /// stops every process and lets each one restart, or, with a config file
-/// to read again ([`Extras::read_config`]), reloads it. USR1 and USR2 change
-/// nothing: tools send them by habit (logrotate sends USR1 to have logs
-/// reopened), and by default they would kill procmon. Each is announced on
+/// to read again ([`Extras::read_config`]), reloads it. USR1 closes and
+/// reopens every log file (logrotate sends it for that), if any process
+/// writes one; otherwise it, like USR2, changes nothing: tools send them by
+/// habit, and by default they would kill procmon. Each is announced on
 /// the error stream.
+///
+/// Log files are written on a thread of their own too ([`LogRouter`]); a
+/// reload that changes only a process's log settings applies them without
+/// touching the process.
 ///
 /// The printer's streams are written on a thread of their own ([`Sink`]):
 /// a reader who stops reading holds up children's output, never the loop,
@@ -94,9 +107,16 @@ where
         mut read_config,
         metrics,
         container,
+        logs,
+        timestamps,
     } = extras;
+    let router = LogRouter::start(&logs, timestamps)?;
+    router.files_ref().set_waker(supervisor.waker()?);
+    let log_counts = router.files_ref().counts();
     let mut metrics = match metrics {
-        Some(bound) => Some(MetricsServer::attach(bound, &mut supervisor)?),
+        Some(bound) => {
+            Some(MetricsServer::attach(bound, &mut supervisor)?.with_log_counts(log_counts.clone()))
+        }
         None => None,
     };
     let (mut control, (ring_lines, ring_bytes)) = match control {
@@ -117,6 +137,8 @@ where
         feed: control
             .as_ref()
             .map(|_| ControlFeed::new(ring_lines, ring_bytes)),
+        logs: router,
+        log_counts,
     };
     // Signals that came before the loop: a TERM, INT or QUIT among them wins
     // (HUP comes out first, by number); restarting what has not started is
@@ -128,10 +150,18 @@ where
                 early = Some(caught);
                 break;
             }
-            CaughtSignal::User1 | CaughtSignal::User2 => observer.printer.event(&Event::Received {
-                signal: caught.name(),
-                action: Action::Ignore,
-            }),
+            CaughtSignal::User1 | CaughtSignal::User2 => {
+                let action = user_action(caught, &observer.logs);
+                observer.printer.event(&Event::Received {
+                    signal: caught.name(),
+                    action,
+                });
+                // Nothing is open yet; done all the same, so that what is
+                // told is what was done.
+                if action == Action::ReopenLogs {
+                    observer.logs.files().reopen();
+                }
+            }
             CaughtSignal::Hangup => {}
         }
     }
@@ -145,7 +175,11 @@ where
         for report in sink.take_reports() {
             observer.printer.event(&Event::Sink(&report));
         }
+        for report in observer.logs.files_ref().take_reports() {
+            observer.printer.event(&Event::LogFile(&report));
+        }
         observer.printer.flush();
+        observer.logs.files().flush();
         let failed = match observer.printer.take_output_error() {
             Some(error) => Some(("stdout", error)),
             None => sink.reader_gone().map(|gone| (gone.stream, gone.error)),
@@ -187,7 +221,7 @@ where
                 Outcome::Finished(code) => observer.printer.event(&Event::Finished { code }),
                 _ => observer.printer.event(&Event::Stopped),
             }
-            finish(&sink, &mut observer.printer);
+            finish(&sink, &mut observer.printer, &mut observer.logs);
             return Ok(outcome);
         }
         // With output piling up, children's pipes wait (the observer says
@@ -195,7 +229,7 @@ where
         // anything else waits to be written, it looks a little later
         // whether a reader has gone. Idle, with everything written, stays
         // idle.
-        let mut timeout = if sink.congested() {
+        let mut timeout = if sink.congested() || observer.logs.files_ref().congested() {
             Some(CONGESTED_RECHECK)
         } else {
             sink.busy().then_some(WRITING_RECHECK)
@@ -218,7 +252,7 @@ where
                     // has failed, so its monitor is no longer to be trusted
                     // with the job.
                     drop(supervisor);
-                    finish(&sink, &mut observer.printer);
+                    finish(&sink, &mut observer.printer, &mut observer.logs);
                     return Err(error);
                 }
             },
@@ -228,9 +262,24 @@ where
             server.serve(&mut supervisor, &ready);
         }
         if let Some(server) = control.as_mut() {
-            let mut reread = || read_config.as_mut().map(|read| read());
+            // The core sees the definitions; the log settings wait here
+            // until the reload is known to be applied.
+            let mut new_logs = None;
+            let mut reread = || {
+                read_config.as_mut().map(|read| {
+                    read().map(|(definitions, logs)| {
+                        new_logs = Some(logs);
+                        definitions
+                    })
+                })
+            };
             let served = server.serve(&mut supervisor, &mut observer, &ready, &mut reread);
+            let log_changes = match (&served.reloaded, new_logs) {
+                (Some(Ok((_, false))), Some(logs)) => observer.logs.configure(&logs),
+                _ => Vec::new(),
+            };
             report_served(&served, &mut observer, &supervisor);
+            report_log_changes(&log_changes, &mut observer.printer);
             if served.shutdown && !stopping {
                 observer.printer.event(&Event::Received {
                     signal: "shutdown",
@@ -255,8 +304,7 @@ where
             CaughtSignal::Terminate | CaughtSignal::Quit | CaughtSignal::Hangup => {
                 Action::AlreadyStopping
             }
-            // USR1 will reopen log files once procmon writes any.
-            CaughtSignal::User1 | CaughtSignal::User2 => Action::Ignore,
+            CaughtSignal::User1 | CaughtSignal::User2 => user_action(caught, &observer.logs),
         };
         observer.printer.event(&Event::Received {
             signal: caught.name(),
@@ -277,20 +325,31 @@ where
             }
             Action::Reload => {
                 let read = read_config.as_mut().expect("Reload only with a config");
+                let mut log_changes = Vec::new();
                 let reloaded = match read() {
                     Err(error) => Err(error),
-                    Ok(definitions) => supervisor
-                        .call(&mut observer, |monitor, now| {
-                            monitor.reload(now, definitions)
-                        })
-                        .map(|plan| (plan, false))
-                        .map_err(|e| e.to_string()),
+                    Ok((definitions, logs)) => {
+                        let plan = supervisor
+                            .call(&mut observer, |monitor, now| {
+                                monitor.reload(now, definitions)
+                            })
+                            .map(|plan| (plan, false))
+                            .map_err(|e| e.to_string());
+                        if plan.is_ok() {
+                            log_changes = observer.logs.configure(&logs);
+                        }
+                        plan
+                    }
                 };
                 let served = Served {
                     reloaded: Some(reloaded),
                     ..Served::default()
                 };
                 report_served(&served, &mut observer, &supervisor);
+                report_log_changes(&log_changes, &mut observer.printer);
+            }
+            Action::ReopenLogs => {
+                observer.logs.files().reopen();
             }
             Action::AlreadyStopping | Action::Ignore => {}
         }
@@ -317,10 +376,27 @@ const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
 /// reader has gone.
 const WRITING_RECHECK: Duration = Duration::from_millis(100);
 
+/// What USR1 or USR2 does: USR1 reopens the log files if there are any.
+fn user_action(caught: CaughtSignal, logs: &LogRouter) -> Action {
+    if caught == CaughtSignal::User1 && !logs.files_ref().is_empty() {
+        Action::ReopenLogs
+    } else {
+        Action::Ignore
+    }
+}
+
 /// Writes out what is left, waiting by the exit rules, then tells on
 /// stderr what could not be written or was dropped unreported, and waits
-/// (by the same rules) for that to be written too.
-fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>) {
+/// (by the same rules) for that to be written too. The log files first:
+/// what they report goes to stderr.
+fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>, logs: &mut LogRouter) {
+    let unwritten = logs.files().drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
+    for report in logs.files_ref().take_reports() {
+        printer.event(&Event::LogFile(&report));
+    }
+    if unwritten > 0 {
+        printer.event(&Event::LogsUnwritten { lines: unwritten });
+    }
     printer.flush();
     let left = sink.drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
     let reports = sink.take_reports();
@@ -464,6 +540,14 @@ fn status_summary(monitor: &Monitor) -> String {
     parts.join(", ")
 }
 
+/// Tells procmon's own log which processes a reload changed the log
+/// settings of: the core's plan, told just before, cannot see them.
+fn report_log_changes<O: Write, E: Write>(names: &[String], printer: &mut Printer<O, E>) {
+    if !names.is_empty() {
+        printer.event(&Event::LogSettingsChanged { names });
+    }
+}
+
 /// Turns the driver's notices into printed lines.
 struct Printing<'a, O: Write, E: Write> {
     printer: Printer<O, E>,
@@ -476,6 +560,10 @@ struct Printing<'a, O: Write, E: Write> {
     /// What the control socket serves from (recent lines, state changes);
     /// none without a socket, so a plain run keeps no copy of its lines.
     feed: Option<ControlFeed>,
+    /// Where each process's lines go.
+    logs: LogRouter,
+    /// Lines dropped from log files, for status and metrics.
+    log_counts: LogCounts,
 }
 
 impl<O: Write, E: Write> Feeds for Printing<'_, O, E> {
@@ -484,11 +572,19 @@ impl<O: Write, E: Write> Feeds for Printing<'_, O, E> {
             .as_mut()
             .expect("a control server runs only with its feed")
     }
+
+    fn reopen_logs(&mut self) -> usize {
+        self.logs.files().reopen()
+    }
+
+    fn log_counts(&self) -> LogCounts {
+        self.log_counts.clone()
+    }
 }
 
 impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
     fn accepts_output(&mut self) -> bool {
-        !self.sink.congested()
+        !self.sink.congested() && !self.logs.files_ref().congested()
     }
 
     fn notice(&mut self, notice: Notice<'_>) {
@@ -496,7 +592,9 @@ impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
             feed.notice(&notice);
         }
         match notice {
-            Notice::Output { name, stream, line } => self.printer.child_line(name, stream, line),
+            Notice::Output { name, stream, line } => {
+                self.logs.line(&mut self.printer, name, stream, line)
+            }
             // State changes are for `procmon ctl watch`; the log already
             // says what caused each.
             Notice::StateChanged { .. } => {}

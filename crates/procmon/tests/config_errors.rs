@@ -315,3 +315,46 @@ fn command_line_conflicts_show_values_and_what_is_missing() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+// ----- Log files -----
+
+#[test]
+fn a_bad_log_setting_is_one_located_line() {
+    let dir = TempDir::new();
+    let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+    let missing = dir.path("no-such-dir/a.log");
+    let cases = [
+        (
+            format!("{p}log_file = \"{}\"\n", missing.display()),
+            format!(
+                ":4:12: `log_file`: the directory \"{}\" does not exist",
+                dir.path("no-such-dir").display()
+            ),
+        ),
+        (
+            format!("log_dir = \"{}\"\n{p}", dir.path("nowhere").display()),
+            format!(
+                ":1:11: `log_dir`: the directory \"{}\" does not exist",
+                dir.path("nowhere").display()
+            ),
+        ),
+        (
+            format!("{p}log_file_mode = \"rw-r-----\"\n"),
+            ":4:17: `log_file_mode` must be permission bits in octal".to_string(),
+        ),
+        (
+            format!("timestamps = \"utc\"\n{p}"),
+            ":1:14: `timestamps` must be \"rfc3339\" or \"off\", found \"utc\"".to_string(),
+        ),
+        (
+            format!("{p}log_max_bytes = 0\n"),
+            ":4:17: `log_max_bytes` must be at least 1 byte, found 0".to_string(),
+        ),
+    ];
+    for (i, (source, want)) in cases.iter().enumerate() {
+        let path = dir.write(format!("{i}.toml"), source);
+        let err = refused(&config_arg(&path), true);
+        let want = format!("procmon: {}{want}", path.display());
+        assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
+    }
+}

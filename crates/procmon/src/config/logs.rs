@@ -1,0 +1,495 @@
+//! The log-file keys of the config file: where each process's lines are
+//! written, how the files rotate, and whether lines carry a time (see
+//! `docs/logging.md`).
+//!
+//! Each key may be set at the top level, as the default for every process,
+//! and in a `[[process]]` table, for that process alone; `log_file` only in
+//! a process, `log_dir` only at the top. Parsing stays pure, as the rest of
+//! [`super::parse`]; whether the directories exist is asked afterwards, by
+//! [`LogConfig::check_paths`], at load and at every reload.
+
+use std::path::{Path, PathBuf};
+
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::{line_column, ConfigError, Parser, Span};
+use crate::stamp::Timestamps;
+
+/// A file rotates once the next line would take it past this: 10 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
+
+/// Rotated files kept by default: `PATH.1` to `PATH.5`.
+pub const DEFAULT_BACKUPS: u32 = 5;
+
+/// The most rotated files `log_backups` may keep: each rotation renames
+/// every one of them.
+pub const MAX_BACKUPS: u32 = 1000;
+
+/// The mode a log file is created with by default.
+pub const DEFAULT_MODE: u32 = 0o640;
+
+/// The log settings of every process, in config order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Each process's settings, by name.
+    pub processes: Vec<(String, LogSettings)>,
+    /// Each directory that must exist, and where the file said so: the
+    /// parent of a `log_file`, or `log_dir`.
+    checks: Vec<PathCheck>,
+}
+
+/// A directory that must exist, and the place that named it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PathCheck {
+    dir: PathBuf,
+    key: &'static str,
+    file_name: String,
+    line: usize,
+    column: usize,
+}
+
+/// Where one process's lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// The file its lines are written to, if any.
+    pub file: Option<LogFile>,
+    /// `log_stdout`: whether its lines also go to procmon's stdout.
+    pub stdout: bool,
+    /// `timestamps`, if set here or at the top level; unset, the place's
+    /// default holds (see [`Timestamps::resolve`]).
+    pub timestamps: Option<Timestamps>,
+}
+
+impl Default for LogSettings {
+    /// What a process gets with no log key anywhere: its lines on stdout,
+    /// as before log files existed.
+    fn default() -> Self {
+        LogSettings {
+            file: None,
+            stdout: true,
+            timestamps: None,
+        }
+    }
+}
+
+/// One log file and how it rotates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    /// `log_file`, or `log_dir/NAME.log`.
+    pub path: PathBuf,
+    /// `log_max_bytes`: it rotates before a line would take it past this.
+    pub max_bytes: u64,
+    /// `log_backups`: rotated files kept, `PATH.1` (newest) to `PATH.N`.
+    pub backups: u32,
+    /// `log_file_mode`: the permissions a new file is created with.
+    pub mode: u32,
+}
+
+impl LogConfig {
+    /// The settings of `name`, or the defaults if it has none.
+    pub fn settings(&self, name: &str) -> LogSettings {
+        self.processes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether any process writes a log file.
+    pub fn has_files(&self) -> bool {
+        self.processes.iter().any(|(_, s)| s.file.is_some())
+    }
+
+    /// Checks that every directory a log file goes into exists (the files
+    /// themselves are opened when the first line comes). The error is at
+    /// the `log_file` or `log_dir` that named it.
+    pub fn check_paths(&self) -> Result<(), ConfigError> {
+        for check in &self.checks {
+            let problem = match std::fs::metadata(&check.dir) {
+                Ok(meta) if meta.is_dir() => continue,
+                Ok(_) => "is not a directory".to_string(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    "does not exist (procmon creates log files, not directories)".to_string()
+                }
+                Err(e) => e.to_string(),
+            };
+            let shown = super::escape_for_message(check.dir.as_os_str().as_encoded_bytes());
+            return Err(ConfigError {
+                file_name: check.file_name.clone(),
+                line: check.line,
+                column: check.column,
+                message: format!("`{}`: the directory \"{shown}\" {problem}", check.key),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The log keys of one table, as written, before defaults are filled in.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LogKeys {
+    file: Option<(PathBuf, Span)>,
+    dir: Option<(PathBuf, Span)>,
+    max_bytes: Option<u64>,
+    backups: Option<u32>,
+    stdout: Option<bool>,
+    mode: Option<u32>,
+    timestamps: Option<Timestamps>,
+}
+
+impl Parser<'_> {
+    /// Reads `key` into `keys` if it is a log key of the place (`top`: the
+    /// top level, else a `[[process]]` table); false if it is not one.
+    pub(super) fn log_key(
+        &self,
+        keys: &mut LogKeys,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+        top: bool,
+    ) -> Result<bool, ConfigError> {
+        match key {
+            "log_file" if !top => {
+                keys.file = Some((self.log_path("log_file", value)?, value.span()))
+            }
+            "log_dir" if top => keys.dir = Some((self.log_path("log_dir", value)?, value.span())),
+            "log_max_bytes" => {
+                let int = value.get_ref().as_integer().ok_or_else(|| {
+                    self.wrong_type(value, "`log_max_bytes` must be a whole number of bytes")
+                })?;
+                let text = int.as_str();
+                match u64::from_str_radix(text, int.radix()) {
+                    Ok(bytes) if bytes >= 1 => keys.max_bytes = Some(bytes),
+                    Err(_) if !text.starts_with('-') => {
+                        return Err(self.error(
+                            value.span(),
+                            format!("`log_max_bytes` is too large, found {text}"),
+                        ))
+                    }
+                    _ => {
+                        return Err(self.error(
+                            value.span(),
+                            format!("`log_max_bytes` must be at least 1 byte, found {text}"),
+                        ))
+                    }
+                }
+            }
+            "log_backups" => {
+                let max = MAX_BACKUPS as usize;
+                keys.backups = Some(self.bounded("log_backups", "files", max, value)? as u32);
+            }
+            "log_stdout" => {
+                keys.stdout =
+                    Some(value.get_ref().as_bool().ok_or_else(|| {
+                        self.wrong_type(value, "`log_stdout` must be true or false")
+                    })?);
+            }
+            "log_file_mode" => keys.mode = Some(self.file_mode(value)?),
+            "timestamps" => {
+                let text = self.string("timestamps", value)?;
+                keys.timestamps = Some(Timestamps::from_name(text).ok_or_else(|| {
+                    self.error(
+                        value.span(),
+                        format!("`timestamps` must be \"rfc3339\" or \"off\", found {text:?}"),
+                    )
+                })?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A path: not empty, no NUL.
+    fn log_path(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<PathBuf, ConfigError> {
+        let text = self.string(key, value)?;
+        if text.is_empty() {
+            return Err(self.error(value.span(), format!("`{key}` must not be empty")));
+        }
+        if text.contains('\0') {
+            return Err(self.error(value.span(), format!("`{key}` holds a NUL character")));
+        }
+        Ok(PathBuf::from(text))
+    }
+
+    /// `log_file_mode`: permission bits in octal, as a string (`"0640"`)
+    /// or a TOML octal integer (`0o640`). A decimal integer is refused:
+    /// `640` would mean `0o1200`, which nobody writing it means.
+    fn file_mode(&self, value: &Spanned<DeValue<'_>>) -> Result<u32, ConfigError> {
+        let (text, radix_ok) = match value.get_ref() {
+            DeValue::String(text) => (text.as_ref(), true),
+            DeValue::Integer(int) => (int.as_str(), int.radix() == 8),
+            _ => {
+                return Err(self.wrong_type(
+                    value,
+                    "`log_file_mode` must be an octal mode, as \"0640\" or 0o640",
+                ))
+            }
+        };
+        let mode = u32::from_str_radix(text, 8).ok().filter(|_| radix_ok);
+        match mode {
+            Some(mode) if mode <= 0o777 && !text.is_empty() => Ok(mode),
+            _ => Err(self.error(
+                value.span(),
+                format!(
+                    "`log_file_mode` must be permission bits in octal, from \"0000\" to \"0777\" \
+                     (as \"0640\" or 0o640), found {}",
+                    match value.get_ref() {
+                        DeValue::String(_) => format!("{text:?}"),
+                        _ => text.to_string(),
+                    }
+                ),
+            )),
+        }
+    }
+
+    /// Each process's settings: its own keys, else the top level's, else
+    /// the defaults. `processes` are the names, where each was written,
+    /// and the process's own keys.
+    pub(super) fn log_config(
+        &self,
+        top: &LogKeys,
+        processes: &[(&str, Span, &LogKeys)],
+    ) -> Result<LogConfig, ConfigError> {
+        let mut config = LogConfig::default();
+        let mut check = |dir: &Path, key: &'static str, span: &Span| {
+            let (line, column) = line_column(self.source, span.start);
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            let entry = PathCheck {
+                dir: dir.to_path_buf(),
+                key,
+                file_name: self.file_name.to_string(),
+                line,
+                column,
+            };
+            if !config.checks.contains(&entry) {
+                config.checks.push(entry);
+            }
+        };
+        if let Some((dir, span)) = &top.dir {
+            check(dir, "log_dir", span);
+        }
+        // Two processes writing one file would rotate it under each other.
+        let mut paths: Vec<(PathBuf, &str)> = Vec::new();
+        let mut settings = Vec::with_capacity(processes.len());
+        for (name, name_span, own) in processes {
+            let path = match (&own.file, &top.dir) {
+                (Some((path, span)), _) => {
+                    check(path.parent().unwrap_or(Path::new(".")), "log_file", span);
+                    Some((path.clone(), span.clone()))
+                }
+                (None, Some((dir, _))) => Some((
+                    dir.join(self.log_file_name(name, name_span)?),
+                    name_span.clone(),
+                )),
+                (None, None) => None,
+            };
+            if let Some((path, span)) = &path {
+                if let Some((_, other)) = paths.iter().find(|(p, _)| p == path) {
+                    let shown = super::escape_for_message(path.as_os_str().as_encoded_bytes());
+                    return Err(self.error(
+                        span.clone(),
+                        format!(
+                            "the log file \"{shown}\" is also process {other:?}'s: \
+                             each process needs a file of its own"
+                        ),
+                    ));
+                }
+                paths.push((path.clone(), name));
+            }
+            let file = path.map(|(path, _)| LogFile {
+                path,
+                max_bytes: own.max_bytes.or(top.max_bytes).unwrap_or(DEFAULT_MAX_BYTES),
+                backups: own.backups.or(top.backups).unwrap_or(DEFAULT_BACKUPS),
+                mode: own.mode.or(top.mode).unwrap_or(DEFAULT_MODE),
+            });
+            settings.push((
+                name.to_string(),
+                LogSettings {
+                    file,
+                    stdout: own.stdout.or(top.stdout).unwrap_or(true),
+                    timestamps: own.timestamps.or(top.timestamps),
+                },
+            ));
+        }
+        config.processes = settings;
+        Ok(config)
+    }
+
+    /// `NAME.log`, for a process in `log_dir`; a name that cannot be one
+    /// file's name is an error at the name rather than a file somewhere
+    /// else (`a/../../etc/x`).
+    fn log_file_name(&self, name: &str, span: &Span) -> Result<String, ConfigError> {
+        let file = format!("{name}.log");
+        if name.contains('/') {
+            return Err(self.error(
+                span.clone(),
+                format!(
+                    "`name` {name:?} holds '/', so it cannot name a file in `log_dir`: \
+                     give this process a `log_file` of its own"
+                ),
+            ));
+        }
+        // NAME_MAX on Linux's file systems.
+        if file.len() > 255 {
+            return Err(self.error(
+                span.clone(),
+                format!(
+                    "`name` is {} bytes, too long to name a file in `log_dir` (at most 251): \
+                     give this process a `log_file` of its own",
+                    name.len()
+                ),
+            ));
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+
+    const P: &str = "[[process]]\nname = \"a\"\nargv = [\"a\"]\n";
+
+    fn logs(source: &str) -> LogConfig {
+        parse(source, "f.toml").unwrap().logs
+    }
+
+    fn error(source: &str) -> String {
+        parse(source, "f.toml")
+            .and_then(|c| c.logs.check_paths().map(|()| c))
+            .map(|c| panic!("accepted: {:?}", c.logs))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_globals_and_a_process_own_keys() {
+        let config = logs(&format!(
+            "log_dir = \"/var/log/x\"\nlog_max_bytes = 1000\nlog_stdout = false\n\
+             timestamps = \"off\"\n{P}log_backups = 0\nlog_file_mode = \"0600\"\n\
+             [[process]]\nname = \"b\"\nargv = [\"b\"]\nlog_file = \"/tmp/b.txt\"\n\
+             log_file_mode = 0o644\ntimestamps = \"rfc3339\"\nlog_stdout = true\n"
+        ));
+        assert_eq!(
+            config.settings("a"),
+            LogSettings {
+                file: Some(LogFile {
+                    path: "/var/log/x/a.log".into(),
+                    max_bytes: 1000,
+                    backups: 0,
+                    mode: 0o600,
+                }),
+                stdout: false,
+                timestamps: Some(Timestamps::Off),
+            }
+        );
+        assert_eq!(
+            config.settings("b"),
+            LogSettings {
+                file: Some(LogFile {
+                    path: "/tmp/b.txt".into(),
+                    max_bytes: 1000,
+                    backups: DEFAULT_BACKUPS,
+                    mode: 0o644,
+                }),
+                stdout: true,
+                timestamps: Some(Timestamps::Rfc3339),
+            }
+        );
+        let plain = logs(P);
+        assert_eq!(plain.settings("a"), LogSettings::default());
+        assert!(!plain.has_files());
+        let file = logs(&format!("{P}log_file = \"x.log\"\n")).settings("a");
+        assert_eq!(
+            file.file,
+            Some(LogFile {
+                path: "x.log".into(),
+                max_bytes: DEFAULT_MAX_BYTES,
+                backups: DEFAULT_BACKUPS,
+                mode: DEFAULT_MODE,
+            })
+        );
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        for (source, want) in [
+            (
+                format!("{P}log_max_bytes = 0\n"),
+                "f.toml:4:17: `log_max_bytes` must be at least 1 byte, found 0",
+            ),
+            (
+                format!("log_max_bytes = -5\n{P}"),
+                "f.toml:1:17: `log_max_bytes` must be at least 1 byte, found -5",
+            ),
+            (
+                format!("{P}log_backups = 1001\n"),
+                "f.toml:4:15: `log_backups` must be from 0 to 1000, found 1001",
+            ),
+            (
+                format!("{P}log_file_mode = \"0948\"\n"),
+                "f.toml:4:17: `log_file_mode` must be permission bits in octal, from \"0000\" to \"0777\" (as \"0640\" or 0o640), found \"0948\"",
+            ),
+            (
+                format!("{P}log_file_mode = 640\n"),
+                "f.toml:4:17: `log_file_mode` must be permission bits in octal",
+            ),
+            (
+                format!("{P}log_file_mode = 0o4755\n"),
+                "f.toml:4:17: `log_file_mode` must be permission bits in octal",
+            ),
+            (
+                format!("{P}timestamps = \"iso\"\n"),
+                "f.toml:4:14: `timestamps` must be \"rfc3339\" or \"off\", found \"iso\"",
+            ),
+            (
+                format!("{P}log_stdout = \"no\"\n"),
+                "f.toml:4:14: `log_stdout` must be true or false, found string",
+            ),
+            (
+                format!("{P}log_file = \"\"\n"),
+                "f.toml:4:12: `log_file` must not be empty",
+            ),
+            (
+                format!("log_file = \"x\"\n{P}"),
+                "f.toml:1:1: unknown key `log_file` at the top level",
+            ),
+            (
+                format!("{P}log_dir = \"x\"\n"),
+                "f.toml:4:1: unknown key `log_dir` in `[[process]]`",
+            ),
+            (
+                "log_dir = \"/tmp\"\n[[process]]\nname = \"../etc/x\"\nargv = [\"a\"]\n"
+                    .to_string(),
+                "f.toml:3:8: `name` \"../etc/x\" holds '/', so it cannot name a file in `log_dir`",
+            ),
+            (
+                format!(
+                    "{P}log_file = \"/tmp/same\"\n[[process]]\nname = \"b\"\nargv = [\"b\"]\n\
+                     log_file = \"/tmp/same\"\n"
+                ),
+                "f.toml:8:12: the log file \"/tmp/same\" is also process \"a\"'s",
+            ),
+            (
+                format!("{P}log_file = \"/nonexistent-procmon-dir/a.log\"\n"),
+                "f.toml:4:12: `log_file`: the directory \"/nonexistent-procmon-dir\" does not exist",
+            ),
+            (
+                format!("log_dir = \"/nonexistent-procmon-dir\"\n{P}"),
+                "f.toml:1:11: `log_dir`: the directory \"/nonexistent-procmon-dir\" does not exist",
+            ),
+            (
+                format!("{P}log_file = \"/proc/version/a.log\"\n"),
+                "f.toml:4:12: `log_file`: the directory \"/proc/version\" is not a directory",
+            ),
+        ] {
+            let got = error(&source);
+            assert!(got.starts_with(want), "for {source:?}\n got: {got}\nwant: {want}");
+        }
+    }
+}
