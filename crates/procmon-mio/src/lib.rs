@@ -127,6 +127,7 @@ mod event_loop;
 mod handle;
 pub mod os;
 mod pipes;
+mod readiness;
 mod reaping;
 mod signals;
 mod sources;
@@ -135,6 +136,7 @@ mod sys;
 
 pub use children::signal_number;
 pub use handle::Handle;
+pub use readiness::NOTIFY_DATAGRAM_BYTES;
 pub use signals::{hold_caught_signals, CaughtSignal};
 pub use sources::{Ready, SourceId};
 pub use spawn::{find_program, SpawnStage};
@@ -295,6 +297,22 @@ pub enum Notice<'a> {
         /// Its condition.
         condition: Condition,
     },
+    /// A [`Readiness::Notify`](procmon_core::Readiness::Notify) process sent
+    /// a status text (`STATUS=...`, invalid UTF-8 replaced), now its latest
+    /// ([`Supervisor::notify_status`]) until its next spawn.
+    Status {
+        /// The process's name.
+        name: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// A [`Readiness::Notify`](procmon_core::Readiness::Notify) process
+    /// said it is stopping (`STOPPING=1`). Only noted: what happens next is
+    /// its exit.
+    Stopping {
+        /// The process's name.
+        name: &'a str,
+    },
     /// A critical process ended for good: the service is stopping, and the
     /// supervisor finishes with `exit_code` once nothing is alive.
     CriticalEnded {
@@ -336,6 +354,22 @@ pub enum Notice<'a> {
         /// The line.
         line: &'a [u8],
     },
+}
+
+/// The driver's own counters over the supervisor's life, beside the
+/// monitor's ([`Monitor::stats`]): what only the driver sees.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams received on the sd_notify sockets of
+    /// [`Readiness::Notify`](procmon_core::Readiness::Notify) processes.
+    pub notify_datagrams: u64,
+    /// Of those, the ones ignored because their sender was neither the
+    /// child nor in its session (or was gone before it could be checked).
+    pub notify_rejected: u64,
+    /// Of those, the ones longer than [`NOTIFY_DATAGRAM_BYTES`], whose rest
+    /// was lost.
+    pub notify_truncated: u64,
 }
 
 /// Receives [`Notice`]s. Any `FnMut(Notice<'_>)` is one.
@@ -412,6 +446,14 @@ pub struct Supervisor {
     waker: Option<std::sync::Arc<mio::Waker>>,
     /// What [`Handle`]s send; made by the first [`Supervisor::handle`].
     requests: Option<handle::Requests>,
+    /// Where the sd_notify sockets are bound; after `children` so that
+    /// their sockets are gone when it is removed.
+    notify_directory: readiness::NotifyDirectory,
+    /// Readiness channels that hit their read budget: read again next turn.
+    unfinished_channels: VecDeque<usize>,
+    /// The latest `STATUS=` of each process, by name, until its next spawn.
+    statuses: HashMap<Box<str>, Box<str>>,
+    stats: Stats,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -434,6 +476,8 @@ impl Drop for Supervisor {
                 let _ = sys::reap(live.pidfd.as_fd());
                 tracked.remove(&live.pid);
             }
+            // Closes its socket and removes the path, before the directory.
+            child.readiness = None;
         }
         self.reap_orphans();
     }
