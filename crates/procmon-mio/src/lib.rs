@@ -125,6 +125,7 @@
 mod children;
 mod event_loop;
 mod handle;
+pub mod notify;
 pub mod os;
 mod pipes;
 mod readiness;
