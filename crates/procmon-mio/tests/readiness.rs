@@ -1,0 +1,449 @@
+//! Readiness against real processes: sd_notify (from `systemd-notify` and
+//! from a small `python3` sender), the s6 notification fd, a log line, and
+//! a dependency that waits for readiness.
+//!
+//! Like `real.rs`, these run one at a time on the main thread (`harness =
+//! false`, see Cargo.toml). Timing is never asserted exactly.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::procfs::stat;
+use common::run::{settings, sh, Run, Seen};
+
+use procmon_core::{
+    Condition, NotReadyCause, Policy, ProcessSpec, ProcessState, Readiness, RestartPolicy,
+};
+use procmon_mio::NOTIFY_DATAGRAM_BYTES;
+
+/// A `python3` program that sends each of `datagrams` to `$NOTIFY_SOCKET`,
+/// `pause` seconds apart, then lives `linger` seconds more: a sender must
+/// still exist when its datagram is read, or it cannot be checked.
+fn python_sender(datagrams: &[&str], pause: f64, linger: f64) -> String {
+    let list: Vec<String> = datagrams.iter().map(|d| format!("{d:?}")).collect();
+    format!(
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         for d in [{}]:\n    s.sendto(d.encode(), os.environ['NOTIFY_SOCKET'])\n    time.sleep({pause})\n\
+         time.sleep({linger})\n",
+        list.join(", ")
+    )
+}
+
+/// `sh -c script` that says it is ready through sd_notify.
+fn notify(script: &str) -> ProcessSpec {
+    sh(script).with_ready(Readiness::Notify)
+}
+
+/// Quotes `text` for `sh`.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn state(run: &mut Run, name: &str) -> ProcessState {
+    run.supervisor()
+        .monitor()
+        .status(name)
+        .expect("defined")
+        .state
+}
+
+/// The `NOTIFY_SOCKET` in a live child's environment. Read again for a
+/// while: in the middle of an `exec` the environment reads empty.
+fn notify_socket_of(pid: i32) -> Option<PathBuf> {
+    for _ in 0..200 {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let found = environ
+            .split(|&b| b == 0)
+            .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
+            .map(|path| PathBuf::from(String::from_utf8_lossy(path).into_owned()));
+        if found.is_some() {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("/proc").count()
+}
+
+// ----- The tests -----
+
+/// The real sd_notify client: `systemd-notify --ready --status=...` from a
+/// shell inside the child's session.
+fn systemd_notify_makes_a_process_ready() {
+    let found = Command::new("sh")
+        .args(["-c", "command -v systemd-notify"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: systemd-notify is not installed");
+        return;
+    }
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add(
+        "db",
+        notify(
+            "sleep 0.3; systemd-notify --ready --status='accepting connections'; exec sleep 100",
+        ),
+    );
+    run.start();
+    assert_eq!(state(&mut run, "db"), ProcessState::Starting);
+    run.until("db ready", |r| r.seen.contains(&Seen::Ready("db".into())));
+    assert_eq!(state(&mut run, "db"), ProcessState::Running);
+    assert_eq!(
+        run.supervisor().notify_status("db"),
+        Some("accepting connections")
+    );
+    assert!(run
+        .seen
+        .contains(&Seen::Status("db".into(), "accepting connections".into())));
+    assert_eq!(run.supervisor().stats().notify_rejected, 0);
+}
+
+/// A sender of our own, a grandchild in the child's session: several keys
+/// in one datagram, the latest status kept, a cut datagram, STOPPING=1.
+fn a_helper_sends_status_ready_and_stopping() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    let long = format!("STATUS={}", "x".repeat(NOTIFY_DATAGRAM_BYTES * 2));
+    let program = python_sender(
+        &[
+            "STATUS=warming up",
+            &long,
+            "MAINPID=1\nSTATUS=serving\nREADY=1",
+            "STOPPING=1",
+        ],
+        0.1,
+        5.0,
+    );
+    run.add(
+        "web",
+        notify(&format!("python3 -c {}; exec sleep 100", quoted(&program))),
+    );
+    run.start();
+    assert_eq!(state(&mut run, "web"), ProcessState::Starting);
+    run.until("web stopping", |r| {
+        r.seen.contains(&Seen::Stopping("web".into()))
+    });
+    let statuses: Vec<&Seen> = run
+        .seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Status(..) | Seen::Ready(_)))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            &Seen::Status("web".into(), "warming up".into()),
+            &Seen::Status("web".into(), "serving".into()),
+            &Seen::Ready("web".into()),
+        ],
+        "the cut datagram's only line is dropped"
+    );
+    assert_eq!(state(&mut run, "web"), ProcessState::Running);
+    assert_eq!(run.supervisor().notify_status("web"), Some("serving"));
+    let stats = run.supervisor().stats().clone();
+    assert_eq!(
+        (
+            stats.notify_datagrams,
+            stats.notify_truncated,
+            stats.notify_rejected
+        ),
+        (4, 1, 0)
+    );
+
+    // A new instance starts without the old one's status.
+    run.call(|m, now| m.restart(now, "web").expect("defined"));
+    run.until("a second spawn", |r| {
+        r.count(|s| matches!(s, Seen::Spawned(..))) == 2
+    });
+    assert_eq!(run.supervisor().notify_status("web"), None);
+    assert_eq!(state(&mut run, "web"), ProcessState::Starting);
+}
+
+/// A datagram from a process outside the child's session (a `python3` the
+/// test starts itself) is ignored and counted; the child stays `starting`.
+fn a_foreign_sender_is_ignored_and_counted() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add("svc", notify("exec sleep 100"));
+    run.start();
+    let pid = run.pid_of("svc");
+    let socket = notify_socket_of(pid).expect("NOTIFY_SOCKET in the child's environment");
+    let program = python_sender(&["READY=1\nSTATUS=forged"], 0.0, 3.0);
+    let mut foreign = Command::new("python3")
+        .args(["-c", &program])
+        .env("NOTIFY_SOCKET", &socket)
+        .spawn()
+        .expect("python3");
+    let foreign_pid = foreign.id() as i32;
+    assert_ne!(stat(foreign_pid).map(|s| s.session), Some(pid));
+    run.until("the forged datagram", |r| {
+        r.supervisor().stats().notify_rejected == 1
+    });
+    // Still alive when its datagram was judged: rejected for its session.
+    assert!(stat(foreign_pid).is_some());
+    run.turn_for(Duration::from_millis(200));
+    assert_eq!(state(&mut run, "svc"), ProcessState::Starting);
+    assert_eq!(run.supervisor().notify_status("svc"), None);
+    assert!(!run
+        .seen
+        .iter()
+        .any(|s| matches!(s, Seen::Ready(_) | Seen::Status(..))));
+    let _ = foreign.kill();
+    // The orphan reaper may have taken its status already.
+    let _ = foreign.wait();
+}
+
+/// The s6 notification fd: a newline on fd 3 makes the process ready.
+fn a_newline_on_the_notification_fd_makes_it_ready() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add(
+        "fd",
+        sh("sleep 0.2; echo >&3; exec sleep 100").with_ready(Readiness::Fd(3)),
+    );
+    // A high descriptor number works as well; nothing of the stdio plumbing
+    // is in the way.
+    run.add(
+        "high",
+        ProcessSpec::new([
+            "python3",
+            "-c",
+            "import os, time; os.write(200, b'almost\\n'); time.sleep(100)",
+        ])
+        .with_ready(Readiness::Fd(200)),
+    );
+    run.start();
+    assert_eq!(state(&mut run, "fd"), ProcessState::Starting);
+    run.until("both ready", |r| {
+        r.seen.contains(&Seen::Ready("fd".into())) && r.seen.contains(&Seen::Ready("high".into()))
+    });
+    assert_eq!(state(&mut run, "fd"), ProcessState::Running);
+    assert_eq!(state(&mut run, "high"), ProcessState::Running);
+    // The monitor keeps only the child's descriptors, not the pipe's end.
+    let pid = run.pid_of("fd");
+    let parent_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the child's fds")
+        .count();
+    assert!(parent_fds >= 4, "fd 3 is open in the child");
+}
+
+/// The notification fd closed without a newline: not ready, stopped, and
+/// restarted by the rules.
+fn the_notification_fd_closed_without_a_newline_is_not_ready() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    let mut policy = Policy::default();
+    policy.restart = Some(RestartPolicy::Always);
+    run.add(
+        "quitter",
+        sh("exec 3>&-; exec sleep 100")
+            .with_ready(Readiness::Fd(3))
+            .with_policy(policy),
+    );
+    run.start();
+    run.until("a restart after the failed start", |r| {
+        r.count(|s| matches!(s, Seen::Spawned(..))) >= 2
+    });
+    let not_ready =
+        run.position(|s| *s == Seen::NotReady("quitter".into(), NotReadyCause::ChannelClosed));
+    let exited = run.position(|s| matches!(s, Seen::Exited(..)));
+    let restarted = run.position(|s| matches!(s, Seen::Restart(..)));
+    assert!(not_ready < exited && exited < restarted, "{:#?}", run.seen);
+    assert!(!run.seen.contains(&Seen::Ready("quitter".into())));
+}
+
+/// A child that dies before it is ready gives an exit, not a closed channel.
+fn an_exit_before_readiness_is_an_exit() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    let mut policy = Policy::default();
+    policy.restart = Some(RestartPolicy::Never);
+    run.add(
+        "crash",
+        sh("exit 3")
+            .with_ready(Readiness::Fd(3))
+            .with_policy(policy),
+    );
+    run.start();
+    run.until_exits(1);
+    run.quiesce();
+    assert!(
+        !run.seen.iter().any(|s| matches!(s, Seen::NotReady(..))),
+        "{:#?}",
+        run.seen
+    );
+}
+
+/// Readiness from a log line, end to end.
+fn a_log_line_makes_it_ready() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add(
+        "server",
+        sh("echo starting; sleep 0.2; echo listening on 8080; exec sleep 100")
+            .with_ready(Readiness::LogLine(b"listening".to_vec())),
+    );
+    run.start();
+    run.until("server ready", |r| {
+        r.seen.contains(&Seen::Ready("server".into()))
+    });
+    assert_eq!(state(&mut run, "server"), ProcessState::Running);
+    let starting = run.position(|s| matches!(s, Seen::Output(_, _, l) if l == b"starting"));
+    let ready = run.position(|s| *s == Seen::Ready("server".into()));
+    assert!(starting < ready);
+}
+
+/// `web` after `db` ready: not spawned until db's READY=1, and spawned in
+/// the very turn that reads it.
+fn a_dependent_starts_when_its_dependency_is_ready() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    let program = python_sender(&["READY=1"], 0.0, 100.0);
+    run.add(
+        "db",
+        notify(&format!("sleep 0.5; exec python3 -c {}", quoted(&program))),
+    );
+    run.add(
+        "web",
+        sh("echo web up; exec sleep 100").with_after("db", Condition::Ready),
+    );
+    run.start();
+    assert!(run.seen.contains(&Seen::Waiting("web".into(), "db".into())));
+    assert_eq!(state(&mut run, "web"), ProcessState::Waiting);
+    let deadline = std::time::Instant::now() + run.deadline;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "db never ready");
+        let web_spawned = run
+            .seen
+            .iter()
+            .any(|s| matches!(s, Seen::Spawned(n, _) if n == "web"));
+        if run.seen.contains(&Seen::Ready("db".into())) {
+            assert!(web_spawned, "web spawned in the turn db became ready");
+            break;
+        }
+        assert!(!web_spawned, "web spawned before db was ready");
+        run.turn(Duration::from_millis(50));
+    }
+    let ready = run.position(|s| *s == Seen::Ready("db".into()));
+    let spawned = run.position(|s| matches!(s, Seen::Spawned(n, _) if n == "web"));
+    assert!(ready < spawned);
+    run.until("web's output", |r| {
+        r.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Output(n, _, l) if n == "web" && l == b"web up"))
+    });
+}
+
+/// Each instance's socket is private (a 0700 directory), short enough for
+/// `sun_path`, removed with its instance; the directory goes with the
+/// supervisor. The monitor's own NOTIFY_SOCKET reaches no child.
+fn sockets_are_private_and_cleaned_up() {
+    // SAFETY (of the test): one thread; set before the first spawn, which
+    // copies the environment.
+    std::env::set_var("NOTIFY_SOCKET", "/procmon-test/monitor's own");
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add("svc", notify("exec sleep 100"));
+    run.add("plain", sh("echo \"[$NOTIFY_SOCKET]\"; exec sleep 100"));
+    run.start();
+    std::env::remove_var("NOTIFY_SOCKET");
+    let pid = run.pid_of("svc");
+    let socket = notify_socket_of(pid).expect("NOTIFY_SOCKET");
+    assert!(socket.as_os_str().len() < 108, "{socket:?}");
+    let directory = socket.parent().expect("a directory").to_path_buf();
+    let mode = std::fs::metadata(&directory)
+        .expect("the directory")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{directory:?}");
+    assert!(socket.exists());
+    run.until("plain's line", |r| {
+        r.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Output(n, _, _) if n == "plain"))
+    });
+    assert!(run
+        .seen
+        .iter()
+        .any(|s| matches!(s, Seen::Output(n, _, l) if n == "plain" && l == b"[]")));
+
+    run.call(|m, now| m.stop(now, "svc").expect("defined"));
+    run.until_exits(1);
+    assert!(!socket.exists(), "removed with its instance");
+    run.call(|m, now| m.start(now, "svc").expect("defined"));
+    let second = notify_socket_of(run.pid_of("svc")).expect("NOTIFY_SOCKET");
+    assert_ne!(second, socket, "a fresh socket per instance");
+    assert!(second.exists());
+    drop(run);
+    assert!(!second.exists());
+    assert!(
+        !Path::new(&directory).exists(),
+        "the directory goes at drop"
+    );
+}
+
+/// Many restarts of both channel kinds leave the monitor's descriptor count
+/// where it was.
+fn no_descriptor_leaks_across_restarts() {
+    let mut run = Run::new(settings(1000, 1, 2));
+    run.record = false;
+    let before = open_descriptors();
+    run.add("n", notify("exit 1"));
+    run.add("f", sh("echo >&3; exit 1").with_ready(Readiness::Fd(3)));
+    run.add("q", sh("exec 3>&-; exit 1").with_ready(Readiness::Fd(3)));
+    run.start();
+    run.until("300 exits", |r| r.stats.exited >= 300);
+    run.stop();
+    run.quiesce();
+    // Pipes of reaped children may linger a moment for escapees; none here.
+    run.turn_for(Duration::from_millis(100));
+    let after = open_descriptors();
+    assert!(
+        after <= before + 1,
+        "descriptors before {before}, after {after} ({} exits)",
+        run.stats.exited
+    );
+}
+
+fn main() {
+    let tests: &[(&str, fn())] = &[
+        (
+            "systemd_notify_makes_a_process_ready",
+            systemd_notify_makes_a_process_ready,
+        ),
+        (
+            "a_helper_sends_status_ready_and_stopping",
+            a_helper_sends_status_ready_and_stopping,
+        ),
+        (
+            "a_foreign_sender_is_ignored_and_counted",
+            a_foreign_sender_is_ignored_and_counted,
+        ),
+        (
+            "a_newline_on_the_notification_fd_makes_it_ready",
+            a_newline_on_the_notification_fd_makes_it_ready,
+        ),
+        (
+            "the_notification_fd_closed_without_a_newline_is_not_ready",
+            the_notification_fd_closed_without_a_newline_is_not_ready,
+        ),
+        (
+            "an_exit_before_readiness_is_an_exit",
+            an_exit_before_readiness_is_an_exit,
+        ),
+        ("a_log_line_makes_it_ready", a_log_line_makes_it_ready),
+        (
+            "a_dependent_starts_when_its_dependency_is_ready",
+            a_dependent_starts_when_its_dependency_is_ready,
+        ),
+        (
+            "sockets_are_private_and_cleaned_up",
+            sockets_are_private_and_cleaned_up,
+        ),
+        (
+            "no_descriptor_leaks_across_restarts",
+            no_descriptor_leaks_across_restarts,
+        ),
+    ];
+    common::run_tests(tests);
+}
