@@ -46,6 +46,17 @@
 //!   1,000-process config, `procmon ctl reload`: its time, and the pids that
 //!   changed (exactly one is right).
 //!
+//! Readiness (not run by default):
+//!
+//! - `ready [ROUNDS=100] [RUNS=5]`: `web` waits for `db` to be ready
+//!   (sd_notify); per round, the time from just before `db`'s helper sends
+//!   `READY=1` (CLOCK_MONOTONIC, which it prints) to `web`'s `Spawned`
+//!   notice. Floor, in the same run: the time from just before a helper
+//!   exits (the same clock, printed) to the `Spawned` notice of its
+//!   respawn, restart=always with no delay. Both spawn this example's own
+//!   binary, so the spawns cost the same. Median of each run, their ratio,
+//!   and the median ratio over the runs.
+//!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
 //! `write`, then optionally sends SIGTERM to its parent so that a `procmon`
@@ -87,6 +98,12 @@ fn main() {
         Some("fanout") => fanout(num(1, 200), num(2, 5), arg(3).map(PathBuf::from)),
         Some("ctl") => ctl_bench(&[1000, 10_000], num(1, 5), arg(2).map(PathBuf::from)),
         Some("reload") => reload(num(1, 1000), num(2, 3), arg(3).map(PathBuf::from)),
+        Some("ready") => ready(num(1, 100), num(2, 5)),
+        Some("notify-helper") => notify_helper(),
+        Some("exit-helper") => exit_helper(),
+        Some("sleep-helper") => loop {
+            std::thread::sleep(Duration::from_secs(1000));
+        },
         None => {
             restart(100, 15);
             start(1000);
@@ -1214,6 +1231,172 @@ fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- ready -----
+
+/// The dependency-ready latency beside the restart floor, RUNS runs of
+/// ROUNDS each; see the module docs.
+fn ready(rounds: usize, runs: usize) {
+    let mut ratios = Vec::new();
+    for _ in 0..runs {
+        let floor = median_us(restart_after_exit(rounds));
+        let ours = median_us(spawn_after_ready(rounds));
+        println!(
+            "ready x{rounds}: exit -> respawn median {floor:.1} us; \
+             READY=1 -> dependent spawned median {ours:.1} us; ratio {:.2}",
+            ours / floor
+        );
+        ratios.push(ours / floor);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "ready over {runs} runs: median ratio {:.2} ({:.2}-{:.2})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
+
+fn median_us(mut samples: Vec<u64>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2] as f64 / 1e3
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for the bench and its helpers.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// This example's own binary, for the helpers.
+fn own_binary() -> String {
+    std::env::current_exe()
+        .unwrap()
+        .to_str()
+        .expect("a UTF-8 path")
+        .to_owned()
+}
+
+/// The dependency: lets the supervisor go back to its poll, prints the
+/// moment, sends `READY=1` to its `NOTIFY_SOCKET`, and stays.
+fn notify_helper() {
+    std::thread::sleep(Duration::from_millis(10));
+    let at = monotonic_ns();
+    let sent = procmon_mio::notify::send("READY=1").expect("sent");
+    assert!(sent, "NOTIFY_SOCKET is set");
+    println!("{at}");
+    loop {
+        std::thread::sleep(Duration::from_secs(1000));
+    }
+}
+
+/// The restarted process: lets the supervisor go back to its poll, prints
+/// the moment and exits at once.
+fn exit_helper() {
+    std::thread::sleep(Duration::from_millis(10));
+    let at = monotonic_ns();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{at}").unwrap();
+    out.flush().unwrap();
+    // SAFETY: _exit ends the process without running anything else.
+    unsafe { libc::_exit(0) };
+}
+
+/// The floor: per restart, the helper's moment before it exited to the
+/// `Spawned` notice of its successor.
+fn restart_after_exit(rounds: usize) -> Vec<u64> {
+    let mut settings = Settings::default();
+    // No instant deaths, so no backoff: every exit restarts at once.
+    settings.threshold = Duration::ZERO;
+    let monitor = Monitor::new(settings).unwrap();
+    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
+    let mut exited_at: Option<u64> = None;
+    let mut samples = Vec::with_capacity(rounds);
+    let mut observe = |n: Notice<'_>| match n {
+        Notice::Spawned { .. } => {
+            let now = monotonic_ns();
+            if let Some(at) = exited_at.take() {
+                samples.push(now - at);
+            }
+        }
+        Notice::Output { line, .. } => {
+            exited_at = Some(std::str::from_utf8(line).unwrap().parse().unwrap());
+        }
+        _ => {}
+    };
+    supervisor.call(&mut observe, |m, now| {
+        m.add(
+            now,
+            "again",
+            ProcessSpec::new([own_binary(), "exit-helper".into()]),
+        )
+        .unwrap();
+        m.start_service(now);
+    });
+    while supervisor.monitor().stats().spawns <= rounds as u64 {
+        supervisor.turn(&mut observe, None).unwrap();
+    }
+    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+    while !supervisor.monitor().is_quiescent() {
+        supervisor.turn(&mut quiet(), None).unwrap();
+    }
+    samples
+}
+
+/// Per round: `db`'s moment before its `READY=1` to the `Spawned` notice
+/// of `web`, which waits for it; then the service is stopped for the next.
+fn spawn_after_ready(rounds: usize) -> Vec<u64> {
+    let mut settings = Settings::default();
+    settings.kill_time = Duration::from_secs(1);
+    let monitor = Monitor::new(settings).unwrap();
+    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
+    let exe = own_binary();
+    supervisor.call(&mut quiet(), |m, now| {
+        m.add(
+            now,
+            "db",
+            ProcessSpec::new([exe.clone(), "notify-helper".into()])
+                .with_ready(procmon_core::Readiness::Notify),
+        )
+        .unwrap();
+        m.add(
+            now,
+            "web",
+            ProcessSpec::new([exe.clone(), "sleep-helper".into()])
+                .with_after("db", procmon_core::Condition::Ready),
+        )
+        .unwrap();
+    });
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let sent_at = std::cell::Cell::new(None::<u64>);
+        let spawned_at = std::cell::Cell::new(None::<u64>);
+        let mut observe = |n: Notice<'_>| match n {
+            Notice::Spawned { name: "web", .. } => spawned_at.set(Some(monotonic_ns())),
+            Notice::Output {
+                name: "db", line, ..
+            } => {
+                sent_at.set(Some(std::str::from_utf8(line).unwrap().parse().unwrap()));
+            }
+            _ => {}
+        };
+        supervisor.call(&mut observe, |m, now| m.start_service(now));
+        while sent_at.get().is_none() || spawned_at.get().is_none() {
+            supervisor.turn(&mut observe, None).unwrap();
+        }
+        samples.push(spawned_at.get().unwrap() - sent_at.get().unwrap());
+        supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+        while !supervisor.monitor().is_quiescent() {
+            supervisor.turn(&mut quiet(), None).unwrap();
+        }
+    }
+    samples
 }
 
 // ----- helpers -----
