@@ -45,6 +45,21 @@
 //!   the monitor's descriptors grow without end. A reaped child's pipe with
 //!   no writer left (its group killed, no escapee) is read to EOF even while
 //!   output is paused, so unread bytes never pass for an escapee.
+//! - **Readiness** ([`procmon_core::Readiness`]): a `Notify` instance gets
+//!   an sd_notify datagram socket of its own in `NOTIFY_SOCKET`, in a 0700
+//!   directory the supervisor makes (`$XDG_RUNTIME_DIR` or the temporary
+//!   directory) and removes when dropped; datagrams whose sender
+//!   (`SO_PASSCRED`) is not the child or in its session are ignored and
+//!   counted ([`Stats::notify_rejected`]). `READY=1` becomes
+//!   [`Input::Ready`], `STATUS=` [`Notice::Status`] and
+//!   [`Supervisor::notify_status`], `STOPPING=1` [`Notice::Stopping`]. An
+//!   `Fd(n)` instance holds a pipe's write end at descriptor `n`: a newline
+//!   is [`Input::Ready`], its end without one while the child lives
+//!   [`Input::NotReady`]; the read end is closed after either (a later write
+//!   of the child's then fails with `EPIPE`, as under s6). Both channels are
+//!   read before the child's exit is reported, and closed when it is reaped.
+//!   The monitor's own `NOTIFY_SOCKET` is never passed on to a child. For
+//!   procmon telling its own manager, see [`notify`].
 //! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
 //!   until the earliest deadline or an event, with no periodic wake-up.
 //!
@@ -70,7 +85,8 @@
 //! SIGCHLD alone). `PR_SET_PDEATHSIG` is tied to the creating thread:
 //! when the thread that runs the supervisor ends, its children are killed.
 //! The soft limit on open descriptors is raised to the hard limit (each child
-//! holds three in the monitor); children get the original limit back.
+//! holds three in the monitor, four with a readiness channel); children get
+//! the original limit back.
 //! A `Supervisor` is therefore not `Send`.
 //!
 //! # Embedding in another event loop
@@ -119,8 +135,10 @@
 #![warn(missing_docs, unreachable_pub)]
 
 // One module per job of the driver: the child table (`children`), pipes and
-// back-pressure (`pipes`), signals (`signals`), orphan reaping (`reaping`)
-// and the loop (`event_loop`), plus requests from other threads (`handle`). This file keeps the types they share: the
+// back-pressure (`pipes`), readiness channels (`readiness`), signals
+// (`signals`), orphan reaping (`reaping`) and the loop (`event_loop`), plus
+// requests from other threads (`handle`) and procmon's own sd_notify client
+// (`notify`). This file keeps the types they share: the
 // `Supervisor` whose fields they all touch, its options and what it reports.
 mod children;
 mod event_loop;

@@ -382,6 +382,45 @@ fn sockets_are_private_and_cleaned_up() {
     );
 }
 
+/// A child that runs as another user can still reach its socket (the
+/// directory opens to traversal, the socket is that user's), and the
+/// directory cannot be listed by it.
+fn a_child_of_another_user_can_notify() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: needs root to run a child as another user");
+        return;
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v systemd-notify"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: systemd-notify is not installed");
+        return;
+    }
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.add(
+        "nobody",
+        notify(
+            "ls \"$(dirname \"$NOTIFY_SOCKET\")\" >/dev/null 2>&1 && echo listed; \
+             systemd-notify --ready; exec sleep 100",
+        )
+        .with_uid(65534)
+        .with_gid(65534),
+    );
+    run.start();
+    run.until("ready", |r| r.seen.contains(&Seen::Ready("nobody".into())));
+    assert!(
+        !run.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Output(_, _, l) if l == b"listed")),
+        "the directory is not listable: {:#?}",
+        run.seen
+    );
+    assert_eq!(run.supervisor().stats().notify_rejected, 0);
+}
+
 /// Many restarts of both channel kinds leave the monitor's descriptor count
 /// where it was.
 fn no_descriptor_leaks_across_restarts() {
@@ -439,6 +478,10 @@ fn main() {
         (
             "sockets_are_private_and_cleaned_up",
             sockets_are_private_and_cleaned_up,
+        ),
+        (
+            "a_child_of_another_user_can_notify",
+            a_child_of_another_user_can_notify,
         ),
         (
             "no_descriptor_leaks_across_restarts",
