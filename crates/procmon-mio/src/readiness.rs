@@ -119,9 +119,9 @@ impl NotifyDirectory {
             self.traversable = true;
         }
         self.next += 1;
+        // Numbers are never reused in this fresh, private directory, so no
+        // leftover can be in the way of the bind.
         let path = directory.join(self.next.to_string());
-        // A leftover of ours (the directory is private) would fail the bind.
-        let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path)?;
         let socket = NotifySocket { socket, path };
         socket.socket.set_nonblocking(true)?;

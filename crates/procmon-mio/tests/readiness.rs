@@ -232,6 +232,31 @@ fn a_newline_on_the_notification_fd_makes_it_ready() {
     assert!(parent_fds >= 4, "fd 3 is open in the child");
 }
 
+/// The pipe's write end may already sit at the child's `n` (descriptors
+/// are handed out lowest first, so the test can aim for it): it must still
+/// reach the child, close-on-exec cleared. (Checked by hand: without the
+/// `F_SETFD` for that case, this test times out. Should the aim miss on
+/// another machine, it still passes, as the ordinary case.)
+fn the_notification_fd_may_already_be_in_place() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    // A spawn makes the stdout and stderr pipes, then the notification
+    // pipe: its write end takes the sixth free descriptor.
+    // Probed with fcntl, which (unlike reading /proc/self/fd) opens nothing.
+    // SAFETY: F_GETFD on any number only reads its flags, or fails.
+    let free = |fd: &i32| unsafe { libc::fcntl(*fd, libc::F_GETFD) } == -1;
+    let n = (3..).filter(free).nth(5).expect("free fds");
+    let program = format!("import os, time; os.write({n}, b'\\n'); time.sleep(100)");
+    run.add(
+        "aimed",
+        ProcessSpec::new(["python3".to_string(), "-c".into(), program])
+            .with_ready(Readiness::Fd(n as u32)),
+    );
+    run.start();
+    run.until("aimed ready", |r| {
+        r.seen.contains(&Seen::Ready("aimed".into()))
+    });
+}
+
 /// The notification fd closed without a newline: not ready, stopped, and
 /// restarted by the rules.
 fn the_notification_fd_closed_without_a_newline_is_not_ready() {
@@ -461,6 +486,10 @@ fn main() {
         (
             "a_newline_on_the_notification_fd_makes_it_ready",
             a_newline_on_the_notification_fd_makes_it_ready,
+        ),
+        (
+            "the_notification_fd_may_already_be_in_place",
+            the_notification_fd_may_already_be_in_place,
         ),
         (
             "the_notification_fd_closed_without_a_newline_is_not_ready",
