@@ -55,7 +55,10 @@
 //!   exits (the same clock, printed) to the `Spawned` notice of its
 //!   respawn, restart=always with no delay. Both spawn this example's own
 //!   binary, so the spawns cost the same. Median of each run, their ratio,
-//!   and the median ratio over the runs.
+//!   and the median ratio over the runs. Beside them, what a
+//!   `Readiness::Notify` process adds to its own restart (a socket per
+//!   instance): the floor again with the helper as such a process (it says
+//!   `READY=1` before the moment it prints).
 //!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
@@ -100,7 +103,7 @@ fn main() {
         Some("reload") => reload(num(1, 1000), num(2, 3), arg(3).map(PathBuf::from)),
         Some("ready") => ready(num(1, 100), num(2, 5)),
         Some("notify-helper") => notify_helper(),
-        Some("exit-helper") => exit_helper(),
+        Some("exit-helper") => exit_helper(arg(1) == Some("notify")),
         Some("sleep-helper") => loop {
             std::thread::sleep(Duration::from_secs(1000));
         },
@@ -1240,12 +1243,15 @@ fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
 fn ready(rounds: usize, runs: usize) {
     let mut ratios = Vec::new();
     for _ in 0..runs {
-        let floor = median_us(restart_after_exit(rounds));
+        let floor = median_us(restart_after_exit(rounds, false));
         let ours = median_us(spawn_after_ready(rounds));
+        let notify = median_us(restart_after_exit(rounds, true));
         println!(
             "ready x{rounds}: exit -> respawn median {floor:.1} us; \
-             READY=1 -> dependent spawned median {ours:.1} us; ratio {:.2}",
-            ours / floor
+             READY=1 -> dependent spawned median {ours:.1} us; ratio {:.2}; \
+             exit -> respawn of a Notify process median {notify:.1} us; ratio {:.2}",
+            ours / floor,
+            notify / floor
         );
         ratios.push(ours / floor);
     }
@@ -1297,8 +1303,12 @@ fn notify_helper() {
 }
 
 /// The restarted process: lets the supervisor go back to its poll, prints
-/// the moment and exits at once.
-fn exit_helper() {
+/// the moment and exits at once; with `notify`, says `READY=1` first (so
+/// that its end is an ordinary one, not a failed start).
+fn exit_helper(notify: bool) {
+    if notify {
+        assert!(procmon_mio::notify::send("READY=1").expect("sent"));
+    }
     std::thread::sleep(Duration::from_millis(10));
     let at = monotonic_ns();
     let mut out = std::io::stdout().lock();
@@ -1309,8 +1319,9 @@ fn exit_helper() {
 }
 
 /// The floor: per restart, the helper's moment before it exited to the
-/// `Spawned` notice of its successor.
-fn restart_after_exit(rounds: usize) -> Vec<u64> {
+/// `Spawned` notice of its successor. With `notify`, the process is
+/// `Readiness::Notify`, so each respawn also makes and binds a socket.
+fn restart_after_exit(rounds: usize, notify: bool) -> Vec<u64> {
     let mut settings = Settings::default();
     // No instant deaths, so no backoff: every exit restarts at once.
     settings.threshold = Duration::ZERO;
@@ -1331,12 +1342,14 @@ fn restart_after_exit(rounds: usize) -> Vec<u64> {
         _ => {}
     };
     supervisor.call(&mut observe, |m, now| {
-        m.add(
-            now,
-            "again",
-            ProcessSpec::new([own_binary(), "exit-helper".into()]),
-        )
-        .unwrap();
+        let mut argv = vec![own_binary(), "exit-helper".into()];
+        let mut ready = procmon_core::Readiness::Spawned;
+        if notify {
+            argv.push("notify".into());
+            ready = procmon_core::Readiness::Notify;
+        }
+        m.add(now, "again", ProcessSpec::new(argv).with_ready(ready))
+            .unwrap();
         m.start_service(now);
     });
     while supervisor.monitor().stats().spawns <= rounds as u64 {
