@@ -51,15 +51,16 @@
 //! - `ready [ROUNDS=100] [RUNS=5]`: `web` waits for `db` to be ready
 //!   (sd_notify); per round, the time from just before `db`'s helper sends
 //!   `READY=1` (CLOCK_MONOTONIC, which it prints) to `web`'s `Spawned`
-//!   notice. Floor, in the same run: the time from just before a helper
-//!   exits (the same clock, printed) to the `Spawned` notice of its
-//!   respawn, restart=always with no delay. Both spawn this example's own
-//!   binary, so the spawns cost the same. Median of each run, their ratio,
-//!   and the median ratio over the runs. Beside them, what a
-//!   `Readiness::Notify` process adds to its own restart (a socket per
-//!   instance): the floor again with the helper as such a process (it says
-//!   `READY=1` before the moment it prints).
-//!
+//!   notice. Floor: the time from just before a helper exits (the same
+//!   clock, printed) to the `Spawned` notice of its respawn, restart=always
+//!   with no delay. Beside them, what a `Readiness::Notify` process adds to
+//!   its own restart (a socket per instance): the floor again with the
+//!   helper as such a process (it says `READY=1` before the moment it
+//!   prints). Every helper is this example's own binary, so the spawns cost
+//!   the same, and each round runs one of each kind in turn in one
+//!   supervisor, so the machine's load falls on all three alike. Median of
+//!   each run, the ratios, and the median ratios over the runs.
+
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
 //! `write`, then optionally sends SIGTERM to its parent so that a `procmon`
@@ -1242,10 +1243,9 @@ fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
 /// ROUNDS each; see the module docs.
 fn ready(rounds: usize, runs: usize) {
     let mut ratios = Vec::new();
+    let mut notify_ratios = Vec::new();
     for _ in 0..runs {
-        let floor = median_us(restart_after_exit(rounds, false));
-        let ours = median_us(spawn_after_ready(rounds));
-        let notify = median_us(restart_after_exit(rounds, true));
+        let [floor, ours, notify] = interleaved(rounds).map(median_us);
         println!(
             "ready x{rounds}: exit -> respawn median {floor:.1} us; \
              READY=1 -> dependent spawned median {ours:.1} us; ratio {:.2}; \
@@ -1254,14 +1254,20 @@ fn ready(rounds: usize, runs: usize) {
             notify / floor
         );
         ratios.push(ours / floor);
+        notify_ratios.push(notify / floor);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "ready over {runs} runs: median ratio {:.2} ({:.2}-{:.2})",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    for (what, mut ratios) in [
+        ("READY=1 -> dependent spawned", ratios),
+        ("exit -> respawn of a Notify process", notify_ratios),
+    ] {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "ready over {runs} runs, {what}: median ratio {:.2} ({:.2}-{:.2})",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
 }
 
 fn median_us(mut samples: Vec<u64>) -> f64 {
@@ -1318,96 +1324,131 @@ fn exit_helper(notify: bool) {
     unsafe { libc::_exit(0) };
 }
 
-/// The floor: per restart, the helper's moment before it exited to the
-/// `Spawned` notice of its successor. With `notify`, the process is
-/// `Readiness::Notify`, so each respawn also makes and binds a socket.
-fn restart_after_exit(rounds: usize, notify: bool) -> Vec<u64> {
+/// What one round saw: each process's printed moments and spawn times.
+#[derive(Default)]
+struct Round {
+    printed: Vec<(String, u64)>,
+    spawned: Vec<(String, u64)>,
+}
+
+impl Round {
+    fn printed(&self, name: &str) -> Option<u64> {
+        self.printed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, t)| t)
+    }
+
+    fn spawned(&self, name: &str, nth: usize) -> Option<u64> {
+        self.spawned
+            .iter()
+            .filter(|(n, _)| n == name)
+            .nth(nth)
+            .map(|&(_, t)| t)
+    }
+}
+
+/// ROUNDS rounds, each one of every kind in turn, so that the machine's
+/// load falls on all three alike: the floor (`again`: from the moment its
+/// helper printed before it exited to the `Spawned` notice of its zero-delay
+/// respawn), the readiness path (`db`'s moment before `READY=1` to `web`'s
+/// `Spawned` notice) and the floor as a `Readiness::Notify` process
+/// (`again-n`). Everything is held down between rounds.
+fn interleaved(rounds: usize) -> [Vec<u64>; 3] {
     let mut settings = Settings::default();
     // No instant deaths, so no backoff: every exit restarts at once.
     settings.threshold = Duration::ZERO;
-    let monitor = Monitor::new(settings).unwrap();
-    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
-    let mut exited_at: Option<u64> = None;
-    let mut samples = Vec::with_capacity(rounds);
-    let mut observe = |n: Notice<'_>| match n {
-        Notice::Spawned { .. } => {
-            let now = monotonic_ns();
-            if let Some(at) = exited_at.take() {
-                samples.push(now - at);
-            }
-        }
-        Notice::Output { line, .. } => {
-            exited_at = Some(std::str::from_utf8(line).unwrap().parse().unwrap());
-        }
-        _ => {}
-    };
-    supervisor.call(&mut observe, |m, now| {
-        let mut argv = vec![own_binary(), "exit-helper".into()];
-        let mut ready = procmon_core::Readiness::Spawned;
-        if notify {
-            argv.push("notify".into());
-            ready = procmon_core::Readiness::Notify;
-        }
-        m.add(now, "again", ProcessSpec::new(argv).with_ready(ready))
-            .unwrap();
-        m.start_service(now);
-    });
-    while supervisor.monitor().stats().spawns <= rounds as u64 {
-        supervisor.turn(&mut observe, None).unwrap();
-    }
-    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
-    while !supervisor.monitor().is_quiescent() {
-        supervisor.turn(&mut quiet(), None).unwrap();
-    }
-    samples
-}
-
-/// Per round: `db`'s moment before its `READY=1` to the `Spawned` notice
-/// of `web`, which waits for it; then the service is stopped for the next.
-fn spawn_after_ready(rounds: usize) -> Vec<u64> {
-    let mut settings = Settings::default();
     settings.kill_time = Duration::from_secs(1);
     let monitor = Monitor::new(settings).unwrap();
     let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
     let exe = own_binary();
-    supervisor.call(&mut quiet(), |m, now| {
-        m.add(
-            now,
+    let helper = |args: &[&str]| {
+        let mut argv = vec![exe.clone()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        ProcessSpec::new(argv)
+    };
+    let definitions = [
+        ("again", helper(&["exit-helper"])),
+        (
+            "again-n",
+            helper(&["exit-helper", "notify"]).with_ready(procmon_core::Readiness::Notify),
+        ),
+        (
             "db",
-            ProcessSpec::new([exe.clone(), "notify-helper".into()])
-                .with_ready(procmon_core::Readiness::Notify),
-        )
-        .unwrap();
-        m.add(
-            now,
+            helper(&["notify-helper"]).with_ready(procmon_core::Readiness::Notify),
+        ),
+        (
             "web",
-            ProcessSpec::new([exe.clone(), "sleep-helper".into()])
-                .with_after("db", procmon_core::Condition::Ready),
-        )
-        .unwrap();
-    });
-    let mut samples = Vec::with_capacity(rounds);
+            helper(&["sleep-helper"]).with_after("db", procmon_core::Condition::Ready),
+        ),
+    ];
+    for (name, spec) in definitions {
+        supervisor.call(&mut quiet(), |m, now| m.add(now, name, spec).unwrap());
+        supervisor.call(&mut quiet(), |m, now| m.down(now, name).unwrap());
+    }
+    supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+    let round = std::cell::RefCell::new(Round::default());
+    let mut observe = |n: Notice<'_>| match n {
+        Notice::Spawned { name, .. } => {
+            let at = monotonic_ns();
+            round.borrow_mut().spawned.push((name.to_owned(), at));
+        }
+        Notice::Output { name, line, .. } => {
+            let at = std::str::from_utf8(line).unwrap().parse().unwrap();
+            round.borrow_mut().printed.push((name.to_owned(), at));
+        }
+        _ => {}
+    };
+    let mut samples = [
+        Vec::with_capacity(rounds),
+        Vec::with_capacity(rounds),
+        Vec::with_capacity(rounds),
+    ];
     for _ in 0..rounds {
-        let sent_at = std::cell::Cell::new(None::<u64>);
-        let spawned_at = std::cell::Cell::new(None::<u64>);
-        let mut observe = |n: Notice<'_>| match n {
-            Notice::Spawned { name: "web", .. } => spawned_at.set(Some(monotonic_ns())),
-            Notice::Output {
-                name: "db", line, ..
-            } => {
-                sent_at.set(Some(std::str::from_utf8(line).unwrap().parse().unwrap()));
+        for (kind, start, measured) in [
+            (0, &["again"][..], "again"),
+            (1, &["web", "db"][..], "web"),
+            (2, &["again-n"][..], "again-n"),
+        ] {
+            *round.borrow_mut() = Round::default();
+            for name in start {
+                supervisor.call(&mut observe, |m, now| m.start(now, name).unwrap());
             }
-            _ => {}
-        };
-        supervisor.call(&mut observe, |m, now| m.start_service(now));
-        while sent_at.get().is_none() || spawned_at.get().is_none() {
-            supervisor.turn(&mut observe, None).unwrap();
+            let sample = loop {
+                let sample = {
+                    let seen = round.borrow();
+                    match kind {
+                        1 => seen
+                            .spawned("web", 0)
+                            .zip(seen.printed("db"))
+                            .map(|(spawned, sent)| spawned - sent),
+                        _ => seen
+                            .spawned(measured, 1)
+                            .zip(seen.printed(measured))
+                            .map(|(spawned, exited)| spawned - exited),
+                    }
+                };
+                if let Some(sample) = sample {
+                    break sample;
+                }
+                supervisor.turn(&mut observe, None).unwrap();
+            };
+            samples[kind].push(sample);
+            // Dependents first: db's stop would wait for web's end anyway.
+            for name in start {
+                supervisor.call(&mut quiet(), |m, now| m.down(now, name).unwrap());
+            }
+            while start
+                .iter()
+                .any(|name| supervisor.monitor().live_instance(name).is_some())
+            {
+                supervisor.turn(&mut quiet(), None).unwrap();
+            }
         }
-        samples.push(spawned_at.get().unwrap() - sent_at.get().unwrap());
-        supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
-        while !supervisor.monitor().is_quiescent() {
-            supervisor.turn(&mut quiet(), None).unwrap();
-        }
+    }
+    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+    while !supervisor.monitor().is_quiescent() {
+        supervisor.turn(&mut quiet(), None).unwrap();
     }
     samples
 }
