@@ -60,7 +60,7 @@
 //!   the same, and each round runs one of each kind in turn in one
 //!   supervisor, so the machine's load falls on all three alike. Median of
 //!   each run, the ratios, and the median ratios over the runs.
-
+//!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
 //! `write`, then optionally sends SIGTERM to its parent so that a `procmon`
