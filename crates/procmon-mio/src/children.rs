@@ -4,10 +4,10 @@
 //!
 //! A slot outlives its child: it is freed only once the child is reaped and
 //! both its pipes are closed (see [`crate::pipes`]), and it names the poll
-//! tokens of all its descriptors (pidfd, pipes, readiness channel). Keeping that bookkeeping here, apart from
-//! reading and the loop, means that the one rule it guards (a group is
-//! signalled only while its leader is unreaped, so its id is pinned) is
-//! checked in one place.
+//! tokens of all its descriptors (pidfd, pipes, readiness channel). Keeping
+//! that bookkeeping here, apart from reading and the loop, means that the
+//! one rule it guards (a group is signalled only while its leader is
+//! unreaped, so its id is pinned) is checked in one place.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

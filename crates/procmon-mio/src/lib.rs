@@ -47,8 +47,8 @@
 //!   output is paused, so unread bytes never pass for an escapee.
 //! - **Readiness** ([`procmon_core::Readiness`]): a `Notify` instance gets
 //!   an sd_notify datagram socket of its own in `NOTIFY_SOCKET`, in a 0700
-//!   directory the supervisor makes (`$XDG_RUNTIME_DIR` or the temporary
-//!   directory) and removes when dropped; datagrams whose sender
+//!   directory the supervisor makes (in `$XDG_RUNTIME_DIR`, `/run` for
+//!   root, or the temporary directory) and removes when dropped; datagrams whose sender
 //!   (`SO_PASSCRED`) is not the child or in its session are ignored and
 //!   counted ([`Stats::notify_rejected`]). `READY=1` becomes
 //!   [`Input::Ready`], `STATUS=` [`Notice::Status`] and
