@@ -446,6 +446,39 @@ fn a_child_of_another_user_can_notify() {
     assert_eq!(run.supervisor().stats().notify_rejected, 0);
 }
 
+/// A child that floods its socket with datagrams, and one that floods its
+/// notification fd with bytes that are not a newline, keep neither the
+/// other children nor the timers from their turn: each channel is read a
+/// bounded number of times per turn.
+fn floods_on_the_channels_starve_nothing() {
+    let mut run = Run::new(settings(100, 50, 1000));
+    run.record_output = false;
+    let flood = "import os, socket\n\
+                 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+                 while True:\n    s.sendto(b'STATUS=flood', os.environ['NOTIFY_SOCKET'])\n";
+    run.add(
+        "datagrams",
+        ProcessSpec::new(["python3", "-c", flood]).with_ready(Readiness::Notify),
+    );
+    run.add(
+        "bytes",
+        sh("yes x | tr -d '\\n' >&3").with_ready(Readiness::Fd(3)),
+    );
+    run.add("quiet", sh("sleep 0.5; echo done; exit 7"));
+    run.start();
+    run.until("quiet's exit beside the floods", |r| {
+        r.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Exited(n, ..) if n == "quiet"))
+    });
+    run.until("quiet's restart timer", |r| {
+        r.count(|s| matches!(s, Seen::Spawned(n, _) if n == "quiet")) >= 2
+    });
+    assert!(run.supervisor().stats().notify_datagrams > 100);
+    assert_eq!(state(&mut run, "datagrams"), ProcessState::Starting);
+    assert_eq!(state(&mut run, "bytes"), ProcessState::Starting);
+}
+
 /// Many restarts of both channel kinds leave the monitor's descriptor count
 /// where it was.
 fn no_descriptor_leaks_across_restarts() {
@@ -511,6 +544,10 @@ fn main() {
         (
             "a_child_of_another_user_can_notify",
             a_child_of_another_user_can_notify,
+        ),
+        (
+            "floods_on_the_channels_starve_nothing",
+            floods_on_the_channels_starve_nothing,
         ),
         (
             "no_descriptor_leaks_across_restarts",
