@@ -24,6 +24,8 @@ use crate::{spawn, sys, Notice, Observer, Supervisor};
 /// One spawned child, until it is reaped and its pipes are closed.
 pub(crate) struct Child {
     pub(crate) name: Box<str>,
+    /// Its definition, whose next instance may get its readiness socket.
+    pub(crate) process: ProcessKey,
     /// The leader's pid, kept after it is reaped to name the instance.
     pub(crate) pid: libc::pid_t,
     /// `None` once reaped.
@@ -120,12 +122,18 @@ impl Supervisor {
             let name = self.monitor.name(process).unwrap_or_default();
             self.statuses.remove(name);
         }
-        let spawned = match readiness::prepare(&mut self.notify_directory, spec) {
-            Ok(notify) => {
-                let entry = notify.as_ref().map(|(_, entry)| entry.as_c_str());
+        let prepared = readiness::prepare(
+            &mut self.notify_directory,
+            &mut self.idle_sockets,
+            process,
+            spec,
+        );
+        let spawned = match prepared {
+            Ok(socket) => {
+                let entry = socket.as_ref().map(NotifySocket::entry);
                 self.spawner
                     .spawn(process, spec, entry)
-                    .map(|spawned| (spawned, notify.map(|(socket, _)| socket)))
+                    .map(|spawned| (spawned, socket))
             }
             Err(e) => {
                 self.spawner
@@ -207,6 +215,7 @@ impl Supervisor {
         let name = self.monitor.name(process).unwrap_or_default().into();
         self.children[slot] = Some(Child {
             name,
+            process,
             pid,
             live: Some(live),
             stdout: Some(Pipe {
@@ -245,7 +254,7 @@ impl Supervisor {
         // core flushes those when told of the exit). Not waiting for EOF:
         // see `Pipe::lines`.
         self.read_channel(slot, observer, true);
-        self.close_channel(slot);
+        self.retire_channel(slot);
         self.read_pipe_now(slot, Stream::Stdout, observer);
         self.read_pipe_now(slot, Stream::Stderr, observer);
         let live = self.children[slot]

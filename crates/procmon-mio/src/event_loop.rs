@@ -20,7 +20,7 @@ use procmon_core::{
 
 use crate::children::{decode, kill_group, Role, ROLE_BITS, ROLE_MASK};
 use crate::pipes::READ_BUFFER_BYTES;
-use crate::readiness::NotifyDirectory;
+use crate::readiness::{self, IdleSockets, NotifyDirectory};
 use crate::signals::{CaughtSignal, CAUGHT_CAPACITY, CAUGHT_SIGNALS, SIGNALS};
 use crate::{
     signal_number, sources, spawn, sys, Notice, Observer, Options, Ready, SourceId, Stats,
@@ -94,6 +94,7 @@ impl Supervisor {
             paused_pipes: Vec::new(),
             sources: sources::Sources::default(),
             ready: Vec::new(),
+            idle_sockets: IdleSockets::default(),
             notify_directory: NotifyDirectory::default(),
             unfinished_channels: VecDeque::new(),
             statuses: HashMap::new(),
@@ -233,6 +234,9 @@ impl Supervisor {
         if !self.statuses.is_empty() {
             self.statuses.retain(|name, _| monitor.key(name).is_some());
         }
+        // And the sockets of processes that are gone or no longer notify.
+        self.idle_sockets
+            .retain(|process| readiness::still_notifies(monitor, process));
         result
     }
 

@@ -45,7 +45,7 @@
 //!   the monitor's descriptors grow without end. A reaped child's pipe with
 //!   no writer left (its group killed, no escapee) is read to EOF even while
 //!   output is paused, so unread bytes never pass for an escapee.
-//! - **Readiness** ([`procmon_core::Readiness`]): a `Notify` instance gets
+//! - **Readiness** ([`procmon_core::Readiness`]): a `Notify` process gets
 //!   an sd_notify datagram socket of its own in `NOTIFY_SOCKET`, in a 0700
 //!   directory the supervisor makes (in `$XDG_RUNTIME_DIR`, `/run` for
 //!   root, or the temporary directory) and removes when dropped; datagrams whose sender
@@ -57,7 +57,8 @@
 //!   is [`Input::Ready`], its end without one while the child lives
 //!   [`Input::NotReady`]; the read end is closed after either (a later write
 //!   of the child's then fails with `EPIPE`, as under s6). Both channels are
-//!   read before the child's exit is reported, and closed when it is reaped.
+//!   read before the child's exit is reported; a pipe is closed when the
+//!   child is reaped, a socket when its process is removed.
 //!   The monitor's own `NOTIFY_SOCKET` is never passed on to a child. For
 //!   procmon telling its own manager, see [`notify`].
 //! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
@@ -465,8 +466,10 @@ pub struct Supervisor {
     waker: Option<std::sync::Arc<mio::Waker>>,
     /// What [`Handle`]s send; made by the first [`Supervisor::handle`].
     requests: Option<handle::Requests>,
-    /// Where the sd_notify sockets are bound; after `children` so that
-    /// their sockets are gone when it is removed.
+    /// Sockets of processes between instances. With `children`, before
+    /// the directory, so that their sockets are gone when it is removed.
+    idle_sockets: readiness::IdleSockets,
+    /// Where the sd_notify sockets are bound.
     notify_directory: readiness::NotifyDirectory,
     /// Readiness channels that hit their read budget: read again next turn.
     unfinished_channels: VecDeque<usize>,
@@ -498,6 +501,7 @@ impl Drop for Supervisor {
             // Closes its socket and removes the path, before the directory.
             child.readiness = None;
         }
+        self.idle_sockets.clear();
         self.reap_orphans();
     }
 }

@@ -360,20 +360,24 @@ fn a_dependent_starts_when_its_dependency_is_ready() {
     });
 }
 
-/// Each instance's socket is private (a 0700 directory), short enough for
-/// `sun_path`, removed with its instance; the directory goes with the
-/// supervisor. The monitor's own NOTIFY_SOCKET reaches no child.
+/// Each process's socket is private (a 0700 directory) and short enough
+/// for `sun_path`; it is kept for the next instance, where a datagram that
+/// waited in it meanwhile does not pass for the new instance's; it is
+/// removed with its process, and the directory with the supervisor. The
+/// monitor's own NOTIFY_SOCKET reaches no child.
 fn sockets_are_private_and_cleaned_up() {
     // SAFETY (of the test): one thread; set before the first spawn, which
     // copies the environment.
     std::env::set_var("NOTIFY_SOCKET", "/procmon-test/monitor's own");
     let mut run = Run::new(settings(100, 50, 1000));
     run.add("svc", notify("exec sleep 100"));
+    run.add("gone", notify("exec sleep 100"));
     run.add("plain", sh("echo \"[$NOTIFY_SOCKET]\"; exec sleep 100"));
     run.start();
     std::env::remove_var("NOTIFY_SOCKET");
-    let pid = run.pid_of("svc");
-    let socket = notify_socket_of(pid).expect("NOTIFY_SOCKET");
+    let socket = notify_socket_of(run.pid_of("svc")).expect("NOTIFY_SOCKET");
+    let gone = notify_socket_of(run.pid_of("gone")).expect("NOTIFY_SOCKET");
+    assert_ne!(socket, gone, "a socket per process");
     assert!(socket.as_os_str().len() < 108, "{socket:?}");
     let directory = socket.parent().expect("a directory").to_path_buf();
     let mode = std::fs::metadata(&directory)
@@ -392,15 +396,37 @@ fn sockets_are_private_and_cleaned_up() {
         .iter()
         .any(|s| matches!(s, Seen::Output(n, _, l) if n == "plain" && l == b"[]")));
 
-    run.call(|m, now| m.stop(now, "svc").expect("defined"));
+    // Held down, svc keeps its socket; a datagram sent to it meanwhile is
+    // read once the next instance lives, and is not taken for that one's.
+    run.call(|m, now| m.down(now, "svc").expect("defined"));
     run.until_exits(1);
-    assert!(!socket.exists(), "removed with its instance");
+    assert!(socket.exists(), "kept for the next instance");
+    let program = python_sender(&["READY=1"], 0.0, 3.0);
+    let mut stale = Command::new("python3")
+        .args(["-c", &program])
+        .env("NOTIFY_SOCKET", &socket)
+        .spawn()
+        .expect("python3");
+    // Sent and waiting in the socket before the next instance exists.
+    run.turn_for(Duration::from_millis(500));
+    assert_eq!(run.supervisor().stats().notify_datagrams, 0);
     run.call(|m, now| m.start(now, "svc").expect("defined"));
     let second = notify_socket_of(run.pid_of("svc")).expect("NOTIFY_SOCKET");
-    assert_ne!(second, socket, "a fresh socket per instance");
-    assert!(second.exists());
+    assert_eq!(second, socket, "the same socket for the next instance");
+    run.until("the waiting datagram", |r| {
+        r.supervisor().stats().notify_rejected == 1
+    });
+    assert_eq!(state(&mut run, "svc"), ProcessState::Starting);
+    let _ = stale.kill();
+    let _ = stale.wait();
+
+    // A removed process's socket goes once its instance has.
+    run.call(|m, now| m.remove(now, "gone").expect("defined"));
+    run.until_exits(2);
+    assert!(!gone.exists(), "removed with its process");
+
     drop(run);
-    assert!(!second.exists());
+    assert!(!socket.exists());
     assert!(
         !Path::new(&directory).exists(),
         "the directory goes at drop"
