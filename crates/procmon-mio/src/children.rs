@@ -131,9 +131,16 @@ impl Supervisor {
         let spawned = match prepared {
             Ok(socket) => {
                 let entry = socket.as_ref().map(NotifySocket::entry);
-                self.spawner
-                    .spawn(process, spec, entry)
-                    .map(|spawned| (spawned, socket))
+                match self.spawner.spawn(process, spec, entry) {
+                    Ok(spawned) => Ok((spawned, socket)),
+                    Err(e) => {
+                        // Kept for the next try, as after an exit.
+                        if let Some(socket) = socket {
+                            self.idle_sockets.park(process, socket);
+                        }
+                        Err(e)
+                    }
+                }
             }
             Err(e) => {
                 self.spawner

@@ -209,7 +209,7 @@ impl IdleSockets {
     /// Keeps `socket` for the next instance of `process`. One already kept
     /// (an instance of a replaced definition under the same key ended after
     /// its successor started) is closed.
-    fn park(&mut self, process: ProcessKey, socket: NotifySocket) {
+    pub(crate) fn park(&mut self, process: ProcessKey, socket: NotifySocket) {
         self.sockets.insert(process, socket);
     }
 

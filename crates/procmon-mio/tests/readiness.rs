@@ -505,8 +505,9 @@ fn floods_on_the_channels_starve_nothing() {
     assert_eq!(state(&mut run, "bytes"), ProcessState::Starting);
 }
 
-/// Many restarts of both channel kinds leave the monitor's descriptor count
-/// where it was.
+/// Many restarts of both channel kinds, and failed spawns of a notifying
+/// process, leave the monitor's descriptor count where it was, but for one
+/// socket per notifying process until it is removed.
 fn no_descriptor_leaks_across_restarts() {
     let mut run = Run::new(settings(1000, 1, 2));
     run.record = false;
@@ -514,17 +515,33 @@ fn no_descriptor_leaks_across_restarts() {
     run.add("n", notify("exit 1"));
     run.add("f", sh("echo >&3; exit 1").with_ready(Readiness::Fd(3)));
     run.add("q", sh("exec 3>&-; exit 1").with_ready(Readiness::Fd(3)));
+    // Spawns that fail keep the socket for the next try.
+    run.add(
+        "missing",
+        ProcessSpec::new(["/nonexistent/procmon-test"]).with_ready(Readiness::Notify),
+    );
     run.start();
-    run.until("300 exits", |r| r.stats.exited >= 300);
+    run.until("300 exits and 50 failed spawns", |r| {
+        r.stats.exited >= 300 && r.stats.failed >= 50
+    });
     run.stop();
     run.quiesce();
     // Pipes of reaped children may linger a moment for escapees; none here.
     run.turn_for(Duration::from_millis(100));
-    let after = open_descriptors();
+    // Each notifying process keeps its one socket while it is defined.
+    let stopped = open_descriptors();
     assert!(
-        after <= before + 1,
-        "descriptors before {before}, after {after} ({} exits)",
+        stopped <= before + 2,
+        "descriptors before {before}, stopped {stopped} ({} exits)",
         run.stats.exited
+    );
+    for name in ["n", "f", "q", "missing"] {
+        run.call(|m, now| m.remove(now, name).expect("defined"));
+    }
+    let removed = open_descriptors();
+    assert!(
+        removed <= before,
+        "descriptors before {before}, removed {removed}"
     );
 }
 
