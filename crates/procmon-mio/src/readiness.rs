@@ -157,8 +157,9 @@ impl NotifyDirectory {
 
 impl Drop for NotifyDirectory {
     fn drop(&mut self) {
-        // Empty by now: every socket is removed with its child. Anything
-        // else found there is not ours to delete, and the directory stays.
+        // Empty by now: the supervisor closes every socket (which removes
+        // its path) before this. Anything else found there is not ours to
+        // delete, and the directory stays.
         if let Some(path) = &self.path {
             let _ = std::fs::remove_dir(path);
         }
