@@ -46,6 +46,21 @@
 //!   1,000-process config, `procmon ctl reload`: its time, and the pids that
 //!   changed (exactly one is right).
 //!
+//! Readiness (not run by default):
+//!
+//! - `ready [ROUNDS=100] [RUNS=5]`: `web` waits for `db` to be ready
+//!   (sd_notify); per round, the time from just before `db`'s helper sends
+//!   `READY=1` (CLOCK_MONOTONIC, which it prints) to `web`'s `Spawned`
+//!   notice. Floor: the time from just before a helper exits (the same
+//!   clock, printed) to the `Spawned` notice of its respawn, restart=always
+//!   with no delay. Beside them, what a `Readiness::Notify` process adds to
+//!   its own restart (a socket per instance): the floor again with the
+//!   helper as such a process (it says `READY=1` before the moment it
+//!   prints). Every helper is this example's own binary, so the spawns cost
+//!   the same, and each round runs one of each kind in turn in one
+//!   supervisor, so the machine's load falls on all three alike. Median of
+//!   each run, the ratios, and the median ratios over the runs.
+//!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
 //! `write`, then optionally sends SIGTERM to its parent so that a `procmon`
@@ -87,6 +102,12 @@ fn main() {
         Some("fanout") => fanout(num(1, 200), num(2, 5), arg(3).map(PathBuf::from)),
         Some("ctl") => ctl_bench(&[1000, 10_000], num(1, 5), arg(2).map(PathBuf::from)),
         Some("reload") => reload(num(1, 1000), num(2, 3), arg(3).map(PathBuf::from)),
+        Some("ready") => ready(num(1, 100), num(2, 5)),
+        Some("notify-helper") => notify_helper(),
+        Some("exit-helper") => exit_helper(arg(1) == Some("notify")),
+        Some("sleep-helper") => loop {
+            std::thread::sleep(Duration::from_secs(1000));
+        },
         None => {
             restart(100, 15);
             start(1000);
@@ -1214,6 +1235,227 @@ fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- ready -----
+
+/// The dependency-ready latency beside the restart floor, RUNS runs of
+/// ROUNDS each; see the module docs.
+fn ready(rounds: usize, runs: usize) {
+    let mut ratios = Vec::new();
+    let mut notify_ratios = Vec::new();
+    for _ in 0..runs {
+        let [floor, ours, notify] = interleaved(rounds).map(median_us);
+        println!(
+            "ready x{rounds}: exit -> respawn median {floor:.1} us; \
+             READY=1 -> dependent spawned median {ours:.1} us; ratio {:.2}; \
+             exit -> respawn of a Notify process median {notify:.1} us; ratio {:.2}",
+            ours / floor,
+            notify / floor
+        );
+        ratios.push(ours / floor);
+        notify_ratios.push(notify / floor);
+    }
+    for (what, mut ratios) in [
+        ("READY=1 -> dependent spawned", ratios),
+        ("exit -> respawn of a Notify process", notify_ratios),
+    ] {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "ready over {runs} runs, {what}: median ratio {:.2} ({:.2}-{:.2})",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+}
+
+fn median_us(mut samples: Vec<u64>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2] as f64 / 1e3
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for the bench and its helpers.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// This example's own binary, for the helpers.
+fn own_binary() -> String {
+    std::env::current_exe()
+        .unwrap()
+        .to_str()
+        .expect("a UTF-8 path")
+        .to_owned()
+}
+
+/// The dependency: lets the supervisor go back to its poll, prints the
+/// moment, sends `READY=1` to its `NOTIFY_SOCKET`, and stays.
+fn notify_helper() {
+    std::thread::sleep(Duration::from_millis(10));
+    let at = monotonic_ns();
+    let sent = procmon_mio::notify::send("READY=1").expect("sent");
+    assert!(sent, "NOTIFY_SOCKET is set");
+    println!("{at}");
+    loop {
+        std::thread::sleep(Duration::from_secs(1000));
+    }
+}
+
+/// The restarted process: lets the supervisor go back to its poll, prints
+/// the moment and exits at once; with `notify`, says `READY=1` first (so
+/// that its end is an ordinary one, not a failed start).
+fn exit_helper(notify: bool) {
+    if notify {
+        assert!(procmon_mio::notify::send("READY=1").expect("sent"));
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    let at = monotonic_ns();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{at}").unwrap();
+    out.flush().unwrap();
+    // SAFETY: _exit ends the process without running anything else.
+    unsafe { libc::_exit(0) };
+}
+
+/// What one round saw: each process's printed moments and spawn times.
+#[derive(Default)]
+struct Round {
+    printed: Vec<(String, u64)>,
+    spawned: Vec<(String, u64)>,
+}
+
+impl Round {
+    fn printed(&self, name: &str) -> Option<u64> {
+        self.printed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, t)| t)
+    }
+
+    fn spawned(&self, name: &str, nth: usize) -> Option<u64> {
+        self.spawned
+            .iter()
+            .filter(|(n, _)| n == name)
+            .nth(nth)
+            .map(|&(_, t)| t)
+    }
+}
+
+/// ROUNDS rounds, each one of every kind in turn, so that the machine's
+/// load falls on all three alike: the floor (`again`: from the moment its
+/// helper printed before it exited to the `Spawned` notice of its zero-delay
+/// respawn), the readiness path (`db`'s moment before `READY=1` to `web`'s
+/// `Spawned` notice) and the floor as a `Readiness::Notify` process
+/// (`again-n`). Everything is held down between rounds.
+fn interleaved(rounds: usize) -> [Vec<u64>; 3] {
+    let mut settings = Settings::default();
+    // No instant deaths, so no backoff: every exit restarts at once.
+    settings.threshold = Duration::ZERO;
+    settings.kill_time = Duration::from_secs(1);
+    let monitor = Monitor::new(settings).unwrap();
+    let mut supervisor = Supervisor::new(monitor, Options::default()).unwrap();
+    let exe = own_binary();
+    let helper = |args: &[&str]| {
+        let mut argv = vec![exe.clone()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        ProcessSpec::new(argv)
+    };
+    let definitions = [
+        ("again", helper(&["exit-helper"])),
+        (
+            "again-n",
+            helper(&["exit-helper", "notify"]).with_ready(procmon_core::Readiness::Notify),
+        ),
+        (
+            "db",
+            helper(&["notify-helper"]).with_ready(procmon_core::Readiness::Notify),
+        ),
+        (
+            "web",
+            helper(&["sleep-helper"]).with_after("db", procmon_core::Condition::Ready),
+        ),
+    ];
+    for (name, spec) in definitions {
+        supervisor.call(&mut quiet(), |m, now| m.add(now, name, spec).unwrap());
+        supervisor.call(&mut quiet(), |m, now| m.down(now, name).unwrap());
+    }
+    supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+    let round = std::cell::RefCell::new(Round::default());
+    let mut observe = |n: Notice<'_>| match n {
+        Notice::Spawned { name, .. } => {
+            let at = monotonic_ns();
+            round.borrow_mut().spawned.push((name.to_owned(), at));
+        }
+        Notice::Output { name, line, .. } => {
+            let at = std::str::from_utf8(line).unwrap().parse().unwrap();
+            round.borrow_mut().printed.push((name.to_owned(), at));
+        }
+        _ => {}
+    };
+    let mut samples = [
+        Vec::with_capacity(rounds),
+        Vec::with_capacity(rounds),
+        Vec::with_capacity(rounds),
+    ];
+    for i in 0..rounds {
+        let mut kinds = [
+            (0, &["again"][..], "again"),
+            (1, &["web", "db"][..], "web"),
+            (2, &["again-n"][..], "again-n"),
+        ];
+        // Each kind goes first in a third of the rounds, so that whatever
+        // the previous round leaves behind (children still being torn down)
+        // falls on all three alike.
+        kinds.rotate_left(i % 3);
+        for (kind, start, measured) in kinds {
+            *round.borrow_mut() = Round::default();
+            for name in start {
+                supervisor.call(&mut observe, |m, now| m.start(now, name).unwrap());
+            }
+            let sample = loop {
+                let sample = {
+                    let seen = round.borrow();
+                    match kind {
+                        1 => seen
+                            .spawned("web", 0)
+                            .zip(seen.printed("db"))
+                            .map(|(spawned, sent)| spawned - sent),
+                        _ => seen
+                            .spawned(measured, 1)
+                            .zip(seen.printed(measured))
+                            .map(|(spawned, exited)| spawned - exited),
+                    }
+                };
+                if let Some(sample) = sample {
+                    break sample;
+                }
+                supervisor.turn(&mut observe, None).unwrap();
+            };
+            samples[kind].push(sample);
+            // Dependents first: db's stop would wait for web's end anyway.
+            for name in start {
+                supervisor.call(&mut quiet(), |m, now| m.down(now, name).unwrap());
+            }
+            while start
+                .iter()
+                .any(|name| supervisor.monitor().live_instance(name).is_some())
+            {
+                supervisor.turn(&mut quiet(), None).unwrap();
+            }
+        }
+    }
+    supervisor.call(&mut quiet(), |m, now| m.stop_service(now));
+    while !supervisor.monitor().is_quiescent() {
+        supervisor.turn(&mut quiet(), None).unwrap();
+    }
+    samples
 }
 
 // ----- helpers -----

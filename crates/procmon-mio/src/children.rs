@@ -4,10 +4,10 @@
 //!
 //! A slot outlives its child: it is freed only once the child is reaped and
 //! both its pipes are closed (see [`crate::pipes`]), and it names the poll
-//! tokens of all three descriptors. Keeping that bookkeeping here, apart from
-//! reading and the loop, means that the one rule it guards (a group is
-//! signalled only while its leader is unreaped, so its id is pinned) is
-//! checked in one place.
+//! tokens of all its descriptors (pidfd, pipes, readiness channel). Keeping
+//! that bookkeeping here, apart from reading and the loop, means that the
+//! one rule it guards (a group is signalled only while its leader is
+//! unreaped, so its id is pinned) is checked in one place.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -18,17 +18,23 @@ use mio::{Interest, Token};
 use procmon_core::{ExitStatus, Input, InstanceId, LineBuffer, ProcessKey, Signal, Stream};
 
 use crate::pipes::Pipe;
+use crate::readiness::{self, Channel, NotifySocket};
 use crate::{spawn, sys, Notice, Observer, Supervisor};
 
 /// One spawned child, until it is reaped and its pipes are closed.
 pub(crate) struct Child {
     pub(crate) name: Box<str>,
+    /// Its definition, whose next instance may get its readiness socket.
+    pub(crate) process: ProcessKey,
     /// The leader's pid, kept after it is reaped to name the instance.
     pub(crate) pid: libc::pid_t,
     /// `None` once reaped.
     pub(crate) live: Option<Live>,
     pub(crate) stdout: Option<Pipe>,
     pub(crate) stderr: Option<Pipe>,
+    /// Its readiness channel ([`crate::readiness`]), until it has said
+    /// what it had to say or the child is reaped.
+    pub(crate) readiness: Option<Channel>,
 }
 
 pub(crate) struct Live {
@@ -52,20 +58,27 @@ pub(crate) enum Role {
     Exit = 0,
     Stdout = 1,
     Stderr = 2,
+    Readiness = 3,
 }
 
+/// The low bits of a token that name its role: children's 0 to 3,
+/// registered sources' [`sources::ROLE`](crate::sources::ROLE).
+pub(crate) const ROLE_BITS: u32 = 3;
+pub(crate) const ROLE_MASK: usize = (1 << ROLE_BITS) - 1;
+
 pub(crate) fn token(slot: usize, role: Role) -> Token {
-    Token(slot << 2 | role as usize)
+    Token(slot << ROLE_BITS | role as usize)
 }
 
 pub(crate) fn decode(token: Token) -> Option<(usize, Role)> {
-    let role = match token.0 & 3 {
+    let role = match token.0 & ROLE_MASK {
         0 => Role::Exit,
         1 => Role::Stdout,
         2 => Role::Stderr,
+        3 => Role::Readiness,
         _ => return None,
     };
-    Some((token.0 >> 2, role))
+    Some((token.0 >> ROLE_BITS, role))
 }
 
 impl Supervisor {
@@ -104,10 +117,39 @@ impl Supervisor {
             .monitor
             .spec(process)
             .expect("keys in drained commands stay valid until the next mutating call");
-        let spawned = self
-            .spawner
-            .spawn(process, spec)
-            .and_then(|spawned| self.register_child(process, instance, spawned));
+        // A new instance starts with no status of its own.
+        if !self.statuses.is_empty() {
+            let name = self.monitor.name(process).unwrap_or_default();
+            self.statuses.remove(name);
+        }
+        let prepared = readiness::prepare(
+            &mut self.notify_directory,
+            &mut self.idle_sockets,
+            process,
+            spec,
+        );
+        let spawned = match prepared {
+            Ok(socket) => {
+                let entry = socket.as_ref().map(NotifySocket::entry);
+                match self.spawner.spawn(process, spec, entry) {
+                    Ok(spawned) => Ok((spawned, socket)),
+                    Err(e) => {
+                        // Kept for the next try, as after an exit.
+                        if let Some(socket) = socket {
+                            self.idle_sockets.park(process, socket);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => {
+                self.spawner
+                    .failed_before(process, spawn::SpawnStage::Prepare);
+                Err(e)
+            }
+        };
+        let spawned = spawned
+            .and_then(|(spawned, socket)| self.register_child(process, instance, spawned, socket));
         match spawned {
             Ok(pid) => observer.notice(Notice::Spawned {
                 name: self.name(process),
@@ -125,6 +167,7 @@ impl Supervisor {
         process: ProcessKey,
         instance: InstanceId,
         spawned: spawn::Spawned,
+        socket: Option<NotifySocket>,
     ) -> io::Result<i32> {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.children.push(None);
@@ -132,6 +175,11 @@ impl Supervisor {
         });
         let mut stdout = Receiver::from(spawned.stdout);
         let mut stderr = Receiver::from(spawned.stderr);
+        let readiness = match (socket, spawned.notify_read) {
+            (Some(socket), _) => Some(Channel::Notify(socket)),
+            (None, Some(read)) => Some(Channel::Fd(read.into())),
+            (None, None) => None,
+        };
         let registry = self.poll.registry();
         let registered = registry
             .register(
@@ -144,6 +192,10 @@ impl Supervisor {
             })
             .and_then(|()| {
                 registry.register(&mut stderr, token(slot, Role::Stderr), Interest::READABLE)
+            })
+            .and_then(|()| match &readiness {
+                Some(channel) => self.register_channel(slot, channel),
+                None => Ok(()),
             });
         let live = Live {
             instance,
@@ -160,6 +212,9 @@ impl Supervisor {
             let _ = registry.deregister(&mut SourceFd(&live.pidfd.as_raw_fd()));
             let _ = registry.deregister(&mut stdout);
             let _ = registry.deregister(&mut stderr);
+            if let Some(channel) = &readiness {
+                let _ = registry.deregister(&mut SourceFd(&channel.raw_fd()));
+            }
             self.free_slots.push(slot);
             return Err(e);
         }
@@ -167,6 +222,7 @@ impl Supervisor {
         let name = self.monitor.name(process).unwrap_or_default().into();
         self.children[slot] = Some(Child {
             name,
+            process,
             pid,
             live: Some(live),
             stdout: Some(Pipe {
@@ -177,6 +233,7 @@ impl Supervisor {
                 receiver: stderr,
                 lines: LineBuffer::new(),
             }),
+            readiness,
         });
         self.by_instance.insert(instance, slot);
         Ok(pid)
@@ -199,8 +256,12 @@ impl Supervisor {
             // 5.4, the crate's floor, so no other error is expected.)
             Err(_) => None,
         };
-        // Its last words first, partial lines included (the core flushes
-        // those when told of the exit). Not waiting for EOF: see `Pipe::lines`.
+        // What it said on its readiness channel first (a READY=1 just
+        // before it died), then its last words, partial lines included (the
+        // core flushes those when told of the exit). Not waiting for EOF:
+        // see `Pipe::lines`.
+        self.read_channel(slot, observer, true);
+        self.retire_channel(slot);
         self.read_pipe_now(slot, Stream::Stdout, observer);
         self.read_pipe_now(slot, Stream::Stderr, observer);
         let live = self.children[slot]

@@ -18,11 +18,13 @@ use procmon_core::{
     Command, Input, Instant, Monitor, ProcessKey, Report, SignalReason, Stream, TimerQueue,
 };
 
-use crate::children::{decode, kill_group, Role};
+use crate::children::{decode, kill_group, Role, ROLE_BITS, ROLE_MASK};
 use crate::pipes::READ_BUFFER_BYTES;
+use crate::readiness::{self, IdleSockets, NotifyDirectory};
 use crate::signals::{CaughtSignal, CAUGHT_CAPACITY, CAUGHT_SIGNALS, SIGNALS};
 use crate::{
-    signal_number, sources, spawn, sys, Notice, Observer, Options, Ready, SourceId, Supervisor,
+    signal_number, sources, spawn, sys, Notice, Observer, Options, Ready, SourceId, Stats,
+    Supervisor,
 };
 
 /// How many readiness events one `poll` returns at most; more simply wait for
@@ -92,6 +94,11 @@ impl Supervisor {
             paused_pipes: Vec::new(),
             sources: sources::Sources::default(),
             ready: Vec::new(),
+            idle_sockets: IdleSockets::default(),
+            notify_directory: NotifyDirectory::default(),
+            unfinished_channels: VecDeque::new(),
+            statuses: HashMap::new(),
+            stats: Stats::default(),
             waker: None,
             requests: None,
         })
@@ -166,6 +173,12 @@ impl Supervisor {
         &self.monitor
     }
 
+    /// The driver's own counters, beside the monitor's
+    /// ([`Monitor::stats`](procmon_core::Monitor::stats)).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// The monotonic clock, mapped onto the core's [`Instant`].
     pub fn now(&self) -> Instant {
         self.clock.now()
@@ -192,7 +205,10 @@ impl Supervisor {
     /// not returned yet (one per turn), pipes left unread by the read
     /// budget, and readiness of registered sources not taken yet.
     fn has_queued_work(&self) -> bool {
-        !self.caught.is_empty() || !self.unfinished.is_empty() || !self.ready.is_empty()
+        !self.caught.is_empty()
+            || !self.unfinished.is_empty()
+            || !self.unfinished_channels.is_empty()
+            || !self.ready.is_empty()
     }
 
     /// Runs an application call (add, remove, start, stop, start_service, …)
@@ -215,6 +231,12 @@ impl Supervisor {
         let monitor = &self.monitor;
         self.spawner
             .forget_prepared(|process| monitor.spec(process).is_some());
+        if !self.statuses.is_empty() {
+            self.statuses.retain(|name, _| monitor.key(name).is_some());
+        }
+        // And the sockets of processes that are gone or no longer notify.
+        self.idle_sockets
+            .retain(|process| readiness::still_notifies(monitor, process));
         result
     }
 
@@ -262,8 +284,8 @@ impl Supervisor {
             if event.token() == WAKER {
                 continue;
             }
-            if event.token().0 & 3 == sources::ROLE && event.token() != SIGNALS {
-                let id = event.token().0 >> 2;
+            if event.token().0 & ROLE_MASK == sources::ROLE && event.token() != SIGNALS {
+                let id = event.token().0 >> ROLE_BITS;
                 if self.sources.is_registered(id) {
                     self.ready.push(Ready::from_event(id, event));
                 }
@@ -286,13 +308,20 @@ impl Supervisor {
                 Role::Exit => self.child_exited(slot, observer),
                 Role::Stdout => self.read_pipe(slot, Stream::Stdout, observer),
                 Role::Stderr => self.read_pipe(slot, Stream::Stderr, observer),
+                Role::Readiness => self.read_channel(slot, observer, false),
             }
         }
         self.events = events;
-        // Pipes left full last time, once each (a read may queue one again).
+        // Pipes and channels left full last time, once each (a read may
+        // queue one again).
         for _ in 0..self.unfinished.len() {
             if let Some((slot, stream)) = self.unfinished.pop_front() {
                 self.read_pipe(slot, stream, observer);
+            }
+        }
+        for _ in 0..self.unfinished_channels.len() {
+            if let Some(slot) = self.unfinished_channels.pop_front() {
+                self.read_channel(slot, observer, false);
             }
         }
         if let Some(e) = failure {

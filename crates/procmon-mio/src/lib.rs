@@ -45,6 +45,22 @@
 //!   the monitor's descriptors grow without end. A reaped child's pipe with
 //!   no writer left (its group killed, no escapee) is read to EOF even while
 //!   output is paused, so unread bytes never pass for an escapee.
+//! - **Readiness** ([`procmon_core::Readiness`]): a `Notify` process gets
+//!   an sd_notify datagram socket of its own in `NOTIFY_SOCKET`, in a 0700
+//!   directory the supervisor makes (in `$XDG_RUNTIME_DIR`, `/run` for
+//!   root, or the temporary directory) and removes when dropped; datagrams whose sender
+//!   (`SO_PASSCRED`) is not the child or in its session are ignored and
+//!   counted ([`Stats::notify_rejected`]). `READY=1` becomes
+//!   [`Input::Ready`], `STATUS=` [`Notice::Status`] and
+//!   [`Supervisor::notify_status`], `STOPPING=1` [`Notice::Stopping`]. An
+//!   `Fd(n)` instance holds a pipe's write end at descriptor `n`: a newline
+//!   is [`Input::Ready`], its end without one while the child lives
+//!   [`Input::NotReady`]; the read end is closed after either (a later write
+//!   of the child's then fails with `EPIPE`, as under s6). Both channels are
+//!   read before the child's exit is reported; a pipe is closed when the
+//!   child is reaped, a socket when its process is removed.
+//!   The monitor's own `NOTIFY_SOCKET` is never passed on to a child. For
+//!   procmon telling its own manager, see [`notify`].
 //! - **Timers** live in a [`TimerQueue`] on the monotonic clock; the poll sleeps
 //!   until the earliest deadline or an event, with no periodic wake-up.
 //!
@@ -70,7 +86,8 @@
 //! SIGCHLD alone). `PR_SET_PDEATHSIG` is tied to the creating thread:
 //! when the thread that runs the supervisor ends, its children are killed.
 //! The soft limit on open descriptors is raised to the hard limit (each child
-//! holds three in the monitor); children get the original limit back.
+//! holds three in the monitor, four with a readiness channel); children get
+//! the original limit back.
 //! A `Supervisor` is therefore not `Send`.
 //!
 //! # Embedding in another event loop
@@ -119,14 +136,18 @@
 #![warn(missing_docs, unreachable_pub)]
 
 // One module per job of the driver: the child table (`children`), pipes and
-// back-pressure (`pipes`), signals (`signals`), orphan reaping (`reaping`)
-// and the loop (`event_loop`), plus requests from other threads (`handle`). This file keeps the types they share: the
+// back-pressure (`pipes`), readiness channels (`readiness`), signals
+// (`signals`), orphan reaping (`reaping`) and the loop (`event_loop`), plus
+// requests from other threads (`handle`) and procmon's own sd_notify client
+// (`notify`). This file keeps the types they share: the
 // `Supervisor` whose fields they all touch, its options and what it reports.
 mod children;
 mod event_loop;
 mod handle;
+pub mod notify;
 pub mod os;
 mod pipes;
+mod readiness;
 mod reaping;
 mod signals;
 mod sources;
@@ -135,6 +156,7 @@ mod sys;
 
 pub use children::signal_number;
 pub use handle::Handle;
+pub use readiness::NOTIFY_DATAGRAM_BYTES;
 pub use signals::{hold_caught_signals, CaughtSignal};
 pub use sources::{Ready, SourceId};
 pub use spawn::{find_program, SpawnStage};
@@ -295,6 +317,22 @@ pub enum Notice<'a> {
         /// Its condition.
         condition: Condition,
     },
+    /// A [`Readiness::Notify`](procmon_core::Readiness::Notify) process sent
+    /// a status text (`STATUS=...`, invalid UTF-8 replaced), now its latest
+    /// ([`Supervisor::notify_status`]) until its next spawn.
+    Status {
+        /// The process's name.
+        name: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// A [`Readiness::Notify`](procmon_core::Readiness::Notify) process
+    /// said it is stopping (`STOPPING=1`). Only noted: what happens next is
+    /// its exit.
+    Stopping {
+        /// The process's name.
+        name: &'a str,
+    },
     /// A critical process ended for good: the service is stopping, and the
     /// supervisor finishes with `exit_code` once nothing is alive.
     CriticalEnded {
@@ -336,6 +374,22 @@ pub enum Notice<'a> {
         /// The line.
         line: &'a [u8],
     },
+}
+
+/// The driver's own counters over the supervisor's life, beside the
+/// monitor's ([`Monitor::stats`]): what only the driver sees.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams received on the sd_notify sockets of
+    /// [`Readiness::Notify`](procmon_core::Readiness::Notify) processes.
+    pub notify_datagrams: u64,
+    /// Of those, the ones ignored because their sender was neither the
+    /// child nor in its session (or was gone before it could be checked).
+    pub notify_rejected: u64,
+    /// Of those, the ones longer than [`NOTIFY_DATAGRAM_BYTES`], whose rest
+    /// was lost.
+    pub notify_truncated: u64,
 }
 
 /// Receives [`Notice`]s. Any `FnMut(Notice<'_>)` is one.
@@ -412,6 +466,16 @@ pub struct Supervisor {
     waker: Option<std::sync::Arc<mio::Waker>>,
     /// What [`Handle`]s send; made by the first [`Supervisor::handle`].
     requests: Option<handle::Requests>,
+    /// Sockets of processes between instances. With `children`, before
+    /// the directory, so that their sockets are gone when it is removed.
+    idle_sockets: readiness::IdleSockets,
+    /// Where the sd_notify sockets are bound.
+    notify_directory: readiness::NotifyDirectory,
+    /// Readiness channels that hit their read budget: read again next turn.
+    unfinished_channels: VecDeque<usize>,
+    /// The latest `STATUS=` of each process, by name, until its next spawn.
+    statuses: HashMap<Box<str>, Box<str>>,
+    stats: Stats,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -434,7 +498,10 @@ impl Drop for Supervisor {
                 let _ = sys::reap(live.pidfd.as_fd());
                 tracked.remove(&live.pid);
             }
+            // Closes its socket and removes the path, before the directory.
+            child.readiness = None;
         }
+        self.idle_sockets.clear();
         self.reap_orphans();
     }
 }

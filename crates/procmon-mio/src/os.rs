@@ -150,6 +150,11 @@ fn lookup(
 /// `RLIMIT_NOFILE` is spent on.
 pub const DESCRIPTORS_PER_CHILD: u64 = 3;
 
+/// The descriptors procmon holds besides [`DESCRIPTORS_PER_CHILD`] for a
+/// live child with a readiness channel (`Readiness::Notify`: its socket;
+/// `Readiness::Fd`: its pipe's read end, until the child is ready).
+pub const DESCRIPTORS_PER_READINESS_CHANNEL: u64 = 1;
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the limit
 /// then, `(soft, hard)`. A supervisor needs [`DESCRIPTORS_PER_CHILD`] per
 /// child, so the usual soft 1024 would stop it at about 340 children. The

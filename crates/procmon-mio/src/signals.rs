@@ -15,7 +15,7 @@ use mio::Token;
 use crate::Options;
 use crate::{sys, Supervisor};
 
-/// The signalfd's token; child tokens are `slot << 2 | role` and never reach it.
+/// The signalfd's token; child tokens are `slot << 3 | role` and never reach it.
 pub(crate) const SIGNALS: Token = Token(usize::MAX);
 
 /// At most this many caught signals wait to be returned from [`Supervisor::turn`].

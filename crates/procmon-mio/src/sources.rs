@@ -3,8 +3,8 @@
 //! descriptors.
 //!
 //! The supervisor owns one `mio::Poll`. Children's descriptors use tokens
-//! `slot << 2 | role` with roles 0 to 2; registered sources get the fourth
-//! role, `id << 2 | 3`, so neither side can take the other's tokens and the
+//! `slot << 3 | role` with roles 0 to 3; registered sources get the last
+//! role, `id << 3 | 7`, so neither side can take the other's tokens and the
 //! program never sees the driver's. After each [`Supervisor::turn`], the
 //! sources that became ready are taken with [`Supervisor::take_ready`].
 //!
@@ -14,8 +14,8 @@
 use mio::event::Event;
 use mio::Token;
 
-/// The token role of registered sources (children use 0 to 2).
-pub(crate) const ROLE: usize = 3;
+/// The token role of registered sources (children use 0 to 3).
+pub(crate) const ROLE: usize = crate::children::ROLE_MASK;
 
 /// Names a source registered with [`Supervisor::register`](crate::Supervisor::register).
 ///
@@ -83,5 +83,5 @@ impl Sources {
 }
 
 pub(crate) fn token(id: SourceId) -> Token {
-    Token(id.0 << 2 | ROLE)
+    Token(id.0 << crate::children::ROLE_BITS | ROLE)
 }

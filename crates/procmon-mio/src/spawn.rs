@@ -26,7 +26,7 @@
 //!   which would change the parent's threads too.
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -34,7 +34,7 @@ use std::ptr;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use procmon_core::{ProcessKey, ProcessSpec};
+use procmon_core::{ProcessKey, ProcessSpec, Readiness};
 
 use crate::sys::{self, cvt};
 
@@ -61,7 +61,7 @@ pub enum SpawnStage {
     /// Starting the child's own session (`setsid`).
     Session,
     /// Putting `/dev/null` and the pipes on the child's stdin, stdout and
-    /// stderr (`dup2`).
+    /// stderr, and a notification pipe on its readiness fd (`dup2`).
     Stdio,
     /// Changing into the process's `cwd` (`chdir`).
     Chdir,
@@ -111,6 +111,9 @@ pub(crate) struct Spawned {
     pub(crate) pidfd: OwnedFd,
     pub(crate) stdout: OwnedFd,
     pub(crate) stderr: OwnedFd,
+    /// The read end of the notification pipe of [`Readiness::Fd`]
+    /// (non-blocking), whose write end the child holds at its fd `n`.
+    pub(crate) notify_read: Option<OwnedFd>,
 }
 
 /// Long-lived resources for spawning: the child stack, `/dev/null`, and the
@@ -174,8 +177,19 @@ impl Spawner {
     /// reused while `process` names an equal one. The
     /// comparison, not the key alone, decides: a key freed by `remove` is
     /// given to the next `add`, whose definition may differ.
-    pub(crate) fn spawn(&mut self, process: ProcessKey, spec: &ProcessSpec) -> io::Result<Spawned> {
-        match self.try_spawn(process, spec) {
+    ///
+    /// `notify_env` is the `NOTIFY_SOCKET=...` entry of a [`Readiness::Notify`]
+    /// process, added to its environment for this spawn only (each instance
+    /// has a socket of its own). A [`Readiness::Fd`] process gets the write
+    /// end of a fresh pipe at its descriptor `n`; the read end comes back in
+    /// [`Spawned::notify_read`].
+    pub(crate) fn spawn(
+        &mut self,
+        process: ProcessKey,
+        spec: &ProcessSpec,
+        notify_env: Option<&CStr>,
+    ) -> io::Result<Spawned> {
+        match self.try_spawn(process, spec, notify_env) {
             Ok(spawned) => {
                 self.failed_stages.remove(&process);
                 Ok(spawned)
@@ -187,10 +201,17 @@ impl Spawner {
         }
     }
 
+    /// Notes that a spawn of `process` failed at `stage` before it reached
+    /// [`spawn`](Self::spawn) (its readiness socket could not be made).
+    pub(crate) fn failed_before(&mut self, process: ProcessKey, stage: SpawnStage) {
+        self.failed_stages.insert(process, stage);
+    }
+
     fn try_spawn(
         &mut self,
         process: ProcessKey,
         spec: &ProcessSpec,
+        notify_env: Option<&CStr>,
     ) -> Result<Spawned, (SpawnStage, io::Error)> {
         let prepare = |error| (SpawnStage::Prepare, error);
         let program = spec
@@ -212,11 +233,35 @@ impl Spawner {
         sys::set_nonblocking(&stderr_read).map_err(prepare)?;
         let stdout_write = sys::above_stdio(stdout_write).map_err(prepare)?;
         let stderr_write = sys::above_stdio(stderr_write).map_err(prepare)?;
+        let notify_pipe = match spec.ready {
+            Readiness::Fd(n) => {
+                let (read, write) = sys::pipe().map_err(prepare)?;
+                sys::set_nonblocking(&read).map_err(prepare)?;
+                let write = sys::above_stdio(write).map_err(prepare)?;
+                // The core refuses anything outside 3..=1023.
+                let target = libc::c_int::try_from(n)
+                    .map_err(|_| prepare(io::Error::from_raw_os_error(libc::EBADF)))?;
+                Some((read, write, target))
+            }
+            _ => None,
+        };
+        // The definition's environment with this instance's NOTIFY_SOCKET
+        // added: a copy of the pointer array only, not of the strings.
+        let with_notify: Option<Vec<*const libc::c_char>> = notify_env.map(|entry| {
+            let shared = &prepared.env.ptrs;
+            let mut ptrs = Vec::with_capacity(shared.len() + 1);
+            ptrs.extend_from_slice(&shared[..shared.len() - 1]);
+            ptrs.push(entry.as_ptr());
+            ptrs.push(ptr::null());
+            ptrs
+        });
 
         let mut args = ChildArgs {
             path: path.as_ptr(),
             argv: prepared.argv_ptrs.as_ptr(),
-            envp: prepared.env.ptrs.as_ptr(),
+            envp: with_notify
+                .as_ref()
+                .map_or(prepared.env.ptrs.as_ptr(), |ptrs| ptrs.as_ptr()),
             cwd: prepared.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
             uid: spec.uid,
             gid: spec.gid,
@@ -224,6 +269,8 @@ impl Spawner {
             stdin: self.dev_null.as_raw_fd(),
             stdout: stdout_write.as_raw_fd(),
             stderr: stderr_write.as_raw_fd(),
+            notify_write: notify_pipe.as_ref().map_or(-1, |(_, w, _)| w.as_raw_fd()),
+            notify_fd: notify_pipe.as_ref().map_or(-1, |&(_, _, n)| n),
             // SAFETY: getpid cannot fail.
             parent_pid: unsafe { libc::getpid() },
             nofile: self.original_nofile,
@@ -283,11 +330,16 @@ impl Spawner {
         // Dropping our copies of the write ends leaves the child (and anything
         // it forks) as their only holders, so EOF means they are all gone.
         drop((stdout_write, stderr_write));
+        let notify_read = notify_pipe.map(|(read, write, _)| {
+            drop(write);
+            read
+        });
         Ok(Spawned {
             pid,
             pidfd,
             stdout: stdout_read,
             stderr: stderr_read,
+            notify_read,
         })
     }
 }
@@ -449,8 +501,14 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
+/// The name of the sd_notify socket's environment variable.
+pub(crate) const NOTIFY_SOCKET: &[u8] = b"NOTIFY_SOCKET";
+
 /// The environment: the monitor's own (in its order) plus the spec's entries
-/// (which win), or with `clear_env` exactly the spec's entries. Within the
+/// (which win), or with `clear_env` exactly the spec's entries. The
+/// monitor's own `NOTIFY_SOCKET` is never passed on; a
+/// [`Readiness::Notify`] process's own entry for it is dropped too, as each
+/// spawn adds the one of its instance. Within the
 /// spec a later entry for the same key wins, in the place of that last entry.
 ///
 /// Linear in the number of entries: one map from each spec key to its last
@@ -464,13 +522,19 @@ fn environment(spec: &ProcessSpec) -> io::Result<Vec<CString>> {
     let mut entries = Vec::with_capacity(last.len());
     if !spec.clear_env {
         for (key, value) in std::env::vars_os() {
-            if last.contains_key(key.as_bytes()) {
+            // The monitor's own channel to its service manager is not the
+            // children's: a child that should notify gets its own.
+            if last.contains_key(key.as_bytes()) || key.as_bytes() == NOTIFY_SOCKET {
                 continue;
             }
             entries.push(entry(key.as_bytes(), value.as_bytes())?);
         }
     }
+    let notifies = spec.ready == Readiness::Notify;
     for (i, (key, value)) in spec.env.iter().enumerate() {
+        if notifies && key == NOTIFY_SOCKET {
+            continue;
+        }
         if last[key.as_slice()] == i {
             entries.push(entry(key, value)?);
         }
@@ -550,6 +614,10 @@ struct ChildArgs {
     stdin: libc::c_int,
     stdout: libc::c_int,
     stderr: libc::c_int,
+    /// The write end of the notification pipe, or -1.
+    notify_write: libc::c_int,
+    /// Where the child gets it ([`Readiness::Fd`]'s `n`), or -1.
+    notify_fd: libc::c_int,
     parent_pid: libc::pid_t,
     /// The descriptor limit to give back, if the monitor raised its own.
     nofile: Option<libc::rlimit>,
@@ -617,6 +685,17 @@ unsafe fn set_up_and_exec(args: &ChildArgs) -> (SpawnStage, libc::c_int) {
         libc::c_uint::MAX,
         libc::CLOSE_RANGE_CLOEXEC,
     );
+    // The notification fd after that, so it stays open across execve (dup2
+    // clears close-on-exec on the copy; a descriptor already in place needs
+    // it cleared by hand, as dup2 onto itself changes nothing). Whatever the
+    // target held before (a source of the dup2s above, say) is used up.
+    if args.notify_write >= 0 {
+        if args.notify_write == args.notify_fd {
+            check!(Stdio, libc::fcntl(args.notify_fd, libc::F_SETFD, 0));
+        } else {
+            check!(Stdio, libc::dup2(args.notify_write, args.notify_fd));
+        }
+    }
     if !args.cwd.is_null() {
         check!(Chdir, libc::chdir(args.cwd));
     }

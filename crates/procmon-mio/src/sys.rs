@@ -91,6 +91,169 @@ pub(crate) fn pipe_has_writers(fd: RawFd) -> bool {
     ready == -1 || poll_fd.revents & libc::POLLHUP == 0
 }
 
+/// The session id of process `pid` (`getsid`); fails with `ESRCH` once it
+/// is gone (reaped).
+pub(crate) fn session_of(pid: libc::pid_t) -> io::Result<libc::pid_t> {
+    // SAFETY: plain integer argument.
+    cvt(unsafe { libc::getsid(pid) })
+}
+
+/// Whether process `pid` has begun to exit (`PF_EXITING` in the flags of
+/// `/proc/<pid>/stat`), or is gone: the kernel sets the flag first thing in
+/// `do_exit`, before it closes the process's descriptors, so the end of a
+/// pipe the process held is known for a consequence of its exit even while
+/// its pidfd does not say so yet. `false` if `/proc` cannot tell.
+pub(crate) fn is_exiting(pid: libc::pid_t) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        // Gone, if /proc is there to say so.
+        return std::path::Path::new("/proc/self/stat").exists();
+    };
+    // The command name is in parentheses and may hold anything: skip it.
+    let Some(end) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    // After it: state (field 3), ppid, pgrp, session, tty, tpgid, flags (9).
+    let flags = stat[end + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(6)
+        .and_then(|f| std::str::from_utf8(f).ok()?.parse::<u64>().ok());
+    flags.is_some_and(|flags| flags & PF_EXITING != 0)
+}
+
+/// Makes the kernel attach the sender's credentials (`SCM_CREDENTIALS`) to
+/// every datagram `socket` receives, whether or not the sender sent them.
+pub(crate) fn pass_credentials(socket: BorrowedFd<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a readable int and its size is given.
+    cvt(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Descriptors a datagram may carry (`SCM_RIGHTS`, as `sd_notify_barrier`
+/// and `FDSTORE=1` send) that are received and closed at once; the kernel
+/// closes any beyond these itself.
+const PASSED_FDS: usize = 16;
+
+/// One datagram received by [`receive_datagram`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Datagram {
+    /// Bytes in the buffer.
+    pub(crate) len: usize,
+    /// The datagram was longer than the buffer; the rest is lost.
+    pub(crate) truncated: bool,
+    /// The sender's pid from `SCM_CREDENTIALS`, if the kernel gave one.
+    pub(crate) sender: Option<libc::pid_t>,
+}
+
+/// Receives one datagram into `buf` without blocking, with the sender's
+/// credentials (see [`pass_credentials`]); `None` when none is queued.
+/// Descriptors passed with it are closed: a notification socket keeps none,
+/// and closing them is what completes an `sd_notify_barrier`.
+pub(crate) fn receive_datagram(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<Datagram>> {
+    // u64 words keep the control buffer aligned for `cmsghdr`.
+    const CONTROL_WORDS: usize = 64;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let needed = unsafe {
+        libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32)
+            + libc::CMSG_SPACE((PASSED_FDS * std::mem::size_of::<libc::c_int>()) as u32)
+    } as usize;
+    debug_assert!(needed <= CONTROL_WORDS * 8);
+    let mut control = [0u64; CONTROL_WORDS];
+    loop {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `msg` points at `iov` (our buffer) and `control`, both
+        // alive and writable for the call, with their lengths.
+        let n = unsafe {
+            libc::recvmsg(
+                socket.as_raw_fd(),
+                &mut msg,
+                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+            )
+        };
+        if n == -1 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        let mut sender = None;
+        // SAFETY: the kernel filled `control` up to `msg_controllen`; the
+        // CMSG_* macros walk only within it, and each payload is read
+        // unaligned at the size its header gives.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let header = &*cmsg;
+                let data = libc::CMSG_DATA(cmsg);
+                let payload = header.cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                if header.cmsg_level == libc::SOL_SOCKET {
+                    if header.cmsg_type == libc::SCM_CREDENTIALS
+                        && payload >= std::mem::size_of::<libc::ucred>()
+                    {
+                        let credentials = std::ptr::read_unaligned(data.cast::<libc::ucred>());
+                        sender = Some(credentials.pid);
+                    } else if header.cmsg_type == libc::SCM_RIGHTS {
+                        let count = payload / std::mem::size_of::<libc::c_int>();
+                        for i in 0..count {
+                            let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                            drop(OwnedFd::from_raw_fd(fd));
+                        }
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        return Ok(Some(Datagram {
+            len: n as usize,
+            truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+            sender,
+        }));
+    }
+}
+
+/// Creates a fresh directory `<base>/procmon-XXXXXX` with mode 0700
+/// (`mkdtemp`) and returns its path.
+pub(crate) fn private_directory(base: &std::path::Path) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut template = base.as_os_str().as_bytes().to_vec();
+    template.extend_from_slice(b"/procmon-XXXXXX\0");
+    if template[..template.len() - 1].contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `template` is a writable, NUL-terminated buffer that mkdtemp
+    // rewrites in place (its last six characters before the NUL).
+    let ret = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
+    if ret.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    template.pop();
+    Ok(std::ffi::OsString::from_vec(template).into())
+}
+
 /// Sends `signal` to the process behind `pidfd`: cannot hit a recycled pid.
 pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: pidfd_send_signal(fd, sig, NULL, 0) takes no memory from us.

@@ -3,7 +3,9 @@
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use procmon_core::{ExitStatus, Monitor, NotRestarting, ProcessSpec, Settings, Signal, Stream};
+use procmon_core::{
+    ExitStatus, Monitor, NotReadyCause, NotRestarting, ProcessSpec, Settings, Signal, Stream,
+};
 use procmon_mio::{CaughtSignal, Notice, Options, SpawnStage, Supervisor};
 
 use super::procfs::kill_all_our_children;
@@ -25,6 +27,13 @@ pub enum Seen {
     OutputClosed(String, i32),
     GaveUp(String, u32),
     NotRestarting(String, NotRestarting),
+    Ready(String),
+    NotReady(String, NotReadyCause),
+    /// The process and the dependency it waits for.
+    Waiting(String, String),
+    Status(String, String),
+    Stopping(String),
+    CriticalEnded(String, u8),
 }
 
 /// Counters kept for every notice, whether or not it is recorded, so long
@@ -288,6 +297,14 @@ fn observe(
             name, quick_deaths, ..
         } => Seen::GaveUp(name.into(), quick_deaths),
         Notice::NotRestarting { name, reason } => Seen::NotRestarting(name.into(), reason),
+        Notice::Ready { name } => Seen::Ready(name.into()),
+        Notice::NotReady { name, cause } => Seen::NotReady(name.into(), cause),
+        Notice::Waiting {
+            name, dependency, ..
+        } => Seen::Waiting(name.into(), dependency.into()),
+        Notice::Status { name, text } => Seen::Status(name.into(), text.into()),
+        Notice::Stopping { name } => Seen::Stopping(name.into()),
+        Notice::CriticalEnded { name, exit_code } => Seen::CriticalEnded(name.into(), exit_code),
         // Every transition has one; the tests look at what caused them.
         Notice::StateChanged { .. } => return,
         other => panic!("unexpected notice {other:?}"),
