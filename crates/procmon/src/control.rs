@@ -897,6 +897,7 @@ fn process_json(supervisor: &Supervisor, status: &ProcessStatus<'_>, now: Instan
         "name": status.name,
         "state": status.state.as_str(),
         "waiting_for": waiting_for,
+        "notify_status": supervisor.notify_status(status.name),
         "pid": pid,
         "uptime": uptime,
         "restarts": status.stats.restarts,
@@ -936,6 +937,17 @@ pub fn metrics_text(supervisor: &Supervisor, logs: &LogCounts) -> String {
         "Facts from the world procmon took in (exits, output chunks, timers).",
     );
     let _ = writeln!(out, "procmon_events_total {}", monitor.stats().inputs);
+    family(
+        &mut out,
+        "procmon_notify_rejected_total",
+        "counter",
+        "sd_notify datagrams ignored: their sender was not the process or in its session.",
+    );
+    let _ = writeln!(
+        out,
+        "procmon_notify_rejected_total {}",
+        supervisor.stats().notify_rejected
+    );
     let per_process: [Metric; 8] = [
         (
             "procmon_process_up",

@@ -459,16 +459,17 @@ fn status_exit(result: &Value) -> u8 {
     }
 }
 
-/// The status table: one row per process, columns aligned; a last column
+/// The status table: one row per process, columns aligned; a column
 /// `LOG-DROPPED` (lines dropped from log files) only while some process has
-/// dropped any, so the usual table stays as narrow as it was.
+/// dropped any, and a last column `STATUS` (a process's own sd_notify
+/// `STATUS=` text) only while some process has one, so the usual table
+/// stays as narrow as it was.
 pub fn status_table(result: &Value) -> String {
     let dropped = |p: &Value| p["log_dropped_lines"].as_u64().filter(|&n| n > 0);
-    let with_dropped = result
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|p| dropped(p).is_some());
+    let said = |p: &Value| p["notify_status"].as_str().map(str::to_string);
+    let processes = || result.as_array().into_iter().flatten();
+    let with_dropped = processes().any(|p| dropped(p).is_some());
+    let with_status = processes().any(|p| said(p).is_some());
     let mut rows = vec![[
         "NAME".to_string(),
         "STATE".to_string(),
@@ -478,6 +479,7 @@ pub fn status_table(result: &Value) -> String {
         "LAST-EXIT".to_string(),
         "NEXT".to_string(),
         "LOG-DROPPED".to_string(),
+        "STATUS".to_string(),
     ]];
     for p in result.as_array().into_iter().flatten() {
         let last_exit = match (&p["last_exit"]["code"], &p["last_exit"]["signal"]) {
@@ -524,10 +526,25 @@ pub fn status_table(result: &Value) -> String {
             last_exit,
             next,
             dropped(p).map_or("-".to_string(), |n| n.to_string()),
+            said(p).map_or("-".to_string(), |text| one_line(&text)),
         ]);
     }
-    let columns = if with_dropped { 8 } else { 7 };
-    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r[..columns].to_vec()).collect();
+    let shown = |i: usize| match i {
+        7 => with_dropped,
+        8 => with_status,
+        _ => true,
+    };
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .enumerate()
+                .filter(|(i, _)| shown(*i))
+                .map(|(_, cell)| cell)
+                .collect()
+        })
+        .collect();
+    let columns = rows[0].len();
     let widths: Vec<usize> = (0..columns)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
@@ -545,6 +562,21 @@ pub fn status_table(result: &Value) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A child's own text, safe in one cell of a table: control characters
+/// (a newline, an escape sequence) shown escaped.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_debug().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Seconds as a person reads them: `3s`, `5m`, `2h`, `3d`.

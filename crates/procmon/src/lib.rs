@@ -18,7 +18,6 @@ pub mod fuzzing;
 pub mod http;
 pub mod logfile;
 pub mod logroute;
-pub mod notify;
 pub mod output;
 pub mod protocol;
 pub mod ring;

@@ -894,6 +894,13 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             "[{}] closing the output of pid {pid}, still held open by processes that left its group", ShownName(name)
         ),
         Notice::Ready { name } => write!(s, "[{}] ready", ShownName(name)),
+        Notice::Status { name, text } => write!(
+            s,
+            "[{}] status: {}",
+            ShownName(name),
+            EscapeInvalid(text.as_bytes())
+        ),
+        Notice::Stopping { name } => write!(s, "[{}] says it is stopping", ShownName(name)),
         Notice::NotReady { name, cause } => write!(
             s,
             "[{}] not ready: {}; stopping it (a failed start)",
@@ -1235,6 +1242,12 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
         }
         Notice::Ready { name } => {
             j.str("event", "ready").str("name", name);
+        }
+        Notice::Status { name, text } => {
+            j.str("event", "status").str("name", name).str("text", text);
+        }
+        Notice::Stopping { name } => {
+            j.str("event", "stopping").str("name", name);
         }
         Notice::NotReady { name, cause } => {
             j.str("event", "not_ready")

@@ -456,7 +456,7 @@ fn report_served<O: Write, E: Write>(
 /// count of processes in each state when those counts change, and
 /// `STOPPING=1` once the service stops.
 struct ServiceManager {
-    socket: String,
+    socket: std::ffi::OsString,
     told_ready: bool,
     told_stopping: bool,
     /// The monitor's input count when the status was last made: the
@@ -470,9 +470,7 @@ struct ServiceManager {
 impl ServiceManager {
     /// The manager `NOTIFY_SOCKET` names, if it is set.
     fn from_env() -> Option<ServiceManager> {
-        let socket = std::env::var("NOTIFY_SOCKET")
-            .ok()
-            .filter(|s| !s.is_empty())?;
+        let socket = std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty())?;
         Some(ServiceManager {
             socket,
             told_ready: false,
@@ -510,7 +508,7 @@ impl ServiceManager {
         if message.is_empty() {
             return;
         }
-        if let Err(error) = crate::notify::send(&self.socket, &message) {
+        if let Err(error) = procmon_mio::notify::send_to(&self.socket, &message) {
             if !self.failed {
                 self.failed = true;
                 printer.event(&Event::NotifyFailed { error: &error });

@@ -423,3 +423,60 @@ after = {{ db = "ready" }}
     assert_eq!(said.matches("READY=1").count(), 1, "{said}");
     common::stop_group(&mut child);
 }
+
+/// The two channels procmon hands a child, end to end through the
+/// command: db speaks sd_notify (a real client: python3's socket module,
+/// as the process itself), web writes a newline to its notification fd 3
+/// once db is ready; `ctl status` shows db's own `STATUS=` text.
+#[test]
+fn readiness_by_sd_notify_and_by_fd_through_the_command() {
+    let gate = TempDir::new();
+    let go = gate.path("go");
+    let notify = format!(
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         a = os.environ['NOTIFY_SOCKET']\n\
+         a = '\\0' + a[1:] if a.startswith('@') else a\n\
+         s.sendto(b'STATUS=warming up', a)\n\
+         while not os.path.exists('{go}'): time.sleep(0.02)\n\
+         s.sendto(b'READY=1\\nSTATUS=accepting connections', a)\n\
+         time.sleep(1000)\n",
+        go = go.display()
+    );
+    let script = gate.write("db.py", &notify);
+    let served = Served::start(&format!(
+        r#"
+[[process]]
+name = "db"
+argv = ["python3", "{script}"]
+ready = "notify"
+
+[[process]]
+name = "web"
+argv = ["sh", "-c", "echo >&3; exec sleep 1000"]
+ready = "fd:3"
+after = {{ db = "ready" }}
+"#,
+        script = script.display()
+    ));
+    served.until("db says it is warming up", || {
+        served.process("db")["notify_status"] == json!("warming up")
+    });
+    assert_eq!(served.process("db")["state"], json!("starting"));
+    assert_eq!(served.process("web")["state"], json!("waiting"));
+    let table = text(&served.ctl(&["status"]).stdout);
+    assert!(table.contains("STATUS"), "{table}");
+    assert!(table.contains("warming up"), "{table}");
+
+    std::fs::write(&go, "").unwrap();
+    served.until("web is ready after db", || {
+        served.process("web")["state"] == json!("running")
+    });
+    let db = served.process("db");
+    assert_eq!(db["state"], json!("running"));
+    assert_eq!(db["notify_status"], json!("accepting connections"));
+    let log = served.stderr();
+    assert!(at(&log, "[db] ready") < at(&log, "[web] spawned"), "{log}");
+    assert!(log.contains("[web] ready"), "{log}");
+    assert!(log.contains("[db] status: accepting connections"), "{log}");
+}
