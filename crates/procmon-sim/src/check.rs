@@ -503,6 +503,7 @@ impl Model {
                         live.max_limit = live.max_limit.max(n);
                     }
                 }
+                Setting::Container(_) => {}
             },
             Step::Add { name, spec } => {
                 let definition = Definition {
@@ -639,6 +640,7 @@ impl Model {
                 split_lines(&mut live.buffer[i], bytes, limit, &mut lines);
                 followups.extend(lines.into_iter().map(|l| Followup::Log(id, *stream, l)));
             }
+            Step::Ready { .. } | Step::NotReady { .. } => {}
             Step::Advance(_)
             | Step::TermDelay { .. }
             | Step::Exit { .. }
@@ -1247,6 +1249,11 @@ fn event_time(event: &Event) -> Instant {
         | Event::RestartScheduled { at, .. }
         | Event::SpawnFailed { at, .. }
         | Event::GaveUp { at, .. }
-        | Event::NotRestarting { at, .. } => *at,
+        | Event::NotRestarting { at, .. }
+        | Event::Ready { at, .. }
+        | Event::NotReady { at, .. }
+        | Event::Waiting { at, .. }
+        | Event::CriticalEnded { at, .. }
+        | Event::Finished { at, .. } => *at,
     }
 }

@@ -4,8 +4,8 @@
 use std::fmt::{self, Write as _};
 
 use procmon_core::{
-    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, NotRestarting,
-    ProcessSpec, Report, Settings, Signal, SignalReason, Stream,
+    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, NotReadyCause,
+    NotRestarting, ProcessSpec, Readiness, Report, Settings, Signal, SignalReason, Stream,
 };
 
 use crate::parse::{parse, Diagnostic, Expectation, Quoted, Setting, Step, Word};
@@ -176,6 +176,52 @@ pub enum Event {
         /// Why not.
         reason: NotRestarting,
     },
+    /// A starting instance became ready (trace: `ready`).
+    Ready {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A starting instance will not become ready and is being stopped
+    /// (trace: `not-ready`).
+    NotReady {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// The instance.
+        instance: InstanceId,
+        /// Why.
+        cause: NotReadyCause,
+    },
+    /// The process is due to start but its dependencies' conditions do not
+    /// hold (trace: `waiting`).
+    Waiting {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+    },
+    /// A critical process ended for good (trace: `critical`).
+    CriticalEnded {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// The exit code the monitor will finish with.
+        exit_code: u8,
+    },
+    /// The monitor's work is done (trace: `finished`): `finished()` went
+    /// from `None` to `Some`.
+    Finished {
+        /// When.
+        at: Instant,
+        /// The exit code.
+        exit_code: u8,
+    },
 }
 
 /// The harness, one step at a time: a [`Monitor`] driven in virtual time
@@ -199,6 +245,9 @@ pub struct Sim {
     unanswered_rejection: Option<usize>,
     last_step_rejected: bool,
     delivery: LineDelivery,
+    /// What `finished()` answered after the last drain, so that `finished`
+    /// is traced once each time it goes from `None` to `Some`.
+    finished: Option<u8>,
 }
 
 /// How a [`Sim`] takes its output lines from the monitor. The trace and the
@@ -229,6 +278,7 @@ impl Sim {
             unanswered_rejection: None,
             last_step_rejected: false,
             delivery: LineDelivery::default(),
+            finished: None,
         }
     }
 
@@ -272,6 +322,10 @@ impl Sim {
                     Setting::MinRestartDelay(d) => self.monitor.set_min_restart_delay(d),
                     Setting::MaxRestartDelay(d) => self.monitor.set_max_restart_delay(d),
                     Setting::LineLimit(n) => self.monitor.set_line_limit_bytes(n),
+                    Setting::Container(on) => {
+                        self.monitor.set_container_mode(on);
+                        Ok(())
+                    }
                 };
                 if result.is_err() {
                     self.reject(line, "set", setting.keyword());
@@ -317,6 +371,21 @@ impl Sim {
                     self.world.fail_next_spawn(name, *errno);
                 } else {
                     self.reject(line, "fail-spawn", name);
+                }
+            }
+            Step::Ready { name } | Step::NotReady { name } => {
+                let ready = matches!(step, Step::Ready { .. });
+                let keyword = if ready { "ready" } else { "not-ready" };
+                match self.monitor.live_instance(name) {
+                    Some(instance) if self.world.has_channel(instance) => {
+                        let input = if ready {
+                            Input::Ready { instance }
+                        } else {
+                            Input::NotReady { instance }
+                        };
+                        self.monitor.handle(now, input);
+                    }
+                    _ => self.reject(line, keyword, name),
                 }
             }
             Step::RestartAll => self.monitor.restart_all(now),
@@ -507,6 +576,15 @@ impl Sim {
             self.monitor
                 .handle(self.now, Input::SpawnFailed { instance, errno });
         }
+        let finished = self.monitor.finished();
+        if let (None, Some(exit_code)) = (self.finished, finished) {
+            self.trace_line(format_args!("finished {exit_code}"));
+            self.events.push(Event::Finished {
+                at: self.now,
+                exit_code,
+            });
+        }
+        self.finished = finished;
     }
 
     fn drain_commands(
@@ -527,9 +605,10 @@ impl Sim {
                         .expect("keys in commands are valid");
                     let line = SpawnLine(name, spec).to_string();
                     let stop_signal = spec.policy.stop_signal().as_str();
+                    let channel = matches!(spec.ready, Readiness::Notify | Readiness::Fd(_));
                     let (name, spec) = (name.to_string(), spec.clone());
                     self.trace_line(format_args!("{line}"));
-                    if let Some(errno) = self.world.spawn(instance, &name, stop_signal) {
+                    if let Some(errno) = self.world.spawn(instance, &name, stop_signal, channel) {
                         failed.push_back((instance, name.clone(), errno));
                     }
                     self.events.push(Event::Spawn {
@@ -607,6 +686,50 @@ impl Sim {
                         at: now,
                         name,
                         reason,
+                    });
+                }
+                Command::Report(Report::Ready { process, instance }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!("ready {}", Word(name.as_bytes())));
+                    self.events.push(Event::Ready {
+                        at: now,
+                        name,
+                        instance,
+                    });
+                }
+                Command::Report(Report::NotReady {
+                    process,
+                    instance,
+                    cause,
+                }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!(
+                        "not-ready {} {}",
+                        Word(name.as_bytes()),
+                        cause.as_str()
+                    ));
+                    self.events.push(Event::NotReady {
+                        at: now,
+                        name,
+                        instance,
+                        cause,
+                    });
+                }
+                Command::Report(Report::Waiting { process }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!("waiting {}", Word(name.as_bytes())));
+                    self.events.push(Event::Waiting { at: now, name });
+                }
+                Command::Report(Report::CriticalEnded { process, exit_code }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!(
+                        "critical {} {exit_code}",
+                        Word(name.as_bytes())
+                    ));
+                    self.events.push(Event::CriticalEnded {
+                        at: now,
+                        name,
+                        exit_code,
                     });
                 }
                 Command::Report(_) => {}
@@ -805,6 +928,11 @@ impl Sim {
                 Err(found) => Some(found),
                 Ok(s) => mismatch(s.quick_deaths == *count, s.quick_deaths.to_string()),
             },
+            Expectation::Finished(code) => match monitor.finished() {
+                None => Some("not finished".into()),
+                Some(found) => mismatch(found == *code, format!("finished {found}")),
+            },
+            Expectation::NotFinished => monitor.finished().map(|found| format!("finished {found}")),
         }
     }
 }
