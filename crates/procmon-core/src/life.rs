@@ -599,7 +599,7 @@ impl Monitor {
         self.stats.exits += 1;
         let process = self.process_mut(key);
         process.stats.exits += 1;
-        let by_itself = matches!(then, None);
+        let by_itself = then.is_none();
         process.completed = by_itself
             && matches!(end, End::Exited(ExitStatus::Code(code))
                 if process.spec.policy.success_codes().contains(code));
