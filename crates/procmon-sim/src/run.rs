@@ -62,6 +62,9 @@ pub fn run(file_name: &str, source: &[u8]) -> Outcome {
 /// Something observable that happened in a run, as data: what the trace
 /// shows, plus the monitor's reports, for property tests to check against a
 /// model without parsing the trace.
+// `Spawn` carries a whole definition; events are recorded once each in a
+// test harness, where the size does not matter and a box would be noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The monitor spawned an instance (trace: `spawn`).

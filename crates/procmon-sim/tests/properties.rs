@@ -994,3 +994,33 @@ fn the_model_takes_the_contracts_corners() {
         );
     }
 }
+
+/// Every documented scenario, run with the model (its `expect error` lines
+/// left to the runner, which answers rejections itself): the model agrees
+/// with the monitor on the v5 scenarios as on the older ones, and the
+/// trace is the snapshot's.
+#[test]
+fn the_model_follows_every_documented_scenario() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenarios");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("docs/scenarios")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "scn"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty());
+    for path in paths {
+        let source = std::fs::read(&path).expect("readable");
+        let steps: Vec<Step> = procmon_sim::parse("x.scn", &source)
+            .expect("documented scenarios parse")
+            .into_iter()
+            .map(|numbered| numbered.step)
+            .filter(|step| *step != Step::Expect(procmon_sim::Expectation::Error))
+            .collect();
+        let mut model = Model::new();
+        let ran = execute(&steps, Some(&mut model), LineDelivery::Lent)
+            .unwrap_or_else(|failure| panic!("{}: {failure}", path.display()));
+        let expected = std::fs::read_to_string(path.with_extension("trace")).expect("a trace");
+        assert_eq!(ran.sim.trace(), expected, "{}", path.display());
+    }
+}
