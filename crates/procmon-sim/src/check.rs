@@ -477,10 +477,13 @@ impl Model {
         if let Some(code) = self.critical_exit {
             return Some(code);
         }
-        let well = self
-            .definitions
-            .values()
-            .all(|d| d.ended_ok && !d.failed && !d.waiting);
+        let well = self.definitions.iter().all(|(name, d)| {
+            d.ended_ok
+                && !matches!(
+                    self.state_of(name, d),
+                    ProcessState::Failed | ProcessState::Waiting
+                )
+        });
         Some(if well { 0 } else { 1 })
     }
 
@@ -525,9 +528,9 @@ impl Model {
     /// A stop request reaching a live instance: the stop signal if it was
     /// not sent yet (KILL to follow after the kill time in force now), and
     /// `asked` is what its end leads to. On an instance already stopping
-    /// nothing is sent, and `asked` replaces what its end leads to only if
-    /// `replace` (`down`, `restart`, `remove` change it; `stop`,
-    /// `restart-all`, `stop-service` do not).
+    /// nothing is sent (but a held-back stop is sent now), and `asked`
+    /// replaces what its end leads to only if `replace` (`down`, `restart`,
+    /// `remove` change it; `stop`, `restart-all`, `stop-service` do not).
     fn stop(
         &mut self,
         now: Instant,
@@ -569,8 +572,20 @@ impl Model {
                     out.push_back(Primary::Signal(id, signal, SignalReason::Stop));
                 }
             }
-            Some(stopping) if replace => stopping.asked = asked,
-            Some(_) => {}
+            Some(stopping) => {
+                if replace {
+                    stopping.asked = asked;
+                }
+                // A held-back stop is sent at once on an operator's request
+                // on the process (`stop`, `down`, `restart`, `restart-all`);
+                // another service stop or a removal leaves it held back.
+                if stopping.deferred && !defer {
+                    stopping.deferred = false;
+                    stopping.sent = now;
+                    stopping.kill_time = kill_time;
+                    out.push_back(Primary::Signal(id, signal, SignalReason::Stop));
+                }
+            }
         }
     }
 
@@ -1206,7 +1221,10 @@ impl Model {
         if self.live_of(name).is_some() {
             return Err(format!("a second live instance of {name}"));
         }
-        if is_advance && !self.failing.is_empty() {
+        // A failed spawn is told after everything its drain asked for,
+        // the spawns of waiting names its start let go included (D1), but
+        // before any later item fires.
+        if is_advance && !self.failing.is_empty() && !self.definitions[name].waiting {
             return Err(format!(
                 "a spawn before the failed spawns {:?} were told",
                 self.failing
@@ -1277,8 +1295,15 @@ impl Model {
     ) -> Result<Vec<Followup>, String> {
         let uptime = at.saturating_duration_since(live.started);
         let mut followups = Vec::new();
+        // On request means the stop signal was sent: an end before a held
+        // back stop of a service stop is sent is an end by itself (a
+        // request given since, `down`, `restart`, `start`, still decides).
+        let asked = live
+            .stop
+            .filter(|s| !(s.deferred && s.asked == Asked::Rules))
+            .map(|s| s.asked);
         if let End::Exit(_) = end {
-            followups.push(Followup::Ended(instance, uptime, live.stop.is_some()));
+            followups.push(Followup::Ended(instance, uptime, asked.is_some()));
             for stream in [Stream::Stdout, Stream::Stderr] {
                 let partial = &live.buffer[stream_index(stream)];
                 if !partial.is_empty() {
@@ -1287,7 +1312,6 @@ impl Model {
             }
         }
         let name = live.name.clone();
-        let asked = live.stop.map(|s| s.asked);
         let service = self.service;
         let Some(definition) = self.definitions.get(&name) else {
             followups.push(Followup::NotRestarting(name, NotRestarting::Removed));

@@ -11,6 +11,10 @@ use procmon_core::{
 use crate::parse::{parse, Diagnostic, Expectation, Quoted, Setting, Step, Word};
 use crate::world::{Fired, World, SIGKILL};
 
+/// The most timers and exits one `advance` fires at a single instant
+/// before it calls the monitor stuck in a loop.
+const MAX_ITEMS_PER_INSTANT: usize = 10_000;
+
 /// The result of replaying a whole scenario.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -398,7 +402,8 @@ impl Sim {
                 let until = now
                     .checked_add(*by)
                     .ok_or_else(|| self.diagnostic(line, "advance past the end of time".into()))?;
-                self.advance_to(until);
+                self.advance_to(until)
+                    .map_err(|message| self.diagnostic(line, message))?;
             }
             Step::TermDelay { name, delay } => {
                 let instance = self.live(line, name)?;
@@ -521,9 +526,20 @@ impl Sim {
 
     /// Fires due items one at a time, each at its own due time, draining the
     /// monitor after each; items that fall due meanwhile fire in this advance.
-    fn advance_to(&mut self, until: Instant) {
+    ///
+    /// A monitor that keeps firing items at one instant never lets the
+    /// clock move: after [`MAX_ITEMS_PER_INSTANT`] the run stops with a
+    /// message rather than hang.
+    fn advance_to(&mut self, until: Instant) -> Result<(), String> {
+        let mut same_instant = 0usize;
         while let Some((at, fired)) = self.world.pop_due(until) {
             assert!(at >= self.now, "the queue never holds the past");
+            same_instant = if at == self.now { same_instant + 1 } else { 0 };
+            if same_instant > MAX_ITEMS_PER_INSTANT {
+                return Err(format!(
+                    "more than {MAX_ITEMS_PER_INSTANT} items fired at {at}: the monitor loops"
+                ));
+            }
             self.now = at;
             match fired {
                 Fired::Timer(timer) => self.monitor.handle(at, Input::TimerFired { timer }),
@@ -536,6 +552,7 @@ impl Sim {
             self.drain();
         }
         self.now = until;
+        Ok(())
     }
 
     /// Tells the monitor of an exit; the trace shows it first.

@@ -18,7 +18,9 @@ use std::fmt;
 
 use std::num::NonZeroU32;
 
-use procmon_core::{Duration, ExitCodes, Policy, ProcessSpec, RestartPolicy, Signal, Stream};
+use procmon_core::{
+    Condition, Duration, ExitCodes, Policy, ProcessSpec, Readiness, RestartPolicy, Signal, Stream,
+};
 use std::collections::BTreeMap;
 
 use procmon_core::{ExitStatus, InstanceId, Instant, NotRestarting, SignalReason};
@@ -136,17 +138,72 @@ fn policy() -> impl Strategy<Value = Policy> {
         )
 }
 
+/// The v5 options: a readiness now and then (a log text the generated
+/// output often holds), a ready timeout, `after` on names earlier in
+/// [`NAMES`] only (so never a cycle), and critical rarely.
+#[derive(Clone, Debug)]
+struct V5 {
+    ready: Readiness,
+    ready_timeout: Option<Duration>,
+    after: Vec<(usize, Condition)>,
+    critical: bool,
+}
+
+fn v5() -> impl Strategy<Value = V5> {
+    let ready = prop_oneof![
+        4 => Just(Readiness::Spawned),
+        2 => Just(Readiness::Notify),
+        1 => Just(Readiness::Fd(3)),
+        2 => prop::sample::select(vec![b"ab".to_vec(), b"b".to_vec()]).prop_map(Readiness::LogLine),
+    ];
+    let condition = prop::sample::select(Condition::ALL.to_vec());
+    (
+        ready,
+        // Not 0: with a zero kill time and zero delays an instance that is
+        // never ready in no time would be spawned and killed forever at one
+        // instant, and virtual time would stand still.
+        prop::option::weighted(
+            0.4,
+            duration(12).prop_map(|d| d.max(Duration::from_millis(100))),
+        ),
+        prop::collection::vec((0usize..2, condition), 0..=2),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(ready, ready_timeout, after, critical)| V5 {
+            ready,
+            ready_timeout,
+            after,
+            critical,
+        })
+}
+
 fn add() -> impl Strategy<Value = Step> {
-    (name(), any::<bool>(), prop::option::weighted(0.6, policy())).prop_map(
-        |(name, flag, policy)| {
+    (
+        name(),
+        any::<bool>(),
+        prop::option::weighted(0.6, policy()),
+        prop::option::weighted(0.5, v5()),
+    )
+        .prop_map(|(name, flag, policy, v5)| {
             let mut argv = vec![name.clone()];
             if flag {
                 argv.push("--again".to_string());
             }
-            let spec = ProcessSpec::new(argv).with_policy(policy.unwrap_or_default());
+            let mut spec = ProcessSpec::new(argv).with_policy(policy.unwrap_or_default());
+            if let Some(v5) = v5 {
+                let own = NAMES.iter().position(|n| *n == name).expect("one of NAMES");
+                spec.ready = v5.ready;
+                spec.policy.ready_timeout = v5.ready_timeout;
+                spec.policy.critical = v5.critical;
+                for (index, condition) in v5.after {
+                    let dependency = NAMES[index];
+                    if index < own && !spec.after.iter().any(|d| d.name == dependency) {
+                        spec = spec.with_after(dependency, condition);
+                    }
+                }
+            }
             Step::Add { name, spec }
-        },
-    )
+        })
 }
 
 /// A global setting changed mid-run: processes without their own follow
@@ -192,6 +249,9 @@ fn step() -> impl Strategy<Value = Step> {
             Step::Output { name, stream, bytes }
         }),
         1 => setting(),
+        2 => name().prop_map(|name| Step::Ready { name }),
+        2 => name().prop_map(|name| Step::NotReady { name }),
+        1 => any::<bool>().prop_map(|on| Step::Set(Setting::Container(on))),
     ]
 }
 
@@ -301,7 +361,9 @@ struct Blocked {
 
 /// Nothing held, `exited` or `failed` is spawned except by a request
 /// (`start` or `restart` of it; `start-service` for `failed` and `exited`)
-/// or, for `failed`, by its retry falling due.
+/// or, for `failed`, by its retry falling due. A start that finds its
+/// `after` conditions unmet (`waiting`, v5) is such a start too: it lifts
+/// `failed` and `exited`, and the spawn when they hold is its own.
 fn blocked_names_start_only_on_request() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
     let mut blocked_by_name: BTreeMap<String, Blocked> = BTreeMap::new();
     move |step, sim, seen| {
@@ -333,7 +395,7 @@ fn blocked_names_start_only_on_request() -> impl FnMut(&Step, &Sim, usize) -> Re
         }
         for event in events_of(sim, seen) {
             match event {
-                Event::Spawn { at, name, .. } => {
+                Event::Spawn { at, name, .. } | Event::Waiting { at, name } => {
                     let blocked = blocked_by_name
                         .get_mut(name)
                         .ok_or("spawned an unknown name")?;
@@ -409,6 +471,8 @@ fn stops_use_the_stop_signal_and_kill_time() -> impl FnMut(&Step, &Sim, usize) -
 {
     let mut kill_time = procmon_core::Settings::default().kill_time;
     let mut live: BTreeMap<InstanceId, Seen> = BTreeMap::new();
+    // Stops a service stop or a removal held back (v5).
+    let mut held_back: Vec<InstanceId> = Vec::new();
     move |step, sim, seen| {
         let accepted = !sim.last_step_rejected();
         let before: Vec<InstanceId> = live.keys().copied().collect();
@@ -511,10 +575,35 @@ fn stops_use_the_stop_signal_and_kill_time() -> impl FnMut(&Step, &Sim, usize) -
                 .collect(),
             _ => vec![],
         };
-        // Instances live before the step and still live after it.
-        let reached_live = before.iter().filter_map(|id| live.get(id));
-        for seen in reached_live {
-            if reached.contains(&seen.name.as_str()) && seen.stopped.is_none() {
+        // Instances live before the step and still live after it. A service
+        // stop or a removal holds a stop back while a live instance names
+        // the process in its `after` (v5): the state says stopping.
+        // Held back by a service stop (a step, or a critical end) or a
+        // removal: no signal sent, yet `stopping`.
+        let may_wait = matches!(step, Step::StopService | Step::Remove { .. })
+            || events_of(sim, seen)
+                .iter()
+                .any(|e| matches!(e, Event::CriticalEnded { .. }));
+        held_back.retain(|id| live.get(id).is_some_and(|seen| seen.stopped.is_none()));
+        for (id, seen) in &live {
+            // A removed name has no state; its instance can only be stopping.
+            let stopping = sim.monitor().live_instance(&seen.name) == Some(*id)
+                && sim
+                    .monitor()
+                    .status(&seen.name)
+                    .is_none_or(|s| s.state == procmon_core::ProcessState::Stopping);
+            if may_wait && seen.stopped.is_none() && stopping && !held_back.contains(id) {
+                held_back.push(*id);
+            }
+        }
+        let reached_live = before
+            .iter()
+            .filter_map(|id| live.get(id).map(|seen| (id, seen)));
+        for (id, seen) in reached_live {
+            if !reached.contains(&seen.name.as_str()) || seen.stopped.is_some() {
+                continue;
+            }
+            if !held_back.contains(id) {
                 return Err(format!(
                     "{} is live and was not sent its stop signal",
                     seen.name
@@ -627,6 +716,9 @@ enum Asked {
     Down,
     Restart,
     StartAfterDown,
+    /// Not ready in time, or its channel closed: a quick death whatever
+    /// its uptime (unless `down` or `restart` comes after).
+    NotReady,
 }
 
 /// A live instance: its name, its definition, what was asked.
@@ -750,6 +842,13 @@ fn backoff_follows_the_contract() -> impl FnMut(&Step, &Sim, usize) -> Result<()
                     }
                     None
                 }
+                Event::NotReady { instance, .. } => {
+                    let (_, _, asked) = live
+                        .get_mut(instance)
+                        .ok_or("not-ready of a dead instance")?;
+                    *asked = Asked::NotReady;
+                    None
+                }
                 _ => None,
             };
             let Some((instance, uptime)) = ended else {
@@ -765,7 +864,7 @@ fn backoff_follows_the_contract() -> impl FnMut(&Step, &Sim, usize) -> Result<()
                 policy.min_restart_delay.unwrap_or(min),
                 policy.max_restart_delay.unwrap_or(max),
             );
-            let quick = uptime < policy.threshold.unwrap_or(threshold);
+            let quick = asked == Asked::NotReady || uptime < policy.threshold.unwrap_or(threshold);
             let mut wait = Duration::ZERO;
             if asked == Asked::Restart {
                 backoff.delay = own_min;
