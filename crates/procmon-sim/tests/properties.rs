@@ -3,13 +3,18 @@
 //! single rules restated from the events alone (one live instance per name;
 //! held, `exited` and `failed` names start only on request or retry; stop
 //! signals and kill times; restart policies; the quick-death count and the
-//! delay). Steps cover contract v4: random policies on `add`, global
-//! settings changed mid-run, `down`, `restart`, `signal`, `fail-spawn`.
+//! delay; spawns wait for their `after` conditions; service stops stop
+//! dependents first; ready timeouts stop at exactly their time). Steps
+//! cover contract v4 (random policies on `add`, global settings changed
+//! mid-run, `down`, `restart`, `signal`, `fail-spawn`) and the project's v5
+//! extension (readiness, ready timeouts, `after` on earlier names, so never
+//! a cycle, `critical`, `ready`, `not-ready`, `set container`).
 //!
 //! A failing case prints itself as scenario text (the steps that actually
 //! ran, after the runner skipped the ones invalid for the state it met), so
 //! `procmon-sim trace FILE` replays it. `PROPTEST_CASES` overrides the
-//! default of 1,000 cases per property.
+//! default of 600 cases per property (so that `cargo test -p procmon-sim`
+//! stays well under a minute on two shared cores).
 //!
 //! The model and the checking runner live in `procmon_sim::check`, shared
 //! with the `core_events` fuzz body.
@@ -34,7 +39,7 @@ fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(600);
     ProptestConfig {
         cases,
         ..ProptestConfig::default()
@@ -931,6 +936,341 @@ fn one_live_instance_per_name() -> impl FnMut(&Step, &Sim, usize) -> Result<(), 
     }
 }
 
+// ----- v5: readiness, dependencies and service stops, from the events -----
+
+/// An instance as the v5 observers follow it.
+struct Followed {
+    name: String,
+    spec: ProcessSpec,
+    spawned: Instant,
+    ready: bool,
+    /// Sent its stop signal, told it is not ready, or reached by a service
+    /// stop or a removal (which may hold the signal back).
+    stopping: bool,
+    signalled: bool,
+}
+
+/// What the v5 observers know, from the steps and the events alone: the
+/// added names, the live instances, and the names `exited` after an end
+/// by itself with a success code (what `completed` means).
+#[derive(Default)]
+struct V5View {
+    added: std::collections::BTreeSet<String>,
+    live: BTreeMap<InstanceId, Followed>,
+    completed: std::collections::BTreeSet<String>,
+    /// Ended instances whose decision is still to come: the name, how it
+    /// ended, its policy.
+    ending: BTreeMap<InstanceId, (String, ExitStatus, Policy)>,
+    /// Whether the last end of each name was by itself with a success code.
+    last_success: BTreeMap<String, bool>,
+}
+
+impl V5View {
+    /// What an accepted step does before any of its events.
+    fn step(&mut self, step: &Step, accepted: bool) {
+        if !accepted {
+            return;
+        }
+        match step {
+            Step::Add { name, .. } => {
+                self.added.insert(name.clone());
+                self.completed.remove(name);
+            }
+            Step::Remove { name } => {
+                self.added.remove(name);
+                self.completed.remove(name);
+                self.live
+                    .values_mut()
+                    .filter(|f| f.name == *name)
+                    .for_each(|f| f.stopping = true);
+            }
+            Step::Down { name } => {
+                self.completed.remove(name);
+            }
+            Step::StopService => self.live.values_mut().for_each(|f| f.stopping = true),
+            _ => {}
+        }
+    }
+
+    /// The condition of a dependency, as the contract's table says.
+    fn holds(&self, name: &str, condition: Condition) -> bool {
+        if !self.added.contains(name) {
+            return false;
+        }
+        let live = self.live.values().find(|f| f.name == name);
+        let completed = live.is_none() && self.completed.contains(name);
+        completed
+            || match (condition, live) {
+                (Condition::Started, Some(f)) => !f.stopping,
+                (Condition::Ready, Some(f)) => !f.stopping && f.ready,
+                _ => false,
+            }
+    }
+
+    /// Follows one event.
+    fn event(&mut self, event: &Event) -> Result<(), String> {
+        match event {
+            Event::Spawn {
+                at,
+                name,
+                instance,
+                spec,
+            } => {
+                self.completed.remove(name);
+                self.live.insert(
+                    *instance,
+                    Followed {
+                        name: name.clone(),
+                        spec: spec.clone(),
+                        spawned: *at,
+                        ready: spec.ready == Readiness::Spawned,
+                        stopping: false,
+                        signalled: false,
+                    },
+                );
+            }
+            Event::Waiting { name, .. } => {
+                self.completed.remove(name);
+            }
+            Event::Ready { instance, .. } => {
+                self.live
+                    .get_mut(instance)
+                    .ok_or("ready of a dead instance")?
+                    .ready = true;
+            }
+            Event::NotReady { instance, .. } => {
+                self.live
+                    .get_mut(instance)
+                    .ok_or("not-ready of a dead instance")?
+                    .stopping = true;
+            }
+            Event::Signal {
+                instance,
+                reason: SignalReason::Stop,
+                ..
+            } => {
+                let f = self
+                    .live
+                    .get_mut(instance)
+                    .ok_or("a signal to a dead instance")?;
+                f.stopping = true;
+                f.signalled = true;
+            }
+            Event::CriticalEnded { .. } => self.live.values_mut().for_each(|f| f.stopping = true),
+            Event::Exit {
+                instance, status, ..
+            } => {
+                let f = self
+                    .live
+                    .remove(instance)
+                    .ok_or("the end of a dead instance")?;
+                self.ending
+                    .insert(*instance, (f.name, *status, f.spec.policy));
+            }
+            Event::SpawnFailed { name, instance, .. } => {
+                self.live
+                    .remove(instance)
+                    .ok_or("a failed spawn of a dead instance")?;
+                self.last_success.insert(name.clone(), false);
+            }
+            Event::Ended {
+                instance,
+                on_request,
+                ..
+            } => {
+                let (name, status, policy) =
+                    self.ending.remove(instance).ok_or("an end with no exit")?;
+                let success = matches!(status, ExitStatus::Code(code)
+                    if policy.success_codes.unwrap_or(ExitCodes::ZERO).contains(code));
+                self.last_success.insert(name, !on_request && success);
+            }
+            Event::NotRestarting {
+                name,
+                reason: NotRestarting::Policy(_),
+                ..
+            } if self.last_success.get(name) == Some(&true) => {
+                self.completed.insert(name.clone());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Nothing is spawned before the conditions of its `after` hold: at every
+/// spawn, each dependency is added and is starting or running (`started`),
+/// running and ready (`ready`), or `exited` after an end by itself with one
+/// of its success codes (all three).
+fn spawns_wait_for_their_conditions() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
+    let mut view = V5View::default();
+    move |step, sim, seen| {
+        view.step(step, !sim.last_step_rejected());
+        for event in events_of(sim, seen) {
+            if let Event::Spawn { name, spec, .. } = event {
+                for dependency in &spec.after {
+                    if !view.holds(&dependency.name, dependency.condition) {
+                        return Err(format!(
+                            "spawned {name} before {} was {}",
+                            dependency.name, dependency.condition
+                        ));
+                    }
+                }
+            }
+            view.event(event)?;
+        }
+        Ok(())
+    }
+}
+
+/// A service stop (the step, or a critical end) or a removal stops
+/// dependents first: the stop signal of what they name in `after` waits
+/// until no live instance names it, and is sent once none does. Only an
+/// operator's request on that one process (`stop`, `down`, `restart`,
+/// `restart-all`, D20) sends it sooner.
+fn service_stops_wait_for_dependents() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
+    let mut view = V5View::default();
+    let mut held: std::collections::BTreeSet<InstanceId> = Default::default();
+    move |step, sim, seen| {
+        let accepted = !sim.last_step_rejected();
+        let hold = |view: &V5View,
+                    held: &mut std::collections::BTreeSet<InstanceId>,
+                    name: Option<&str>| {
+            for (id, f) in &view.live {
+                if !f.signalled && name.is_none_or(|n| n == f.name) {
+                    held.insert(*id);
+                }
+            }
+        };
+        match step {
+            Step::StopService if accepted => hold(&view, &mut held, None),
+            Step::Remove { name } if accepted => hold(&view, &mut held, Some(name)),
+            _ => {}
+        }
+        view.step(step, accepted);
+        let requested = |name: &str| {
+            accepted
+                && match step {
+                    Step::Stop { name: n } | Step::Down { name: n } | Step::Restart { name: n } => {
+                        n == name
+                    }
+                    Step::RestartAll => true,
+                    _ => false,
+                }
+        };
+        for event in events_of(sim, seen) {
+            match event {
+                Event::CriticalEnded { .. } => hold(&view, &mut held, None),
+                Event::Signal {
+                    instance,
+                    reason: SignalReason::Stop,
+                    ..
+                } if held.remove(instance) => {
+                    let name = &view
+                        .live
+                        .get(instance)
+                        .ok_or("a signal to a dead instance")?
+                        .name;
+                    let dependent = view
+                        .live
+                        .values()
+                        .find(|f| f.spec.after.iter().any(|d| d.name == *name));
+                    if let (Some(dependent), false) = (dependent, requested(name)) {
+                        return Err(format!(
+                            "{name} got its stop signal while its dependent {} lives",
+                            dependent.name
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            view.event(event)?;
+        }
+        held.retain(|id| view.live.contains_key(id));
+        for id in &held {
+            let name = &view.live[id].name;
+            if !view
+                .live
+                .values()
+                .any(|f| f.spec.after.iter().any(|d| d.name == *name))
+            {
+                return Err(format!(
+                    "{name}'s stop is still held back with no live dependent"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A starting instance that is not ready within its ready timeout is
+/// stopped exactly then: `not-ready NAME timeout` at its spawn plus the
+/// timeout, at once followed by its stop signal; never at another time,
+/// and never does an instance stay starting past it.
+fn ready_timeouts_stop_exactly_then() -> impl FnMut(&Step, &Sim, usize) -> Result<(), String> {
+    let mut view = V5View::default();
+    move |step, sim, seen| {
+        view.step(step, !sim.last_step_rejected());
+        let events = events_of(sim, seen);
+        for (i, event) in events.iter().enumerate() {
+            if let Event::NotReady {
+                at,
+                instance,
+                cause: procmon_core::NotReadyCause::Timeout,
+                ..
+            } = event
+            {
+                let f = view
+                    .live
+                    .get(instance)
+                    .ok_or("not-ready of a dead instance")?;
+                let due = f
+                    .spec
+                    .policy
+                    .ready_timeout
+                    .map(|t| f.spawned.saturating_add(t));
+                if f.ready || f.stopping || due != Some(*at) {
+                    return Err(format!(
+                        "{}: not ready by timeout at {at}, due {due:?}, ready {}, stopping {}",
+                        f.name, f.ready, f.stopping
+                    ));
+                }
+                let stop = f.spec.policy.stop_signal.unwrap_or(Signal::Term);
+                match events.get(i + 1) {
+                    Some(Event::Signal {
+                        at: then,
+                        instance: to,
+                        signal,
+                        reason: SignalReason::Stop,
+                        ..
+                    }) if then == at && to == instance && *signal == stop => {}
+                    next => {
+                        return Err(format!(
+                            "{}: not ready at {at}, then {next:?} rather than its stop signal",
+                            f.name
+                        ))
+                    }
+                }
+            }
+            view.event(event)?;
+        }
+        for f in view.live.values() {
+            if let (false, false, Some(timeout)) =
+                (f.ready, f.stopping, f.spec.policy.ready_timeout)
+            {
+                let due = f.spawned.saturating_add(timeout);
+                if due <= sim.now() {
+                    return Err(format!(
+                        "{} is still starting at {}, past its ready timeout at {due}",
+                        f.name,
+                        sim.now()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -963,6 +1303,26 @@ proptest! {
     #[test]
     fn quick_deaths_and_delay_follow_the_contract(case in case()) {
         observe(&case, &mut backoff_follows_the_contract())?;
+    }
+
+    /// Nothing is spawned before the conditions of its `after` hold.
+    #[test]
+    fn nothing_spawns_before_its_conditions_hold(case in case()) {
+        observe(&case, &mut spawns_wait_for_their_conditions())?;
+    }
+
+    /// A service stop or a removal sends no stop signal while a dependent
+    /// still has a live instance, and sends it once none has.
+    #[test]
+    fn service_stops_stop_dependents_first(case in case()) {
+        observe(&case, &mut service_stops_wait_for_dependents())?;
+    }
+
+    /// A starting instance not ready within its ready timeout is stopped at
+    /// exactly that time.
+    #[test]
+    fn ready_timeouts_stop_at_exactly_their_time(case in case()) {
+        observe(&case, &mut ready_timeouts_stop_exactly_then())?;
     }
 }
 
