@@ -14,7 +14,14 @@
 //! quick-death count, the state and what is due next for every name; which
 //! steps are rejected; failed spawns told after the commands of their
 //! drain; no timers left behind; each output byte logged once, partial
-//! lines included.
+//! lines included. And the project's v5 extension: `starting` until ready
+//! (a `ready` step, or a line holding the log text), a ready timeout that
+//! stops the instance exactly when due and makes its end a quick death and
+//! a failed start; every start a spawn only if its `after` conditions hold
+//! at that point of the events, else `waiting`, and a waiting name spawned
+//! as soon as they hold; stops held back for live dependents at a service
+//! stop or removal and sent once none is left; critical ends and their
+//! codes; when the monitor has finished, and with which code.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
