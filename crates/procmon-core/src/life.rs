@@ -416,12 +416,28 @@ impl Monitor {
                     (_, Event::Down) => Then::Hold,
                     (_, _) => Then::Forget,
                 };
-                Life::Stopping {
-                    instance,
-                    kill,
-                    then,
+                match (kill, event) {
+                    // An operator's request on one process stops it at
+                    // once, even when a service stop was holding its stop
+                    // signal back for its dependents.
+                    (Kill::Deferred, Event::Restart | Event::Down) => {
+                        self.stop_instance(key, instance, then)
+                    }
+                    (kill, _) => Life::Stopping {
+                        instance,
+                        kill,
+                        then,
+                    },
                 }
             }
+            (
+                Life::Stopping {
+                    instance,
+                    kill: Kill::Deferred,
+                    then,
+                },
+                Event::Stop,
+            ) => self.stop_instance(key, instance, then),
             (
                 Life::Stopping {
                     instance,
@@ -475,7 +491,18 @@ impl Monitor {
                 if let Kill::Armed(armed) = kill {
                     self.disarm(armed);
                 }
-                self.ended(key, instance, end, Some(then));
+                let then = match (kill, then) {
+                    // A service stop held its stop signal back, and it
+                    // ended before the signal was sent: by itself, as the
+                    // contract has it ("on request" means the monitor had
+                    // sent its stop signal), so the policy decides should
+                    // the service run again. (A held-back stop waits with
+                    // `rules` or, after `remove`, `forget`: every other
+                    // request sends the signal.)
+                    (Kill::Deferred, Then::Rules) => None,
+                    (_, then) => Some(then),
+                };
+                self.ended(key, instance, end, then);
                 return;
             }
 

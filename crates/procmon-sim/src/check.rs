@@ -14,14 +14,22 @@
 //! quick-death count, the state and what is due next for every name; which
 //! steps are rejected; failed spawns told after the commands of their
 //! drain; no timers left behind; each output byte logged once, partial
-//! lines included.
+//! lines included. And the project's v5 extension: `starting` until ready
+//! (a `ready` step, or a line holding the log text), a ready timeout that
+//! stops the instance exactly when due and makes its end a quick death and
+//! a failed start; every start a spawn only if its `after` conditions hold
+//! at that point of the events, else `waiting`, and a waiting name spawned
+//! as soon as they hold; stops held back for live dependents at a service
+//! stop or removal and sent once none is left; critical ends and their
+//! codes; when the monitor has finished, and with which code.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use procmon_core::{
-    Due, DueAction, Duration, ExitStatus, InstanceId, Instant, NotRestarting, Policy, ProcessSpec,
-    ProcessState, RestartPolicy, Signal, SignalReason, Stream,
+    Condition, Dependency, Due, DueAction, Duration, ExitStatus, InstanceId, Instant,
+    NotReadyCause, NotRestarting, Policy, ProcessSpec, ProcessState, Readiness, RestartPolicy,
+    Signal, SignalReason, Stream,
 };
 
 use crate::{Event, Expectation, LineDelivery, Setting, Sim, Step};
@@ -180,6 +188,9 @@ enum Asked {
     Hold,
     /// `remove NAME`: start nothing; a definition added since starts.
     Forget,
+    /// Not ready in time, or its channel closed: a quick death, then the
+    /// policy as after a failed end by itself.
+    FailedStart,
 }
 
 /// The monitor's stop signal, sent to a live instance.
@@ -189,6 +200,10 @@ struct Stopping {
     /// The process's kill time in force when the stop signal was sent.
     kill_time: Duration,
     asked: Asked,
+    /// A service stop or removal holds the stop signal back while a live
+    /// instance names this one in its `after`: nothing is sent yet, and
+    /// `sent` and `kill_time` mean nothing until it is.
+    deferred: bool,
 }
 
 #[derive(Debug)]
@@ -207,6 +222,15 @@ struct Definition {
     exited: bool,
     /// When this definition last spawned.
     last_started: Option<Instant>,
+    /// What every spawn waits for.
+    after: Vec<Dependency>,
+    /// Due to start, but its conditions did not hold.
+    waiting: bool,
+    /// The last end was by itself with a success code.
+    completed: bool,
+    /// The last end was a success or on request (not a failed start);
+    /// true before any end. What container mode's exit code reads.
+    ended_ok: bool,
 }
 
 #[derive(Debug)]
@@ -224,6 +248,16 @@ struct Live {
     logged: [Vec<u8>; 2],
     /// The largest line limit in force during this life.
     max_limit: usize,
+    /// Its definition's `after`, which holds back the stop of what it names.
+    after: Vec<Dependency>,
+    /// Whether it said it is ready (at spawn without `--ready`).
+    ready: bool,
+    /// When its ready timeout falls due, while it is starting.
+    ready_due: Option<Instant>,
+    /// The text a ready line holds (`--ready log:TEXT`).
+    ready_text: Option<Vec<u8>>,
+    /// Whether it has a notification channel (`notify`, `fd:N`).
+    channel: bool,
 }
 
 /// How an instance ended.
@@ -264,6 +298,10 @@ pub struct Model {
     /// Was the step about to run expected to be rejected?
     expect_rejected: bool,
     last_event_at: Instant,
+    /// `set container on`.
+    container: bool,
+    /// The code of the first critical end.
+    critical_exit: Option<u8>,
 }
 
 fn stream_index(stream: Stream) -> usize {
@@ -298,13 +336,20 @@ enum Followup {
     /// The name, its quick-death count, and when it is tried again.
     GaveUp(String, u32, Option<Duration>),
     NotRestarting(String, NotRestarting),
+    /// A critical end, with the monitor's exit code.
+    Critical(String, u8),
 }
 
-/// What a request step makes the monitor do at once, in order.
+/// What a request step (or a fired ready timeout, or a critical end) makes
+/// the monitor do, in order.
 #[derive(Debug, PartialEq)]
 enum Primary {
-    Spawn(String),
+    /// A spawn if the name's conditions hold when it comes to it (earlier
+    /// spawns of the same step count), else `waiting`.
+    Start(String),
     Signal(InstanceId, Signal, SignalReason),
+    Ready(InstanceId),
+    NotReady(InstanceId, NotReadyCause),
 }
 
 /// The longest line limit the contract allows.
@@ -339,6 +384,8 @@ impl Model {
             logs: 0,
             expect_rejected: false,
             last_event_at: Instant::ZERO,
+            container: false,
+            critical_exit: None,
         }
     }
 
@@ -368,6 +415,83 @@ impl Model {
                 d.policy.min_restart_delay.unwrap_or(min)
                     > d.policy.max_restart_delay.unwrap_or(max)
             })
+    }
+
+    /// Whether a live instance (of any definition) names `name` in its
+    /// `after`.
+    fn has_live_dependents(&self, name: &str) -> bool {
+        self.live
+            .values()
+            .any(|l| l.after.iter().any(|d| d.name == name))
+    }
+
+    /// Whether `name` meets `condition` now; a name not added meets none.
+    fn condition_holds(&self, name: &str, condition: Condition) -> bool {
+        let Some(definition) = self.definitions.get(name) else {
+            return false;
+        };
+        let state = self.state_of(name, definition);
+        let completed = state == ProcessState::Exited && definition.completed;
+        completed
+            || match condition {
+                Condition::Started => {
+                    matches!(state, ProcessState::Starting | ProcessState::Running)
+                }
+                Condition::Ready => state == ProcessState::Running,
+                Condition::Completed => false,
+            }
+    }
+
+    /// Whether every condition of the name's `after` holds now.
+    fn conditions_hold(&self, name: &str) -> bool {
+        self.definitions[name]
+            .after
+            .iter()
+            .all(|d| self.condition_holds(&d.name, d.condition))
+    }
+
+    /// Whether adding `name` with `after` closes a cycle of `after`s.
+    fn closes_cycle(&self, name: &str, after: &[Dependency]) -> bool {
+        let mut stack: Vec<&str> = after.iter().map(|d| d.name.as_str()).collect();
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some(next) = stack.pop() {
+            if next == name {
+                return true;
+            }
+            if seen.contains(&next) {
+                continue;
+            }
+            seen.push(next);
+            if let Some(definition) = self.definitions.get(next) {
+                stack.extend(definition.after.iter().map(|d| d.name.as_str()));
+            }
+        }
+        false
+    }
+
+    /// Whether the monitor has finished, and with which code: nothing
+    /// alive, nothing due, and container mode or a critical end.
+    fn finished(&self) -> Option<u8> {
+        let due = !self.restarts.is_empty()
+            || !self.retries.is_empty()
+            || self
+                .live
+                .values()
+                .any(|l| l.ready_due.is_some() || l.stop.is_some_and(|s| !s.deferred));
+        if !self.live.is_empty() || due || !(self.container || self.critical_exit.is_some()) {
+            return None;
+        }
+        if let Some(code) = self.critical_exit {
+            return Some(code);
+        }
+        let well = self.definitions.iter().all(|(name, d)| {
+            d.ended_ok
+                && !matches!(
+                    self.state_of(name, d),
+                    ProcessState::Failed | ProcessState::Waiting
+                )
+        });
+        Some(if well { 0 } else { 1 })
     }
 
     /// The live instance of the name, its own or a removed definition's.
@@ -411,9 +535,9 @@ impl Model {
     /// A stop request reaching a live instance: the stop signal if it was
     /// not sent yet (KILL to follow after the kill time in force now), and
     /// `asked` is what its end leads to. On an instance already stopping
-    /// nothing is sent, and `asked` replaces what its end leads to only if
-    /// `replace` (`down`, `restart`, `remove` change it; `stop`,
-    /// `restart-all`, `stop-service` do not).
+    /// nothing is sent (but a held-back stop is sent now), and `asked`
+    /// replaces what its end leads to only if `replace` (`down`, `restart`,
+    /// `remove` change it; `stop`, `restart-all`, `stop-service` do not).
     fn stop(
         &mut self,
         now: Instant,
@@ -422,21 +546,53 @@ impl Model {
         replace: bool,
         out: &mut VecDeque<Primary>,
     ) {
+        self.stop_or_defer(now, id, asked, replace, false, out);
+    }
+
+    /// [`stop`](Self::stop), or with `defer` (a service stop, a removal)
+    /// the stop held back while a live instance depends on this one.
+    fn stop_or_defer(
+        &mut self,
+        now: Instant,
+        id: InstanceId,
+        asked: Asked,
+        replace: bool,
+        defer: bool,
+        out: &mut VecDeque<Primary>,
+    ) {
         let live = self.live.get(&id).expect("a live instance");
         let kill_time = self.kill_time_of(&live.policy);
         let signal = live.policy.stop_signal.unwrap_or(Signal::Term);
+        let deferred = defer && self.has_live_dependents(&live.name);
         let live = self.live.get_mut(&id).expect("a live instance");
         match &mut live.stop {
             None => {
+                // A starting instance that is stopped waits no more.
+                live.ready_due = None;
                 live.stop = Some(Stopping {
                     sent: now,
                     kill_time,
                     asked,
+                    deferred,
                 });
-                out.push_back(Primary::Signal(id, signal, SignalReason::Stop));
+                if !deferred {
+                    out.push_back(Primary::Signal(id, signal, SignalReason::Stop));
+                }
             }
-            Some(stopping) if replace => stopping.asked = asked,
-            Some(_) => {}
+            Some(stopping) => {
+                if replace {
+                    stopping.asked = asked;
+                }
+                // A held-back stop is sent at once on an operator's request
+                // on the process (`stop`, `down`, `restart`, `restart-all`);
+                // another service stop or a removal leaves it held back.
+                if stopping.deferred && !defer {
+                    stopping.deferred = false;
+                    stopping.sent = now;
+                    stopping.kill_time = kill_time;
+                    out.push_back(Primary::Signal(id, signal, SignalReason::Stop));
+                }
+            }
         }
     }
 
@@ -446,7 +602,22 @@ impl Model {
         let unknown = |name: &String| !self.definitions.contains_key(name);
         self.expect_rejected = match step {
             Step::Add { name, spec } => {
-                !unknown(name) || self.min_of(&spec.policy) > self.max_of(&spec.policy)
+                let bad_ready = match &spec.ready {
+                    Readiness::Fd(fd) => !(3..=1023).contains(fd),
+                    Readiness::LogLine(text) => text.is_empty(),
+                    _ => false,
+                };
+                let bad_after = spec.after.iter().enumerate().any(|(i, d)| {
+                    d.name == *name || spec.after[..i].iter().any(|e| e.name == d.name)
+                });
+                !unknown(name)
+                    || self.min_of(&spec.policy) > self.max_of(&spec.policy)
+                    || bad_ready
+                    || bad_after
+                    || self.closes_cycle(name, &spec.after)
+            }
+            Step::Ready { name } | Step::NotReady { name } => {
+                !self.live_of(name).is_some_and(|(_, l)| l.channel)
             }
             Step::Remove { name }
             | Step::Start { name }
@@ -503,6 +674,7 @@ impl Model {
                         live.max_limit = live.max_limit.max(n);
                     }
                 }
+                Setting::Container(on) => self.container = on,
             },
             Step::Add { name, spec } => {
                 let definition = Definition {
@@ -514,18 +686,22 @@ impl Model {
                     failed: false,
                     exited: false,
                     last_started: None,
+                    after: spec.after.clone(),
+                    waiting: false,
+                    completed: false,
+                    ended_ok: true,
                 };
                 self.next_generation += 1;
                 self.definitions.insert(name.clone(), definition);
                 // A removed instance still alive: this one waits for it.
                 if self.service && self.live_of(name).is_none() {
-                    out.push_back(Primary::Spawn(name.clone()));
+                    out.push_back(Primary::Start(name.clone()));
                 }
             }
             Step::Remove { name } => {
                 self.cancel_timers(name);
                 if let Some(id) = self.own_live(name) {
-                    self.stop(now, id, Asked::Forget, true, out);
+                    self.stop_or_defer(now, id, Asked::Forget, true, true, out);
                 }
                 self.definitions.remove(name);
             }
@@ -546,13 +722,14 @@ impl Model {
                     None => {
                         self.cancel_timers(name);
                         let definition = self.definition(name);
+                        definition.waiting = false;
                         definition.held = false;
                         definition.failed = false;
                         definition.exited = false;
                         definition.quick_deaths = 0;
                         // With a removed instance alive, it waits for it.
                         if self.live_of(name).is_none() {
-                            out.push_back(Primary::Spawn(name.clone()));
+                            out.push_back(Primary::Start(name.clone()));
                         }
                     }
                 }
@@ -565,6 +742,7 @@ impl Model {
             Step::Down { name } => {
                 self.cancel_timers(name);
                 self.definition(name).held = true;
+                self.definition(name).waiting = false;
                 if let Some(id) = self.own_live(name) {
                     self.stop(now, id, Asked::Hold, true, out);
                 }
@@ -577,11 +755,15 @@ impl Model {
                 definition.failed = false;
                 definition.exited = false;
                 definition.delay = min;
+                if self.own_live(name).is_none() {
+                    self.definition(name).waiting = false;
+                }
+                let definition = self.definition(name);
                 definition.quick_deaths = 0;
                 match self.own_live(name) {
                     Some(id) => self.stop(now, id, Asked::Restart, true, out),
                     None if self.live_of(name).is_none() => {
-                        out.push_back(Primary::Spawn(name.clone()))
+                        out.push_back(Primary::Start(name.clone()))
                     }
                     // A removed instance alive: this one starts when it ends.
                     None => {}
@@ -611,18 +793,27 @@ impl Model {
                 for name in self.names_in_order() {
                     if !self.definitions[&name].held && self.live_of(&name).is_none() {
                         self.cancel_timers(&name);
-                        out.push_back(Primary::Spawn(name));
+                        self.definition(&name).waiting = false;
+                        out.push_back(Primary::Start(name));
                     }
                 }
             }
-            Step::StopService => {
-                self.service = false;
-                self.restarts.clear();
-                self.retries.clear();
-                for name in self.names_in_order() {
-                    if let Some(id) = self.own_live(&name) {
-                        self.stop(now, id, Asked::Rules, false, out);
-                    }
+            Step::StopService => self.stop_service(now, out),
+            Step::Ready { name } => {
+                let (id, live) = self
+                    .live_of(name)
+                    .ok_or("ready accepted with nothing live")?;
+                if !live.ready && live.stop.is_none() {
+                    out.push_back(Primary::Ready(id));
+                }
+            }
+            Step::NotReady { name } => {
+                let (id, live) = self
+                    .live_of(name)
+                    .ok_or("not-ready accepted with nothing live")?;
+                if !live.ready && live.stop.is_none() {
+                    out.push_back(Primary::NotReady(id, NotReadyCause::ChannelClosed));
+                    self.stop(now, id, Asked::FailedStart, true, out);
                 }
             }
             Step::Output {
@@ -637,7 +828,17 @@ impl Model {
                 live.written[i].extend_from_slice(bytes);
                 let mut lines = Vec::new();
                 split_lines(&mut live.buffer[i], bytes, limit, &mut lines);
+                let made_ready = !live.ready
+                    && live.stop.is_none()
+                    && live.ready_text.as_ref().is_some_and(|text| {
+                        lines
+                            .iter()
+                            .any(|line| line.windows(text.len()).any(|w| w == &text[..]))
+                    });
                 followups.extend(lines.into_iter().map(|l| Followup::Log(id, *stream, l)));
+                if made_ready {
+                    out.push_back(Primary::Ready(id));
+                }
             }
             Step::Advance(_)
             | Step::TermDelay { .. }
@@ -646,6 +847,23 @@ impl Model {
             | Step::Expect(_) => {}
         }
         Ok(())
+    }
+
+    /// `stop-service`, or what a critical end does: restarts and retries
+    /// cancelled, waiting names stopped, every live instance stopped in add
+    /// order, a dependency after its live dependents.
+    fn stop_service(&mut self, now: Instant, out: &mut VecDeque<Primary>) {
+        self.service = false;
+        self.restarts.clear();
+        self.retries.clear();
+        for definition in self.definitions.values_mut() {
+            definition.waiting = false;
+        }
+        for name in self.names_in_order() {
+            if let Some(id) = self.own_live(&name) {
+                self.stop_or_defer(now, id, Asked::Rules, false, true, out);
+            }
+        }
     }
 
     fn check_events(
@@ -688,6 +906,9 @@ impl Model {
                 Event::NotRestarting { name, reason, .. } => {
                     Some(Followup::NotRestarting(name.clone(), *reason))
                 }
+                Event::CriticalEnded {
+                    name, exit_code, ..
+                } => Some(Followup::Critical(name.clone(), *exit_code)),
                 _ => None,
             };
             if let Some(followup) = followup {
@@ -697,27 +918,35 @@ impl Model {
                         return Err(format!("got {event:?}, the model expected {expected:?}"))
                     }
                 }
-                if let Followup::Log(instance, stream, bytes) = followup {
-                    self.logs += 1;
-                    let live = self
-                        .live
-                        .get_mut(&instance)
-                        .or_else(|| {
-                            self.dead
-                                .iter_mut()
-                                .rev()
-                                .find(|(id, _)| *id == instance)
-                                .map(|(_, l)| l)
-                        })
-                        .ok_or("a log line from an unknown instance")?;
-                    if bytes.len() > live.max_limit {
-                        return Err(format!(
-                            "a {}-byte line, over every limit in force ({})",
-                            bytes.len(),
-                            live.max_limit
-                        ));
+                match followup {
+                    Followup::Log(instance, stream, bytes) => {
+                        self.logs += 1;
+                        let live = self
+                            .live
+                            .get_mut(&instance)
+                            .or_else(|| {
+                                self.dead
+                                    .iter_mut()
+                                    .rev()
+                                    .find(|(id, _)| *id == instance)
+                                    .map(|(_, l)| l)
+                            })
+                            .ok_or("a log line from an unknown instance")?;
+                        if bytes.len() > live.max_limit {
+                            return Err(format!(
+                                "a {}-byte line, over every limit in force ({})",
+                                bytes.len(),
+                                live.max_limit
+                            ));
+                        }
+                        live.logged[stream_index(stream)].extend_from_slice(&bytes);
                     }
-                    live.logged[stream_index(stream)].extend_from_slice(&bytes);
+                    Followup::Critical(..) => {
+                        // The service stops, dependents first: what it
+                        // sends comes next, as a step's requests do.
+                        self.stop_service(at, &mut primaries);
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -731,45 +960,109 @@ impl Model {
                     spec,
                     ..
                 } => self.spawned(name, *instance, spec, at, is_advance, &mut primaries)?,
+                Event::Waiting { name, .. } => {
+                    self.waiting(name, at, is_advance, &mut primaries)?
+                }
+                Event::Ready { instance, .. } => {
+                    match primaries.pop_front() {
+                        Some(Primary::Ready(id)) if id == *instance => {}
+                        expected => {
+                            return Err(format!("got {event:?}, the model expected {expected:?}"))
+                        }
+                    }
+                    let live = self
+                        .live
+                        .get_mut(instance)
+                        .ok_or("ready of a dead instance")?;
+                    live.ready = true;
+                    live.ready_due = None;
+                }
+                Event::NotReady {
+                    instance, cause, ..
+                } => match primaries.front() {
+                    Some(Primary::NotReady(id, c)) if id == instance && c == cause => {
+                        primaries.pop_front();
+                    }
+                    Some(expected) => {
+                        return Err(format!("got {event:?}, the model expected {expected:?}"))
+                    }
+                    None => {
+                        // Only a ready timeout falling due, exactly then.
+                        let live = self
+                            .live
+                            .get(instance)
+                            .ok_or("not-ready of a dead instance")?;
+                        if !is_advance
+                            || *cause != NotReadyCause::Timeout
+                            || live.ready_due != Some(at)
+                        {
+                            return Err(format!(
+                                "{event:?}, but the ready timeout is due at {:?}",
+                                live.ready_due
+                            ));
+                        }
+                        self.stop(at, *instance, Asked::FailedStart, true, &mut primaries);
+                    }
+                },
                 Event::Signal {
                     instance,
                     signal,
                     reason,
                     ..
                 } => {
-                    if is_advance {
-                        // Only the KILL of a stop that outlived its kill time.
-                        let live = self
-                            .live
-                            .get_mut(instance)
-                            .ok_or("a signal to a dead instance")?;
-                        let Some(stopping) = live.stop else {
-                            return Err(format!("{signal} without a stop signal before it"));
-                        };
-                        let due = stopping.sent.saturating_add(stopping.kill_time);
-                        if *signal != Signal::Kill
-                            || *reason != SignalReason::KillTime
-                            || live.killed
-                            || at != due
-                        {
+                    let got = Primary::Signal(*instance, *signal, *reason);
+                    if let Some(expected) = primaries.pop_front() {
+                        if expected != got {
+                            return Err(format!("got {event:?}, the model expected {expected:?}"));
+                        }
+                        continue;
+                    }
+                    let kill_time = self
+                        .live
+                        .get(instance)
+                        .map(|l| self.kill_time_of(&l.policy));
+                    let dependents = self
+                        .live
+                        .get(instance)
+                        .is_some_and(|l| self.has_live_dependents(&l.name));
+                    let live = self
+                        .live
+                        .get_mut(instance)
+                        .ok_or("a signal to a dead instance")?;
+                    let Some(stopping) = &mut live.stop else {
+                        return Err(format!("{signal} without a stop request before it"));
+                    };
+                    if stopping.deferred {
+                        // A held-back stop, once the last dependent ended.
+                        let stop_signal = live.policy.stop_signal.unwrap_or(Signal::Term);
+                        if dependents || *signal != stop_signal || *reason != SignalReason::Stop {
                             return Err(format!(
-                                "{signal} ({reason:?}) at {at}, the stop signal at {} with \
-                                 kill time {:?}, KILL sent before: {}",
-                                stopping.sent, stopping.kill_time, live.killed
+                                "{signal} ({reason:?}) to a held-back stop, live dependents: \
+                                 {dependents}"
                             ));
                         }
-                        live.killed = true;
-                    } else {
-                        let got = Primary::Signal(*instance, *signal, *reason);
-                        match primaries.pop_front() {
-                            Some(expected) if expected == got => {}
-                            expected => {
-                                return Err(format!(
-                                    "got {event:?}, the model expected {expected:?}"
-                                ))
-                            }
-                        }
+                        stopping.deferred = false;
+                        stopping.sent = at;
+                        stopping.kill_time = kill_time.expect("live");
+                        continue;
                     }
+                    if !is_advance {
+                        return Err(format!("got {event:?}, the model expected nothing"));
+                    }
+                    // Only the KILL of a stop that outlived its kill time.
+                    let due = stopping.sent.saturating_add(stopping.kill_time);
+                    if *signal != Signal::Kill
+                        || *reason != SignalReason::KillTime
+                        || live.killed
+                        || at != due
+                    {
+                        return Err(format!(
+                            "{signal} ({reason:?}) at {at}, the stop signal at {} with \
+                             kill time {:?}, KILL sent before: {}",
+                            stopping.sent, stopping.kill_time, live.killed
+                        ));
+                    }
+                    live.killed = true;
                 }
                 Event::Exit {
                     instance, status, ..
@@ -810,6 +1103,17 @@ impl Model {
                         return Err("an unexpected rejection".into());
                     }
                 }
+                Event::Finished { exit_code, .. } => {
+                    if let Some(expected) = primaries.front() {
+                        return Err(format!("finished, the model expected {expected:?}"));
+                    }
+                    if self.finished() != Some(*exit_code) {
+                        return Err(format!(
+                            "finished with {exit_code}, the model says {:?}",
+                            self.finished()
+                        ));
+                    }
+                }
                 _ => unreachable!("followups are handled above"),
             }
         }
@@ -822,11 +1126,93 @@ impl Model {
         if let Some(failure) = self.failing.front() {
             return Err(format!("the failed spawn {failure:?} was never told"));
         }
+        // Everything settled: no name waits for conditions that hold, no
+        // held-back stop outlives its dependents.
+        for (name, definition) in &self.definitions {
+            if definition.waiting && self.conditions_hold(name) {
+                return Err(format!("{name} still waits, yet its conditions hold"));
+            }
+        }
+        for live in self.live.values() {
+            if live.stop.is_some_and(|s| s.deferred) && !self.has_live_dependents(&live.name) {
+                return Err(format!(
+                    "the stop of {} is still held back with no live dependent",
+                    live.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the step's next start, a restart or retry falling due in an
+    /// advance, or a waiting name whose conditions now hold accounts for a
+    /// spawn or a `waiting` of `name` at `at`. Takes what it used.
+    fn start_due(
+        &mut self,
+        name: &str,
+        at: Instant,
+        is_advance: bool,
+        primaries: &mut VecDeque<Primary>,
+    ) -> Result<(), String> {
+        if let Some(front) = primaries.front() {
+            return match front {
+                Primary::Start(n) if n == name => {
+                    primaries.pop_front();
+                    Ok(())
+                }
+                expected => Err(format!(
+                    "{name} started or waits, the model expected {expected:?}"
+                )),
+            };
+        }
+        if is_advance && self.restarts.get(name) == Some(&at) {
+            self.restarts.remove(name);
+            return Ok(());
+        }
+        if is_advance && self.retries.get(name) == Some(&at) {
+            self.retries.remove(name);
+            return Ok(());
+        }
+        if self.definitions.get(name).is_some_and(|d| d.waiting) {
+            return Ok(());
+        }
+        Err(format!(
+            "{name} started or waits at {at}, but nothing asked for it (pending restart {:?}, \
+             retry {:?}, service running: {})",
+            self.restarts.get(name),
+            self.retries.get(name),
+            self.service
+        ))
+    }
+
+    /// A `waiting` report: a start whose conditions do not hold.
+    fn waiting(
+        &mut self,
+        name: &str,
+        at: Instant,
+        is_advance: bool,
+        primaries: &mut VecDeque<Primary>,
+    ) -> Result<(), String> {
+        if !self.definitions.contains_key(name) {
+            return Err(format!("{name} waits, but it is not added"));
+        }
+        if self.definitions[name].waiting {
+            return Err(format!("{name} reported waiting twice"));
+        }
+        self.start_due(name, at, is_advance, primaries)?;
+        if self.conditions_hold(name) {
+            return Err(format!("{name} waits, yet its conditions hold"));
+        }
+        let definition = self.definition(name);
+        definition.waiting = true;
+        definition.failed = false;
+        definition.exited = false;
         Ok(())
     }
 
     /// A spawn: asked for by the step (`primaries`), or, in an advance, a
-    /// restart or retry falling due at this instant.
+    /// restart or retry falling due at this instant, or a waiting name whose
+    /// conditions came to hold. Its conditions must hold.
     fn spawned(
         &mut self,
         name: &str,
@@ -842,46 +1228,34 @@ impl Model {
         if self.live_of(name).is_some() {
             return Err(format!("a second live instance of {name}"));
         }
-        if is_advance {
-            if !self.failing.is_empty() {
-                return Err(format!(
-                    "a spawn before the failed spawns {:?} were told",
-                    self.failing
-                ));
-            }
-            if self.restarts.get(name) == Some(&at) {
-                self.restarts.remove(name);
-            } else if self.retries.get(name) == Some(&at) {
-                self.retries.remove(name);
-            } else {
-                return Err(format!(
-                    "spawned {name} at {at} in an advance, but the pending restart was {:?} \
-                     and the retry {:?}",
-                    self.restarts.get(name),
-                    self.retries.get(name)
-                ));
-            }
-        } else {
-            match primaries.pop_front() {
-                Some(Primary::Spawn(n)) if n == name => {}
-                expected => {
-                    return Err(format!(
-                        "spawned {name}, the model expected {expected:?} (service running: {})",
-                        self.service
-                    ))
-                }
-            }
+        // A failed spawn is told after everything its drain asked for,
+        // the spawns of waiting names its start let go included (D1), but
+        // before any later item fires.
+        if is_advance && !self.failing.is_empty() && !self.definitions[name].waiting {
+            return Err(format!(
+                "a spawn before the failed spawns {:?} were told",
+                self.failing
+            ));
+        }
+        self.start_due(name, at, is_advance, primaries)?;
+        if !self.conditions_hold(name) {
+            return Err(format!(
+                "spawned {name} before its conditions {:?} hold",
+                self.definitions[name].after
+            ));
         }
         let line_limit = self.line_limit;
         let definition = self.definition(name);
-        if spec.policy != definition.policy {
+        if spec.policy != definition.policy || spec.after != definition.after {
             return Err(format!("spawned {name} with another policy"));
         }
         definition.last_started = Some(at);
-        // Whatever starts a name lifts `failed` and `exited`.
+        // Whatever starts a name lifts `failed`, `exited` and `waiting`.
         definition.failed = false;
         definition.exited = false;
+        definition.waiting = false;
         let generation = definition.generation;
+        let ready = matches!(spec.ready, Readiness::Spawned);
         self.live.insert(
             instance,
             Live {
@@ -895,6 +1269,17 @@ impl Model {
                 written: Default::default(),
                 logged: Default::default(),
                 max_limit: line_limit,
+                after: spec.after.clone(),
+                ready,
+                ready_due: match ready {
+                    true => None,
+                    false => spec.policy.ready_timeout.map(|t| at.saturating_add(t)),
+                },
+                ready_text: match &spec.ready {
+                    Readiness::LogLine(text) => Some(text.clone()),
+                    _ => None,
+                },
+                channel: matches!(spec.ready, Readiness::Notify | Readiness::Fd(_)),
             },
         );
         self.spawns += 1;
@@ -907,7 +1292,7 @@ impl Model {
     }
 
     /// What must follow the end of `live` at `at`: the contract's delay,
-    /// quick-death, policy and give-up rules.
+    /// quick-death, policy and give-up rules, and a critical end.
     fn ended(
         &mut self,
         instance: InstanceId,
@@ -917,8 +1302,15 @@ impl Model {
     ) -> Result<Vec<Followup>, String> {
         let uptime = at.saturating_duration_since(live.started);
         let mut followups = Vec::new();
+        // On request means the stop signal was sent: an end before a held
+        // back stop of a service stop is sent is an end by itself (a
+        // request given since, `down`, `restart`, `start`, still decides).
+        let asked = live
+            .stop
+            .filter(|s| !(s.deferred && s.asked == Asked::Rules))
+            .map(|s| s.asked);
         if let End::Exit(_) = end {
-            followups.push(Followup::Ended(instance, uptime, live.stop.is_some()));
+            followups.push(Followup::Ended(instance, uptime, asked.is_some()));
             for stream in [Stream::Stdout, Stream::Stderr] {
                 let partial = &live.buffer[stream_index(stream)];
                 if !partial.is_empty() {
@@ -927,7 +1319,6 @@ impl Model {
             }
         }
         let name = live.name.clone();
-        let asked = live.stop.map(|s| s.asked);
         let service = self.service;
         let Some(definition) = self.definitions.get(&name) else {
             followups.push(Followup::NotRestarting(name, NotRestarting::Removed));
@@ -954,8 +1345,17 @@ impl Model {
             self.min_of(&policy),
             self.max_of(&policy),
         );
-        let quick = uptime < threshold;
+        let failed_start = asked == Some(Asked::FailedStart);
+        let quick = failed_start || uptime < threshold;
+        let success = match end {
+            End::Exit(ExitStatus::Code(code)) => policy
+                .success_codes
+                .map_or(code == 0, |codes| codes.contains(code)),
+            _ => false,
+        };
         let definition = self.definition(&name);
+        definition.completed = asked.is_none() && success;
+        definition.ended_ok = definition.completed || (asked.is_some() && !failed_start);
         let mut wait = Duration::ZERO;
         if asked == Some(Asked::Restart) {
             definition.delay = min;
@@ -977,26 +1377,22 @@ impl Model {
                 return Ok(followups);
             }
             Some(Asked::Restart | Asked::Start) => false,
-            Some(_) => true,
-            None => {
+            Some(Asked::Rules | Asked::Forget | Asked::Hold) => true,
+            None | Some(Asked::FailedStart) => {
                 let restart = policy.restart.unwrap_or(RestartPolicy::Always);
-                let success = match end {
-                    End::Exit(ExitStatus::Code(code)) => policy
-                        .success_codes
-                        .map_or(code == 0, |codes| codes.contains(code)),
-                    _ => false,
-                };
                 let restarts = match restart {
                     RestartPolicy::Always => true,
-                    RestartPolicy::OnFailure => !success,
+                    // A start that failed is a failure, whatever its code.
+                    RestartPolicy::OnFailure => failed_start || !success,
                     RestartPolicy::Never => false,
                 };
                 if !restarts {
                     definition.exited = true;
                     followups.push(Followup::NotRestarting(
-                        name,
+                        name.clone(),
                         NotRestarting::Policy(restart),
                     ));
+                    self.critical_end(&name, &policy, end, &mut followups);
                     return Ok(followups);
                 }
                 true
@@ -1018,15 +1414,40 @@ impl Model {
                 self.retries.insert(name.clone(), at.saturating_add(after));
             }
             followups.push(Followup::GaveUp(
-                name,
+                name.clone(),
                 quick_deaths,
                 policy.retry_failed_after,
             ));
+            if matches!(asked, None | Some(Asked::FailedStart)) {
+                self.critical_end(&name, &policy, end, &mut followups);
+            }
         } else {
             self.schedule(&name, at, wait)?;
             followups.push(Followup::Restart(name, wait));
         }
         Ok(followups)
+    }
+
+    /// A critical process ended for good (by itself, `exited` or `failed`):
+    /// the monitor's exit code, then the service stops (done when the
+    /// followup is met, so that what it sends is checked in order).
+    fn critical_end(
+        &mut self,
+        name: &str,
+        policy: &Policy,
+        end: End,
+        followups: &mut Vec<Followup>,
+    ) {
+        if !policy.critical {
+            return;
+        }
+        let code = match end {
+            End::Exit(ExitStatus::Code(code)) => (code & 0xff) as u8,
+            End::Exit(ExitStatus::Signal(signal)) => 128u8.wrapping_add(signal as u8),
+            End::SpawnFailed => 127,
+        };
+        self.critical_exit.get_or_insert(code);
+        followups.push(Followup::Critical(name.to_string(), code));
     }
 
     fn schedule(&mut self, name: &str, at: Instant, wait: Duration) -> Result<(), String> {
@@ -1044,9 +1465,10 @@ impl Model {
     /// its table that holds.
     fn state_of(&self, name: &str, definition: &Definition) -> ProcessState {
         if let Some((_, live)) = self.live_of(name) {
-            return match live.stop {
-                Some(_) => ProcessState::Stopping,
-                None => ProcessState::Running,
+            return match (live.stop, live.ready) {
+                (Some(_), _) => ProcessState::Stopping,
+                (None, true) => ProcessState::Running,
+                (None, false) => ProcessState::Starting,
             };
         }
         if definition.held {
@@ -1057,6 +1479,8 @@ impl Model {
             ProcessState::Exited
         } else if self.restarts.contains_key(name) {
             ProcessState::Backoff
+        } else if definition.waiting {
+            ProcessState::Waiting
         } else {
             ProcessState::Stopped
         }
@@ -1066,13 +1490,15 @@ impl Model {
     /// else its restart, else its retry.
     fn next_of(&self, name: &str) -> Option<Due> {
         let kill = self.live_of(name).and_then(|(_, live)| match live.stop {
-            Some(s) if !live.killed => Some(s.sent.saturating_add(s.kill_time)),
+            Some(s) if !live.killed && !s.deferred => Some(s.sent.saturating_add(s.kill_time)),
             _ => None,
         });
+        let ready = self.live_of(name).and_then(|(_, live)| live.ready_due);
         let due = |action, at: Option<&Instant>| at.map(|&at| Due { action, at });
         due(DueAction::Kill, kill.as_ref())
             .or_else(|| due(DueAction::Restart, self.restarts.get(name)))
             .or_else(|| due(DueAction::Retry, self.retries.get(name)))
+            .or_else(|| due(DueAction::ReadyTimeout, ready.as_ref()))
     }
 
     fn check_state(&self, step: &Step, sim: &Sim, now: Instant) -> Result<(), String> {
@@ -1108,16 +1534,26 @@ impl Model {
         let kills = self
             .live
             .values()
-            .filter(|l| l.stop.is_some() && !l.killed)
+            .filter(|l| l.stop.is_some_and(|s| !s.deferred) && !l.killed)
             .count();
+        let readies = self.live.values().filter(|l| l.ready_due.is_some()).count();
         let armed = monitor.armed_timers();
-        if sim.queued_timers() != armed || armed != self.restarts.len() + self.retries.len() + kills
+        if sim.queued_timers() != armed
+            || armed != self.restarts.len() + self.retries.len() + kills + readies
         {
             return Err(format!(
-                "timers: world {}, monitor {armed}, model {} restarts + {} retries + {kills} KILLs",
+                "timers: world {}, monitor {armed}, model {} restarts + {} retries + {kills} \
+                 KILLs + {readies} ready timeouts",
                 sim.queued_timers(),
                 self.restarts.len(),
                 self.retries.len()
+            ));
+        }
+        if monitor.finished() != self.finished() {
+            return Err(format!(
+                "finished: monitor {:?}, the model says {:?}",
+                monitor.finished(),
+                self.finished()
             ));
         }
         if matches!(step, Step::Advance(_)) {
@@ -1129,8 +1565,12 @@ impl Model {
                 }
             }
             for live in self.live.values() {
+                if live.ready_due.is_some_and(|due| due <= now) {
+                    return Err(format!("the ready timeout of {} did not fire", live.name));
+                }
                 if let (Some(stopping), false) = (live.stop, live.killed) {
-                    if stopping.sent.saturating_add(stopping.kill_time) <= now {
+                    if !stopping.deferred && stopping.sent.saturating_add(stopping.kill_time) <= now
+                    {
                         return Err(format!(
                             "no KILL for {} sent its stop signal at {}",
                             live.name, stopping.sent
@@ -1247,6 +1687,11 @@ fn event_time(event: &Event) -> Instant {
         | Event::RestartScheduled { at, .. }
         | Event::SpawnFailed { at, .. }
         | Event::GaveUp { at, .. }
-        | Event::NotRestarting { at, .. } => *at,
+        | Event::NotRestarting { at, .. }
+        | Event::Ready { at, .. }
+        | Event::NotReady { at, .. }
+        | Event::Waiting { at, .. }
+        | Event::CriticalEnded { at, .. }
+        | Event::Finished { at, .. } => *at,
     }
 }

@@ -4,7 +4,9 @@
 
 use std::num::NonZeroU32;
 
-use procmon_core::{Duration, ExitCodes, Policy, ProcessSpec, RestartPolicy, Signal, Stream};
+use procmon_core::{
+    Condition, Duration, ExitCodes, Policy, ProcessSpec, Readiness, RestartPolicy, Signal, Stream,
+};
 
 use crate::check::{execute, script, Model, NAMES};
 use crate::{parse, parse_line, run, LineDelivery, Setting, SignalName, Sim, Step};
@@ -14,9 +16,11 @@ use crate::{parse, parse_line, run, LineDelivery, Setting, SignalName, Sim, Step
 ///
 /// The bytes become, as in the property tests, five settings (threshold,
 /// kill time, restart delays, line limit) and then up to 95 steps: API calls
-/// (`add` with or without a policy, `down`, `restart`, `signal`,
-/// `fail-spawn` among them), advances, exits, outside kills, term delays,
-/// output chunks of arbitrary bytes and setting changes (see [`decode`]).
+/// (`add` with or without a policy, a readiness, a ready timeout, `after`
+/// and `critical`; `down`, `restart`, `signal`, `fail-spawn` among them),
+/// advances, exits, outside kills, term delays, output chunks of arbitrary
+/// bytes, `ready`, `not-ready`, container mode and setting changes (see
+/// [`decode`]).
 /// Panics only on a bug: the monitor must follow [`Model`] after every
 /// step, conserve output, and the same steps must give the same trace
 /// whether output lines are lent or queued, also when replayed from text.
@@ -137,6 +141,42 @@ fn policy(c: &mut Choices<'_>) -> Policy {
     policy
 }
 
+/// The v5 options of an `add`, from bits 2 to 5 of its flags byte: bit 2 a
+/// readiness (next byte: notify, fd 3, or a log text the output often
+/// holds), bit 3 a ready timeout (at least 0.1 s: a zero timeout with zero
+/// kill time and delays would kill and respawn forever at one instant),
+/// bit 4 an `after` (next byte: for each earlier name in [`NAMES`], whether
+/// and on which condition, so never a cycle), bit 5 `critical`.
+fn v5(c: &mut Choices<'_>, flags: u8, name: &str, spec: &mut ProcessSpec) {
+    if flags & 0x04 != 0 {
+        spec.ready = match c.below(4) {
+            0 => Readiness::Notify,
+            1 => Readiness::Fd(3),
+            2 => Readiness::LogLine(b"y".to_vec()),
+            _ => Readiness::LogLine(b"x".to_vec()),
+        };
+    }
+    if flags & 0x08 != 0 {
+        spec.policy.ready_timeout = Some(c.duration(12).max(Duration::from_millis(100)));
+    }
+    if flags & 0x10 != 0 {
+        let bits = c.byte();
+        let own = NAMES.iter().position(|n| *n == name).unwrap_or(0);
+        for (index, dependency) in NAMES[..own].iter().enumerate() {
+            let choice = (bits >> (2 * index)) & 0x03;
+            if let Some(&condition) = Condition::ALL.get(usize::from(choice)) {
+                spec.after.push(procmon_core::Dependency {
+                    name: dependency.to_string(),
+                    condition,
+                });
+            }
+        }
+    }
+    if flags & 0x20 != 0 {
+        spec.policy.critical = true;
+    }
+}
+
 /// Decodes bytes into steps: five setting bytes (as the property tests
 /// generate them), then one opcode byte per step and its arguments.
 pub fn decode(data: &[u8]) -> Vec<Step> {
@@ -166,6 +206,7 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
                 if flags & 2 == 2 {
                     spec = spec.with_policy(policy(&mut c));
                 }
+                v5(&mut c, flags, &name, &mut spec);
                 Step::Add { name, spec }
             }
             3 => Step::Remove { name: c.name() },
@@ -216,6 +257,9 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
                 name: c.name(),
                 errno: [2, 13, 0][c.below(3)],
             },
+            32 | 33 => Step::Ready { name: c.name() },
+            34 => Step::NotReady { name: c.name() },
+            35 => Step::Set(Setting::Container(c.byte() & 1 == 1)),
             _ => Step::Set(match c.below(4) {
                 0 => Setting::Threshold(c.duration(8)),
                 1 => Setting::KillTime(c.duration(6)),
@@ -228,8 +272,9 @@ pub fn decode(data: &[u8]) -> Vec<Step> {
     steps
 }
 
-/// How many opcodes [`decode`] tells apart.
-const OPCODES: usize = 32;
+/// How many opcodes [`decode`] tells apart. Opcodes 32 and up are the v5
+/// steps; an opcode byte below 32 decodes as it did before them.
+const OPCODES: usize = 36;
 
 /// Parses arbitrary bytes as a scenario and, if they parse, runs them.
 ///
@@ -333,6 +378,28 @@ mod tests {
              3 signal a TERM\n3 signal a HUP\n4 exit a code 0\n6 spawn a \"a\"\n"
         );
         super::core_events(v4);
+        // And the v5 paths: a with a notify readiness and a ready timeout of
+        // 1 s, b critical and after a is ready, so b waits until a's ready
+        // at 0.5; container mode on; not-ready of b, which has no channel,
+        // is rejected.
+        let v5: &[u8] = &[
+            4, 2, 1, 2, 3, // settings
+            0, 0, 0x0c, 0, 2, // add a, notify, ready timeout 1 s
+            1, 1, 0x30, 1, // add b, after a:ready, critical
+            8, // start-service
+            11, 1, // advance 0.5
+            32, 0, // ready a
+            35, 1, // set container on
+            34, 1, // not-ready b: rejected, b has no channel
+            11, 4, // advance 2
+        ];
+        let ran = crate::check::execute(&super::decode(v5), None, crate::LineDelivery::Lent)
+            .expect("runs");
+        assert_eq!(
+            ran.sim.trace(),
+            "0 spawn a \"a\"\n0 waiting b\n0.5 ready a\n0.5 spawn b \"b\"\n0.5 error not-ready b\n"
+        );
+        super::core_events(v5);
         // Every opcode, on every name, with a little time between.
         for op in 0..super::OPCODES as u8 {
             for name in 0..3u8 {

@@ -9,8 +9,8 @@ use std::fmt;
 use std::num::NonZeroU32;
 
 use procmon_core::{
-    Duration, EscapeQuoted, ExitCodes, Instant, Policy, ProcessSpec, ProcessState, RestartPolicy,
-    Seconds, Signal, Stream,
+    Condition, Dependency, Duration, EscapeQuoted, ExitCodes, Instant, Policy, ProcessSpec,
+    ProcessState, Readiness, RestartPolicy, Seconds, Signal, Stream,
 };
 
 /// A message about one line of a scenario, shown as `FILE:LINE: message`.
@@ -143,6 +143,18 @@ pub enum Step {
         /// The errno the world reports (default 2, `ENOENT`).
         errno: i32,
     },
+    /// `ready NAME`: the live instance says it is ready on its notification
+    /// channel (contract v5, project extension).
+    Ready {
+        /// The process name.
+        name: String,
+    },
+    /// `not-ready NAME`: the live instance's notification channel closes
+    /// before it said it was ready.
+    NotReady {
+        /// The process name.
+        name: String,
+    },
     /// `expect ...`.
     Expect(Expectation),
 }
@@ -160,6 +172,9 @@ pub enum Setting {
     MaxRestartDelay(Duration),
     /// `set line-limit N`, N at least 1.
     LineLimit(usize),
+    /// `set container on|off`: whether the monitor finishes once nothing
+    /// is alive or due.
+    Container(bool),
 }
 
 impl Setting {
@@ -171,11 +186,15 @@ impl Setting {
             Setting::MinRestartDelay(_) => "min-restart-delay",
             Setting::MaxRestartDelay(_) => "max-restart-delay",
             Setting::LineLimit(_) => "line-limit",
+            Setting::Container(_) => "container",
         }
     }
 }
 
 /// An `expect` step's assertion.
+// A whole definition in `Process` makes the enum large; expectations are
+// made once per scenario line, so boxing would buy nothing but noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 // As for `Step`: `expect process` holds a whole definition.
 #[allow(clippy::large_enum_variant)]
@@ -214,6 +233,10 @@ pub enum Expectation {
     State(String, ProcessState),
     /// `expect quick-deaths NAME N`.
     QuickDeaths(String, u32),
+    /// `expect finished CODE`: the monitor has finished with this exit code.
+    Finished(u8),
+    /// `expect not-finished`: the monitor has not finished.
+    NotFinished,
 }
 
 /// A signal name a `kill` step may send, without `SIG`: `TERM`, `KILL`, `HUP`, ….
@@ -369,6 +392,12 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Step>, String> {
             };
             Step::FailSpawn { name, errno }
         }
+        b"ready" => Step::Ready {
+            name: words.name()?,
+        },
+        b"not-ready" => Step::NotReady {
+            name: words.name()?,
+        },
         b"expect" => Step::Expect(parse_expectation(&mut words)?),
         other => return Err(format!("unknown step {}", Word(other))),
     };
@@ -390,6 +419,11 @@ fn parse_setting(words: &mut Words<'_>) -> Result<Setting, String> {
             }
             Setting::LineLimit(usize::try_from(limit).expect("checked against usize::MAX"))
         }
+        b"container" => match words.next("on or off")? {
+            b"on" => Setting::Container(true),
+            b"off" => Setting::Container(false),
+            other => return Err(format!("expected on or off, found {}", Word(other))),
+        },
         other => return Err(format!("unknown setting {}", Word(other))),
     };
     Ok(setting)
@@ -432,7 +466,8 @@ fn parse_expectation(words: &mut Words<'_>) -> Result<Expectation, String> {
                 .and_then(ProcessState::from_name)
                 .ok_or_else(|| {
                     format!(
-                        "unknown state {} (running, stopping, held, failed, exited, backoff, stopped)",
+                        "unknown state {} (running, starting, stopping, held, failed, exited, backoff, \
+                         waiting, stopped)",
                         Word(word)
                     )
                 })?;
@@ -445,6 +480,11 @@ fn parse_expectation(words: &mut Words<'_>) -> Result<Expectation, String> {
                 u32::try_from(words.whole("a count", max)?).expect("checked against u32::MAX");
             Expectation::QuickDeaths(name, count)
         }
+        b"finished" => {
+            let code = words.whole("an exit code", 255)?;
+            Expectation::Finished(u8::try_from(code).expect("at most 255"))
+        }
+        b"not-finished" => Expectation::NotFinished,
         other => return Err(format!("unknown expectation {}", Word(other))),
     };
     Ok(expectation)
@@ -524,6 +564,8 @@ impl<'a> Words<'a> {
         let mut cwd = None;
         let mut env = Vec::new();
         let mut policy = Policy::default();
+        let mut ready = None;
+        let mut after: Option<Vec<Dependency>> = None;
         loop {
             let option = self.next("`--` and the argv")?;
             let twice = || format!("{} given twice", Word(option));
@@ -583,6 +625,30 @@ impl<'a> Words<'a> {
                         return Err(twice());
                     }
                 }
+                b"--ready" => {
+                    let readiness =
+                        parse_readiness(self.next("notify, fd:N or log:TEXT after --ready")?)?;
+                    if ready.replace(readiness).is_some() {
+                        return Err(twice());
+                    }
+                }
+                b"--ready-timeout" => {
+                    let value = self.seconds("a duration")?;
+                    if policy.ready_timeout.replace(value).is_some() {
+                        return Err(twice());
+                    }
+                }
+                b"--after" => {
+                    let list = parse_after(self.next("NAME:COND[,NAME:COND]... after --after")?)?;
+                    if after.replace(list).is_some() {
+                        return Err(twice());
+                    }
+                }
+                b"--critical" => {
+                    if std::mem::replace(&mut policy.critical, true) {
+                        return Err(twice());
+                    }
+                }
                 b"--uid" | b"--gid" => {
                     let what = if option == b"--uid" { "a uid" } else { "a gid" };
                     let id = u32::try_from(self.whole(what, u64::from(u32::MAX))?)
@@ -615,7 +681,8 @@ impl<'a> Words<'a> {
                         "unknown option {} (options are --uid, --gid, --cwd, --env, --restart, \
                          --success-codes, --stop-signal, --kill-time, --threshold, \
                          --min-restart-delay, --max-restart-delay, --give-up-after, \
-                         --retry-failed-after; then --)",
+                         --retry-failed-after, --ready, --ready-timeout, --after, --critical; \
+                         then --)",
                         Word(other)
                     ))
                 }
@@ -632,8 +699,63 @@ impl<'a> Words<'a> {
         spec.uid = uid;
         spec.gid = gid;
         spec.policy = policy;
+        spec.ready = ready.unwrap_or_default();
+        spec.after = after.unwrap_or_default();
         Ok(spec)
     }
+}
+
+/// `notify`, `fd:N` or `log:TEXT` (TEXT not empty).
+fn parse_readiness(word: &[u8]) -> Result<Readiness, String> {
+    if word == b"notify" {
+        return Ok(Readiness::Notify);
+    }
+    if let Some(fd) = word.strip_prefix(b"fd:") {
+        let fd = parse_whole(fd)
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("{} is not fd:N with N a descriptor number", Word(word)))?;
+        return Ok(Readiness::Fd(fd));
+    }
+    if let Some(text) = word.strip_prefix(b"log:") {
+        if text.is_empty() {
+            return Err("log: needs the text a ready line contains".to_string());
+        }
+        return Ok(Readiness::LogLine(text.to_vec()));
+    }
+    Err(format!(
+        "unknown readiness {} (notify, fd:N or log:TEXT)",
+        Word(word)
+    ))
+}
+
+/// `NAME:COND[,NAME:COND]...`, COND `started`, `ready` or `completed`; a
+/// name may hold `:` (the last one separates), not `,`.
+fn parse_after(word: &[u8]) -> Result<Vec<Dependency>, String> {
+    let mut list = Vec::new();
+    for part in word.split(|&b| b == b',') {
+        let bad = || {
+            format!(
+                "{} is not a list of NAME:COND (COND started, ready or completed)",
+                Word(word)
+            )
+        };
+        let colon = part.iter().rposition(|&b| b == b':').ok_or_else(bad)?;
+        let (name, condition) = (&part[..colon], &part[colon + 1..]);
+        let name = std::str::from_utf8(name).map_err(|_| bad())?;
+        if name.is_empty() {
+            return Err(bad());
+        }
+        let condition = std::str::from_utf8(condition)
+            .ok()
+            .and_then(Condition::from_name)
+            .ok_or_else(bad)?;
+        list.push(Dependency {
+            name: name.to_string(),
+            condition,
+        });
+    }
+    Ok(list)
 }
 
 /// `N[,N]...`: exit codes 0–255, no spaces.
@@ -892,6 +1014,30 @@ impl fmt::Display for SpecWords<'_> {
         if let Some(after) = policy.retry_failed_after {
             write!(f, "--retry-failed-after {} ", Seconds(after))?;
         }
+        match &spec.ready {
+            Readiness::Spawned => {}
+            Readiness::Notify => f.write_str("--ready notify ")?,
+            Readiness::Fd(fd) => write!(f, "--ready fd:{fd} ")?,
+            Readiness::LogLine(text) => {
+                let mut word = b"log:".to_vec();
+                word.extend_from_slice(text);
+                write!(f, "--ready {} ", Word(&word))?;
+            }
+        }
+        if let Some(timeout) = policy.ready_timeout {
+            write!(f, "--ready-timeout {} ", Seconds(timeout))?;
+        }
+        if !spec.after.is_empty() {
+            let list: Vec<String> = spec
+                .after
+                .iter()
+                .map(|d| format!("{}:{}", d.name, d.condition))
+                .collect();
+            write!(f, "--after {} ", Word(list.join(",").as_bytes()))?;
+        }
+        if policy.critical {
+            f.write_str("--critical ")?;
+        }
         f.write_str("--")?;
         for arg in &spec.argv {
             write!(f, " {}", Word(arg))?;
@@ -933,6 +1079,8 @@ impl fmt::Display for Step {
             Step::Restart { name: n } => write!(f, "restart {}", name(n)),
             Step::Signal { name: n, signal } => write!(f, "signal {} {signal}", name(n)),
             Step::FailSpawn { name: n, errno } => write!(f, "fail-spawn {} {errno}", name(n)),
+            Step::Ready { name: n } => write!(f, "ready {}", name(n)),
+            Step::NotReady { name: n } => write!(f, "not-ready {}", name(n)),
             Step::Expect(expectation) => write!(f, "expect {expectation}"),
         }
     }
@@ -947,6 +1095,7 @@ impl fmt::Display for Setting {
             | Setting::MinRestartDelay(d)
             | Setting::MaxRestartDelay(d) => write!(f, "{keyword} {}", Seconds(*d)),
             Setting::LineLimit(n) => write!(f, "{keyword} {n}"),
+            Setting::Container(on) => write!(f, "{keyword} {}", if *on { "on" } else { "off" }),
         }
     }
 }
@@ -974,6 +1123,8 @@ impl fmt::Display for Expectation {
             Expectation::Now(t) => write!(f, "now {t}"),
             Expectation::State(n, state) => write!(f, "state {} {state}", name(n)),
             Expectation::QuickDeaths(n, count) => write!(f, "quick-deaths {} {count}", name(n)),
+            Expectation::Finished(code) => write!(f, "finished {code}"),
+            Expectation::NotFinished => f.write_str("not-finished"),
         }
     }
 }
@@ -1168,6 +1319,30 @@ mod tests {
     }
 
     #[test]
+    fn v5_options_in_any_order_print_canonically() {
+        let step = one(
+            "add web --critical --after db:ready,m:completed --ready-timeout 2.5 \
+             --ready log:up --restart never -- web",
+        );
+        assert_eq!(
+            step.to_string(),
+            "add web --restart never --ready log:up --ready-timeout 2.5 \
+             --after db:ready,m:completed --critical -- web"
+        );
+        assert!(err(b"add a --ready log: -- a").contains("needs the text"));
+        assert!(err(b"add a --ready fd:x -- a").contains("fd:N"));
+        assert!(err(b"add a --ready sd -- a").contains("unknown readiness"));
+        assert!(err(b"add a --after db -- a").contains("NAME:COND"));
+        assert!(err(b"add a --after db:up -- a").contains("NAME:COND"));
+        assert!(err(b"add a --after :ready -- a").contains("NAME:COND"));
+        assert!(err(b"add a --critical --critical -- a").contains("twice"));
+        assert!(err(b"add a --after b:ready --after c:ready -- a").contains("twice"));
+        assert!(err(b"set container maybe").contains("on or off"));
+        assert!(err(b"expect finished 256").contains("too large"));
+        assert!(err(b"ready").contains("missing a process name"));
+    }
+
+    #[test]
     fn steps_need_exactly_their_words() {
         assert!(err(b"start").contains("missing a process name"));
         assert!(err(b"start foo bar").contains("unexpected word bar"));
@@ -1236,6 +1411,33 @@ mod tests {
             Step::Expect(Expectation::Logged("a".into(), b"\x00 x".to_vec())),
             Step::Expect(Expectation::Process("a".into(), spec)),
             Step::Expect(Expectation::Now(Instant::from_nanos(2_500_000_000))),
+            Step::Set(Setting::Container(true)),
+            Step::Set(Setting::Container(false)),
+            Step::Ready { name: "a".into() },
+            Step::NotReady { name: "a b".into() },
+            Step::Expect(Expectation::Finished(137)),
+            Step::Expect(Expectation::NotFinished),
+            Step::Expect(Expectation::State("a".into(), ProcessState::Waiting)),
+            Step::Add {
+                name: "w".into(),
+                spec: {
+                    let mut spec = ProcessSpec::new(["w"])
+                        .with_ready(Readiness::LogLine(b"ready to \"go\"\xff".to_vec()))
+                        .with_after("db", Condition::Ready)
+                        .with_after("m:x", Condition::Completed);
+                    spec.policy.ready_timeout = Some(Duration::from_millis(1500));
+                    spec.policy.critical = true;
+                    spec
+                },
+            },
+            Step::Add {
+                name: "n".into(),
+                spec: ProcessSpec::new(["n"]).with_ready(Readiness::Fd(3)),
+            },
+            Step::Add {
+                name: "n".into(),
+                spec: ProcessSpec::new(["n"]).with_ready(Readiness::Notify),
+            },
         ];
         for step in steps {
             let text = step.to_string();

@@ -4,12 +4,16 @@
 use std::fmt::{self, Write as _};
 
 use procmon_core::{
-    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, NotRestarting,
-    ProcessSpec, Report, Settings, Signal, SignalReason, Stream,
+    Command, Duration, ExitStatus, Input, InstanceId, Instant, LogLine, Monitor, NotReadyCause,
+    NotRestarting, ProcessSpec, Readiness, Report, Settings, Signal, SignalReason, Stream,
 };
 
 use crate::parse::{parse, Diagnostic, Expectation, Quoted, Setting, Step, Word};
 use crate::world::{Fired, World, SIGKILL};
+
+/// The most timers and exits one `advance` fires at a single instant
+/// before it calls the monitor stuck in a loop.
+const MAX_ITEMS_PER_INSTANT: usize = 10_000;
 
 /// The result of replaying a whole scenario.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,6 +66,9 @@ pub fn run(file_name: &str, source: &[u8]) -> Outcome {
 /// Something observable that happened in a run, as data: what the trace
 /// shows, plus the monitor's reports, for property tests to check against a
 /// model without parsing the trace.
+// `Spawn` carries a whole definition; events are recorded once each in a
+// test harness, where the size does not matter and a box would be noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 // A spawn carries its definition, for the properties to check; events of
 // one run are few, so it is not boxed.
@@ -179,6 +186,52 @@ pub enum Event {
         /// Why not.
         reason: NotRestarting,
     },
+    /// A starting instance became ready (trace: `ready`).
+    Ready {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// A starting instance will not become ready and is being stopped
+    /// (trace: `not-ready`).
+    NotReady {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// The instance.
+        instance: InstanceId,
+        /// Why.
+        cause: NotReadyCause,
+    },
+    /// The process is due to start but its dependencies' conditions do not
+    /// hold (trace: `waiting`).
+    Waiting {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+    },
+    /// A critical process ended for good (trace: `critical`).
+    CriticalEnded {
+        /// When.
+        at: Instant,
+        /// The process name.
+        name: String,
+        /// The exit code the monitor will finish with.
+        exit_code: u8,
+    },
+    /// The monitor's work is done (trace: `finished`): `finished()` went
+    /// from `None` to `Some`.
+    Finished {
+        /// When.
+        at: Instant,
+        /// The exit code.
+        exit_code: u8,
+    },
 }
 
 /// The harness, one step at a time: a [`Monitor`] driven in virtual time
@@ -202,6 +255,9 @@ pub struct Sim {
     unanswered_rejection: Option<usize>,
     last_step_rejected: bool,
     delivery: LineDelivery,
+    /// What `finished()` answered after the last drain, so that `finished`
+    /// is traced once each time it goes from `None` to `Some`.
+    finished: Option<u8>,
 }
 
 /// How a [`Sim`] takes its output lines from the monitor. The trace and the
@@ -232,6 +288,7 @@ impl Sim {
             unanswered_rejection: None,
             last_step_rejected: false,
             delivery: LineDelivery::default(),
+            finished: None,
         }
     }
 
@@ -275,6 +332,10 @@ impl Sim {
                     Setting::MinRestartDelay(d) => self.monitor.set_min_restart_delay(d),
                     Setting::MaxRestartDelay(d) => self.monitor.set_max_restart_delay(d),
                     Setting::LineLimit(n) => self.monitor.set_line_limit_bytes(n),
+                    Setting::Container(on) => {
+                        self.monitor.set_container_mode(on);
+                        Ok(())
+                    }
                 };
                 if result.is_err() {
                     self.reject(line, "set", setting.keyword());
@@ -322,6 +383,21 @@ impl Sim {
                     self.reject(line, "fail-spawn", name);
                 }
             }
+            Step::Ready { name } | Step::NotReady { name } => {
+                let ready = matches!(step, Step::Ready { .. });
+                let keyword = if ready { "ready" } else { "not-ready" };
+                match self.monitor.live_instance(name) {
+                    Some(instance) if self.world.has_channel(instance) => {
+                        let input = if ready {
+                            Input::Ready { instance }
+                        } else {
+                            Input::NotReady { instance }
+                        };
+                        self.monitor.handle(now, input);
+                    }
+                    _ => self.reject(line, keyword, name),
+                }
+            }
             Step::RestartAll => self.monitor.restart_all(now),
             Step::StartService => self.monitor.start_service(now),
             Step::StopService => self.monitor.stop_service(now),
@@ -329,7 +405,8 @@ impl Sim {
                 let until = now
                     .checked_add(*by)
                     .ok_or_else(|| self.diagnostic(line, "advance past the end of time".into()))?;
-                self.advance_to(until);
+                self.advance_to(until)
+                    .map_err(|message| self.diagnostic(line, message))?;
             }
             Step::TermDelay { name, delay } => {
                 let instance = self.live(line, name)?;
@@ -452,9 +529,20 @@ impl Sim {
 
     /// Fires due items one at a time, each at its own due time, draining the
     /// monitor after each; items that fall due meanwhile fire in this advance.
-    fn advance_to(&mut self, until: Instant) {
+    ///
+    /// A monitor that keeps firing items at one instant never lets the
+    /// clock move: after [`MAX_ITEMS_PER_INSTANT`] the run stops with a
+    /// message rather than hang.
+    fn advance_to(&mut self, until: Instant) -> Result<(), String> {
+        let mut same_instant = 0usize;
         while let Some((at, fired)) = self.world.pop_due(until) {
             assert!(at >= self.now, "the queue never holds the past");
+            same_instant = if at == self.now { same_instant + 1 } else { 0 };
+            if same_instant > MAX_ITEMS_PER_INSTANT {
+                return Err(format!(
+                    "more than {MAX_ITEMS_PER_INSTANT} items fired at {at}: the monitor loops"
+                ));
+            }
             self.now = at;
             match fired {
                 Fired::Timer(timer) => self.monitor.handle(at, Input::TimerFired { timer }),
@@ -467,6 +555,7 @@ impl Sim {
             self.drain();
         }
         self.now = until;
+        Ok(())
     }
 
     /// Tells the monitor of an exit; the trace shows it first.
@@ -510,6 +599,15 @@ impl Sim {
             self.monitor
                 .handle(self.now, Input::SpawnFailed { instance, errno });
         }
+        let finished = self.monitor.finished();
+        if let (None, Some(exit_code)) = (self.finished, finished) {
+            self.trace_line(format_args!("finished {exit_code}"));
+            self.events.push(Event::Finished {
+                at: self.now,
+                exit_code,
+            });
+        }
+        self.finished = finished;
     }
 
     fn drain_commands(
@@ -530,9 +628,10 @@ impl Sim {
                         .expect("keys in commands are valid");
                     let line = SpawnLine(name, spec).to_string();
                     let stop_signal = spec.policy.stop_signal().as_str();
+                    let channel = matches!(spec.ready, Readiness::Notify | Readiness::Fd(_));
                     let (name, spec) = (name.to_string(), spec.clone());
                     self.trace_line(format_args!("{line}"));
-                    if let Some(errno) = self.world.spawn(instance, &name, stop_signal) {
+                    if let Some(errno) = self.world.spawn(instance, &name, stop_signal, channel) {
                         failed.push_back((instance, name.clone(), errno));
                     }
                     self.events.push(Event::Spawn {
@@ -610,6 +709,50 @@ impl Sim {
                         at: now,
                         name,
                         reason,
+                    });
+                }
+                Command::Report(Report::Ready { process, instance }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!("ready {}", Word(name.as_bytes())));
+                    self.events.push(Event::Ready {
+                        at: now,
+                        name,
+                        instance,
+                    });
+                }
+                Command::Report(Report::NotReady {
+                    process,
+                    instance,
+                    cause,
+                }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!(
+                        "not-ready {} {}",
+                        Word(name.as_bytes()),
+                        cause.as_str()
+                    ));
+                    self.events.push(Event::NotReady {
+                        at: now,
+                        name,
+                        instance,
+                        cause,
+                    });
+                }
+                Command::Report(Report::Waiting { process }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!("waiting {}", Word(name.as_bytes())));
+                    self.events.push(Event::Waiting { at: now, name });
+                }
+                Command::Report(Report::CriticalEnded { process, exit_code }) => {
+                    let name = self.process_name(process);
+                    self.trace_line(format_args!(
+                        "critical {} {exit_code}",
+                        Word(name.as_bytes())
+                    ));
+                    self.events.push(Event::CriticalEnded {
+                        at: now,
+                        name,
+                        exit_code,
                     });
                 }
                 Command::Report(_) => {}
@@ -808,6 +951,11 @@ impl Sim {
                 Err(found) => Some(found),
                 Ok(s) => mismatch(s.quick_deaths == *count, s.quick_deaths.to_string()),
             },
+            Expectation::Finished(code) => match monitor.finished() {
+                None => Some("not finished".into()),
+                Some(found) => mismatch(found == *code, format!("finished {found}")),
+            },
+            Expectation::NotFinished => monitor.finished().map(|found| format!("finished {found}")),
         }
     }
 }

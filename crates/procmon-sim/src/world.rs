@@ -44,6 +44,9 @@ struct SimProcess {
     /// The definition's stop signal, which it obeys exactly as TERM.
     stop_signal: &'static str,
     term_delay: Duration,
+    /// Whether it has a notification channel (`--ready notify` or `fd:N`),
+    /// which `ready` and `not-ready` steps speak on.
+    channel: bool,
     /// Serials of this process's scheduled exits, cancelled when it dies so a
     /// dead process never exits twice (a TERM exit after a KILL, say).
     scheduled: Vec<u64>,
@@ -78,6 +81,7 @@ impl World {
         instance: InstanceId,
         name: &str,
         stop_signal: &'static str,
+        channel: bool,
     ) -> Option<i32> {
         if let Some(failures) = self.spawn_failures.get_mut(name) {
             let errno = failures.pop_front();
@@ -94,6 +98,7 @@ impl World {
                 name: name.to_string(),
                 stop_signal,
                 term_delay: DEFAULT_TERM_DELAY,
+                channel,
                 scheduled: Vec::new(),
             },
         );
@@ -104,6 +109,11 @@ impl World {
     /// Whether the instance is alive in the world.
     pub(crate) fn is_alive(&self, instance: InstanceId) -> bool {
         self.processes.contains_key(&instance)
+    }
+
+    /// Whether the live instance has a notification channel.
+    pub(crate) fn has_channel(&self, instance: InstanceId) -> bool {
+        self.processes.get(&instance).is_some_and(|p| p.channel)
     }
 
     /// Live instances and the names they were spawned under.
@@ -232,7 +242,7 @@ mod tests {
             panic!("add while the service runs spawns");
         };
         let mut world = World::default();
-        assert_eq!(world.spawn(instance, "a", "TERM"), None);
+        assert_eq!(world.spawn(instance, "a", "TERM", false), None);
         world.signal(Instant::ZERO, instance, "TERM");
         world.signal(Instant::ZERO, instance, "HUP");
         world.signal(Instant::ZERO, instance, "KILL");

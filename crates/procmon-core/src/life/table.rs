@@ -468,6 +468,15 @@ const ROWS: &[Row] = &[
             w.call(|m, now| m.stop_service(now));
         },
     },
+    Row {
+        cast: Cast::DependedOn,
+        label: "stopping, then rules (after its dependents)",
+        reach: |w| {
+            started(w);
+            w.call(|m, now| m.stop_service(now));
+            w.call(|m, now| m.start_service(now));
+        },
+    },
 ];
 
 /// An event of the table, and how to apply it; `false` when it cannot
