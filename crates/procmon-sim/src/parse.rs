@@ -196,8 +196,6 @@ impl Setting {
 // made once per scenario line, so boxing would buy nothing but noise.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
-// As for `Step`: `expect process` holds a whole definition.
-#[allow(clippy::large_enum_variant)]
 pub enum Expectation {
     /// `expect error`: the step just before was rejected.
     Error,

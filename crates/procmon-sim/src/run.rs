@@ -70,9 +70,6 @@ pub fn run(file_name: &str, source: &[u8]) -> Outcome {
 // test harness, where the size does not matter and a box would be noise.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
-// A spawn carries its definition, for the properties to check; events of
-// one run are few, so it is not boxed.
-#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// The monitor spawned an instance (trace: `spawn`).
     Spawn {
