@@ -191,6 +191,9 @@ pub enum SettingsError {
     },
     /// A line limit of zero bytes could never hold a byte.
     ZeroLineLimit,
+    /// A ready timeout of zero would end every start at its spawn: no
+    /// instance could ever become ready.
+    ZeroReadyTimeout,
     /// A line limit above [`MAX_LINE_LIMIT_BYTES`](crate::MAX_LINE_LIMIT_BYTES).
     LineLimitTooLarge {
         /// The limit asked for.
@@ -218,6 +221,9 @@ impl fmt::Display for SettingsError {
                 Seconds(*max)
             ),
             SettingsError::ZeroLineLimit => f.write_str("line_limit_bytes must be at least 1"),
+            SettingsError::ZeroReadyTimeout => f.write_str(
+                "ready_timeout must be more than 0: no instance could become ready in no time",
+            ),
             SettingsError::LineLimitTooLarge { limit } => write!(
                 f,
                 "line_limit_bytes {limit} is above the cap of {} (64 MiB)",

@@ -456,8 +456,12 @@ impl Policy {
         self.max_restart_delay.unwrap_or(settings.max_restart_delay)
     }
 
-    /// Whether the effective delays make sense under `settings`.
+    /// Whether the effective delays make sense under `settings`, and a
+    /// ready timeout leaves time to become ready.
     pub fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        if self.ready_timeout == Some(Duration::ZERO) {
+            return Err(SettingsError::ZeroReadyTimeout);
+        }
         let (min, max) = (
             self.min_restart_delay(settings),
             self.max_restart_delay(settings),

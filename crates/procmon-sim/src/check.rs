@@ -612,6 +612,7 @@ impl Model {
                 });
                 !unknown(name)
                     || self.min_of(&spec.policy) > self.max_of(&spec.policy)
+                    || spec.policy.ready_timeout == Some(Duration::ZERO)
                     || bad_ready
                     || bad_after
                     || self.closes_cycle(name, &spec.after)

@@ -935,7 +935,14 @@ impl Parser<'_> {
                     spans.ready = value.span();
                 }
                 "ready_timeout" => {
-                    policy.ready_timeout = Some(self.seconds("ready_timeout", value)?);
+                    let timeout = self.seconds("ready_timeout", value)?;
+                    // The core's rule, asked of this value alone.
+                    let mut alone = Policy::default();
+                    alone.ready_timeout = Some(timeout);
+                    if let Err(error) = alone.check(&Settings::default()) {
+                        return Err(self.error(value.span(), error.to_string()));
+                    }
+                    policy.ready_timeout = Some(timeout);
                     ready_timeout_span = Some(value.span());
                 }
                 "after" => {
@@ -2089,6 +2096,10 @@ critical = true
             (
                 format!("{p}ready_timeout = 5\n"),
                 "f.toml:4:17: `ready_timeout` needs `ready`",
+            ),
+            (
+                format!("{p}ready = \"notify\"\nready_timeout = 0\n"),
+                "f.toml:5:17: ready_timeout must be more than 0",
             ),
             (
                 format!("{p}after = {{ b = \"up\" }}\n{b}"),
