@@ -172,66 +172,78 @@ pub(crate) fn receive_datagram(
     } as usize;
     debug_assert!(needed <= CONTROL_WORDS * 8);
     let mut control = [0u64; CONTROL_WORDS];
-    loop {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let received = nonblocking(|| {
         // SAFETY: `msg` points at `iov` (our buffer) and `control`, both
         // alive and writable for the call, with their lengths.
-        let n = unsafe {
+        unsafe {
             libc::recvmsg(
                 socket.as_raw_fd(),
                 &mut msg,
                 libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
             )
-        };
-        if n == -1 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(None),
-                _ => return Err(e),
-            }
         }
-        let mut sender = None;
-        // SAFETY: the kernel filled `control` up to `msg_controllen`; the
-        // CMSG_* macros walk only within it, and each payload is read
-        // unaligned at the size its header gives.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                let header = &*cmsg;
-                let data = libc::CMSG_DATA(cmsg);
-                let payload = header.cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                if header.cmsg_level == libc::SOL_SOCKET {
-                    if header.cmsg_type == libc::SCM_CREDENTIALS
-                        && payload >= std::mem::size_of::<libc::ucred>()
-                    {
-                        let credentials = std::ptr::read_unaligned(data.cast::<libc::ucred>());
-                        sender = Some(credentials.pid);
-                    } else if header.cmsg_type == libc::SCM_RIGHTS {
-                        let count = payload / std::mem::size_of::<libc::c_int>();
-                        for i in 0..count {
-                            let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
-                            drop(OwnedFd::from_raw_fd(fd));
-                        }
+    })?;
+    let Some(n) = received else {
+        return Ok(None);
+    };
+    let mut sender = None;
+    // SAFETY: the kernel filled `control` up to `msg_controllen`; the
+    // CMSG_* macros walk only within it, and each payload is read
+    // unaligned at the size its header gives.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            let data = libc::CMSG_DATA(cmsg);
+            let payload = header.cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            if header.cmsg_level == libc::SOL_SOCKET {
+                if header.cmsg_type == libc::SCM_CREDENTIALS
+                    && payload >= std::mem::size_of::<libc::ucred>()
+                {
+                    let credentials = std::ptr::read_unaligned(data.cast::<libc::ucred>());
+                    sender = Some(credentials.pid);
+                } else if header.cmsg_type == libc::SCM_RIGHTS {
+                    let count = payload / std::mem::size_of::<libc::c_int>();
+                    for i in 0..count {
+                        let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                        drop(OwnedFd::from_raw_fd(fd));
                     }
                 }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
-        return Ok(Some(Datagram {
-            len: n as usize,
-            truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-            sender,
-        }));
+    }
+    Ok(Some(Datagram {
+        len: n,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        sender,
+    }))
+}
+
+/// Makes a non-blocking, read-like call (-1 and `errno` on failure): its
+/// count, or `None` when it would block; an interrupted call is made again.
+fn nonblocking(mut call: impl FnMut() -> isize) -> io::Result<Option<usize>> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
     }
 }
 
@@ -474,23 +486,18 @@ impl SignalFd {
     pub(crate) fn read(&self) -> io::Result<Option<libc::c_int>> {
         let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        loop {
-            // SAFETY: reading at most `size` bytes into a buffer of that size.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
-            if n == -1 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    io::ErrorKind::WouldBlock => return Ok(None),
-                    _ => return Err(e),
-                }
-            }
-            // A signalfd read returns whole records only.
-            assert_eq!(n as usize, size, "signalfd returns whole records");
-            // SAFETY: the kernel filled the whole record.
-            let info = unsafe { info.assume_init() };
-            return Ok(Some(info.ssi_signo as libc::c_int));
-        }
+        // SAFETY: reading at most `size` bytes into a buffer of that size.
+        let read = nonblocking(|| unsafe {
+            libc::read(self.fd.as_raw_fd(), info.as_mut_ptr().cast(), size)
+        })?;
+        let Some(n) = read else {
+            return Ok(None);
+        };
+        // A signalfd read returns whole records only.
+        assert_eq!(n, size, "signalfd returns whole records");
+        // SAFETY: the kernel filled the whole record.
+        let info = unsafe { info.assume_init() };
+        Ok(Some(info.ssi_signo as libc::c_int))
     }
 }
 

@@ -838,15 +838,18 @@ fn write_counting(to: &mut File, bytes: &[u8]) -> Result<(), (usize, io::Error)>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::LogSettings;
+pub(crate) mod testing {
+    //! What the log files' tests and the router's share.
+
+    use std::path::{Path, PathBuf};
+
+    use crate::config::LogFile;
 
     /// A directory removed at the end of the test.
-    struct Dir(PathBuf);
+    pub(crate) struct Dir(pub(crate) PathBuf);
 
     impl Dir {
-        fn new(name: &str) -> Dir {
+        pub(crate) fn new(name: &str) -> Dir {
             let path =
                 std::env::temp_dir().join(format!("procmon-logfile-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
@@ -861,6 +864,28 @@ mod tests {
         }
     }
 
+    /// A file's settings, mode 0640.
+    pub(crate) fn settings(path: &Path, max_bytes: u64, backups: u32) -> LogFile {
+        LogFile {
+            path: path.to_path_buf(),
+            max_bytes,
+            backups,
+            mode: 0o640,
+        }
+    }
+
+    /// A file's text; empty if there is none.
+    pub(crate) fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{read, settings, Dir};
+    use super::*;
+    use crate::config::LogSettings;
+
     fn config(name: &str, file: LogFile) -> LogConfig {
         let mut config = LogConfig::default();
         config.processes = vec![(
@@ -871,19 +896,6 @@ mod tests {
             },
         )];
         config
-    }
-
-    fn settings(path: &Path, max_bytes: u64, backups: u32) -> LogFile {
-        LogFile {
-            path: path.to_path_buf(),
-            max_bytes,
-            backups,
-            mode: 0o640,
-        }
-    }
-
-    fn read(path: &Path) -> String {
-        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     fn drain(logs: &mut LogFiles) {

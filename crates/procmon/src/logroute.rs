@@ -135,38 +135,13 @@ impl LogRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LogFile;
-    use std::path::{Path, PathBuf};
+    use crate::logfile::testing::{read, settings, Dir};
     use std::time::Duration;
-
-    fn settings(path: &Path, max_bytes: u64, backups: u32) -> LogFile {
-        LogFile {
-            path: path.to_path_buf(),
-            max_bytes,
-            backups,
-            mode: 0o640,
-        }
-    }
-
-    fn read(path: &Path) -> String {
-        std::fs::read_to_string(path).unwrap_or_default()
-    }
-
-    /// A directory removed at the end of the test.
-    struct Dir(PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     #[test]
     fn the_router_sends_each_line_where_its_process_says() {
         use crate::output::LogFormat;
-        let dir =
-            Dir(std::env::temp_dir().join(format!("procmon-logroute-{}", std::process::id())));
-        std::fs::create_dir_all(&dir.0).unwrap();
+        let dir = Dir::new("router");
         let path = dir.0.join("both.log");
         let mut config = LogConfig::default();
         let with_file = |stdout| LogSettings {

@@ -1335,7 +1335,7 @@ fn hundred_thousand_lines_arrive_in_order_with_the_partial_last_one() {
 /// made (no privilege, no namespaces).
 #[test]
 fn as_pid_1_it_reaps_orphans_and_obeys_term_from_inside() {
-    if let Some(reason) = no_pid_namespace() {
+    if let Some(reason) = common::no_pid_namespace() {
         eprintln!(
             "skipped as_pid_1_it_reaps_orphans_and_obeys_term_from_inside: \
              cannot create a PID namespace here: {reason}"
@@ -1412,26 +1412,6 @@ fn as_pid_1_it_reaps_orphans_and_obeys_term_from_inside() {
         "{err}"
     );
     assert_eq!(status.code(), Some(0), "{err}");
-}
-
-/// Why `unshare` cannot make a PID namespace with its own /proc here, if it
-/// cannot.
-fn no_pid_namespace() -> Option<String> {
-    let tried = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    match tried {
-        Err(error) => Some(format!("unshare: {error}")),
-        Ok(output) if output.status.success() => None,
-        Ok(output) => Some(format!(
-            "unshare {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
-    }
 }
 
 // ----- Per-process policy -----

@@ -156,29 +156,21 @@ fn after_go(dir: &TempDir, then: &str) -> String {
     )
 }
 
+/// A `[[process]]` table running `script` with `sh -c`, then `keys`.
+fn process(name: &str, script: &str, keys: &str) -> String {
+    format!("[[process]]\nname = \"{name}\"\nargv = [\"sh\", \"-c\", \"{script}\"]\n{keys}\n")
+}
+
 #[test]
 fn container_mode_exits_0_when_every_process_ended_well() {
     let dir = TempDir::new();
-    let (code, err) = container_run(
-        &dir,
-        &format!(
-            r#"
-[[process]]
-name = "job"
-argv = ["sh", "-c", "{}"]
-restart = "on-failure"
-
-[[process]]
-name = "report"
-argv = ["sh", "-c", "{}"]
-restart = "never"
-after = {{ job = "completed" }}
-"#,
-            after_go(&dir, "exit 0"),
+    let config = process("job", &after_go(&dir, "exit 0"), "restart = \"on-failure\"")
+        + &process(
+            "report",
             "exit 0",
-        ),
-        &[],
-    );
+            "restart = \"never\"\nafter = { job = \"completed\" }",
+        );
+    let (code, err) = container_run(&dir, &config, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("nothing is running and nothing is due; exiting with status 0"),
@@ -190,24 +182,9 @@ after = {{ job = "completed" }}
 #[test]
 fn container_mode_exits_1_when_a_process_failed() {
     let dir = TempDir::new();
-    let (code, err) = container_run(
-        &dir,
-        &format!(
-            r#"
-[[process]]
-name = "job"
-argv = ["sh", "-c", "{}"]
-restart = "never"
-
-[[process]]
-name = "fine"
-argv = ["sh", "-c", "exit 0"]
-restart = "never"
-"#,
-            after_go(&dir, "exit 4"),
-        ),
-        &[],
-    );
+    let config = process("job", &after_go(&dir, "exit 4"), "restart = \"never\"")
+        + &process("fine", "exit 0", "restart = \"never\"");
+    let (code, err) = container_run(&dir, &config, &[]);
     assert_eq!(code, Some(1), "{err}");
 }
 
@@ -260,20 +237,9 @@ after = {{ db = "started" }}
 #[test]
 fn container_mode_gives_128_plus_the_signal_of_a_killed_critical_process() {
     let dir = TempDir::new();
-    let (code, err) = container_run(
-        &dir,
-        &format!(
-            r#"
-[[process]]
-name = "app"
-argv = ["sh", "-c", "{}"]
-restart = "never"
-critical = true
-"#,
-            after_go(&dir, "kill -USR1 $$"),
-        ),
-        &[],
-    );
+    let app = after_go(&dir, "kill -USR1 $$");
+    let config = process("app", &app, "restart = \"never\"\ncritical = true");
+    let (code, err) = container_run(&dir, &config, &[]);
     assert_eq!(code, Some(128 + libc::SIGUSR1), "{err}");
 }
 
@@ -281,29 +247,16 @@ critical = true
 /// is the container's.
 #[test]
 fn as_pid_1_container_mode_exits_with_the_critical_code() {
-    if let Some(reason) = no_pid_namespace() {
+    if let Some(reason) = common::no_pid_namespace() {
         eprintln!("skipped as_pid_1_container_mode_exits_with_the_critical_code: {reason}");
         return;
     }
     let dir = TempDir::new();
-    let (code, err) = container_run(
-        &dir,
-        &format!(
-            r#"
-[[process]]
-name = "app"
-argv = ["sh", "-c", "{}"]
-restart = "never"
-critical = true
-
-[[process]]
-name = "helper"
-argv = ["sleep", "1000"]
-"#,
-            after_go(&dir, "[ $PPID = 1 ] && exit 7; exit 9"),
-        ),
-        &["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"],
-    );
+    let app = after_go(&dir, "[ $PPID = 1 ] && exit 7; exit 9");
+    let config = process("app", &app, "restart = \"never\"\ncritical = true")
+        + &process("helper", "exec sleep 1000", "");
+    let wrapper = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"];
+    let (code, err) = container_run(&dir, &config, &wrapper);
     assert_eq!(
         code,
         Some(7),
@@ -340,24 +293,6 @@ killtime = 600
     assert!(err.contains("at once"), "{err}");
     // Ended on request, if by KILL: a clean stop, status 0.
     assert_eq!(code, Some(0), "{err}");
-}
-
-fn no_pid_namespace() -> Option<String> {
-    let tried = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output();
-    match tried {
-        Err(error) => Some(format!("unshare: {error}")),
-        Ok(output) if output.status.success() => None,
-        Ok(output) => Some(format!(
-            "unshare {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
-    }
 }
 
 /// Under a service manager (`NOTIFY_SOCKET` set, as systemd does for

@@ -85,3 +85,25 @@ pub fn stop_group(child: &mut std::process::Child) {
     unsafe { libc::killpg(group, libc::SIGKILL) };
     let _ = child.wait();
 }
+
+/// Why `unshare` cannot make a PID namespace with its own /proc here, if it
+/// cannot.
+// Not every test file runs procmon as PID 1.
+#[allow(dead_code)]
+pub fn no_pid_namespace() -> Option<String> {
+    let tried = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match tried {
+        Err(error) => Some(format!("unshare: {error}")),
+        Ok(output) if output.status.success() => None,
+        Ok(output) => Some(format!(
+            "unshare {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
+}
