@@ -1235,8 +1235,9 @@ fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
 
 // ----- issue "log files that never lose or split a line" -----
 
-/// The child of the stdout benchmark: `lines N RESULT [term-parent]` writes
-/// N lines of 100 bytes through stdio, fully buffered in 4 KiB (what a C
+/// The child of the stdout benchmark: with `LINES=N RESULT=FILE
+/// [TERM_PARENT=1]` in its environment (so that its argv, procmon's name
+/// for it, stays the short `./lines`) writes N lines of 100 bytes through stdio, fully buffered in 4 KiB (what a C
 /// program gets on a file or a pipe), and writes to RESULT, once done, its
 /// time from the first write to the last (the final flush included) and its
 /// own CPU time, so the measurement is the child's view and the
@@ -1248,29 +1249,32 @@ const LINES_C: &str = r#"#include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-int main(int argc, char **argv) {
-    long n = atol(argv[1]);
+int main(void) {
+    long n = atol(getenv("LINES"));
     static char buf[4096];
     setvbuf(stdout, buf, _IOFBF, sizeof buf);
+    /* An 11-digit line number, counted in place (no printf per line). */
     char line[100];
     memset(line, 'x', sizeof line);
+    memset(line, '0', 11);
+    line[11] = ' ';
     line[99] = '\n';
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (long i = 0; i < n; i++) {
-        int k = snprintf(line, 12, "%011ld", i);
-        line[k] = ' ';
         fwrite(line, 1, sizeof line, stdout);
+        for (int d = 10; d >= 0 && ++line[d] > '9'; d--)
+            line[d] = '0';
     }
     fflush(stdout);
     clock_gettime(CLOCK_MONOTONIC, &b);
     struct rusage u;
     getrusage(RUSAGE_SELF, &u);
-    FILE *r = fopen(argv[2], "w");
+    FILE *r = fopen(getenv("RESULT"), "w");
     fprintf(r, "%.6f %.6f\n", (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9,
             u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6);
     fclose(r);
-    if (argc > 3 && strcmp(argv[3], "term-parent") == 0)
+    if (getenv("TERM_PARENT"))
         kill(getppid(), SIGTERM);
     return 0;
 }
@@ -1388,8 +1392,8 @@ fn stdout_floor(child: &std::path::Path, dir: &std::path::Path, lines: usize) ->
     let _ = std::fs::remove_file(&result);
     let file = std::fs::File::create(&out).unwrap();
     let status = Command::new(child)
-        .arg(lines.to_string())
-        .arg(&result)
+        .env("LINES", lines.to_string())
+        .env("RESULT", &result)
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .status()
@@ -1420,9 +1424,10 @@ fn stdout_procmon(
     let name = format!("./{}", child.file_name().unwrap().to_str().unwrap());
     let spawned = Command::new(procmon)
         .current_dir(child.parent().unwrap())
-        .args(["--", &name, &lines.to_string()])
-        .arg(&result)
-        .arg("term-parent")
+        .args(["--", &name])
+        .env("LINES", lines.to_string())
+        .env("RESULT", &result)
+        .env("TERM_PARENT", "1")
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
@@ -1432,7 +1437,7 @@ fn stdout_procmon(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "procmon: {status}"
     );
-    let prefix = format!("[{name} {lines} {} term-parent] ", result.display()).len();
+    let prefix = format!("[{name}] ").len();
     check_out(&out, lines, prefix);
     let _ = std::fs::remove_file(&out);
     let (time, child_cpu) = child_result(&result);
@@ -1463,7 +1468,8 @@ fn stdout_supervisord(
         format!(
             "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
              childlogdir={d}\n\
-             [program:lines]\ncommand={} {lines} {}\nstartsecs=0\nautorestart=false\n\
+             [program:lines]\ncommand={}\nenvironment=LINES=\"{lines}\",RESULT=\"{}\"\n\
+             startsecs=0\nautorestart=false\n\
              stdout_logfile={}\nstdout_logfile_maxbytes=0\nredirect_stderr=true\n",
             child.display(),
             result.display(),
@@ -1601,12 +1607,7 @@ fn logfile_procmon(
     let _ = std::fs::remove_file(&result);
     let _ = std::fs::remove_file(&out);
     let config = dir.join("logfile.toml");
-    let argv = [
-        child.to_str().unwrap(),
-        &lines.to_string(),
-        result.to_str().unwrap(),
-        "term-parent",
-    ];
+    let argv = [child.to_str().unwrap()];
     // Debug quoting is TOML quoting for these plain paths and words.
     std::fs::write(
         &config,
@@ -1616,9 +1617,13 @@ fn logfile_procmon(
         ),
     )
     .unwrap();
+    // The child inherits procmon's environment.
     let spawned = Command::new(procmon)
         .arg("--config")
         .arg(&config)
+        .env("LINES", lines.to_string())
+        .env("RESULT", &result)
+        .env("TERM_PARENT", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
