@@ -55,8 +55,9 @@
 //!   straight into a file (`child > out 2>&1`, the floor), under supervisord
 //!   (`stdout_logfile`, `redirect_stderr = true`, pip-installed into
 //!   `target/bench-stdout/venv` on first use) and under `procmon -- child >
-//!   out 2>&1`. Per contender min, median and max of the child's times, and
-//!   the supervisor's CPU time.
+//!   out 2>&1`. Per round, how the child's time split (on a CPU, waiting
+//!   for one, asleep on a full pipe); per contender min, median and max of
+//!   the child's times, and the supervisor's CPU time.
 //! - `logfile [LINES=2000000] [RUNS=7] [PROCMON]`: the same child writing
 //!   through procmon's per-process log file, against the child into a file;
 //!   waits for the `logs` branch (see [`LOG_FILE_KEY`]).
@@ -1249,6 +1250,16 @@ const LINES_C: &str = r#"#include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+/* Time this task has waited runnable for a CPU, in ns (schedstat's second
+   field), or -1 if the kernel does not say. */
+static double run_delay(void) {
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    unsigned long long on = 0, waiting = 0;
+    int ok = f && fscanf(f, "%llu %llu", &on, &waiting) == 2;
+    if (f)
+        fclose(f);
+    return ok ? waiting / 1e9 : -1;
+}
 int main(void) {
     long n = atol(getenv("LINES"));
     static char buf[4096];
@@ -1260,6 +1271,9 @@ int main(void) {
     line[11] = ' ';
     line[99] = '\n';
     struct timespec a, b;
+    struct rusage u0, u;
+    double delay0 = run_delay();
+    getrusage(RUSAGE_SELF, &u0);
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (long i = 0; i < n; i++) {
         fwrite(line, 1, sizeof line, stdout);
@@ -1268,11 +1282,14 @@ int main(void) {
     }
     fflush(stdout);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    struct rusage u;
+    double delay = run_delay() - delay0;
     getrusage(RUSAGE_SELF, &u);
+#define CPU(u) ((u).ru_utime.tv_sec + (u).ru_utime.tv_usec / 1e6 + (u).ru_stime.tv_sec + (u).ru_stime.tv_usec / 1e6)
+    /* time, whole-process CPU, then over the writes: CPU, time waiting
+       runnable for a CPU, and voluntary switches (sleeps on a full pipe). */
     FILE *r = fopen(getenv("RESULT"), "w");
-    fprintf(r, "%.6f %.6f\n", (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9,
-            u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6);
+    fprintf(r, "%.6f %.6f %.6f %.6f %ld\n", (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9,
+            CPU(u), CPU(u) - CPU(u0), delay0 < 0 ? -1 : delay, u.ru_nvcsw - u0.ru_nvcsw);
     fclose(r);
     if (getenv("TERM_PARENT"))
         kill(getppid(), SIGTERM);
@@ -1340,6 +1357,29 @@ fn supervisord(dir: &std::path::Path) -> Option<PathBuf> {
 struct ChildRun {
     child: f64,
     supervisor_cpu: f64,
+    /// How the child's time splits: on a CPU, runnable but waiting for
+    /// one (its schedstat `run_delay`), and the rest, asleep (on a full
+    /// pipe, or in the file system), with the number of sleeps.
+    split: Split,
+}
+
+/// The child's view of its writing time, from its own schedstat and rusage.
+#[derive(Clone, Copy)]
+struct Split {
+    on_cpu: f64,
+    waiting_for_cpu: f64,
+    asleep: f64,
+    sleeps: u64,
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "child on cpu {:.3}, waiting for a cpu {:.3}, asleep {:.3} in {} sleeps",
+            self.on_cpu, self.waiting_for_cpu, self.asleep, self.sleeps
+        )
+    }
 }
 
 /// Waits for `pid` (a child of this process) and returns its CPU time, user
@@ -1355,11 +1395,22 @@ fn wait_cpu(pid: u32) -> (libc::c_int, f64) {
     (status, tv(usage.ru_utime) + tv(usage.ru_stime))
 }
 
-/// The child's line in RESULT: its time and its own CPU.
-fn child_result(result: &std::path::Path) -> (f64, f64) {
+/// The child's line in RESULT: its time, its whole CPU, and how its
+/// writing time splits.
+fn child_result(result: &std::path::Path) -> (f64, f64, Split) {
     let text = std::fs::read_to_string(result).unwrap();
-    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().unwrap());
-    (fields.next().unwrap(), fields.next().unwrap())
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().unwrap())
+        .collect();
+    let waiting_for_cpu = f[3].max(0.0);
+    let split = Split {
+        on_cpu: f[2],
+        waiting_for_cpu,
+        asleep: (f[0] - f[2] - waiting_for_cpu).max(0.0),
+        sleeps: f[4] as u64,
+    };
+    (f[0], f[1], split)
 }
 
 /// Checks that `out` holds the child's `lines` lines whole, in order, each
@@ -1401,9 +1452,11 @@ fn stdout_floor(child: &std::path::Path, dir: &std::path::Path, lines: usize) ->
     assert!(status.success());
     check_out(&out, lines, 0);
     let _ = std::fs::remove_file(&out);
+    let (child, _, split) = child_result(&result);
     ChildRun {
-        child: child_result(&result).0,
+        child,
         supervisor_cpu: 0.0,
+        split,
     }
 }
 
@@ -1440,10 +1493,11 @@ fn stdout_procmon(
     let prefix = format!("[{name}] ").len();
     check_out(&out, lines, prefix);
     let _ = std::fs::remove_file(&out);
-    let (time, child_cpu) = child_result(&result);
+    let (time, child_cpu, split) = child_result(&result);
     ChildRun {
         child: time,
         supervisor_cpu: cpu - child_cpu,
+        split,
     }
 }
 
@@ -1500,10 +1554,11 @@ fn stdout_supervisord(
     let (_, cpu) = wait_cpu(daemon.id());
     check_out(&out, lines, 0);
     let _ = std::fs::remove_file(&out);
-    let (time, child_cpu) = child_result(&result);
+    let (time, child_cpu, split) = child_result(&result);
     ChildRun {
         child: time,
         supervisor_cpu: cpu - child_cpu,
+        split,
     }
 }
 
@@ -1556,6 +1611,12 @@ fn stdout_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
             peer.map_or("-".into(), show),
             show(ours)
         );
+        // Where the child's time went.
+        println!("    child > file: {}", floor.split);
+        if let Some(peer) = peer {
+            println!("    supervisord: {}", peer.split);
+        }
+        println!("    procmon: {}", ours.split);
         all[0].push(floor);
         all[1].extend(peer);
         all[2].push(ours);
@@ -1646,10 +1707,11 @@ fn logfile_procmon(
         .count();
     assert_eq!(whole, lines, "{}: lines missing or split", out.display());
     let _ = std::fs::remove_file(&out);
-    let (time, _) = child_result(&result);
+    let (time, _, split) = child_result(&result);
     Some(ChildRun {
         child: time,
         supervisor_cpu: 0.0,
+        split,
     })
 }
 
