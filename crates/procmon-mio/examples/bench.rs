@@ -1583,6 +1583,8 @@ fn loadavg() -> String {
 fn stdout_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     assert!(procmon.exists(), "{} not built", procmon.display());
+    // It runs in the child's directory.
+    let procmon = procmon.canonicalize().unwrap();
     let dir = stdout_bench_dir();
     let child = lines_child(&dir);
     let supervisord = supervisord(&dir);
