@@ -286,7 +286,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// drained. Only a fallback: the stdout thread wakes the loop as soon as
 /// there is room (see `sink`), since children blocked on full pipes wait
 /// for that, and this recheck alone left them blocked for up to 20 ms
-/// after every megabyte.
+/// each time stdout fell 1 MiB behind.
 const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
 
 /// How often a loop with output still being written looks whether a
