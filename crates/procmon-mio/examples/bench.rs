@@ -1602,7 +1602,7 @@ fn stdout_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
     for round in 0..runs {
         // Each round starts with the next contender: running the same
         // build twice in a row, the second was about 15% faster in median
-        // (two A/A batches of 10), so a fixed order would favour whoever
+        // (two A/A batches, of 8 and 10), so a fixed order would favour whoever
         // comes later.
         let (mut floor, mut peer, mut ours) = (None, None, None);
         for turn in 0..3 {
