@@ -61,6 +61,23 @@
 //!   supervisor, so the machine's load falls on all three alike. Median of
 //!   each run, the ratios, and the median ratios over the runs.
 //!
+//! Issue "log files that never lose or split a line" (not run by default):
+//!
+//! - `stdout [LINES=2000000] [RUNS=7] [PROCMON]`: a C child (compiled with
+//!   `cc` here) writes LINES lines of 100 bytes through stdio, fully
+//!   buffered in 4 KiB, and times itself from its first write to its last
+//!   (after the final flush). Three contenders per round, one after the
+//!   other, each round starting with the next one: the child
+//!   straight into a file (`child > out 2>&1`, the floor), under supervisord
+//!   (`stdout_logfile`, `redirect_stderr = true`, pip-installed into
+//!   `target/bench-stdout/venv` on first use) and under `procmon -- child >
+//!   out 2>&1`. Per round, how the child's time split (on a CPU, waiting
+//!   for one, asleep on a full pipe); per contender min, median and max of
+//!   the child's times, and the supervisor's CPU time.
+//! - `logfile [LINES=2000000] [RUNS=7] [PROCMON]`: the same child writing
+//!   through procmon's per-process log file, against the child into a file;
+//!   waits for the `logs` branch (see [`LOG_FILE_KEY`]).
+//!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
 //! `write`, then optionally sends SIGTERM to its parent so that a `procmon`
@@ -108,6 +125,8 @@ fn main() {
         Some("sleep-helper") => loop {
             std::thread::sleep(Duration::from_secs(1000));
         },
+        Some("stdout") => stdout_bench(num(1, 2_000_000), num(2, 7), arg(3).map(PathBuf::from)),
+        Some("logfile") => logfile_bench(num(1, 2_000_000), num(2, 7), arg(3).map(PathBuf::from)),
         None => {
             restart(100, 15);
             start(1000);
@@ -1235,6 +1254,541 @@ fn reload(children: usize, runs: usize, procmon: Option<PathBuf>) {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- issue "log files that never lose or split a line" -----
+
+/// The child of the stdout benchmark: with `LINES=N RESULT=FILE
+/// [TERM_PARENT=1]` in its environment (so that its argv, procmon's name
+/// for it, stays the short `./lines`) writes N lines of 100 bytes through stdio, fully buffered in 4 KiB (what a C
+/// program gets on a file or a pipe), and writes to RESULT, once done, its
+/// time from the first write to the last (the final flush included) and its
+/// own CPU time, so the measurement is the child's view and the
+/// supervisor's CPU can be told apart from it.
+const LINES_C: &str = r#"#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+/* Time this task has waited runnable for a CPU, in ns (schedstat's second
+   field), or -1 if the kernel does not say. */
+static double run_delay(void) {
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    unsigned long long on = 0, waiting = 0;
+    int ok = f && fscanf(f, "%llu %llu", &on, &waiting) == 2;
+    if (f)
+        fclose(f);
+    return ok ? waiting / 1e9 : -1;
+}
+int main(void) {
+    long n = atol(getenv("LINES"));
+    static char buf[4096];
+    setvbuf(stdout, buf, _IOFBF, sizeof buf);
+    /* An 11-digit line number, counted in place (no printf per line). */
+    char line[100];
+    memset(line, 'x', sizeof line);
+    memset(line, '0', 11);
+    line[11] = ' ';
+    line[99] = '\n';
+    struct timespec a, b;
+    struct rusage u0, u;
+    double delay0 = run_delay();
+    getrusage(RUSAGE_SELF, &u0);
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < n; i++) {
+        fwrite(line, 1, sizeof line, stdout);
+        for (int d = 10; d >= 0 && ++line[d] > '9'; d--)
+            line[d] = '0';
+    }
+    fflush(stdout);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double delay = run_delay() - delay0;
+    getrusage(RUSAGE_SELF, &u);
+#define CPU(u) ((u).ru_utime.tv_sec + (u).ru_utime.tv_usec / 1e6 + (u).ru_stime.tv_sec + (u).ru_stime.tv_usec / 1e6)
+    /* time, whole-process CPU, then over the writes: CPU, time waiting
+       runnable for a CPU, and voluntary switches (sleeps on a full pipe). */
+    FILE *r = fopen(getenv("RESULT"), "w");
+    fprintf(r, "%.6f %.6f %.6f %.6f %ld\n", (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9,
+            CPU(u), CPU(u) - CPU(u0), delay0 < 0 ? -1 : delay, u.ru_nvcsw - u0.ru_nvcsw);
+    fclose(r);
+    if (getenv("TERM_PARENT"))
+        kill(getppid(), SIGTERM);
+    return 0;
+}
+"#;
+
+/// The stdout benchmark's cache (the compiled child, supervisord's
+/// virtualenv) and scratch files: `target/bench-stdout`, beside the build.
+fn stdout_bench_dir() -> PathBuf {
+    // target/<profile>/examples/bench -> target/bench-stdout
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap();
+    let dir = target.join("bench-stdout");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Compiles the C child into `dir` (again only if its source changed).
+fn lines_child(dir: &std::path::Path) -> PathBuf {
+    let source = dir.join("lines.c");
+    let exe = dir.join("lines");
+    if std::fs::read_to_string(&source).ok().as_deref() != Some(LINES_C) || !exe.exists() {
+        std::fs::write(&source, LINES_C).unwrap();
+        let cc = Command::new("cc")
+            .args(["-O2", "-o"])
+            .arg(&exe)
+            .arg(&source)
+            .status()
+            .expect("cc");
+        assert!(cc.success(), "cc failed");
+    }
+    exe
+}
+
+/// supervisord in a virtualenv under `dir`, installed with pip on first
+/// use; `None` (and a note) if that fails.
+fn supervisord(dir: &std::path::Path) -> Option<PathBuf> {
+    let venv = dir.join("venv");
+    let bin = venv.join("bin");
+    if !bin.join("supervisord").exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(bin.join("pip"))
+                .args(["install", "-q", "supervisor"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            println!(
+                "could not install supervisor into {}: no supervisord figures",
+                venv.display()
+            );
+            return None;
+        }
+    }
+    Some(bin.join("supervisord"))
+}
+
+/// What one run measured: the child's time from its first write to its last,
+/// and the supervisor's own CPU time (user + system; zero for the floor).
+#[derive(Clone, Copy)]
+struct ChildRun {
+    child: f64,
+    supervisor_cpu: f64,
+    /// How the child's time splits: on a CPU, runnable but waiting for
+    /// one (its schedstat `run_delay`), and the rest, asleep (on a full
+    /// pipe, or in the file system), with the number of sleeps.
+    split: Split,
+}
+
+/// The child's view of its writing time, from its own schedstat and rusage.
+#[derive(Clone, Copy)]
+struct Split {
+    on_cpu: f64,
+    waiting_for_cpu: f64,
+    asleep: f64,
+    sleeps: u64,
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "child on cpu {:.3}, waiting for a cpu {:.3}, asleep {:.3} in {} sleeps",
+            self.on_cpu, self.waiting_for_cpu, self.asleep, self.sleeps
+        )
+    }
+}
+
+/// Waits for `pid` (a child of this process) and returns its CPU time, user
+/// plus system, its reaped children's included.
+fn wait_cpu(pid: u32) -> (libc::c_int, f64) {
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child.
+    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid as libc::pid_t, "wait4");
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (status, tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
+/// The child's line in RESULT: its time, its whole CPU, and how its
+/// writing time splits.
+fn child_result(result: &std::path::Path) -> (f64, f64, Split) {
+    let text = std::fs::read_to_string(result).unwrap();
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().unwrap())
+        .collect();
+    let waiting_for_cpu = f[3].max(0.0);
+    let split = Split {
+        on_cpu: f[2],
+        waiting_for_cpu,
+        asleep: (f[0] - f[2] - waiting_for_cpu).max(0.0),
+        sleeps: f[4] as u64,
+    };
+    (f[0], f[1], split)
+}
+
+/// Checks that `out` holds the child's `lines` lines whole, in order, each
+/// once, after a prefix of `prefix` bytes, possibly among other lines
+/// (procmon's own events, with `2>&1`).
+fn check_out(out: &std::path::Path, lines: usize, prefix: usize) {
+    let text = std::fs::read(out).unwrap();
+    let mut next = 0;
+    for line in text.split(|&b| b == b'\n') {
+        if line.len() == prefix + 99 && line[prefix + 11] == b' ' {
+            let n: usize = std::str::from_utf8(&line[prefix..prefix + 11])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
+            assert_eq!(
+                n,
+                next,
+                "{}: line {next} missing or out of order",
+                out.display()
+            );
+            next += 1;
+        }
+    }
+    assert_eq!(next, lines, "{}: lines missing", out.display());
+}
+
+/// The floor: `child > out 2>&1`.
+fn stdout_floor(child: &std::path::Path, dir: &std::path::Path, lines: usize) -> ChildRun {
+    let (out, result) = (dir.join("floor.out"), dir.join("floor.result"));
+    let _ = std::fs::remove_file(&result);
+    let file = std::fs::File::create(&out).unwrap();
+    let status = Command::new(child)
+        .env("LINES", lines.to_string())
+        .env("RESULT", &result)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    check_out(&out, lines, 0);
+    let _ = std::fs::remove_file(&out);
+    let (child, _, split) = child_result(&result);
+    ChildRun {
+        child,
+        supervisor_cpu: 0.0,
+        split,
+    }
+}
+
+/// `procmon -- child > out 2>&1`; the child TERMs procmon when done.
+// Waited for with `wait4`, for its CPU time.
+#[allow(clippy::zombie_processes)]
+fn stdout_procmon(
+    procmon: &std::path::Path,
+    child: &std::path::Path,
+    dir: &std::path::Path,
+    lines: usize,
+) -> ChildRun {
+    let (out, result) = (dir.join("procmon.out"), dir.join("procmon.result"));
+    let _ = std::fs::remove_file(&result);
+    let file = std::fs::File::create(&out).unwrap();
+    // Run from `dir` with a short argv, so the name (the prefix of every
+    // line) is short, as a real process's name would be.
+    let name = format!("./{}", child.file_name().unwrap().to_str().unwrap());
+    let spawned = Command::new(procmon)
+        .current_dir(child.parent().unwrap())
+        .args(["--", &name])
+        .env("LINES", lines.to_string())
+        .env("RESULT", &result)
+        .env("TERM_PARENT", "1")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let (status, cpu) = wait_cpu(spawned.id());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "procmon: {status}"
+    );
+    let prefix = format!("[{name}] ").len();
+    check_out(&out, lines, prefix);
+    let _ = std::fs::remove_file(&out);
+    let (time, child_cpu, split) = child_result(&result);
+    ChildRun {
+        child: time,
+        supervisor_cpu: cpu - child_cpu,
+        split,
+    }
+}
+
+/// The child under supervisord with `stdout_logfile` and `redirect_stderr`
+/// (no rotation, so the file holds every line); supervisord is stopped
+/// (TERM) once the child has written its result and exited.
+// Waited for with `wait4`, for its CPU time.
+#[allow(clippy::zombie_processes)]
+fn stdout_supervisord(
+    supervisord: &std::path::Path,
+    child: &std::path::Path,
+    dir: &std::path::Path,
+    lines: usize,
+) -> ChildRun {
+    let (out, result) = (dir.join("supervisord.out"), dir.join("supervisord.result"));
+    let _ = std::fs::remove_file(&result);
+    let _ = std::fs::remove_file(&out);
+    let conf = dir.join("supervisord.conf");
+    let d = dir.to_str().unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+             childlogdir={d}\n\
+             [program:lines]\ncommand={}\nenvironment=LINES=\"{lines}\",RESULT=\"{}\"\n\
+             startsecs=0\nautorestart=false\n\
+             stdout_logfile={}\nstdout_logfile_maxbytes=0\nredirect_stderr=true\n",
+            child.display(),
+            result.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Command::new(supervisord)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    // The result is written after the last line; supervisord has logged
+    // every line once its log holds them all.
+    let size = lines as u64 * 100;
+    while !result.exists()
+        || std::fs::metadata(&out).map_or(0, |m| m.len()) < size
+        || std::fs::read_to_string(&result).map_or(true, |r| !r.ends_with('\n'))
+    {
+        assert!(Instant::now() < deadline, "supervisord never finished");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let (_, cpu) = wait_cpu(daemon.id());
+    check_out(&out, lines, 0);
+    let _ = std::fs::remove_file(&out);
+    let (time, child_cpu, split) = child_result(&result);
+    ChildRun {
+        child: time,
+        supervisor_cpu: cpu - child_cpu,
+        split,
+    }
+}
+
+/// Min, median and max.
+fn min_median_max(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// The load average, for the record beside each round.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The issue's workload: LINES lines of 100 bytes from a C child through
+/// stdio (4 KiB writes), timed by the child, RUNS rounds of: straight into
+/// a file (the floor), under supervisord with `stdout_logfile`, under
+/// `procmon > file 2>&1`.
+fn stdout_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    assert!(procmon.exists(), "{} not built", procmon.display());
+    // It runs in the child's directory.
+    let procmon = procmon.canonicalize().unwrap();
+    let dir = stdout_bench_dir();
+    let child = lines_child(&dir);
+    let supervisord = supervisord(&dir);
+    let mut all: [Vec<ChildRun>; 3] = Default::default();
+    let names = [
+        "child > file",
+        "supervisord stdout_logfile",
+        "procmon > file",
+    ];
+    println!(
+        "stdout {lines} lines of 100 bytes, 4 KiB writes, {runs} rounds (in {}):",
+        dir.display()
+    );
+    for round in 0..runs {
+        // Each round starts with the next contender: running the same
+        // build twice in a row, the second was about 15% faster in median
+        // (two A/A batches, of 8 and 10), so a fixed order would favour whoever
+        // comes later.
+        let (mut floor, mut peer, mut ours) = (None, None, None);
+        for turn in 0..3 {
+            match (round + turn) % 3 {
+                0 => floor = Some(stdout_floor(&child, &dir, lines)),
+                1 => {
+                    peer = supervisord
+                        .as_deref()
+                        .map(|s| stdout_supervisord(s, &child, &dir, lines))
+                }
+                _ => ours = Some(stdout_procmon(&procmon, &child, &dir, lines)),
+            }
+        }
+        let (floor, ours) = (floor.expect("ran"), ours.expect("ran"));
+        let show = |r: ChildRun| format!("{:.3} s (cpu {:.2} s)", r.child, r.supervisor_cpu);
+        println!(
+            "  round {} (load {}): child > file {:.3} s; supervisord {}; procmon {}",
+            round + 1,
+            loadavg(),
+            floor.child,
+            peer.map_or("-".into(), show),
+            show(ours)
+        );
+        // Where the child's time went.
+        println!("    child > file: {}", floor.split);
+        if let Some(peer) = peer {
+            println!("    supervisord: {}", peer.split);
+        }
+        println!("    procmon: {}", ours.split);
+        all[0].push(floor);
+        all[1].extend(peer);
+        all[2].push(ours);
+    }
+    for (name, runs) in names.iter().zip(&all) {
+        if runs.is_empty() {
+            continue;
+        }
+        let times: Vec<f64> = runs.iter().map(|r| r.child).collect();
+        let cpus: Vec<f64> = runs.iter().map(|r| r.supervisor_cpu).collect();
+        let (t0, tm, t1) = min_median_max(&times);
+        let (c0, cm, c1) = min_median_max(&cpus);
+        println!(
+            "  {name}: min {t0:.3} s, median {tm:.3} s, max {t1:.3} s \
+             (supervisor cpu {c0:.2}-{c1:.2} s, median {cm:.2})"
+        );
+    }
+    if !all[1].is_empty() {
+        let peer_best = all[1].iter().map(|r| r.child).fold(f64::INFINITY, f64::min);
+        let ours_worst = all[2].iter().map(|r| r.child).fold(0.0, f64::max);
+        let rounds_within = all[1]
+            .iter()
+            .zip(&all[2])
+            .filter(|(p, o)| o.child <= p.child)
+            .count();
+        println!(
+            "  procmon at most supervisord in {rounds_within} of {runs} rounds; \
+             procmon's worst / supervisord's best {:.2}",
+            ours_worst / peer_best
+        );
+    }
+}
+
+/// The config key that gives a process a log file of its own. The `logs`
+/// branch decides the name and the format; adjust this (and the config in
+/// [`logfile_procmon`]) once it lands.
+const LOG_FILE_KEY: &str = "log_file";
+
+/// procmon with a config of one process writing LINES lines, its log in
+/// `log_file`, procmon's stdout on /dev/null. `None` if procmon refuses the
+/// config (no log files yet).
+fn logfile_procmon(
+    procmon: &std::path::Path,
+    child: &std::path::Path,
+    dir: &std::path::Path,
+    lines: usize,
+) -> Option<ChildRun> {
+    let (out, result) = (dir.join("logfile.out"), dir.join("logfile.result"));
+    let _ = std::fs::remove_file(&result);
+    let _ = std::fs::remove_file(&out);
+    let config = dir.join("logfile.toml");
+    let argv = [child.to_str().unwrap()];
+    // Debug quoting is TOML quoting for these plain paths and words.
+    std::fs::write(
+        &config,
+        format!(
+            "[[process]]\nname = \"w\"\nargv = {argv:?}\n{LOG_FILE_KEY} = {:?}\n",
+            out.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    // The child inherits procmon's environment.
+    let spawned = Command::new(procmon)
+        .arg("--config")
+        .arg(&config)
+        .env("LINES", lines.to_string())
+        .env("RESULT", &result)
+        .env("TERM_PARENT", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = spawned.wait_with_output().unwrap();
+    if !result.exists() {
+        println!(
+            "  procmon refused the config or wrote nothing ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        return None;
+    }
+    // The log file's line format is the `logs` branch's: lines counted
+    // whatever their prefix.
+    let text = std::fs::read(&out).unwrap();
+    let whole = text
+        .split(|&b| b == b'\n')
+        .filter(|l| l.ends_with(&[b'x'; 20]))
+        .count();
+    assert_eq!(whole, lines, "{}: lines missing or split", out.display());
+    let _ = std::fs::remove_file(&out);
+    let (time, _, split) = child_result(&result);
+    Some(ChildRun {
+        child: time,
+        supervisor_cpu: 0.0,
+        split,
+    })
+}
+
+/// One child writing LINES 100-byte lines through procmon's per-process log
+/// file, against the same child into a file (target: at least 90% of its
+/// throughput), RUNS rounds.
+fn logfile_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    assert!(procmon.exists(), "{} not built", procmon.display());
+    let dir = stdout_bench_dir();
+    let child = lines_child(&dir);
+    println!("logfile {lines} lines of 100 bytes, 4 KiB writes, {runs} rounds:");
+    let (mut floors, mut ours) = (Vec::new(), Vec::new());
+    for round in 0..runs {
+        let floor = stdout_floor(&child, &dir, lines).child;
+        let Some(logged) = logfile_procmon(&procmon, &child, &dir, lines) else {
+            println!("  no log file figure: procmon has no `{LOG_FILE_KEY}` yet (branch `logs`)");
+            return;
+        };
+        println!(
+            "  round {} (load {}): child > file {floor:.3} s; procmon {LOG_FILE_KEY} {:.3} s: {:.0}% of the floor's throughput",
+            round + 1,
+            loadavg(),
+            logged.child,
+            100.0 * floor / logged.child
+        );
+        floors.push(floor);
+        ours.push(logged.child);
+    }
+    let (f0, fm, f1) = min_median_max(&floors);
+    let (o0, om, o1) = min_median_max(&ours);
+    let ratios: Vec<f64> = floors
+        .iter()
+        .zip(&ours)
+        .map(|(f, o)| 100.0 * f / o)
+        .collect();
+    let (r0, rm, r1) = min_median_max(&ratios);
+    println!(
+        "  child > file {f0:.3}-{f1:.3} s (median {fm:.3}); procmon {LOG_FILE_KEY} {o0:.3}-{o1:.3} s \
+         (median {om:.3}); throughput {r0:.0}-{r1:.0}% of the floor (median {rm:.0}%, target >= 90%)"
+    );
 }
 
 // ----- ready -----

@@ -201,6 +201,12 @@ pub struct Printer<O: Write, E: Write> {
     /// the limit has been told: it is told once per episode, which a spawn
     /// that succeeds ends, not at every retry of every process.
     out_of_descriptors: bool,
+    /// The last child line's prefix (`[name] `, or the JSON object up to
+    /// its line), for the process and stream it was made for: a flood
+    /// comes from one process, and checking and escaping its name again
+    /// for every line sat on the chatty child's critical path (see
+    /// `docs/performance.md`).
+    prefix: (String, Stream, Vec<u8>),
 }
 
 /// Children's lines are written out once this many bytes have gathered.
@@ -228,6 +234,7 @@ impl<O: Write, E: Write> Printer<O, E> {
             out_failed: false,
             held_end: None,
             out_of_descriptors: false,
+            prefix: (String::new(), Stream::Stdout, Vec::new()),
         }
     }
 
@@ -254,39 +261,54 @@ impl<O: Write, E: Write> Printer<O, E> {
         if self.out_failed {
             return;
         }
-        let out = &mut self.pending;
-        match self.format {
-            LogFormat::Text => {
-                out.reserve(name.len() + line.len().min(LINE_PIECE) + 4);
-                if let Some(time) = time {
-                    out.extend_from_slice(time);
-                    out.push(b' ');
+        let (prefix_name, prefix_stream, prefix) = &mut self.prefix;
+        if prefix_name != name || *prefix_stream != stream || prefix.is_empty() {
+            prefix.clear();
+            let out = prefix;
+            match self.format {
+                LogFormat::Text => {
+                    out.push(b'[');
+                    let shown = ShownName(name);
+                    if shown.is_bare() {
+                        out.extend_from_slice(name.as_bytes());
+                    } else {
+                        // Writing to a Vec cannot fail.
+                        let _ = write!(out, "{shown}");
+                    }
+                    out.extend_from_slice(b"] ");
                 }
-                out.push(b'[');
-                let shown = ShownName(name);
-                if shown.is_bare() {
-                    out.extend_from_slice(name.as_bytes());
-                } else {
-                    // Writing to a Vec cannot fail.
-                    let _ = write!(out, "{shown}");
+                LogFormat::Json => {
+                    // The `{` and a time come before it: see below.
+                    out.extend_from_slice(b"\"name\":");
+                    json_string(out, name.as_bytes());
+                    out.extend_from_slice(b",\"stream\":\"");
+                    out.extend_from_slice(stream.as_str().as_bytes());
+                    out.extend_from_slice(b"\",\"line\":\"");
                 }
-                out.extend_from_slice(b"] ");
             }
-            LogFormat::Json => {
-                out.push(b'{');
-                if let Some(time) = time {
-                    // A stamp is plain ASCII: nothing to escape.
-                    out.extend_from_slice(b"\"time\":\"");
-                    out.extend_from_slice(time);
-                    out.extend_from_slice(b"\",");
-                }
-                out.extend_from_slice(b"\"name\":");
-                json_string(out, name.as_bytes());
-                out.extend_from_slice(b",\"stream\":\"");
-                out.extend_from_slice(stream.as_str().as_bytes());
-                out.extend_from_slice(b"\",\"line\":\"");
+            prefix_name.clear();
+            prefix_name.push_str(name);
+            *prefix_stream = stream;
+        }
+        let prefix = &self.prefix.2;
+        let out = &mut self.pending;
+        out.reserve(prefix.len() + line.len().min(LINE_PIECE) + 40);
+        // The time differs line by line, so it is not part of the prefix.
+        match (self.format, time) {
+            (LogFormat::Text, None) => {}
+            (LogFormat::Text, Some(time)) => {
+                out.extend_from_slice(time);
+                out.push(b' ');
+            }
+            (LogFormat::Json, None) => out.push(b'{'),
+            (LogFormat::Json, Some(time)) => {
+                // A stamp is plain ASCII: nothing to escape.
+                out.extend_from_slice(b"{\"time\":\"");
+                out.extend_from_slice(time);
+                out.extend_from_slice(b"\",");
             }
         }
+        out.extend_from_slice(prefix);
         // A long line is escaped a piece at a time and handed on in blocks,
         // so that escaping (up to 6 bytes for 1) never needs a buffer the
         // size of the line.
@@ -1975,6 +1997,43 @@ procmon: [web] exited with code 2 after 1.5 s (pid 7)
         ] {
             assert!(lines.contains(&want), "no {want} in\n{json}");
         }
+    }
+
+    #[test]
+    fn each_line_gets_its_own_process_and_stream_though_prefixes_are_kept() {
+        let lines = [
+            ("web", Stream::Stdout, "a"),
+            ("web", Stream::Stdout, "b"),
+            ("web", Stream::Stderr, "c"),
+            ("api", Stream::Stderr, "d"),
+            ("a]b", Stream::Stderr, "e"),
+            ("web", Stream::Stdout, "f"),
+        ];
+        let (text, _) = print(LogFormat::Text, |p| {
+            for (name, stream, line) in lines {
+                p.child_line(name, stream, line.as_bytes());
+            }
+        });
+        assert_eq!(
+            text,
+            "[web] a\n[web] b\n[web] c\n[api] d\n[\"a]b\"] e\n[web] f\n"
+        );
+        let (objects, _) = print(LogFormat::Json, |p| {
+            for (name, stream, line) in lines {
+                p.child_line(name, stream, line.as_bytes());
+            }
+        });
+        let want: String = lines
+            .iter()
+            .map(|(name, stream, line)| {
+                format!(
+                    "{{\"name\":{},\"stream\":\"{}\",\"line\":\"{line}\"}}\n",
+                    json(name.as_bytes()),
+                    stream.as_str()
+                )
+            })
+            .collect();
+        assert_eq!(objects, want);
     }
 
     #[test]

@@ -369,7 +369,11 @@ pub const EXIT_PATIENCE_CAP: Duration = Duration::from_secs(30);
 /// again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// How often a loop whose output is congested looks whether it has drained.
+/// How often a loop whose output is congested looks whether it has
+/// drained. Only a fallback: the stdout thread wakes the loop as soon as
+/// there is room (see `sink`), since children blocked on full pipes wait
+/// for that, and this recheck alone left them blocked for up to 20 ms
+/// each time stdout fell 1 MiB behind.
 const CONGESTED_RECHECK: Duration = Duration::from_millis(20);
 
 /// How often a loop with output still being written looks whether a

@@ -15,7 +15,10 @@
 //!
 //! - stdout (children's lines): past [`SOFT_LIMIT`] the loop stops reading
 //!   children's pipes ([`Sink::congested`]), so chatty children block on
-//!   their own full pipes as they would with a slow plain pipe; past
+//!   their own full pipes as they would with a slow plain pipe, until the
+//!   stdout thread has written the queue back under the limit and wakes the
+//!   loop (a child blocked on its pipe waits for that wake-up, so it must
+//!   come as soon as there is room, not at the loop's next look); past
 //!   [`OUT_LIMIT`] (reachable only through what must still be read, such as
 //!   the last lines of exiting children) whole lines are dropped and
 //!   counted, and the count is reported on stderr once stdout's backlog is
@@ -203,6 +206,10 @@ struct State {
     /// Stdout's writes are failing (a full disk, say); told when it starts
     /// and when it stops.
     out_failing: bool,
+    /// The loop was told stdout is congested, and so leaves children's
+    /// pipes unread: the stdout thread wakes it once the queue is back
+    /// under [`SOFT_LIMIT`].
+    loop_held: bool,
     /// Bytes ever written to either stream: what `drain` watches for
     /// progress.
     written_total: u64,
@@ -362,8 +369,15 @@ impl Sink {
 
     /// Whether so much waits to be written to stdout that children's output
     /// should wait in their pipes rather than here.
+    ///
+    /// Once it has said yes, the stdout thread wakes the loop (through
+    /// [`set_waker`](Self::set_waker)'s waker) as soon as the queue is back
+    /// under the limit.
     pub fn congested(&self) -> bool {
-        self.shared.lock().out.held_bytes > SOFT_LIMIT
+        let mut state = self.shared.lock();
+        let congested = state.out.held_bytes > SOFT_LIMIT;
+        state.loop_held |= congested;
+        congested
     }
 
     /// Whether anything waits to be written: until it is, a write may still
@@ -638,6 +652,12 @@ fn write_until_closed(shared: &Shared, target: Target, mut stream: impl Write) {
                 state.spare.push(spare);
             }
         }
+        // A loop holding children's pipes back for room is told as soon as
+        // there is room: until then the children wait on full pipes.
+        if state.loop_held && state.out.held_bytes <= SOFT_LIMIT {
+            state.loop_held = false;
+            wake_loop(shared);
+        }
         // The stderr thread may be waiting for this stdout block, or have a
         // line of ours to tell; with nothing queued for it, it sleeps on.
         let err_queued = !state.err.blocks.is_empty();
@@ -684,6 +704,11 @@ fn report_drops(state: &mut State, target: Target, shared: &Shared) {
 /// Keeps a report for the loop and wakes it.
 fn report(state: &mut State, shared: &Shared, told: SinkReport) {
     state.reports.push(told);
+    wake_loop(shared);
+}
+
+/// Makes the event loop's current or next turn return.
+fn wake_loop(shared: &Shared) {
     let waker = shared.waker.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(waker) = waker.as_ref() {
         let _ = waker.wake();
@@ -799,6 +824,31 @@ mod tests {
             ),
             "one report of what stdout dropped"
         );
+    }
+
+    #[test]
+    fn a_loop_held_back_by_congestion_is_woken_once_there_is_room() {
+        use procmon_mio::mio::{Events, Poll, Token, Waker};
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
+        let out_gate = Gate::default();
+        let sink = Sink::start(out_gate.clone(), io::sink()).unwrap();
+        sink.set_waker(waker);
+        let block = vec![b'x'; 64 * 1024];
+        for _ in 0..(SOFT_LIMIT / block.len() + 2) {
+            sink.stdout().write_all(&block).unwrap();
+        }
+        assert!(sink.congested(), "the loop is told to hold children back");
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(events.is_empty(), "no room yet, no wake-up");
+        out_gate.open();
+        // Woken by the stdout thread, not left to a timeout of its own.
+        poll.poll(&mut events, Some(Duration::from_secs(60)))
+            .unwrap();
+        assert!(!events.is_empty(), "not woken when the queue made room");
+        assert!(!sink.congested());
     }
 
     #[test]
