@@ -196,6 +196,15 @@ impl Shared {
         // did, the queue would still be consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Wakes the event loop, if it gave a waker: there is something to
+    /// report, or room again after congestion.
+    fn wake_loop(&self) {
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waker) = waker.as_ref() {
+            let _ = waker.wake();
+        }
+    }
 }
 
 impl LogFiles {
@@ -549,18 +558,24 @@ impl Writer {
                 // a slow disk is not a stuck writer.
                 if written > 0 {
                     let mut state = shared.lock();
+                    let was_congested = state.held_bytes > SOFT_LIMIT;
                     state.held_bytes -= written;
                     state.working_lines -= lines;
                     state.last_progress = Instant::now();
+                    // A loop that stopped reading children's pipes looks
+                    // again at once, not at its next recheck: children
+                    // blocked on full pipes wait for that.
+                    if was_congested && state.held_bytes <= SOFT_LIMIT {
+                        drop(state);
+                        shared.wake_loop();
+                    }
                 }
             }
             let mut state = shared.lock();
             if !reports.is_empty() {
                 state.reports.extend(reports);
-                let waker = shared.waker.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(waker) = waker.as_ref() {
-                    let _ = waker.wake();
-                }
+                drop(state);
+                shared.wake_loop();
             }
         }
     }
