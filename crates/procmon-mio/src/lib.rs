@@ -407,6 +407,12 @@ pub trait Observer {
     fn accepts_output(&mut self) -> bool {
         true
     }
+
+    /// Called after each read of a child's pipe took bytes, before the
+    /// lines it completed are given as [`Notice::Output`]: those lines were
+    /// read now. An observer that stamps lines with the time they were read
+    /// can read the clock here, once per read rather than once per line.
+    fn output_read(&mut self) {}
 }
 
 impl<F: FnMut(Notice<'_>)> Observer for F {

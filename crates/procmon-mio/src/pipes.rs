@@ -175,6 +175,7 @@ impl Supervisor {
                     return;
                 }
             };
+            observer.output_read();
             let bytes = &self.buffer[..n];
             let name = &**name;
             let mut log = |line: &[u8]| observer.notice(Notice::Output { name, stream, line });

@@ -24,6 +24,12 @@ pub struct LogRouter {
     /// `--timestamps`, which overrides the config's.
     timestamps: Option<Timestamps>,
     clock: Clock,
+    /// The time of the current read of a pipe, once a line of it needed
+    /// one: lines read together carry the time they were read.
+    read_at: Option<crate::stamp::Stamp>,
+    /// The last name routed and its route: a read's lines are all one
+    /// process's, so most lines skip the lookup.
+    last: Option<(String, Route)>,
 }
 
 /// One process's way.
@@ -45,6 +51,8 @@ impl LogRouter {
             settings: HashMap::new(),
             timestamps,
             clock: Clock::default(),
+            read_at: None,
+            last: None,
         };
         router.configure(config);
         Ok(router)
@@ -63,6 +71,7 @@ impl LogRouter {
             .collect();
         self.settings = config.processes.iter().cloned().collect();
         self.files.configure(config);
+        self.last = None;
         // A process whose way is the default one is left out, so that a
         // run without log settings pays no lookup per line.
         let default = LogSettings::default();
@@ -84,6 +93,12 @@ impl LogRouter {
         changed
     }
 
+    /// A read of a child's pipe has happened: the lines that follow, up to
+    /// the next read, were read now.
+    pub fn read_happened(&mut self) {
+        self.read_at = None;
+    }
+
     /// Sends one line of `name` where it goes. A name with no settings (a
     /// process just removed, whose last lines come after the reload) goes
     /// to stdout.
@@ -98,15 +113,27 @@ impl LogRouter {
             printer.child_line(name, stream, line);
             return;
         }
-        let route = self.routes.get(name).copied().unwrap_or(Route {
-            file: None,
-            stdout: true,
-            stamp_stdout: Timestamps::resolve(self.timestamps, false),
-            stamp_file: false,
-        });
+        let route = match &self.last {
+            Some((last, route)) if last == name => *route,
+            _ => {
+                let route = self.routes.get(name).copied().unwrap_or(Route {
+                    file: None,
+                    stdout: true,
+                    stamp_stdout: Timestamps::resolve(self.timestamps, false),
+                    stamp_file: false,
+                });
+                self.last = Some((name.to_string(), route));
+                route
+            }
+        };
         let wants_stamp =
             (route.stdout && route.stamp_stdout) || (route.file.is_some() && route.stamp_file);
-        let stamp = wants_stamp.then(|| self.clock.now());
+        let stamp = if wants_stamp {
+            let clock = &mut self.clock;
+            Some(*self.read_at.get_or_insert_with(|| clock.now()))
+        } else {
+            None
+        };
         if route.stdout {
             printer.child_line_at(
                 stamp.as_ref().filter(|_| route.stamp_stdout),

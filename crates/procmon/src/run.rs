@@ -589,6 +589,10 @@ impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
         !self.sink.congested() && !self.logs.files_ref().congested()
     }
 
+    fn output_read(&mut self) {
+        self.logs.read_happened();
+    }
+
     fn notice(&mut self, notice: Notice<'_>) {
         if let Some(feed) = self.feed.as_mut() {
             feed.notice(&notice);
