@@ -178,7 +178,7 @@ impl ControlFeed {
         match notice {
             Notice::Output { name, stream, line } => {
                 self.rings.push(name, *stream, line);
-                if self.followed.contains_key(*name) {
+                if !self.followed.is_empty() && self.followed.contains_key(*name) {
                     self.lines.push((name.to_string(), *stream, line.to_vec()));
                 }
             }

@@ -1,9 +1,12 @@
 //! Each process's recent output lines, in memory, for `procmon ctl logs`.
 //!
 //! A ring keeps at most a number of lines and of bytes per process; the
-//! oldest lines go first. The bytes live in one circular buffer per process
-//! and the lines are lengths into it, so keeping a line costs a copy into
-//! that buffer and no allocation once the buffer has grown to its bound.
+//! oldest lines go first. The bytes live in one buffer per process whose
+//! front is dropped by moving a start offset (and compacted, one move, once
+//! half of it is dropped), and the lines are lengths into it, so keeping a
+//! line costs one copy into that buffer and no allocation once the buffer
+//! has grown to its bound. The last process pushed to is remembered: a
+//! read's lines are all one process's, so most lines skip the lookup.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -20,7 +23,13 @@ pub const DEFAULT_BYTES: usize = 1024 * 1024;
 pub struct LogRings {
     max_lines: usize,
     max_bytes: usize,
-    rings: HashMap<Box<str>, Ring>,
+    /// Each process's ring, by its index in `kept`.
+    index: HashMap<Box<str>, usize>,
+    kept: Vec<Ring>,
+    /// The name last pushed to and its index.
+    last: Option<(Box<str>, usize)>,
+    /// Slots of forgotten processes, to reuse.
+    free: Vec<usize>,
 }
 
 /// One line as kept: the stream, and the bytes (which may be any bytes).
@@ -34,8 +43,16 @@ pub struct KeptLine {
 
 #[derive(Debug, Default)]
 struct Ring {
-    bytes: VecDeque<u8>,
+    /// The kept lines' bytes from `start` on; before it, dropped ones.
+    bytes: Vec<u8>,
+    start: usize,
     lines: VecDeque<(Stream, usize)>,
+}
+
+impl Ring {
+    fn kept_bytes(&self) -> usize {
+        self.bytes.len() - self.start
+    }
 }
 
 impl LogRings {
@@ -46,7 +63,10 @@ impl LogRings {
         LogRings {
             max_lines,
             max_bytes,
-            rings: HashMap::new(),
+            index: HashMap::new(),
+            kept: Vec::new(),
+            last: None,
+            free: Vec::new(),
         }
     }
 
@@ -56,33 +76,58 @@ impl LogRings {
         if self.max_lines == 0 || self.max_bytes == 0 {
             return;
         }
-        let ring = match self.rings.get_mut(name) {
-            Some(ring) => ring,
-            None => self.rings.entry(name.into()).or_default(),
+        let at = match &self.last {
+            Some((last, at)) if **last == *name => *at,
+            _ => {
+                let at = match self.index.get(name) {
+                    Some(&at) => at,
+                    None => {
+                        let at = self.free.pop().unwrap_or_else(|| {
+                            self.kept.push(Ring::default());
+                            self.kept.len() - 1
+                        });
+                        self.index.insert(name.into(), at);
+                        at
+                    }
+                };
+                self.last = Some((name.into(), at));
+                at
+            }
         };
+        let ring = &mut self.kept[at];
         let line = &line[..line.len().min(self.max_bytes)];
         while ring.lines.len() >= self.max_lines
-            || (!ring.lines.is_empty() && ring.bytes.len() + line.len() > self.max_bytes)
+            || (!ring.lines.is_empty() && ring.kept_bytes() + line.len() > self.max_bytes)
         {
             let (_, len) = ring.lines.pop_front().expect("checked non-empty");
-            ring.bytes.drain(..len);
+            ring.start += len;
         }
-        ring.bytes.extend(line);
+        if ring.start > 0 && ring.start >= ring.bytes.len() / 2 {
+            ring.bytes.drain(..ring.start);
+            ring.start = 0;
+        }
+        ring.bytes.extend_from_slice(line);
         ring.lines.push_back((stream, line.len()));
     }
 
     /// The last `count` lines of `name`, oldest first.
     pub fn last(&self, name: &str, count: usize) -> Vec<KeptLine> {
-        let Some(ring) = self.rings.get(name) else {
+        let Some(ring) = self.index.get(name).map(|&at| &self.kept[at]) else {
             return Vec::new();
         };
         let skip = ring.lines.len().saturating_sub(count);
-        let mut offset: usize = ring.lines.iter().take(skip).map(|&(_, len)| len).sum();
+        let mut offset: usize = ring.start
+            + ring
+                .lines
+                .iter()
+                .take(skip)
+                .map(|&(_, len)| len)
+                .sum::<usize>();
         ring.lines
             .iter()
             .skip(skip)
             .map(|&(stream, len)| {
-                let bytes = ring.bytes.range(offset..offset + len).copied().collect();
+                let bytes = ring.bytes[offset..offset + len].to_vec();
                 offset += len;
                 KeptLine { stream, bytes }
             })
@@ -91,7 +136,15 @@ impl LogRings {
 
     /// Forgets the lines of a process that is gone.
     pub fn forget(&mut self, name: &str) {
-        self.rings.remove(name);
+        if let Some(at) = self.index.remove(name) {
+            // Its slot is emptied for reuse, not removed, so other
+            // indices stay.
+            self.kept[at] = Ring::default();
+            self.free.push(at);
+            if self.last.as_ref().is_some_and(|(last, _)| **last == *name) {
+                self.last = None;
+            }
+        }
     }
 }
 
@@ -123,6 +176,25 @@ mod tests {
     }
 
     #[test]
+    fn many_lines_through_a_small_ring_keep_the_newest_in_order() {
+        let mut rings = LogRings::new(7, 50);
+        for i in 0..10_000 {
+            rings.push("a", Stream::Stdout, format!("line {i}").as_bytes());
+            // Another process between, so the remembered name changes.
+            if i % 13 == 0 {
+                rings.push("b", Stream::Stderr, b"b");
+            }
+        }
+        let kept = texts(rings.last("a", 100));
+        let want: Vec<String> = (10_000 - kept.len()..10_000)
+            .map(|i| format!("line {i}"))
+            .collect();
+        assert_eq!(kept, want);
+        assert!(kept.iter().map(String::len).sum::<usize>() <= 50);
+        assert!(rings.kept[0].bytes.len() <= 2 * 50 + 10, "compacted");
+    }
+
+    #[test]
     fn a_line_longer_than_the_byte_bound_is_cut_not_lost() {
         let mut rings = LogRings::new(5, 4);
         rings.push("a", Stream::Stdout, b"ab");
@@ -138,5 +210,10 @@ mod tests {
         rings.forget("a");
         assert!(rings.last("a", 5).is_empty());
         assert_eq!(texts(rings.last("b", 5)), ["y"]);
+        // A new name takes the forgotten slot, empty.
+        rings.push("c", Stream::Stdout, b"z");
+        assert_eq!(texts(rings.last("c", 5)), ["z"]);
+        assert_eq!(texts(rings.last("b", 5)), ["y"]);
+        assert_eq!(rings.kept.len(), 2);
     }
 }
