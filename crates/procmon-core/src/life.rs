@@ -877,10 +877,16 @@ impl Monitor {
         if self.processes[key.index()].spec.after.is_empty() || self.conditions_hold(key) {
             self.spawn(key)
         } else {
-            self.commands
-                .push_back(Command::Report(Report::Waiting { process: key }));
-            Life::Waiting
+            self.wait(key)
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait(&mut self, key: ProcessKey) -> Life {
+        self.commands
+            .push_back(Command::Report(Report::Waiting { process: key }));
+        Life::Waiting
     }
 
     /// Moves on every process whose wait may be over: a waiting one whose
@@ -888,7 +894,17 @@ impl Monitor {
     /// all ended is sent. Called at the end of every call that can change
     /// a state, until nothing more moves (a start can meet another's
     /// condition).
+    #[inline]
     pub(crate) fn settle(&mut self) {
+        // Checked here, inlined into every call: a monitor with nothing
+        // waiting pays one comparison per input.
+        if self.waiting + self.deferred > 0 {
+            self.settle_waiting();
+        }
+    }
+
+    #[inline(never)]
+    fn settle_waiting(&mut self) {
         while self.waiting + self.deferred > 0 {
             let movable: SmallVec<[(ProcessKey, Event); 8]> = self
                 .processes
@@ -979,10 +995,7 @@ impl Monitor {
         process.last_started = Some(now);
         process.stats.spawns += 1;
         let ready_at_spawn = process.spec.ready.at_spawn();
-        let ready_timeout = process.spec.policy.ready_timeout;
-        if ready_at_spawn {
-            process.ever_ready = true;
-        }
+        process.ever_ready |= ready_at_spawn;
         self.stats.spawns += 1;
         self.live_instances += 1;
         self.commands.push_back(Command::Spawn {
@@ -996,10 +1009,21 @@ impl Monitor {
             stderr: LineBuffer::new(),
         };
         if ready_at_spawn {
-            return Life::Running(instance);
+            Life::Running(instance)
+        } else {
+            self.starting(key, instance)
         }
+    }
+
+    /// The life of an instance spawned not ready: `starting`, its ready
+    /// timeout armed if it has one. Out of line: the crash-loop path
+    /// spawns processes that are ready at spawn.
+    #[cold]
+    #[inline(never)]
+    fn starting(&mut self, key: ProcessKey, instance: Instance) -> Life {
+        let ready_timeout = self.processes[key.index()].spec.policy.ready_timeout;
         let timeout = ready_timeout.map(|after| {
-            let at = now.saturating_add(after);
+            let at = self.now.saturating_add(after);
             Armed {
                 timer: self.arm(key, TimerKind::Ready, at),
                 at,

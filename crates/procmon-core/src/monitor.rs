@@ -1096,7 +1096,6 @@ impl Monitor {
             (Life::Starting { .. }, Readiness::LogLine(text)) => Some(&text[..]),
             _ => None,
         };
-        let mut ready = false;
         let live = life.instance_mut().expect("live_key checked it");
         let buffer = match stream {
             Stream::Stdout => &mut live.stdout,
@@ -1104,12 +1103,9 @@ impl Monitor {
         };
         stats.output_bytes += bytes.len() as u64;
         process_stats.output_bytes += bytes.len() as u64;
-        buffer.push(bytes, settings.line_limit_bytes, |line| {
+        let mut line_out = |line: &[u8]| {
             stats.log_lines += 1;
             process_stats.output_lines += 1;
-            if let Some(needle) = needle {
-                ready = ready || contains(line, needle);
-            }
             deliver(
                 commands,
                 LogLineRef {
@@ -1119,6 +1115,17 @@ impl Monitor {
                     bytes: line,
                 },
             );
+        };
+        let limit = settings.line_limit_bytes;
+        // Two loops, so that the usual one looks at no line's content.
+        let Some(needle) = needle else {
+            buffer.push(bytes, limit, line_out);
+            return None;
+        };
+        let mut ready = false;
+        buffer.push(bytes, limit, |line| {
+            ready = ready || contains(line, needle);
+            line_out(line);
         });
         ready.then_some(key)
     }
