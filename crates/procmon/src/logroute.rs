@@ -10,7 +10,7 @@ use procmon_core::Stream;
 
 use crate::config::{LogConfig, LogSettings};
 use crate::logfile::{FileId, LogFiles};
-use crate::output::Printer;
+use crate::output::{OutBlocks, Printer};
 use crate::stamp::{Clock, Timestamps};
 
 /// Where each process's lines go: its log file, procmon's stdout, or both,
@@ -102,7 +102,7 @@ impl LogRouter {
     /// Sends one line of `name` where it goes. A name with no settings (a
     /// process just removed, whose last lines come after the reload) goes
     /// to stdout.
-    pub fn line<O: Write, E: Write>(
+    pub fn line<O: OutBlocks, E: Write>(
         &mut self,
         printer: &mut Printer<O, E>,
         name: &str,

@@ -185,7 +185,7 @@ impl Action {
 /// calls. Events go to `err` at once, one `write` per line, so they
 /// interleave whole with anything else writing there.
 #[derive(Debug)]
-pub struct Printer<O: Write, E: Write> {
+pub struct Printer<O: OutBlocks, E: Write> {
     format: LogFormat,
     out: O,
     /// Children's lines not yet written to `out`.
@@ -209,6 +209,24 @@ pub struct Printer<O: Write, E: Write> {
     prefix: (String, Stream, Vec<u8>),
 }
 
+/// Where the printer writes children's lines: any writer, a block at a
+/// time. A writer that queues blocks for a thread of its own (the sink)
+/// takes the printer's buffer itself and gives an empty one back, rather
+/// than copying a quarter of a megabyte out of it at every block.
+pub trait OutBlocks: Write {
+    /// Writes all of `block`, leaving it empty to be filled again. The
+    /// default writes it with `write_all` and clears it.
+    fn write_block(&mut self, block: &mut Vec<u8>) -> io::Result<()> {
+        let written = self.write_all(block);
+        block.clear();
+        written
+    }
+}
+
+impl OutBlocks for Vec<u8> {}
+
+impl OutBlocks for std::fs::File {}
+
 /// Children's lines are written out once this many bytes have gathered.
 /// Each block is a hand-off to the writer thread (see `sink`), so blocks
 /// larger than a pipe's 64 KiB keep the hand-offs rare under a flood.
@@ -222,7 +240,7 @@ const LINE_PIECE: usize = 32 * 1024;
 /// The printer's buffer: a block and the piece or line that overflows it.
 const PENDING_CAPACITY: usize = 2 * OUT_BLOCK;
 
-impl<O: Write, E: Write> Printer<O, E> {
+impl<O: OutBlocks, E: Write> Printer<O, E> {
     /// A printer in `format` over these streams.
     pub fn new(format: LogFormat, out: O, err: E) -> Self {
         Printer {
@@ -352,12 +370,14 @@ impl<O: Write, E: Write> Printer<O, E> {
         if self.out_failed {
             return;
         }
-        let written = self.out.write_all(&self.pending);
-        self.pending.clear();
+        let written = self.out.write_block(&mut self.pending);
         // A name escaped at length can leave it larger than its steady
-        // size; that memory goes back rather than staying for good.
+        // size; that memory goes back rather than staying for good. A
+        // buffer handed back by the writer may be smaller: it grows once.
         if self.pending.capacity() > PENDING_CAPACITY {
             self.pending = Vec::with_capacity(PENDING_CAPACITY);
+        } else {
+            self.pending.reserve(PENDING_CAPACITY);
         }
         if let Err(e) = written.and_then(|()| self.out.flush()) {
             self.fail_out(e);
@@ -1679,6 +1699,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             bytes: Vec<u8>,
             largest: usize,
         }
+        impl OutBlocks for Blocks {}
         impl Write for Blocks {
             fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
                 self.largest = self.largest.max(bytes.len());
@@ -2041,6 +2062,7 @@ procmon: [web] exited with code 2 after 1.5 s (pid 7)
         /// Both streams into one log, as when they share a terminal.
         #[derive(Clone)]
         struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl OutBlocks for Shared {}
         impl Write for Shared {
             fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
                 self.0.borrow_mut().extend_from_slice(bytes);
@@ -2061,6 +2083,7 @@ procmon: [web] exited with code 2 after 1.5 s (pid 7)
     #[test]
     fn output_failure_is_kept_and_later_lines_dropped() {
         struct Broken;
+        impl OutBlocks for Broken {}
         impl Write for Broken {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
                 Err(io::ErrorKind::BrokenPipe.into())

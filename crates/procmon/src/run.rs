@@ -12,7 +12,7 @@ use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Ser
 use crate::http::{BoundListener, MetricsServer};
 use crate::logfile::LogCounts;
 use crate::logroute::LogRouter;
-use crate::output::{Action, Event, Printer};
+use crate::output::{Action, Event, OutBlocks, Printer};
 use crate::sink::Sink;
 use crate::stamp::Timestamps;
 
@@ -88,7 +88,7 @@ pub enum Outcome {
 /// `docs/reliability.md`).
 pub fn run<O, E>(monitor: Monitor, printer: Printer<O, E>, extras: Extras) -> io::Result<Outcome>
 where
-    O: Write + Send + 'static,
+    O: OutBlocks + Send + 'static,
     E: Write + Send + 'static,
 {
     let options = Options::default().with_catch_signals(true);
@@ -393,7 +393,7 @@ fn user_action(caught: CaughtSignal, logs: &LogRouter) -> Action {
 /// stderr what could not be written or was dropped unreported, and waits
 /// (by the same rules) for that to be written too. The log files first:
 /// what they report goes to stderr.
-fn finish<O: Write, E: Write>(sink: &Sink, printer: &mut Printer<O, E>, logs: &mut LogRouter) {
+fn finish<O: OutBlocks, E: Write>(sink: &Sink, printer: &mut Printer<O, E>, logs: &mut LogRouter) {
     let unwritten = logs.files().drain(EXIT_STALL_PATIENCE, EXIT_PATIENCE_CAP);
     for report in logs.files_ref().take_reports() {
         printer.event(&Event::LogFile(&report));
@@ -432,7 +432,7 @@ fn kill_times(monitor: &Monitor) -> HashMap<String, Duration> {
 
 /// Tells procmon's own log what a reload did, and keeps the kill times the
 /// KILL line shows up to date.
-fn report_served<O: Write, E: Write>(
+fn report_served<O: OutBlocks, E: Write>(
     served: &Served,
     observer: &mut Printing<'_, O, E>,
     supervisor: &Supervisor,
@@ -485,7 +485,7 @@ impl ServiceManager {
         })
     }
 
-    fn tell<O: Write, E: Write>(
+    fn tell<O: OutBlocks, E: Write>(
         &mut self,
         monitor: &Monitor,
         stopping: bool,
@@ -544,14 +544,14 @@ fn status_summary(monitor: &Monitor) -> String {
 
 /// Tells procmon's own log which processes a reload changed the log
 /// settings of: the core's plan, told just before, cannot see them.
-fn report_log_changes<O: Write, E: Write>(names: &[String], printer: &mut Printer<O, E>) {
+fn report_log_changes<O: OutBlocks, E: Write>(names: &[String], printer: &mut Printer<O, E>) {
     if !names.is_empty() {
         printer.event(&Event::LogSettingsChanged { names });
     }
 }
 
 /// Turns the driver's notices into printed lines.
-struct Printing<'a, O: Write, E: Write> {
+struct Printing<'a, O: OutBlocks, E: Write> {
     printer: Printer<O, E>,
     /// The global kill time, for a name not in `kill_times`.
     kill_time: Duration,
@@ -568,7 +568,7 @@ struct Printing<'a, O: Write, E: Write> {
     log_counts: LogCounts,
 }
 
-impl<O: Write, E: Write> Feeds for Printing<'_, O, E> {
+impl<O: OutBlocks, E: Write> Feeds for Printing<'_, O, E> {
     fn feed(&mut self) -> &mut ControlFeed {
         self.feed
             .as_mut()
@@ -584,7 +584,7 @@ impl<O: Write, E: Write> Feeds for Printing<'_, O, E> {
     }
 }
 
-impl<O: Write, E: Write> Observer for Printing<'_, O, E> {
+impl<O: OutBlocks, E: Write> Observer for Printing<'_, O, E> {
     fn accepts_output(&mut self) -> bool {
         !self.sink.congested() && !self.logs.files_ref().congested()
     }

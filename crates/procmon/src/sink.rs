@@ -244,6 +244,12 @@ impl Queue {
     }
 }
 
+/// What the printer offers stdout: bytes to copy, or a whole block to take.
+enum Offered<'a> {
+    Copy(&'a [u8]),
+    Owned(&'a mut Vec<u8>),
+}
+
 impl State {
     fn queue(&mut self, target: Target) -> &mut Queue {
         match target {
@@ -276,6 +282,21 @@ impl State {
     /// Queues children's bytes for stdout, or drops them, by the rules in
     /// the module doc. Returns whether anything was queued.
     fn offer_out(&mut self, bytes: &[u8]) -> bool {
+        self.offer_out_as(Offered::Copy(bytes))
+    }
+
+    /// As [`offer_out`](Self::offer_out), but a taken block is queued as
+    /// it is, and `block` is left an empty buffer (a spare one if there is
+    /// one) to fill again.
+    fn offer_out_block(&mut self, block: &mut Vec<u8>) -> bool {
+        self.offer_out_as(Offered::Owned(block))
+    }
+
+    fn offer_out_as(&mut self, offered: Offered<'_>) -> bool {
+        let bytes: &[u8] = match &offered {
+            Offered::Copy(bytes) => bytes,
+            Offered::Owned(block) => block,
+        };
         let held = self.out.held_bytes;
         let fits = held + bytes.len() <= OUT_LIMIT;
         let ends_line = bytes.last() == Some(&b'\n');
@@ -287,11 +308,21 @@ impl State {
             LineState::Taking => (false, true),
             LineState::Dropping => (false, false),
         };
+        let len = bytes.len() as u64;
         if take {
-            let block = self.block_of(bytes);
+            let block = match offered {
+                Offered::Copy(bytes) => self.block_of(bytes),
+                Offered::Owned(block) => {
+                    let next = self.spare.pop().unwrap_or_default();
+                    std::mem::replace(block, next)
+                }
+            };
             self.push(Target::Out, block);
         } else {
-            self.out.dropped_bytes += bytes.len() as u64;
+            if let Offered::Owned(block) = offered {
+                block.clear();
+            }
+            self.out.dropped_bytes += len;
             if cut {
                 // The line's head is queued: end it, so the next line does
                 // not run on from it.
@@ -515,6 +546,32 @@ fn wait<'a>(
 pub struct SinkWriter {
     shared: Arc<Shared>,
     target: Target,
+}
+
+impl crate::output::OutBlocks for SinkWriter {
+    /// Queues the block itself on stdout, as `write` would queue a copy,
+    /// and hands back a spare buffer: no copy of a block on the loop.
+    fn write_block(&mut self, block: &mut Vec<u8>) -> io::Result<()> {
+        if self.target == Target::Err {
+            let written = self.write_all(block);
+            block.clear();
+            return written;
+        }
+        let mut state = self.shared.lock();
+        if state.queue(self.target).closed.is_some() || block.is_empty() {
+            drop(state);
+            let written = self.write_all(block);
+            block.clear();
+            return written;
+        }
+        let was_idle = state.queue(self.target).blocks.is_empty();
+        let queued = state.offer_out_block(block);
+        drop(state);
+        if was_idle && queued {
+            self.shared.ready(self.target).notify_one();
+        }
+        Ok(())
+    }
 }
 
 impl Write for SinkWriter {
@@ -871,6 +928,40 @@ mod tests {
             let event = text.find(&format!("event {round}\n")).unwrap();
             assert!(line < event, "round {round}:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_block_handed_over_is_queued_whole_and_a_spare_comes_back() {
+        use crate::output::OutBlocks;
+        let log = Gate::default();
+        let sink = Sink::start(log.clone(), io::sink()).unwrap();
+        let mut out = sink.stdout();
+        let mut block = b"one\ntwo\n".to_vec();
+        let address = block.as_ptr();
+        out.write_block(&mut block).unwrap();
+        assert!(block.is_empty(), "the buffer comes back empty");
+        // The block itself was queued, not a copy of it.
+        let queued = sink
+            .shared
+            .lock()
+            .out
+            .blocks
+            .front()
+            .map(|b| b.bytes.as_ptr());
+        assert_eq!(queued, Some(address));
+        // Past the hard limit a handed-over block is dropped and counted,
+        // as written bytes would be, and its buffer still comes back.
+        let mut big = vec![b'x'; 64 * 1024];
+        big.push(b'\n');
+        for _ in 0..300 {
+            let mut copy = big.clone();
+            out.write_block(&mut copy).unwrap();
+            assert!(copy.is_empty());
+        }
+        assert!(sink.shared.lock().out.dropped_bytes > 0);
+        log.open();
+        sink.drain(Duration::from_secs(20), Duration::from_secs(20));
+        assert!(log.written.lock().unwrap().starts_with(b"one\ntwo\n"));
     }
 
     #[test]

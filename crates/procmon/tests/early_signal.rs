@@ -13,6 +13,8 @@ use procmon_core::{Monitor, ProcessSpec, Settings};
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);
 
+impl procmon::output::OutBlocks for Shared {}
+
 impl Write for Shared {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(bytes);
