@@ -99,6 +99,16 @@ mod tests {
         }
     }
 
+    /// Found by the smoke run: a numeric id of 46 digits came back as
+    /// another number, one unit in the last place off, because the
+    /// request's parse and the reply's reparse each rounded it.
+    #[test]
+    fn a_long_numeric_id_comes_back_as_sent() {
+        super::control_request(
+            b"{\"v\":1999999999999,\"id\":1999999999999999999999999999999999999999999999,\"op\":\"ve<<<<<<<<<<\"}",
+        );
+    }
+
     #[test]
     fn the_control_body_takes_fixed_inputs() {
         for input in [
