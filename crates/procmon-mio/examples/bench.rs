@@ -75,8 +75,10 @@
 //!   for one, asleep on a full pipe); per contender min, median and max of
 //!   the child's times, and the supervisor's CPU time.
 //! - `logfile [LINES=2000000] [RUNS=7] [PROCMON]`: the same child writing
-//!   through procmon's per-process log file, against the child into a file;
-//!   `log_stdout = false`; target at least 90% of the floor's throughput.
+//!   through procmon's per-process log file (`log_stdout = false`), against
+//!   the child into a file (target: at least 90% of its throughput) and
+//!   under supervisord's `stdout_logfile` (target: at most its time), each
+//!   round starting with the next contender.
 //!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
@@ -1751,29 +1753,46 @@ fn logfile_procmon(
 
 /// One child writing LINES 100-byte lines through procmon's per-process log
 /// file, against the same child into a file (target: at least 90% of its
-/// throughput), RUNS rounds.
+/// throughput) and under supervisord's `stdout_logfile` (target: at most
+/// its time), RUNS rounds, each starting with the next contender.
 fn logfile_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     assert!(procmon.exists(), "{} not built", procmon.display());
     let dir = stdout_bench_dir();
     let child = lines_child(&dir);
+    let supervisord = supervisord(&dir);
     println!("logfile {lines} lines of 100 bytes, 4 KiB writes, {runs} rounds:");
-    let (mut floors, mut ours) = (Vec::new(), Vec::new());
+    let (mut floors, mut ours, mut peers) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..runs {
-        let floor = stdout_floor(&child, &dir, lines).child;
-        let Some(logged) = logfile_procmon(&procmon, &child, &dir, lines) else {
-            println!("  no log file figure: procmon refused `{LOG_FILE_KEY}`");
-            return;
-        };
+        let (mut floor, mut logged, mut peer) = (None, None, None);
+        for turn in 0..3 {
+            match (round + turn) % 3 {
+                0 => floor = Some(stdout_floor(&child, &dir, lines).child),
+                1 => {
+                    peer = supervisord
+                        .as_deref()
+                        .map(|s| stdout_supervisord(s, &child, &dir, lines).child)
+                }
+                _ => {
+                    let Some(run) = logfile_procmon(&procmon, &child, &dir, lines) else {
+                        println!("  no log file figure: procmon refused `{LOG_FILE_KEY}`");
+                        return;
+                    };
+                    logged = Some(run.child);
+                }
+            }
+        }
+        let (floor, logged) = (floor.expect("ran"), logged.expect("ran"));
         println!(
-            "  round {} (load {}): child > file {floor:.3} s; procmon {LOG_FILE_KEY} {:.3} s: {:.0}% of the floor's throughput",
+            "  round {} (load {}): child > file {floor:.3} s; supervisord {}; procmon {LOG_FILE_KEY} {logged:.3} s: {:.0}% of the floor's throughput",
             round + 1,
             loadavg(),
-            logged.child,
-            100.0 * floor / logged.child
+            peer.map_or("-".to_string(), |p| format!("{p:.3} s")),
+            100.0 * floor / logged
         );
         floors.push(floor);
-        ours.push(logged.child);
+        ours.push(logged);
+        peers.extend(peer);
     }
     let (f0, fm, f1) = min_median_max(&floors);
     let (o0, om, o1) = min_median_max(&ours);
@@ -1787,6 +1806,15 @@ fn logfile_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
         "  child > file {f0:.3}-{f1:.3} s (median {fm:.3}); procmon {LOG_FILE_KEY} {o0:.3}-{o1:.3} s \
          (median {om:.3}); throughput {r0:.0}-{r1:.0}% of the floor (median {rm:.0}%, target >= 90%)"
     );
+    if !peers.is_empty() {
+        let (p0, pm, p1) = min_median_max(&peers);
+        let within = peers.iter().zip(&ours).filter(|(p, o)| o <= p).count();
+        println!(
+            "  supervisord stdout_logfile {p0:.3}-{p1:.3} s (median {pm:.3}); \
+             procmon {LOG_FILE_KEY} at most supervisord in {within} of {} rounds",
+            peers.len()
+        );
+    }
 }
 
 // ----- ready -----
