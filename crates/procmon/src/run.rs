@@ -97,9 +97,10 @@ where
     let format = printer.format();
     let (out, err) = printer.into_inner()?;
     let mut monitor = monitor;
-    // State changes are for `procmon ctl watch`: reported only when the
-    // control socket is served.
-    monitor.report_state_changes(extras.control.is_some());
+    let mut manager = ServiceManager::from_env();
+    // State changes are for `procmon ctl watch` and for the status told to
+    // a service manager: reported only when one of them is there.
+    monitor.report_state_changes(extras.control.is_some() || manager.is_some());
     monitor.set_container_mode(extras.container);
     let mut supervisor = Supervisor::new(monitor, options)?;
     let Extras {
@@ -139,6 +140,7 @@ where
             .map(|_| ControlFeed::new(ring_lines, ring_bytes)),
         logs: router,
         log_counts,
+        states_changed: true,
     };
     // Signals that came before the loop: a TERM, INT or QUIT among them wins
     // (HUP comes out first, by number); restarting what has not started is
@@ -168,7 +170,6 @@ where
     if early.is_none() {
         supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
     }
-    let mut manager = ServiceManager::from_env();
     let mut stopping = false;
     let mut outcome = Outcome::Stopped;
     loop {
@@ -207,7 +208,8 @@ where
         let finished = supervisor.monitor().finished();
         if let Some(manager) = manager.as_mut() {
             let ending = stopping || finished.is_some();
-            manager.tell(supervisor.monitor(), ending, &mut observer.printer);
+            let changed = std::mem::take(&mut observer.states_changed);
+            manager.tell(supervisor.monitor(), changed, ending, &mut observer.printer);
         }
         if finished.is_some() || (stopping && supervisor.monitor().is_quiescent()) {
             // What escaped descendants left in earlier instances' pipes.
@@ -463,9 +465,6 @@ struct ServiceManager {
     socket: std::ffi::OsString,
     told_ready: bool,
     told_stopping: bool,
-    /// The monitor's input count when the status was last made: the
-    /// counts change only with an input or a request.
-    seen_inputs: Option<u64>,
     status: String,
     /// Whether a failed send was reported (once is enough).
     failed: bool,
@@ -479,29 +478,30 @@ impl ServiceManager {
             socket,
             told_ready: false,
             told_stopping: false,
-            seen_inputs: None,
             status: String::new(),
             failed: false,
         })
     }
 
+    /// Tells what changed. The summary and readiness are looked at only
+    /// when a process's state `changed` since the last call: both are a
+    /// pass over every process, and output alone changes no state.
     fn tell<O: OutBlocks, E: Write>(
         &mut self,
         monitor: &Monitor,
+        changed: bool,
         stopping: bool,
         printer: &mut Printer<O, E>,
     ) {
         let mut message = String::new();
-        let inputs = monitor.stats().inputs + monitor.stats().spawns;
-        if self.seen_inputs != Some(inputs) {
-            self.seen_inputs = Some(inputs);
+        if changed {
             let status = status_summary(monitor);
             if status != self.status {
                 message.push_str(&format!("STATUS={status}\n"));
                 self.status = status;
             }
         }
-        if !self.told_ready && monitor.is_started_up() {
+        if !self.told_ready && changed && monitor.is_started_up() {
             self.told_ready = true;
             message.push_str("READY=1\n");
         }
@@ -566,6 +566,9 @@ struct Printing<'a, O: OutBlocks, E: Write> {
     logs: LogRouter,
     /// Lines dropped from log files, for status and metrics.
     log_counts: LogCounts,
+    /// Whether a process's state changed since the service manager was
+    /// last told (`Notice::StateChanged`).
+    states_changed: bool,
 }
 
 impl<O: OutBlocks, E: Write> Feeds for Printing<'_, O, E> {
@@ -601,9 +604,10 @@ impl<O: OutBlocks, E: Write> Observer for Printing<'_, O, E> {
             Notice::Output { name, stream, line } => {
                 self.logs.line(&mut self.printer, name, stream, line)
             }
-            // State changes are for `procmon ctl watch`; the log already
-            // says what caused each.
-            Notice::StateChanged { .. } => {}
+            // State changes are for `procmon ctl watch` and the service
+            // manager's status, not the log, which already says what caused
+            // each.
+            Notice::StateChanged { .. } => self.states_changed = true,
             notice => {
                 let kill_time = match &notice {
                     Notice::Signalled { name, .. } => self.kill_times.get(*name).copied(),
