@@ -365,17 +365,10 @@ impl ControlServer {
     fn accept(&mut self, supervisor: &mut Supervisor, feed: &mut ControlFeed) {
         self.accept_stalled = false;
         loop {
-            let (mut stream, _) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                // EMFILE and the like: the client waits in the backlog, and
-                // the loop retries shortly (see `wants_retry`).
-                Err(_) => {
-                    self.accept_stalled = true;
-                    return;
-                }
+            let listener = &self.listener;
+            let next = accept_next(|| listener.accept(), &mut self.accept_stalled);
+            let Some((mut stream, _)) = next else {
+                return;
             };
             if self.clients.len() >= MAX_CLIENTS {
                 // Full: the oldest client that follows nothing makes room
@@ -837,6 +830,33 @@ fn line_json(name: &str, stream: Stream, bytes: &[u8]) -> Value {
 
 fn seconds(duration: std::time::Duration) -> f64 {
     (duration.as_millis() as f64) / 1000.0
+}
+
+/// The next connection a listener has waiting, or `None` once it has none
+/// for now. An interrupted or aborted accept is tried again; any other
+/// failure (EMFILE and the like) leaves the client in the backlog and sets
+/// `stalled`, so that the loop retries shortly rather than waiting for a
+/// readiness epoll will not report again (see `wants_retry` on the
+/// control server and the metrics listener).
+pub(crate) fn accept_next<T>(
+    mut accept: impl FnMut() -> io::Result<T>,
+    stalled: &mut bool,
+) -> Option<T> {
+    loop {
+        match accept() {
+            Ok(accepted) => return Some(accepted),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(_) => {
+                *stalled = true;
+                return None;
+            }
+        }
+    }
 }
 
 /// The status of each of `names`, in the order given, as the protocol's

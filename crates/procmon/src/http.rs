@@ -161,17 +161,10 @@ impl MetricsServer {
     fn accept(&mut self, supervisor: &mut Supervisor) {
         self.accept_stalled = false;
         loop {
-            let mut stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                // EMFILE and the like: the client waits in the backlog, and
-                // the loop retries shortly (see `wants_retry`).
-                Err(_) => {
-                    self.accept_stalled = true;
-                    return;
-                }
+            let listener = &self.listener;
+            let next = control::accept_next(|| listener.accept(), &mut self.accept_stalled);
+            let Some((mut stream, _)) = next else {
+                return;
             };
             if self.connections.len() >= MAX_CONNECTIONS {
                 let oldest = self
