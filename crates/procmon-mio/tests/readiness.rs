@@ -73,16 +73,20 @@ fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc").count()
 }
 
+/// Whether `systemd-notify`, the real client, is on the PATH.
+fn systemd_notify_installed() -> bool {
+    Command::new("sh")
+        .args(["-c", "command -v systemd-notify"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 // ----- The tests -----
 
 /// The real sd_notify client: `systemd-notify --ready --status=...` from a
 /// shell inside the child's session.
 fn systemd_notify_makes_a_process_ready() {
-    let found = Command::new("sh")
-        .args(["-c", "command -v systemd-notify"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
+    if !systemd_notify_installed() {
         println!("skipped: systemd-notify is not installed");
         return;
     }
@@ -442,11 +446,7 @@ fn a_child_of_another_user_can_notify() {
         println!("skipped: needs root to run a child as another user");
         return;
     }
-    let found = Command::new("sh")
-        .args(["-c", "command -v systemd-notify"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
+    if !systemd_notify_installed() {
         println!("skipped: systemd-notify is not installed");
         return;
     }

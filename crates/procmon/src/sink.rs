@@ -838,6 +838,18 @@ mod tests {
         }
     }
 
+    /// A stream whose reader is gone: every write fails with `EPIPE`.
+    struct Gone;
+
+    impl Write for Gone {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn a_stalled_stdout_blocks_neither_the_loop_nor_stderr() {
         let (out_gate, err_gate) = (Gate::default(), Gate::default());
@@ -1021,15 +1033,6 @@ mod tests {
 
     #[test]
     fn a_reader_gone_ends_stdout_only() {
-        struct Gone;
-        impl Write for Gone {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::ErrorKind::BrokenPipe.into())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let err = Gate::default();
         err.open();
         let sink = Sink::start(Gone, err.clone()).unwrap();
@@ -1135,15 +1138,6 @@ mod tests {
 
     #[test]
     fn a_reader_gone_from_stderr_is_told_to_the_loop() {
-        struct Gone;
-        impl Write for Gone {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::ErrorKind::BrokenPipe.into())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let sink = Sink::start(io::sink(), Gone).unwrap();
         assert!(sink.reader_gone().is_none());
         sink.stderr().write_all(b"procmon: an event\n").unwrap();
