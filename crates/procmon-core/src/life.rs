@@ -871,6 +871,49 @@ impl Monitor {
         }
     }
 
+    /// Whether the monitor will bring `key` up without an operator's
+    /// request; see [`ProcessStatus::comes_up_by_itself`] for the rule.
+    ///
+    /// A waiting process follows its first unmet dependency, which may
+    /// wait in turn: the walk ends at the first process that is not
+    /// waiting. `after` has no cycles (`add` and `reload` refuse them), so
+    /// a chain is at most as long as there are processes; the bound only
+    /// keeps a broken invariant from hanging a query.
+    ///
+    /// [`ProcessStatus::comes_up_by_itself`]: crate::ProcessStatus::comes_up_by_itself
+    pub(crate) fn comes_up_by_itself(&self, key: ProcessKey) -> bool {
+        let mut key = key;
+        for _ in 0..=self.processes.len() {
+            match &self.processes[key.index()].life {
+                // Up, or on its way: its end, if any, is for the rules.
+                Life::Starting { .. } | Life::Running(_) => return true,
+                // Something is due that starts it again.
+                Life::Backoff(_) | Life::Failed { retry: Some(_) } => return true,
+                // Its end leads to `held`, or to `stopped` with the service.
+                Life::Stopping { then, .. } => {
+                    return self.service_running && !matches!(then, Then::Hold | Then::Forget)
+                }
+                // Only the end of the name's removed instance starts it.
+                Life::Stopped => return self.service_running && self.predecessor_lives(key),
+                Life::Held | Life::Exited | Life::Failed { retry: None } | Life::Removed => {
+                    return false
+                }
+                Life::Waiting => {
+                    let Some(dependency) = self.unmet_dependency(key) else {
+                        // `settle` starts it before the call returns.
+                        return true;
+                    };
+                    match self.key(&dependency.name) {
+                        Some(next) => key = next,
+                        None => return false,
+                    }
+                }
+            }
+        }
+        debug_assert!(false, "a cycle of waits: `after` is checked for cycles");
+        true
+    }
+
     /// Spawns now if the conditions of its `after` hold, else waits.
     #[inline(always)]
     fn spawn_or_wait(&mut self, key: ProcessKey) -> Life {

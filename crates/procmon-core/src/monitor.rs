@@ -283,6 +283,30 @@ pub struct ProcessStatus<'a> {
     pub wanted_up: bool,
     /// While `waiting`, the first dependency whose condition does not hold.
     pub waiting_for: Option<&'a Dependency>,
+    /// Whether the monitor will bring it up without an operator's request
+    /// (`start`, `restart`, `start-service`, a reload). The one rule for
+    /// "it will not come by itself", in the status, the status table and
+    /// [`Monitor::is_started_up`] alike. False when nothing will start an
+    /// instance until someone asks:
+    ///
+    /// - `held`, or stopping into a hold (`down`);
+    /// - `exited`: an `exited` process that completed meets every
+    ///   condition, so it is never what a process waits for; one that
+    ///   exited without a success is a stuck dependency;
+    /// - `failed` with no retry due (one whose retry is due comes back);
+    /// - `stopped`, unless it only waits for its name's removed instance
+    ///   to end while the service runs;
+    /// - stopping while the service is stopped: it ends `stopped`;
+    /// - `waiting` for a dependency that is not defined or does not come
+    ///   up by itself. The rule is transitive: waiting for a process that
+    ///   waits in vain is waiting in vain, so a stack whose bottom failed
+    ///   reads stuck all the way up.
+    ///
+    /// Anything else comes up by itself: a live instance (its end, if any,
+    /// is for the restart rules), a pending restart or retry. So for a
+    /// `waiting` process, `false` says that [`waiting_for`](Self::waiting_for)
+    /// is stuck and it may wait for ever.
+    pub comes_up_by_itself: bool,
     /// Whether an instance has been ready since the process was added.
     pub ever_ready: bool,
     /// Counters for this definition.
@@ -864,6 +888,7 @@ impl Monitor {
                 Life::Waiting => self.unmet_dependency(key),
                 _ => None,
             },
+            comes_up_by_itself: self.comes_up_by_itself(key),
             ever_ready: process.ever_ready,
             instance: speaking.life.instance().map(|i| i.id),
             started_at: speaking.last_started.or(process.last_started),
@@ -946,28 +971,17 @@ impl Monitor {
     }
 
     /// Whether every added process has come up as far as it will: ready at
-    /// least once since it was added, or `held`, `exited`, `failed` or
-    /// `stopped`, or waiting for a process that cannot meet its condition
-    /// (failed, exited without a success, or not defined). What a
-    /// supervisor's own readiness (`READY=1` to its service manager)
-    /// waits for.
+    /// least once since it was added, or not coming up by itself
+    /// ([`ProcessStatus::comes_up_by_itself`]: `held`, `exited`, `stopped`,
+    /// `failed` with no retry due, or waiting, however indirectly, for a
+    /// process that is one of those or not defined). What a supervisor's
+    /// own readiness (`READY=1` to its service manager) waits for. A
+    /// `failed` process whose retry is due, and whatever waits for it, is
+    /// not there yet: the retry may bring it up.
     pub fn is_started_up(&self) -> bool {
-        self.add_order.values().all(|&key| {
-            let process = &self.processes[key.index()];
-            process.ever_ready
-                || match process.life {
-                    Life::Held | Life::Exited | Life::Failed { .. } | Life::Stopped => true,
-                    Life::Waiting => self.unmet_dependency(key).is_some_and(|dependency| {
-                        self.key(&dependency.name).is_none_or(|k| {
-                            matches!(
-                                self.processes[k.index()].life,
-                                Life::Failed { .. } | Life::Exited
-                            )
-                        })
-                    }),
-                    _ => false,
-                }
-        })
+        self.add_order
+            .values()
+            .all(|&key| self.processes[key.index()].ever_ready || !self.comes_up_by_itself(key))
     }
 
     /// Counters over the monitor's life.
@@ -1526,5 +1540,248 @@ mod state_change_tests {
         let stats = m.status("a").unwrap().stats;
         assert_eq!((stats.output_lines, stats.output_bytes), (3, 12));
         assert_eq!(m.stats().inputs, 2);
+    }
+}
+
+/// The one rule for "a dependency that will not come by itself"
+/// ([`ProcessStatus::comes_up_by_itself`]), case by case, and what
+/// [`Monitor::is_started_up`] makes of it.
+#[cfg(test)]
+mod comes_up_by_itself_tests {
+    use super::*;
+    use crate::spec::{Condition, Policy, RestartPolicy};
+    use core::num::NonZeroU32;
+
+    fn secs(s: u64) -> Instant {
+        Instant::from_nanos(s * 1_000_000_000)
+    }
+
+    fn monitor() -> Monitor {
+        Monitor::new(Settings {
+            threshold: Duration::from_secs(10),
+            min_restart_delay: Duration::from_secs(2),
+            max_restart_delay: Duration::from_secs(10),
+            ..Settings::default()
+        })
+        .unwrap()
+    }
+
+    fn drain(m: &mut Monitor) {
+        while m.poll_command().is_some() {}
+    }
+
+    fn exit(m: &mut Monitor, at: Instant, name: &str, code: i32) {
+        let instance = m.live_instance(name).expect("a live instance");
+        m.handle(
+            at,
+            Input::Exited {
+                instance,
+                status: ExitStatus::Code(code),
+            },
+        );
+        drain(m);
+    }
+
+    /// A process that is never ready: what waits for it stays `waiting`.
+    fn never_ready(argv: &str) -> ProcessSpec {
+        ProcessSpec::new([argv]).with_ready(Readiness::LogLine("never".into()))
+    }
+
+    fn web_after(name: &str, condition: Condition) -> ProcessSpec {
+        ProcessSpec::new(["web"]).with_after(name, condition)
+    }
+
+    /// `web` waits for `db`: whether it comes up by itself, as its status
+    /// says.
+    fn web_comes_up(m: &Monitor) -> bool {
+        let web = m.status("web").unwrap();
+        assert_eq!(web.state, ProcessState::Waiting);
+        web.comes_up_by_itself
+    }
+
+    fn gives_up(retry: Option<u64>) -> ProcessSpec {
+        never_ready("db").with_policy(Policy {
+            give_up_after: NonZeroU32::new(1),
+            retry_failed_after: retry.map(Duration::from_secs),
+            ..Policy::default()
+        })
+    }
+
+    #[test]
+    fn a_held_dependency_does_not_come_by_itself() {
+        let mut m = monitor();
+        m.add(secs(0), "db", ProcessSpec::new(["db"])).unwrap();
+        m.add(secs(0), "web", web_after("db", Condition::Ready))
+            .unwrap();
+        m.down(secs(0), "db").unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Held);
+        assert!(!m.status("db").unwrap().comes_up_by_itself);
+        assert!(!web_comes_up(&m));
+        assert!(m.is_started_up(), "nothing more comes by itself");
+        m.start(secs(1), "db").unwrap();
+        drain(&mut m);
+        assert_eq!(m.status("web").unwrap().state, ProcessState::Running);
+    }
+
+    #[test]
+    fn stopping_into_a_hold_does_not_come_by_itself() {
+        let mut m = monitor();
+        m.add(secs(0), "db", never_ready("db")).unwrap();
+        m.add(secs(0), "web", web_after("db", Condition::Ready))
+            .unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        assert!(web_comes_up(&m), "db is starting");
+        assert!(!m.is_started_up());
+        m.down(secs(1), "db").unwrap();
+        drain(&mut m);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Stopping);
+        assert!(!web_comes_up(&m), "db ends held");
+        assert!(m.is_started_up());
+    }
+
+    #[test]
+    fn an_exited_dependency_is_stuck_unless_it_completed() {
+        let never = |argv: &str| {
+            ProcessSpec::new([argv]).with_policy(Policy {
+                restart: Some(RestartPolicy::Never),
+                ..Policy::default()
+            })
+        };
+        // Exited with a success: `completed` holds, nothing waits.
+        let mut m = monitor();
+        m.add(secs(0), "db", never("db")).unwrap();
+        m.add(secs(0), "web", web_after("db", Condition::Completed))
+            .unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        assert!(web_comes_up(&m), "db runs: it may complete");
+        exit(&mut m, secs(1), "db", 0);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Exited);
+        assert_eq!(m.status("web").unwrap().state, ProcessState::Running);
+        assert!(m.status("web").unwrap().waiting_for.is_none());
+
+        // Exited without one: it will not complete by itself.
+        let mut m = monitor();
+        m.add(secs(0), "db", never("db")).unwrap();
+        m.add(secs(0), "web", web_after("db", Condition::Completed))
+            .unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        exit(&mut m, secs(1), "db", 1);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Exited);
+        assert!(!m.status("db").unwrap().comes_up_by_itself);
+        assert!(!web_comes_up(&m));
+        assert!(m.is_started_up());
+    }
+
+    #[test]
+    fn a_stopped_dependency_does_not_come_by_itself() {
+        let mut m = monitor();
+        m.add(secs(0), "db", ProcessSpec::new(["db"])).unwrap();
+        m.add(secs(0), "web", web_after("db", Condition::Started))
+            .unwrap();
+        // The service is not running: only a request starts db.
+        m.start(secs(0), "web").unwrap();
+        drain(&mut m);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Stopped);
+        assert!(!web_comes_up(&m));
+        assert!(m.is_started_up());
+    }
+
+    #[test]
+    fn a_stopped_definition_waiting_for_its_removed_instance_comes_up() {
+        let mut m = monitor();
+        m.add(secs(0), "db", ProcessSpec::new(["db"])).unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        m.remove(secs(1), "db").unwrap();
+        drain(&mut m);
+        m.add(secs(1), "db", never_ready("db2")).unwrap();
+        drain(&mut m);
+        m.add(secs(1), "web", web_after("db", Condition::Started))
+            .unwrap();
+        drain(&mut m);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Stopping);
+        assert!(m.status("db").unwrap().comes_up_by_itself);
+        assert!(web_comes_up(&m));
+        assert!(!m.is_started_up());
+    }
+
+    #[test]
+    fn a_failed_dependency_comes_back_only_with_a_retry_due() {
+        for (retry, comes_back) in [(None, false), (Some(60), true)] {
+            let mut m = monitor();
+            m.add(secs(0), "db", gives_up(retry)).unwrap();
+            m.add(secs(0), "web", web_after("db", Condition::Ready))
+                .unwrap();
+            m.start_service(secs(0));
+            drain(&mut m);
+            exit(&mut m, secs(1), "db", 1);
+            let db = m.status("db").unwrap();
+            assert_eq!(db.state, ProcessState::Failed);
+            assert_eq!(db.comes_up_by_itself, comes_back, "retry {retry:?}");
+            assert_eq!(web_comes_up(&m), comes_back, "retry {retry:?}");
+            assert_eq!(m.is_started_up(), !comes_back, "retry {retry:?}");
+        }
+    }
+
+    #[test]
+    fn an_undefined_dependency_does_not_come_by_itself() {
+        let mut m = monitor();
+        m.add(secs(0), "web", web_after("nope", Condition::Ready))
+            .unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        assert_eq!(m.status("web").unwrap().waiting_for.unwrap().name, "nope");
+        assert!(!web_comes_up(&m));
+        assert!(m.is_started_up());
+        m.add(secs(1), "nope", never_ready("nope")).unwrap();
+        drain(&mut m);
+        assert!(web_comes_up(&m), "defined, and starting");
+        assert!(!m.is_started_up());
+    }
+
+    #[test]
+    fn a_wait_for_a_stuck_wait_is_stuck() {
+        for (retry, comes_back) in [(None, false), (Some(60), true)] {
+            let mut m = monitor();
+            m.add(secs(0), "db", gives_up(retry)).unwrap();
+            m.add(secs(0), "web", web_after("db", Condition::Ready))
+                .unwrap();
+            m.add(
+                secs(0),
+                "api",
+                ProcessSpec::new(["api"]).with_after("web", Condition::Started),
+            )
+            .unwrap();
+            m.start_service(secs(0));
+            drain(&mut m);
+            exit(&mut m, secs(1), "db", 1);
+            let api = m.status("api").unwrap();
+            assert_eq!(api.state, ProcessState::Waiting);
+            assert_eq!(api.waiting_for.unwrap().name, "web");
+            assert_eq!(m.status("web").unwrap().state, ProcessState::Waiting);
+            assert_eq!(api.comes_up_by_itself, comes_back, "retry {retry:?}");
+            assert_eq!(m.is_started_up(), !comes_back, "retry {retry:?}");
+        }
+    }
+
+    #[test]
+    fn live_and_due_processes_come_up_by_themselves() {
+        let mut m = monitor();
+        m.add(secs(0), "db", never_ready("db")).unwrap();
+        m.add(secs(0), "web", ProcessSpec::new(["web"])).unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Starting);
+        assert!(m.status("db").unwrap().comes_up_by_itself);
+        assert!(m.status("web").unwrap().comes_up_by_itself);
+        exit(&mut m, secs(1), "web", 1);
+        assert_eq!(m.status("web").unwrap().state, ProcessState::Backoff);
+        assert!(m.status("web").unwrap().comes_up_by_itself);
+        assert!(!m.is_started_up(), "db is not ready yet");
     }
 }

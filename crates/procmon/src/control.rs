@@ -900,8 +900,9 @@ fn process_json(supervisor: &Supervisor, status: &ProcessStatus<'_>, now: Instan
             "in": seconds(due.at.saturating_duration_since(now)),
         })
     });
-    // What a waiting process waits for, and where that one is: a failed
-    // dependency is why it may wait for ever.
+    // What a waiting process waits for, where that one is, and whether it
+    // will come by itself: the core decides (`comes_up_by_itself`), so a
+    // client shows "may wait for ever" without a rule of its own.
     let waiting_for = status.waiting_for.map_or(Value::Null, |dependency| {
         let state = supervisor
             .monitor()
@@ -911,6 +912,7 @@ fn process_json(supervisor: &Supervisor, status: &ProcessStatus<'_>, now: Instan
             "name": dependency.name,
             "condition": dependency.condition.as_str(),
             "state": state,
+            "stuck": !status.comes_up_by_itself,
         })
     });
     json!({

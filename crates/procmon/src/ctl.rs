@@ -495,10 +495,9 @@ pub fn status_table(result: &Value) -> String {
                     text(&waiting_for["name"]),
                     text(&waiting_for["condition"])
                 );
-                // Said when it may wait for ever.
-                if let Some(state @ ("failed" | "exited" | "held" | "stopped")) =
-                    waiting_for["state"].as_str()
-                {
+                // Said when it may wait for ever, which procmon decides.
+                if waiting_for["stuck"] == json!(true) {
+                    let state = waiting_for["state"].as_str().unwrap_or("not defined");
                     shown = format!("{shown}; {} is {state}", text(&waiting_for["name"]));
                 }
                 shown
@@ -629,5 +628,48 @@ mod tests {
             ),
             0
         );
+    }
+
+    /// Whether a waiting process may wait for ever is procmon's `stuck`,
+    /// whatever the state of what it waits for: a `failed` dependency with
+    /// a retry due is not stuck, a `waiting` one can be.
+    #[test]
+    fn the_table_says_a_dependency_is_stuck_only_when_procmon_does() {
+        let waiting = |name: &str, state: Value, stuck: bool| {
+            json!({"name": "web", "state": "waiting", "pid": null, "uptime": null,
+                   "restarts": 0, "last_exit": null, "next": null, "wanted_up": true,
+                   "waiting_for": {"name": name, "condition": "ready", "state": state,
+                                   "stuck": stuck}})
+        };
+        let next = |process: Value| {
+            let table = status_table(&json!([process]));
+            let row = table.lines().nth(1).unwrap();
+            row[row.find("waiting for").unwrap()..].to_string()
+        };
+        assert_eq!(
+            next(waiting("db", json!("failed"), true)),
+            "waiting for db (ready); db is failed"
+        );
+        assert_eq!(
+            next(waiting("db", json!("failed"), false)),
+            "waiting for db (ready)",
+            "a retry is due"
+        );
+        assert_eq!(
+            next(waiting("db", json!("waiting"), true)),
+            "waiting for db (ready); db is waiting"
+        );
+        assert_eq!(
+            next(waiting("db", json!("starting"), false)),
+            "waiting for db (ready)"
+        );
+        assert_eq!(
+            next(waiting("nope", Value::Null, true)),
+            "waiting for nope (ready); nope is not defined"
+        );
+        // A procmon from before `stuck`: nothing is said.
+        let mut old = waiting("db", json!("failed"), true);
+        old["waiting_for"].as_object_mut().unwrap().remove("stuck");
+        assert_eq!(next(old), "waiting for db (ready)");
     }
 }

@@ -121,7 +121,7 @@ after = { broken = "completed" }
     assert_eq!(web["state"], json!("waiting"));
     assert_eq!(
         web["waiting_for"],
-        json!({"name": "db", "condition": "ready", "state": "starting"})
+        json!({"name": "db", "condition": "ready", "state": "starting", "stuck": false})
     );
     assert_eq!(served.process("db")["state"], json!("starting"));
     let table = served.ctl(&["status"]);
