@@ -269,6 +269,9 @@ impl Monitor {
     /// either way: this only keeps the hot path off the big match's stack
     /// frame, which cost the core a quarter of its throughput.
     pub(crate) fn apply(&mut self, key: ProcessKey, event: Event) {
+        if self.has_dependencies {
+            self.mark_changed(key);
+        }
         match (&self.processes[key.index()].life, event) {
             (Life::Running(_), Event::Ended(end)) => {
                 let Life::Running(instance) =
@@ -831,14 +834,16 @@ impl Monitor {
     }
 
     /// Whether a live instance (of an added or a removed definition) names
-    /// this process in its `after`.
+    /// this process in its `after`. Looks only at those that name it, through
+    /// the reverse index, so a stop costs its dependents, not every process.
     pub(crate) fn has_live_dependents(&self, key: ProcessKey) -> bool {
         if !self.has_dependencies {
             return false;
         }
         let name = &self.processes[key.index()].name;
-        self.processes.iter().any(|(_, p)| {
-            p.life.instance().is_some() && p.spec.after.iter().any(|d| *d.name == **name)
+        self.dependents.get(name).is_some_and(|keys| {
+            keys.iter()
+                .any(|k| self.processes[k.index()].life.instance().is_some())
         })
     }
 
@@ -943,29 +948,33 @@ impl Monitor {
         // waiting pays one comparison per input.
         if self.waiting + self.deferred > 0 {
             self.settle_waiting();
+        } else if !self.recheck.is_empty() {
+            // Nothing waits or defers: a process that comes to do so
+            // notes itself, so what changed before does not matter.
+            self.recheck.clear();
         }
     }
 
+    /// Each pass looks at the processes noted since the last
+    /// ([`Monitor::recheck`]) in key order, and moves those that can move
+    /// in that order: the same moves, in the same order, as a pass over
+    /// every process, since one that was not noted cannot move (debug
+    /// builds check this against such a pass).
     #[inline(never)]
     fn settle_waiting(&mut self) {
         while self.waiting + self.deferred > 0 {
-            let movable: SmallVec<[(ProcessKey, Event); 8]> = self
-                .processes
-                .iter()
-                .filter_map(|(index, p)| {
-                    let key = ProcessKey(index as u32);
-                    match p.life {
-                        Life::Waiting if self.conditions_hold(key) => {
-                            Some((key, Event::DependenciesMet))
-                        }
-                        Life::Stopping {
-                            kill: Kill::Deferred,
-                            ..
-                        } if !self.has_live_dependents(key) => Some((key, Event::DependentsGone)),
-                        _ => None,
-                    }
-                })
-                .collect();
+            let mut candidates = mem::take(&mut self.recheck);
+            candidates.sort_unstable();
+            candidates.dedup();
+            let movable = self.movable(candidates.iter().copied());
+            debug_assert_eq!(
+                movable,
+                self.movable(self.processes.iter().map(|(i, _)| ProcessKey(i as u32))),
+                "every process that can move was noted"
+            );
+            // The buffer goes back, so that settling allocates nothing.
+            candidates.clear();
+            self.recheck = candidates;
             if movable.is_empty() {
                 return;
             }
@@ -991,6 +1000,27 @@ impl Monitor {
                 }
             }
         }
+        self.recheck.clear();
+    }
+
+    /// Which of `keys` (in order; keys of freed entries are skipped) can
+    /// move now, and how.
+    fn movable(
+        &self,
+        keys: impl Iterator<Item = ProcessKey>,
+    ) -> SmallVec<[(ProcessKey, Event); 8]> {
+        keys.filter_map(|key| {
+            let process = self.processes.get(key.index())?;
+            match process.life {
+                Life::Waiting if self.conditions_hold(key) => Some((key, Event::DependenciesMet)),
+                Life::Stopping {
+                    kill: Kill::Deferred,
+                    ..
+                } if !self.has_live_dependents(key) => Some((key, Event::DependentsGone)),
+                _ => None,
+            }
+        })
+        .collect()
     }
 
     /// The stop signal now, and KILL after the kill time unless it ends.

@@ -5,6 +5,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use core::mem;
 use core::time::Duration;
 
 use slab::Slab;
@@ -104,6 +105,20 @@ pub struct Monitor {
     pub(crate) deferred: usize,
     /// Whether any process (added or removed, still live) has an `after`.
     pub(crate) has_dependencies: bool,
+    /// The reverse of every `after`: for each name that some process in
+    /// the slab (added, or removed and not yet freed) names in its `after`,
+    /// the keys of those processes. Keyed by name, not by key, as `after`
+    /// is: a dependency may not be added yet, or be removed and added
+    /// again under a new key, and a removed instance still answers to its
+    /// name. It is what keeps `has_live_dependents` and `settle` to the
+    /// dependents concerned instead of a pass over every process.
+    pub(crate) dependents: BTreeMap<Box<str>, SmallVec<[ProcessKey; 2]>>,
+    /// Processes whose wait may be over since `settle` last looked: each
+    /// that changed state, what waits for it, what it waits for. Every
+    /// waiting process or deferred stop that is not in here was found
+    /// unable to move and nothing it depends on has changed since, so
+    /// `settle` looks only at these. Empty while nothing has an `after`.
+    pub(crate) recheck: Vec<ProcessKey>,
     /// The exit code of the first critical process that ended for good.
     pub(crate) critical_exit: Option<u8>,
     /// Whether the monitor finishes when nothing is alive or due.
@@ -353,6 +368,8 @@ impl Monitor {
             waiting: 0,
             deferred: 0,
             has_dependencies: false,
+            dependents: BTreeMap::new(),
+            recheck: Vec::new(),
             critical_exit: None,
             container_mode: false,
         })
@@ -538,8 +555,13 @@ impl Monitor {
         if !self.processes[key.index()].spec.after.is_empty() {
             self.has_dependencies = true;
         }
+        self.index_dependencies(key);
         self.names.insert(name.into(), key);
         self.add_order.insert(add_seq, key);
+        if self.has_dependencies {
+            // A new name may meet a condition, and a new waiter be due.
+            self.mark_changed(key);
+        }
         if self.service_running {
             self.transition(key, Event::ServiceStart);
         }
@@ -1008,10 +1030,14 @@ impl Monitor {
         // Checked first: a drain of an empty SmallVec still costs its setup,
         // on every call.
         if !self.to_free.is_empty() {
-            for key in self.to_free.drain(..) {
+            let mut to_free = mem::take(&mut self.to_free);
+            for key in to_free.drain(..) {
+                self.unindex_dependencies(key);
                 let process = self.processes.remove(key.index());
                 debug_assert!(matches!(process.life, Life::Removed));
             }
+            // The buffer goes back, so that freeing allocates nothing.
+            self.to_free = to_free;
         }
     }
 
@@ -1026,6 +1052,73 @@ impl Monitor {
 
     pub(crate) fn process_mut(&mut self, key: ProcessKey) -> &mut Process {
         &mut self.processes[key.index()]
+    }
+
+    /// Enters `key` in [`dependents`](Self::dependents) under every name of
+    /// its `after`; when it is added, or its definition replaced.
+    pub(crate) fn index_dependencies(&mut self, key: ProcessKey) {
+        let Monitor {
+            processes,
+            dependents,
+            ..
+        } = self;
+        for dependency in &processes[key.index()].spec.after {
+            let keys = dependents
+                .entry(dependency.name.as_str().into())
+                .or_default();
+            debug_assert!(!keys.contains(&key), "indexed once per definition");
+            keys.push(key);
+        }
+    }
+
+    /// Takes `key` out of [`dependents`](Self::dependents); when its entry
+    /// is freed, or before its definition is replaced.
+    pub(crate) fn unindex_dependencies(&mut self, key: ProcessKey) {
+        let Monitor {
+            processes,
+            dependents,
+            ..
+        } = self;
+        for dependency in &processes[key.index()].spec.after {
+            let name: &str = &dependency.name;
+            let keys = dependents.get_mut(name).expect("indexed when added");
+            let at = keys
+                .iter()
+                .position(|&k| k == key)
+                .expect("indexed when added");
+            keys.swap_remove(at);
+            if keys.is_empty() {
+                dependents.remove(name);
+            }
+        }
+    }
+
+    /// Notes for [`settle`](Self::settle) that `key` changes: it may now
+    /// wait or defer its stop, what waits for its name may now start, and
+    /// a deferred stop of what it waits for may now go. Only while some
+    /// process has an `after`: without one nothing waits or defers.
+    #[inline(never)]
+    pub(crate) fn mark_changed(&mut self, key: ProcessKey) {
+        let Monitor {
+            processes,
+            dependents,
+            names,
+            retiring,
+            recheck,
+            ..
+        } = self;
+        let process = &processes[key.index()];
+        recheck.push(key);
+        if let Some(keys) = dependents.get(&process.name) {
+            recheck.extend_from_slice(keys);
+        }
+        for dependency in &process.spec.after {
+            let name: &str = &dependency.name;
+            recheck.extend(names.get(name).copied());
+            if !retiring.is_empty() {
+                recheck.extend(retiring.get(name).copied());
+            }
+        }
     }
 
     fn keys_in_order(&self) -> SmallVec<[ProcessKey; 16]> {
@@ -1783,5 +1876,223 @@ mod comes_up_by_itself_tests {
         assert_eq!(m.status("web").unwrap().state, ProcessState::Backoff);
         assert!(m.status("web").unwrap().comes_up_by_itself);
         assert!(!m.is_started_up(), "db is not ready yet");
+    }
+}
+
+/// The reverse index of `after` ([`Monitor::dependents`]) stays what a
+/// pass over every process would find, through adds, removals (a removed
+/// instance still live included), reloads and every kind of state change;
+/// and in debug builds `settle` checks at every pass that the processes it
+/// was told to look at are all that can move.
+#[cfg(test)]
+mod dependents_index_tests {
+    use super::*;
+    use crate::spec::{Condition, Policy};
+    use core::num::NonZeroU32;
+
+    const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+    /// xorshift64: the same steps on every run, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn by_scan(m: &Monitor) -> BTreeMap<Box<str>, Vec<ProcessKey>> {
+        let mut index: BTreeMap<Box<str>, Vec<ProcessKey>> = BTreeMap::new();
+        for (i, process) in m.processes.iter() {
+            for dependency in &process.spec.after {
+                index
+                    .entry(dependency.name.as_str().into())
+                    .or_default()
+                    .push(ProcessKey(i as u32));
+            }
+        }
+        index
+    }
+
+    fn by_index(m: &Monitor) -> BTreeMap<Box<str>, Vec<ProcessKey>> {
+        m.dependents
+            .iter()
+            .map(|(name, keys)| {
+                let mut keys = keys.to_vec();
+                keys.sort_unstable();
+                (name.clone(), keys)
+            })
+            .collect()
+    }
+
+    fn spec(rng: &mut Rng, name: &str, names: &[&str]) -> ProcessSpec {
+        let mut spec = ProcessSpec::new([name]).with_policy(Policy {
+            give_up_after: NonZeroU32::new(2),
+            retry_failed_after: [None, Some(Duration::from_secs(5))][rng.below(2)],
+            ..Policy::default()
+        });
+        if rng.below(3) == 0 {
+            spec = spec.with_ready(Readiness::LogLine("up".into()));
+        }
+        for &other in names {
+            if other != name && rng.below(3) == 0 {
+                let condition =
+                    [Condition::Started, Condition::Ready, Condition::Completed][rng.below(3)];
+                spec = spec.with_after(other, condition);
+            }
+        }
+        spec
+    }
+
+    #[test]
+    fn the_index_is_what_a_scan_finds_after_every_step() {
+        // How often the steps reached what the index is for, so that the
+        // test cannot pass by never getting there.
+        let (mut waited, mut deferred, mut reloaded, mut retiring) = (0, 0, 0, 0);
+        for seed in 1..=40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut m = Monitor::new(Settings::default()).unwrap();
+            let mut timers: Vec<TimerId> = Vec::new();
+            let mut now = 0u64;
+            for step in 0..300 {
+                now += rng.below(3) as u64 * 500_000_000;
+                let at = Instant::from_nanos(now);
+                let name = NAMES[rng.below(NAMES.len())];
+                match rng.below(12) {
+                    0 | 1 => {
+                        let spec = spec(&mut rng, name, &NAMES);
+                        let _ = m.add(at, name, spec);
+                    }
+                    2 => {
+                        let _ = m.remove(at, name);
+                    }
+                    3 => {
+                        // Another `after` for one name (a restart or a
+                        // redefinition), and maybe one name more or less.
+                        let mut definitions = m.definitions();
+                        let defined: Vec<String> = definitions
+                            .processes
+                            .iter()
+                            .map(|(n, _)| n.clone())
+                            .collect();
+                        let defined: Vec<&str> = defined.iter().map(String::as_str).collect();
+                        if let Some(i) = (!defined.is_empty()).then(|| rng.below(defined.len())) {
+                            let (n, old) = &definitions.processes[i];
+                            let mut new = spec(&mut rng, n, &defined);
+                            if rng.below(2) == 0 {
+                                new.argv = old.argv.clone();
+                            }
+                            definitions.processes[i].1 = new;
+                        }
+                        if rng.below(3) == 0 && !definitions.processes.is_empty() {
+                            definitions
+                                .processes
+                                .remove(rng.below(definitions.processes.len()));
+                        }
+                        reloaded += usize::from(m.reload(at, definitions).is_ok());
+                    }
+                    4 => {
+                        let _ = m.start(at, name);
+                    }
+                    5 => {
+                        let _ = m.stop(at, name);
+                    }
+                    6 => {
+                        let _ = [Monitor::down, Monitor::restart][rng.below(2)](&mut m, at, name);
+                    }
+                    7 | 8 => {
+                        if let Some(instance) = m.live_instance(name) {
+                            let code = [0, 1][rng.below(2)];
+                            let status = ExitStatus::Code(code);
+                            m.handle(at, Input::Exited { instance, status });
+                        }
+                    }
+                    9 => {
+                        if let Some(instance) = m.live_instance(name) {
+                            m.handle(at, Input::Ready { instance });
+                        }
+                    }
+                    10 => {
+                        if !timers.is_empty() {
+                            let timer = timers.swap_remove(rng.below(timers.len()));
+                            m.handle(at, Input::TimerFired { timer });
+                        }
+                    }
+                    _ => match rng.below(3) {
+                        0 => m.start_service(at),
+                        1 => m.stop_service(at),
+                        _ => m.kill_all(at),
+                    },
+                }
+                while let Some(command) = m.poll_command() {
+                    if let Command::SetTimer { timer, .. } = command {
+                        timers.push(timer);
+                    }
+                }
+                assert_eq!(by_index(&m), by_scan(&m), "seed {seed}, step {step}");
+                assert!(m.dependents.values().all(|keys| !keys.is_empty()));
+                waited += usize::from(m.waiting > 0);
+                deferred += usize::from(m.deferred > 0);
+                retiring += usize::from(!m.retiring.is_empty());
+            }
+        }
+        assert!(
+            waited > 100 && deferred > 10 && reloaded > 100 && retiring > 10,
+            "waited {waited}, deferred {deferred}, reloaded {reloaded}, retiring {retiring}"
+        );
+    }
+
+    #[test]
+    fn a_removed_instance_still_counts_as_a_dependent() {
+        let t0 = Instant::ZERO;
+        let mut m = Monitor::new(Settings::default()).unwrap();
+        m.add(t0, "db", ProcessSpec::new(["db"])).unwrap();
+        m.add(
+            t0,
+            "web",
+            ProcessSpec::new(["web"]).with_after("db", Condition::Started),
+        )
+        .unwrap();
+        m.start_service(t0);
+        while m.poll_command().is_some() {}
+        let web = m.live_instance("web").unwrap();
+        // web is removed but lives on (its stop signal sent); db's removal
+        // then waits for it.
+        m.remove(t0, "web").unwrap();
+        while m.poll_command().is_some() {}
+        m.remove(t0, "db").unwrap();
+        let commands: Vec<Command> = core::iter::from_fn(|| m.poll_command()).collect();
+        assert!(
+            !commands.iter().any(|c| matches!(c, Command::Signal { .. })),
+            "db waits for web: {commands:?}"
+        );
+        m.handle(
+            t0,
+            Input::Exited {
+                instance: web,
+                status: ExitStatus::Signal(15),
+            },
+        );
+        let commands: Vec<Command> = core::iter::from_fn(|| m.poll_command()).collect();
+        let db = m
+            .processes
+            .iter()
+            .find(|(_, p)| &*p.name == "db")
+            .unwrap()
+            .0;
+        assert!(
+            commands.iter().any(|c| matches!(
+                c,
+                Command::Signal { process, .. } if process.index() == db
+            )),
+            "web ended, so db's stop goes: {commands:?}"
+        );
+        // Both entries are freed at the next call, and the index with them.
+        m.start_service(t0);
+        assert!(m.dependents.is_empty());
+        assert_eq!(by_scan(&m), BTreeMap::new());
     }
 }

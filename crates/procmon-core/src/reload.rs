@@ -132,7 +132,17 @@ impl Monitor {
                     if !spec.after.is_empty() {
                         self.has_dependencies = true;
                     }
+                    if self.has_dependencies {
+                        // What it waited for under the old `after` may
+                        // have a stop deferred for it.
+                        self.mark_changed(key);
+                    }
+                    self.unindex_dependencies(key);
                     self.processes[key.index()].spec = spec;
+                    self.index_dependencies(key);
+                    if self.has_dependencies {
+                        self.mark_changed(key);
+                    }
                 }
             }
         }
