@@ -892,17 +892,18 @@ impl Monitor {
             match &self.processes[key.index()].life {
                 // Up, or on its way: its end, if any, is for the rules.
                 Life::Starting { .. } | Life::Running(_) => return true,
-                // Something is due that starts it again.
-                Life::Backoff(_) | Life::Failed { retry: Some(_) } => return true,
+                // A restart is due.
+                Life::Backoff(_) => return true,
                 // Its end leads to `held`, or to `stopped` with the service.
                 Life::Stopping { then, .. } => {
                     return self.service_running && !matches!(then, Then::Hold | Then::Forget)
                 }
                 // Only the end of the name's removed instance starts it.
                 Life::Stopped => return self.service_running && self.predecessor_lives(key),
-                Life::Held | Life::Exited | Life::Failed { retry: None } | Life::Removed => {
-                    return false
-                }
+                // A retry after giving up (`retry_failed_after`) is not
+                // counted: it comes long after, if ever it works, and
+                // neither a dependent nor a start-up should wait that long.
+                Life::Held | Life::Exited | Life::Failed { .. } | Life::Removed => return false,
                 Life::Waiting => {
                     let Some(dependency) = self.unmet_dependency(key) else {
                         // `settle` starts it before the call returns.

@@ -308,7 +308,10 @@ pub struct ProcessStatus<'a> {
     /// - `exited`: an `exited` process that completed meets every
     ///   condition, so it is never what a process waits for; one that
     ///   exited without a success is a stuck dependency;
-    /// - `failed` with no retry due (one whose retry is due comes back);
+    /// - `failed`, even with a retry due: a retry after giving up
+    ///   (`retry_failed_after`) comes long after, if it works at all, and
+    ///   neither a dependent's wait nor procmon's own start-up should be
+    ///   read as waiting for it;
     /// - `stopped`, unless it only waits for its name's removed instance
     ///   to end while the service runs;
     /// - stopping while the service is stopped: it ends `stopped`;
@@ -318,7 +321,7 @@ pub struct ProcessStatus<'a> {
     ///   reads stuck all the way up.
     ///
     /// Anything else comes up by itself: a live instance (its end, if any,
-    /// is for the restart rules), a pending restart or retry. So for a
+    /// is for the restart rules), a pending restart. So for a
     /// `waiting` process, `false` says that [`waiting_for`](Self::waiting_for)
     /// is stuck and it may wait for ever.
     pub comes_up_by_itself: bool,
@@ -995,11 +998,9 @@ impl Monitor {
     /// Whether every added process has come up as far as it will: ready at
     /// least once since it was added, or not coming up by itself
     /// ([`ProcessStatus::comes_up_by_itself`]: `held`, `exited`, `stopped`,
-    /// `failed` with no retry due, or waiting, however indirectly, for a
-    /// process that is one of those or not defined). What a supervisor's
-    /// own readiness (`READY=1` to its service manager) waits for. A
-    /// `failed` process whose retry is due, and whatever waits for it, is
-    /// not there yet: the retry may bring it up.
+    /// `failed`, or waiting, however indirectly, for a process that is one
+    /// of those or not defined). What a supervisor's own readiness
+    /// (`READY=1` to its service manager) waits for.
     pub fn is_started_up(&self) -> bool {
         self.add_order
             .values()
@@ -1804,8 +1805,8 @@ mod comes_up_by_itself_tests {
     }
 
     #[test]
-    fn a_failed_dependency_comes_back_only_with_a_retry_due() {
-        for (retry, comes_back) in [(None, false), (Some(60), true)] {
+    fn a_failed_dependency_is_stuck_even_with_a_retry_due() {
+        for (retry, comes_back) in [(None, false), (Some(60), false)] {
             let mut m = monitor();
             m.add(secs(0), "db", gives_up(retry)).unwrap();
             m.add(secs(0), "web", web_after("db", Condition::Ready))
@@ -1839,7 +1840,7 @@ mod comes_up_by_itself_tests {
 
     #[test]
     fn a_wait_for_a_stuck_wait_is_stuck() {
-        for (retry, comes_back) in [(None, false), (Some(60), true)] {
+        for (retry, comes_back) in [(None, false), (Some(60), false)] {
             let mut m = monitor();
             m.add(secs(0), "db", gives_up(retry)).unwrap();
             m.add(secs(0), "web", web_after("db", Condition::Ready))
