@@ -1211,9 +1211,11 @@ impl Monitor {
         };
         stats.output_bytes += bytes.len() as u64;
         process_stats.output_bytes += bytes.len() as u64;
+        // Counted here and added once: `deliver` is opaque, so counters
+        // behind references would be stored on every line.
+        let mut lines = 0u64;
         let mut line_out = |line: &[u8]| {
-            stats.log_lines += 1;
-            process_stats.output_lines += 1;
+            lines += 1;
             deliver(
                 commands,
                 LogLineRef {
@@ -1226,15 +1228,16 @@ impl Monitor {
         };
         let limit = settings.line_limit_bytes;
         // Two loops, so that the usual one looks at no line's content.
-        let Some(needle) = needle else {
-            buffer.push(bytes, limit, line_out);
-            return None;
-        };
         let mut ready = false;
-        buffer.push(bytes, limit, |line| {
-            ready = ready || contains(line, needle);
-            line_out(line);
-        });
+        match needle {
+            None => buffer.push(bytes, limit, line_out),
+            Some(needle) => buffer.push(bytes, limit, |line| {
+                ready = ready || contains(line, needle);
+                line_out(line);
+            }),
+        }
+        stats.log_lines += lines;
+        process_stats.output_lines += lines;
         ready.then_some(key)
     }
 

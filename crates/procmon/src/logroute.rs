@@ -102,6 +102,7 @@ impl LogRouter {
     /// Sends one line of `name` where it goes. A name with no settings (a
     /// process just removed, whose last lines come after the reload) goes
     /// to stdout.
+    #[inline]
     pub fn line<O: OutBlocks, E: Write>(
         &mut self,
         printer: &mut Printer<O, E>,
@@ -111,8 +112,19 @@ impl LogRouter {
     ) {
         if self.routes.is_empty() && self.timestamps.is_none() {
             printer.child_line(name, stream, line);
-            return;
+        } else {
+            self.line_routed(printer, name, stream, line);
         }
+    }
+
+    /// [`LogRouter::line`] where some process has settings of its own.
+    fn line_routed<O: OutBlocks, E: Write>(
+        &mut self,
+        printer: &mut Printer<O, E>,
+        name: &str,
+        stream: Stream,
+        line: &[u8],
+    ) {
         let route = match &self.last {
             Some((last, route)) if last == name => *route,
             _ => {

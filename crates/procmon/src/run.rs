@@ -596,7 +596,24 @@ impl<O: OutBlocks, E: Write> Observer for Printing<'_, O, E> {
         self.logs.read_happened();
     }
 
+    // Inlined into the driver's read loop, where a flood's lines arrive
+    // one by one: the output of a run without a control socket goes
+    // straight to its route.
+    #[inline]
     fn notice(&mut self, notice: Notice<'_>) {
+        match notice {
+            Notice::Output { name, stream, line } if self.feed.is_none() => {
+                self.logs.line(&mut self.printer, name, stream, line)
+            }
+            notice => self.notice_fed(notice),
+        }
+    }
+}
+
+impl<O: OutBlocks, E: Write> Printing<'_, O, E> {
+    /// A notice, with the control socket's feed told of it first.
+    #[inline(never)]
+    fn notice_fed(&mut self, notice: Notice<'_>) {
         if let Some(feed) = self.feed.as_mut() {
             feed.notice(&notice);
         }
