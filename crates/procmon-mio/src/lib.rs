@@ -409,10 +409,23 @@ pub trait Observer {
     }
 
     /// Called after each read of a child's pipe took bytes, before the
-    /// lines it completed are given as [`Notice::Output`]: those lines were
-    /// read now. An observer that stamps lines with the time they were read
-    /// can read the clock here, once per read rather than once per line.
+    /// lines it completed are given to [`Observer::read_line`]: those lines
+    /// were read now. An observer that stamps lines with the time they were
+    /// read can read the clock here, once per read rather than once per
+    /// line.
     fn output_read(&mut self) {}
+
+    /// One line that the last read (see [`Observer::output_read`])
+    /// completed: the same as [`Notice::Output`], which the default passes
+    /// it on as. Every `read_line` between two `output_read`s is of the
+    /// same process and stream, so an observer can look up where a
+    /// process's lines go once per read rather than once per line. Lines
+    /// that come otherwise (a partial line at an exit, one queued behind
+    /// other commands) come as [`Notice::Output`].
+    #[inline]
+    fn read_line(&mut self, name: &str, stream: Stream, line: &[u8]) {
+        self.notice(Notice::Output { name, stream, line });
+    }
 }
 
 impl<F: FnMut(Notice<'_>)> Observer for F {

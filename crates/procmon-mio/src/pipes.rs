@@ -178,7 +178,7 @@ impl Supervisor {
             observer.output_read();
             let bytes = &self.buffer[..n];
             let name = &**name;
-            let mut log = |line: &[u8]| observer.notice(Notice::Output { name, stream, line });
+            let mut log = |line: &[u8]| observer.read_line(name, stream, line);
             match live {
                 Some(instance) => {
                     let now = self.clock.now();

@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use crate::logfile::LogCounts;
 use crate::output::signal_name;
 use crate::protocol::{self, ErrorKind, Op, RequestError, Targets};
-use crate::ring::LogRings;
+use crate::ring::{LogRings, RingSlot};
 
 /// The most clients connected at once; one more is closed at once.
 pub const MAX_CLIENTS: usize = 1024;
@@ -170,6 +170,22 @@ impl ControlFeed {
             watchers: 0,
             lines: Vec::new(),
             changes: Vec::new(),
+        }
+    }
+
+    /// Where the lines of one read go, found once for all of them (see
+    /// `Observer::read_line`).
+    pub fn read_slot(&mut self, name: &str) -> RingSlot {
+        self.rings.slot(name)
+    }
+
+    /// Takes in one line of a read, as [`ControlFeed::notice`] would
+    /// [`Notice::Output`], with its ring found before.
+    #[inline]
+    pub fn read_line(&mut self, slot: RingSlot, name: &str, stream: Stream, line: &[u8]) {
+        self.rings.push_to(slot, name, stream, line);
+        if !self.followed.is_empty() && self.followed.contains_key(name) {
+            self.lines.push((name.to_string(), stream, line.to_vec()));
         }
     }
 

@@ -488,7 +488,8 @@ fn format_line(out: &mut Vec<u8>, stamp: Option<&Stamp>, stream: Stream, line: &
     }
     out.extend_from_slice(stream.as_str().as_bytes());
     out.push(b' ');
-    if std::str::from_utf8(line).is_ok() {
+    // Most lines are ASCII, and that is the cheaper check.
+    if crate::output::is_ascii(line) || std::str::from_utf8(line).is_ok() {
         out.extend_from_slice(line);
     } else {
         // Writing to a Vec cannot fail.

@@ -10,7 +10,7 @@ use procmon_core::Stream;
 
 use crate::config::{LogConfig, LogSettings};
 use crate::logfile::{FileId, LogFiles};
-use crate::output::{OutBlocks, Printer};
+use crate::output::{OutBlocks, PrefixId, Printer};
 use crate::stamp::{Clock, Timestamps};
 
 /// Where each process's lines go: its log file, procmon's stdout, or both,
@@ -32,13 +32,24 @@ pub struct LogRouter {
     last: Option<(String, Route)>,
 }
 
-/// One process's way.
+/// One process's way: what [`LogRouter::route_of`] finds, once for the
+/// lines of one read.
 #[derive(Clone, Copy, Debug)]
-struct Route {
+pub struct Route {
     file: Option<FileId>,
     stdout: bool,
     stamp_stdout: bool,
     stamp_file: bool,
+}
+
+impl Route {
+    /// Stdout only, no time: the way of a process with no settings.
+    const PLAIN: Route = Route {
+        file: None,
+        stdout: true,
+        stamp_stdout: false,
+        stamp_file: false,
+    };
 }
 
 impl LogRouter {
@@ -128,16 +139,38 @@ impl LogRouter {
         let route = match &self.last {
             Some((last, route)) if last == name => *route,
             _ => {
-                let route = self.routes.get(name).copied().unwrap_or(Route {
-                    file: None,
-                    stdout: true,
-                    stamp_stdout: Timestamps::resolve(self.timestamps, false),
-                    stamp_file: false,
-                });
+                let route = self.route_of(name);
                 self.last = Some((name.to_string(), route));
                 route
             }
         };
+        self.line_on(route, None, printer, name, stream, line);
+    }
+
+    /// Where `name`'s lines go, for the lines of one read
+    /// ([`LogRouter::line_on`]). A name with no settings goes to stdout.
+    pub fn route_of(&self, name: &str) -> Route {
+        if self.routes.is_empty() && self.timestamps.is_none() {
+            return Route::PLAIN;
+        }
+        self.routes.get(name).copied().unwrap_or(Route {
+            stamp_stdout: Timestamps::resolve(self.timestamps, false),
+            ..Route::PLAIN
+        })
+    }
+
+    /// Sends one line of `name` where `route` (its [`LogRouter::route_of`])
+    /// says; with the prefix the printer named for its stream, if asked for.
+    #[inline]
+    pub fn line_on<O: OutBlocks, E: Write>(
+        &mut self,
+        route: Route,
+        prefix: Option<PrefixId>,
+        printer: &mut Printer<O, E>,
+        name: &str,
+        stream: Stream,
+        line: &[u8],
+    ) {
         let wants_stamp =
             (route.stdout && route.stamp_stdout) || (route.file.is_some() && route.stamp_file);
         let stamp = if wants_stamp {
@@ -147,12 +180,15 @@ impl LogRouter {
             None
         };
         if route.stdout {
-            printer.child_line_at(
-                stamp.as_ref().filter(|_| route.stamp_stdout),
-                name,
-                stream,
-                line,
-            );
+            match (prefix, route.stamp_stdout) {
+                (Some(prefix), false) => printer.child_line_of(prefix, name, stream, line),
+                _ => printer.child_line_at(
+                    stamp.as_ref().filter(|_| route.stamp_stdout),
+                    name,
+                    stream,
+                    line,
+                ),
+            }
         }
         if let Some(file) = route.file {
             let stamp = stamp.as_ref().filter(|_| route.stamp_file);

@@ -207,7 +207,17 @@ pub struct Printer<O: OutBlocks, E: Write> {
     /// for every line sat on the chatty child's critical path (see
     /// `docs/performance.md`).
     prefix: (String, Stream, Vec<u8>),
+    /// Which prefix `prefix` is: it changes whenever the prefix is made
+    /// anew, so a caller that asked for one ([`Printer::prefix_for`]) can
+    /// tell that it is still the one kept.
+    prefix_id: PrefixId,
 }
+
+/// Names the prefix a [`Printer`] keeps at one time: what
+/// [`Printer::prefix_for`] gives and [`Printer::child_line_of`] takes, so
+/// that the lines of one read skip the name and stream checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixId(u64);
 
 /// Where the printer writes children's lines: any writer, a block at a
 /// time. A writer that queues blocks for a thread of its own (the sink)
@@ -253,6 +263,7 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
             held_end: None,
             out_of_descriptors: false,
             prefix: (String::new(), Stream::Stdout, Vec::new()),
+            prefix_id: PrefixId(0),
         }
     }
 
@@ -264,14 +275,31 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
     /// Prints one line of a child's output (without its newline).
     #[inline]
     pub fn child_line(&mut self, name: &str, stream: Stream, line: &[u8]) {
+        let (prefix_name, prefix_stream, prefix) = &self.prefix;
+        if *prefix_stream == stream && !prefix.is_empty() && prefix_name == name {
+            self.child_line_of(self.prefix_id, name, stream, line);
+        } else {
+            self.child_line_at(None, name, stream, line);
+        }
+    }
+
+    /// Makes the kept prefix `name`'s `stream`'s and names it: lines
+    /// printed with [`Printer::child_line_of`] and that name skip the
+    /// checks of name and stream while it is still the one kept.
+    pub fn prefix_for(&mut self, name: &str, stream: Stream) -> PrefixId {
+        self.keep_prefix(name, stream);
+        self.prefix_id
+    }
+
+    /// [`Printer::child_line`] for a line of `name`'s `stream` whose prefix
+    /// was asked for with [`Printer::prefix_for`].
+    #[inline]
+    pub fn child_line_of(&mut self, prefix: PrefixId, name: &str, stream: Stream, line: &[u8]) {
         // A flood's way, inlined into the loop: text, the kept prefix, a
         // line that needs no escaping. Everything else, the general way.
-        let (prefix_name, prefix_stream, prefix) = &self.prefix;
-        let plain = self.format == LogFormat::Text
+        let plain = prefix == self.prefix_id
+            && self.format == LogFormat::Text
             && !self.out_failed
-            && *prefix_stream == stream
-            && !prefix.is_empty()
-            && prefix_name == name
             && line.len() <= LINE_PIECE
             && is_ascii(line);
         if !plain {
@@ -279,6 +307,7 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
             return;
         }
         let out = &mut self.pending;
+        let prefix = &self.prefix.2;
         out.reserve(prefix.len() + line.len() + 1);
         out.extend_from_slice(prefix);
         out.extend_from_slice(line);
@@ -286,6 +315,41 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
         if out.len() >= OUT_BLOCK {
             self.flush_out();
         }
+    }
+
+    /// Makes the kept prefix `name`'s `stream`'s, unless it is already.
+    fn keep_prefix(&mut self, name: &str, stream: Stream) {
+        let (prefix_name, prefix_stream, prefix) = &mut self.prefix;
+        if prefix_name == name && *prefix_stream == stream && !prefix.is_empty() {
+            return;
+        }
+        prefix.clear();
+        let out = prefix;
+        match self.format {
+            LogFormat::Text => {
+                out.push(b'[');
+                let shown = ShownName(name);
+                if shown.is_bare() {
+                    out.extend_from_slice(name.as_bytes());
+                } else {
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(out, "{shown}");
+                }
+                out.extend_from_slice(b"] ");
+            }
+            LogFormat::Json => {
+                // The `{` and a time come before it: see `child_line_at`.
+                out.extend_from_slice(b"\"name\":");
+                json_string(out, name.as_bytes());
+                out.extend_from_slice(b",\"stream\":\"");
+                out.extend_from_slice(stream.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"line\":\"");
+            }
+        }
+        prefix_name.clear();
+        prefix_name.push_str(name);
+        *prefix_stream = stream;
+        self.prefix_id.0 += 1;
     }
 
     /// Prints one line of a child's output (without its newline), after
@@ -301,35 +365,7 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
         if self.out_failed {
             return;
         }
-        let (prefix_name, prefix_stream, prefix) = &mut self.prefix;
-        if prefix_name != name || *prefix_stream != stream || prefix.is_empty() {
-            prefix.clear();
-            let out = prefix;
-            match self.format {
-                LogFormat::Text => {
-                    out.push(b'[');
-                    let shown = ShownName(name);
-                    if shown.is_bare() {
-                        out.extend_from_slice(name.as_bytes());
-                    } else {
-                        // Writing to a Vec cannot fail.
-                        let _ = write!(out, "{shown}");
-                    }
-                    out.extend_from_slice(b"] ");
-                }
-                LogFormat::Json => {
-                    // The `{` and a time come before it: see below.
-                    out.extend_from_slice(b"\"name\":");
-                    json_string(out, name.as_bytes());
-                    out.extend_from_slice(b",\"stream\":\"");
-                    out.extend_from_slice(stream.as_str().as_bytes());
-                    out.extend_from_slice(b"\",\"line\":\"");
-                }
-            }
-            prefix_name.clear();
-            prefix_name.push_str(name);
-            *prefix_stream = stream;
-        }
+        self.keep_prefix(name, stream);
         let prefix = &self.prefix.2;
         let out = &mut self.pending;
         out.reserve(prefix.len() + line.len().min(LINE_PIECE) + 40);
@@ -609,7 +645,7 @@ fn split_piece(bytes: &[u8], max: usize) -> (&[u8], &[u8]) {
 /// about 100 bytes this beats both a vectorised OR (its reduction and byte
 /// tail cost more than the ORs) and std's `is_ascii` and `from_utf8`.
 #[inline]
-fn is_ascii(bytes: &[u8]) -> bool {
+pub(crate) fn is_ascii(bytes: &[u8]) -> bool {
     const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
     let word = |eight: &[u8]| u64::from_ne_bytes(eight.try_into().expect("eight bytes"));
     if bytes.len() < 8 {
@@ -2078,6 +2114,19 @@ procmon: [web] exited with code 2 after 1.5 s (pid 7)
             })
             .collect();
         assert_eq!(objects, want);
+    }
+
+    #[test]
+    fn a_prefix_named_before_another_was_kept_is_not_used() {
+        let (text, _) = print(LogFormat::Text, |p| {
+            let web = p.prefix_for("web", Stream::Stdout);
+            p.child_line_of(web, "web", Stream::Stdout, b"one");
+            let api = p.prefix_for("api", Stream::Stderr);
+            // `web`'s name is stale now: its line still gets its own prefix.
+            p.child_line_of(web, "web", Stream::Stdout, b"two");
+            p.child_line_of(api, "api", Stream::Stderr, b"three");
+        });
+        assert_eq!(text, "[web] one\n[web] two\n[api] three\n");
     }
 
     #[test]

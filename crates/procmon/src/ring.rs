@@ -30,6 +30,17 @@ pub struct LogRings {
     last: Option<(Box<str>, usize)>,
     /// Slots of forgotten processes, to reuse.
     free: Vec<usize>,
+    /// How many processes were forgotten: a [`RingSlot`] taken before a
+    /// forget may name a slot reused since, and is not trusted.
+    forgets: u64,
+}
+
+/// One process's ring, as [`LogRings::slot`] found it: the lines of one
+/// read go to it without looking the name up again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSlot {
+    at: usize,
+    forgets: u64,
 }
 
 /// One line as kept: the stream, and the bytes (which may be any bytes).
@@ -67,6 +78,7 @@ impl LogRings {
             kept: Vec::new(),
             last: None,
             free: Vec::new(),
+            forgets: 0,
         }
     }
 
@@ -78,22 +90,42 @@ impl LogRings {
         }
         let at = match &self.last {
             Some((last, at)) if **last == *name => *at,
-            _ => {
-                let at = match self.index.get(name) {
-                    Some(&at) => at,
-                    None => {
-                        let at = self.free.pop().unwrap_or_else(|| {
-                            self.kept.push(Ring::default());
-                            self.kept.len() - 1
-                        });
-                        self.index.insert(name.into(), at);
-                        at
-                    }
-                };
-                self.last = Some((name.into(), at));
+            _ => self.slot(name).at,
+        };
+        self.push_at(at, stream, line);
+    }
+
+    /// `name`'s ring, made if it has none, for [`LogRings::push_to`].
+    pub fn slot(&mut self, name: &str) -> RingSlot {
+        let at = match self.index.get(name) {
+            Some(&at) => at,
+            None => {
+                let at = self.free.pop().unwrap_or_else(|| {
+                    self.kept.push(Ring::default());
+                    self.kept.len() - 1
+                });
+                self.index.insert(name.into(), at);
                 at
             }
         };
+        self.last = Some((name.into(), at));
+        RingSlot {
+            at,
+            forgets: self.forgets,
+        }
+    }
+
+    /// [`LogRings::push`] to the ring `slot` names, which was `name`'s.
+    #[inline]
+    pub fn push_to(&mut self, slot: RingSlot, name: &str, stream: Stream, line: &[u8]) {
+        if slot.forgets != self.forgets {
+            self.push(name, stream, line);
+        } else if self.max_lines > 0 && self.max_bytes > 0 {
+            self.push_at(slot.at, stream, line);
+        }
+    }
+
+    fn push_at(&mut self, at: usize, stream: Stream, line: &[u8]) {
         let ring = &mut self.kept[at];
         let line = &line[..line.len().min(self.max_bytes)];
         while ring.lines.len() >= self.max_lines
@@ -141,6 +173,7 @@ impl LogRings {
             // indices stay.
             self.kept[at] = Ring::default();
             self.free.push(at);
+            self.forgets += 1;
             if self.last.as_ref().is_some_and(|(last, _)| **last == *name) {
                 self.last = None;
             }
@@ -157,6 +190,23 @@ mod tests {
             .into_iter()
             .map(|l| String::from_utf8(l.bytes).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_slot_taken_before_a_forget_is_not_trusted() {
+        let mut rings = LogRings::new(10, 1000);
+        let old = rings.slot("a");
+        rings.push_to(old, "a", Stream::Stdout, b"one");
+        rings.forget("a");
+        // "b" gets the slot "a" had: a line of "a" with the old slot must
+        // not land in it.
+        rings.push("b", Stream::Stdout, b"bee");
+        rings.push_to(old, "a", Stream::Stdout, b"two");
+        assert_eq!(texts(rings.last("b", 10)), ["bee"]);
+        assert_eq!(texts(rings.last("a", 10)), ["two"]);
+        let new = rings.slot("b");
+        rings.push_to(new, "b", Stream::Stderr, b"sting");
+        assert_eq!(texts(rings.last("b", 10)), ["bee", "sting"]);
     }
 
     #[test]

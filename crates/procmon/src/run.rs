@@ -4,15 +4,16 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use procmon_core::{Definitions, Monitor};
+use procmon_core::{Definitions, Monitor, Stream};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
 use crate::config::LogConfig;
 use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
 use crate::http::{BoundListener, MetricsServer};
 use crate::logfile::LogCounts;
-use crate::logroute::LogRouter;
-use crate::output::{Action, Event, OutBlocks, Printer};
+use crate::logroute::{LogRouter, Route};
+use crate::output::{Action, Event, OutBlocks, PrefixId, Printer};
+use crate::ring::RingSlot;
 use crate::sink::Sink;
 use crate::stamp::Timestamps;
 
@@ -141,6 +142,7 @@ where
         logs: router,
         log_counts,
         states_changed: true,
+        read_way: None,
     };
     // Signals that came before the loop: a TERM, INT or QUIT among them wins
     // (HUP comes out first, by number); restarting what has not started is
@@ -569,6 +571,18 @@ struct Printing<'a, O: OutBlocks, E: Write> {
     /// Whether a process's state changed since the service manager was
     /// last told (`Notice::StateChanged`).
     states_changed: bool,
+    /// Where the lines of the current read go, once its first line found
+    /// it: a read's lines are all one process's and stream's.
+    read_way: Option<ReadWay>,
+}
+
+/// Where the lines of one read go: looked up for its first line, used for
+/// the rest.
+#[derive(Clone, Copy, Debug)]
+struct ReadWay {
+    route: Route,
+    prefix: PrefixId,
+    ring: Option<RingSlot>,
 }
 
 impl<O: OutBlocks, E: Write> Feeds for Printing<'_, O, E> {
@@ -594,6 +608,26 @@ impl<O: OutBlocks, E: Write> Observer for Printing<'_, O, E> {
 
     fn output_read(&mut self) {
         self.logs.read_happened();
+        self.read_way = None;
+    }
+
+    #[inline]
+    fn read_line(&mut self, name: &str, stream: Stream, line: &[u8]) {
+        let way = match self.read_way {
+            Some(way) => way,
+            None => self.find_read_way(name, stream),
+        };
+        if let (Some(feed), Some(slot)) = (self.feed.as_mut(), way.ring) {
+            feed.read_line(slot, name, stream, line);
+        }
+        self.logs.line_on(
+            way.route,
+            Some(way.prefix),
+            &mut self.printer,
+            name,
+            stream,
+            line,
+        );
     }
 
     // Inlined into the driver's read loop, where a flood's lines arrive
@@ -611,6 +645,19 @@ impl<O: OutBlocks, E: Write> Observer for Printing<'_, O, E> {
 }
 
 impl<O: OutBlocks, E: Write> Printing<'_, O, E> {
+    /// Where the lines of the read just made go, found once for all of
+    /// them.
+    #[inline(never)]
+    fn find_read_way(&mut self, name: &str, stream: Stream) -> ReadWay {
+        let way = ReadWay {
+            route: self.logs.route_of(name),
+            prefix: self.printer.prefix_for(name, stream),
+            ring: self.feed.as_mut().map(|feed| feed.read_slot(name)),
+        };
+        self.read_way = Some(way);
+        way
+    }
+
     /// A notice, with the control socket's feed told of it first.
     #[inline(never)]
     fn notice_fed(&mut self, notice: Notice<'_>) {
