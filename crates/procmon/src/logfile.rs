@@ -62,6 +62,9 @@ pub const STALL_PATIENCE: Duration = Duration::from_secs(2);
 /// before it sleeps.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// At most this many spent batch buffers wait to be filled again.
+const SPARE_BATCHES: usize = 4;
+
 /// Which log file: one per process name, kept while the name has a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileId(u64);
@@ -188,6 +191,10 @@ struct State {
     last_progress: Instant,
     closing: bool,
     reports: Vec<LogReport>,
+    /// Batch buffers the writer is done with, for the loop to fill again:
+    /// a fresh one would grow by doubling, each step a copy, and touch new
+    /// pages, for every batch of a flood.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Shared {
@@ -219,6 +226,7 @@ impl LogFiles {
                 last_progress: Instant::now(),
                 closing: false,
                 reports: Vec::new(),
+                spare: Vec::new(),
             }),
             ready: Condvar::new(),
             progressed: Condvar::new(),
@@ -325,18 +333,12 @@ impl LogFiles {
 
     /// Formats one line of a child for `file`: `[TIME ]stdout LINE` or
     /// `[TIME ]stderr LINE`, bytes that are not UTF-8 as `\xHH`.
+    #[inline]
     pub fn line(&mut self, file: FileId, stamp: Option<&Stamp>, stream: Stream, line: &[u8]) {
-        let batch = match self.pending.last_mut() {
-            Some(batch) if batch.file == file => batch,
-            _ => {
-                self.pending.push(Batch {
-                    file,
-                    bytes: Vec::new(),
-                    lines: 0,
-                });
-                self.pending.last_mut().expect("just pushed")
-            }
-        };
+        if !matches!(self.pending.last(), Some(batch) if batch.file == file) {
+            self.begin_batch(file);
+        }
+        let batch = self.pending.last_mut().expect("a batch for the file");
         let before = batch.bytes.len();
         format_line(&mut batch.bytes, stamp, stream, line);
         batch.lines += 1;
@@ -344,6 +346,18 @@ impl LogFiles {
         if self.pending_bytes >= BATCH_BYTES {
             self.flush();
         }
+    }
+
+    /// Starts a batch of lines for `file`, in a spent buffer if the writer
+    /// gave one back.
+    #[cold]
+    fn begin_batch(&mut self, file: FileId) {
+        let bytes = self.shared.lock().spare.pop().unwrap_or_default();
+        self.pending.push(Batch {
+            file,
+            bytes,
+            lines: 0,
+        });
     }
 
     /// Hands the lines formatted so far to the writer (the loop calls this
@@ -481,6 +495,7 @@ impl Drop for LogFiles {
 }
 
 /// Appends one line as a file holds it.
+#[inline]
 fn format_line(out: &mut Vec<u8>, stamp: Option<&Stamp>, stream: Stream, line: &[u8]) {
     if let Some(stamp) = stamp {
         out.extend_from_slice(stamp);
@@ -554,11 +569,18 @@ impl Writer {
                     Item::Lines(batch) => (batch.bytes.len(), batch.lines),
                     _ => (0, 0),
                 };
-                self.handle(item, &mut reports);
+                let spent = self.handle(item, &mut reports);
                 // Progress after each batch, not each turn: a long queue on
                 // a slow disk is not a stuck writer.
                 if written > 0 {
                     let mut state = shared.lock();
+                    if let Some(mut spent) = spent {
+                        if state.spare.len() < SPARE_BATCHES && spent.capacity() <= 2 * BATCH_BYTES
+                        {
+                            spent.clear();
+                            state.spare.push(spent);
+                        }
+                    }
                     let was_congested = state.held_bytes > SOFT_LIMIT;
                     state.held_bytes -= written;
                     state.working_lines -= lines;
@@ -581,7 +603,8 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, item: Item, reports: &mut Vec<LogReport>) {
+    /// Carries out one item; gives back a batch's buffer once written.
+    fn handle(&mut self, item: Item, reports: &mut Vec<LogReport>) -> Option<Vec<u8>> {
         match item {
             Item::Configure {
                 file,
@@ -618,6 +641,7 @@ impl Writer {
                 if let Some(state) = self.files.get_mut(&batch.file) {
                     state.write(batch.file, &batch.bytes, &self.counts, reports);
                 }
+                return Some(batch.bytes);
             }
             Item::Dropped { file, lines } => {
                 if let Some(state) = self.files.get_mut(&file) {
@@ -629,6 +653,7 @@ impl Writer {
                 }
             }
         }
+        None
     }
 }
 
@@ -972,6 +997,31 @@ mod tests {
         assert!(n > 50, "{n} files");
         assert_eq!(got, want);
         assert!(logs.take_reports().is_empty());
+    }
+
+    #[test]
+    fn spent_batch_buffers_come_back_to_be_filled_again() {
+        let dir = Dir::new("spare");
+        let path = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 1 << 30, 1)));
+        let file = logs.file_of("a").unwrap();
+        let line = [b'x'; 99];
+        let lines = 10 * BATCH_BYTES / 100;
+        for _ in 0..lines {
+            logs.line(file, None, Stream::Stdout, &line);
+        }
+        drain(&mut logs);
+        let spare = logs.shared.lock().spare.len();
+        assert!((1..=SPARE_BATCHES).contains(&spare), "{spare} spare");
+        // The next batch is one of them, grown already.
+        logs.line(file, None, Stream::Stdout, &line);
+        assert!(logs.pending[0].bytes.capacity() >= BATCH_BYTES);
+        drain(&mut logs);
+        assert_eq!(
+            read(&path).len(),
+            (lines + 1) * "stdout \n".len() + (lines + 1) * 99
+        );
     }
 
     #[test]

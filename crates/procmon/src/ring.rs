@@ -125,6 +125,7 @@ impl LogRings {
         }
     }
 
+    #[inline]
     fn push_at(&mut self, at: usize, stream: Stream, line: &[u8]) {
         let ring = &mut self.kept[at];
         let line = &line[..line.len().min(self.max_bytes)];
