@@ -1,11 +1,11 @@
 //! Each process's recent output lines, in memory, for `procmon ctl logs`.
 //!
 //! A ring keeps at most a number of lines and of bytes per process; the
-//! oldest lines go first. The bytes live in one buffer per process whose
-//! front is dropped by moving a start offset (and compacted, one move, once
-//! half of it is dropped), and the lines are lengths into it, so keeping a
-//! line costs one copy into that buffer and no allocation once the buffer
-//! has grown to its bound. The last process pushed to is remembered: a
+//! oldest lines go first. The bytes live in one circular buffer per
+//! process, never larger than the bytes bound, and the lines are lengths
+//! into it, so keeping a line costs one copy into that buffer (two where
+//! it wraps) and no allocation or move once the buffer has grown to fit
+//! what is kept. The last process pushed to is remembered: a
 //! read's lines are all one process's, so most lines skip the lookup.
 
 use std::collections::{HashMap, VecDeque};
@@ -54,15 +54,71 @@ pub struct KeptLine {
 
 #[derive(Debug, Default)]
 struct Ring {
-    /// The kept lines' bytes from `start` on; before it, dropped ones.
+    /// The kept lines' bytes, circular: they begin at `head` and may wrap
+    /// around the end. It grows (doubling, up to the bytes bound) only
+    /// while the kept lines do not fit, so a flood of short lines writes
+    /// each byte once and moves none.
     bytes: Vec<u8>,
-    start: usize,
+    head: usize,
+    /// How many bytes the kept lines take.
+    kept: usize,
     lines: VecDeque<(Stream, usize)>,
 }
 
 impl Ring {
-    fn kept_bytes(&self) -> usize {
-        self.bytes.len() - self.start
+    /// Keeps `line` (at most `max_bytes` long), dropping the oldest lines
+    /// as the bounds require.
+    #[inline]
+    fn push(&mut self, max_lines: usize, max_bytes: usize, stream: Stream, line: &[u8]) {
+        while self.lines.len() >= max_lines
+            || (!self.lines.is_empty() && self.kept + line.len() > max_bytes)
+        {
+            let (_, len) = self.lines.pop_front().expect("checked non-empty");
+            self.head += len;
+            if self.head >= self.bytes.len() {
+                self.head -= self.bytes.len();
+            }
+            self.kept -= len;
+        }
+        if self.kept + line.len() > self.bytes.len() {
+            self.grow(
+                (self.kept + line.len())
+                    .max(2 * self.bytes.len())
+                    .min(max_bytes),
+            );
+        }
+        let size = self.bytes.len();
+        let mut tail = self.head + self.kept;
+        if tail >= size {
+            tail -= size;
+        }
+        let first = line.len().min(size - tail);
+        self.bytes[tail..tail + first].copy_from_slice(&line[..first]);
+        self.bytes[..line.len() - first].copy_from_slice(&line[first..]);
+        self.kept += line.len();
+        self.lines.push_back((stream, line.len()));
+    }
+
+    /// Makes room for `size` bytes, the kept ones first.
+    #[cold]
+    fn grow(&mut self, size: usize) {
+        let mut bytes = Vec::with_capacity(size);
+        let (front, back) = self.pieces(self.head, self.kept);
+        bytes.extend_from_slice(front);
+        bytes.extend_from_slice(back);
+        bytes.resize(size, 0);
+        self.bytes = bytes;
+        self.head = 0;
+    }
+
+    /// The `len` bytes from `from` on, in one or two pieces.
+    fn pieces(&self, from: usize, len: usize) -> (&[u8], &[u8]) {
+        let size = self.bytes.len();
+        if len == 0 {
+            return (&[], &[]);
+        }
+        let first = len.min(size - from);
+        (&self.bytes[from..from + first], &self.bytes[..len - first])
     }
 }
 
@@ -127,20 +183,8 @@ impl LogRings {
 
     #[inline]
     fn push_at(&mut self, at: usize, stream: Stream, line: &[u8]) {
-        let ring = &mut self.kept[at];
         let line = &line[..line.len().min(self.max_bytes)];
-        while ring.lines.len() >= self.max_lines
-            || (!ring.lines.is_empty() && ring.kept_bytes() + line.len() > self.max_bytes)
-        {
-            let (_, len) = ring.lines.pop_front().expect("checked non-empty");
-            ring.start += len;
-        }
-        if ring.start > 0 && ring.start >= ring.bytes.len() / 2 {
-            ring.bytes.drain(..ring.start);
-            ring.start = 0;
-        }
-        ring.bytes.extend_from_slice(line);
-        ring.lines.push_back((stream, line.len()));
+        self.kept[at].push(self.max_lines, self.max_bytes, stream, line);
     }
 
     /// The last `count` lines of `name`, oldest first.
@@ -149,20 +193,25 @@ impl LogRings {
             return Vec::new();
         };
         let skip = ring.lines.len().saturating_sub(count);
-        let mut offset: usize = ring.start
+        let size = ring.bytes.len().max(1);
+        let mut offset = (ring.head
             + ring
                 .lines
                 .iter()
                 .take(skip)
                 .map(|&(_, len)| len)
-                .sum::<usize>();
+                .sum::<usize>())
+            % size;
         ring.lines
             .iter()
             .skip(skip)
             .map(|&(stream, len)| {
-                let bytes = ring.bytes[offset..offset + len].to_vec();
-                offset += len;
-                KeptLine { stream, bytes }
+                let (front, back) = ring.pieces(offset, len);
+                offset = (offset + len) % size;
+                KeptLine {
+                    stream,
+                    bytes: [front, back].concat(),
+                }
             })
             .collect()
     }
@@ -191,6 +240,56 @@ mod tests {
             .into_iter()
             .map(|l| String::from_utf8(l.bytes).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn lines_that_wrap_around_the_ring_come_back_whole_and_in_order() {
+        // Against the plainest model: a list of every line, cut and
+        // trimmed to the bounds from the front.
+        for (max_lines, max_bytes) in [(5, 64), (1000, 300), (3, 1 << 20), (50, 7)] {
+            let mut rings = LogRings::new(max_lines, max_bytes);
+            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+            let mut seed = 0x2545_f491_u32;
+            for i in 0..5000u32 {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let len = (seed % 90) as usize;
+                let line: Vec<u8> = (0..len)
+                    .map(|k| b'a' + ((i as usize + k) % 26) as u8)
+                    .collect();
+                rings.push("p", Stream::Stdout, &line);
+                let kept = line[..len.min(max_bytes)].to_vec();
+                model.push_back(kept);
+                while model.len() > max_lines
+                    || (model.len() > 1 && model.iter().map(Vec::len).sum::<usize>() > max_bytes)
+                {
+                    model.pop_front();
+                }
+                if i % 97 == 0 || i > 4990 {
+                    let got: Vec<Vec<u8>> = rings
+                        .last("p", usize::MAX)
+                        .into_iter()
+                        .map(|l| l.bytes)
+                        .collect();
+                    assert_eq!(
+                        got,
+                        Vec::from(model.clone()),
+                        "line {i}, bounds {max_lines}/{max_bytes}"
+                    );
+                    let tail: Vec<Vec<u8>> =
+                        rings.last("p", 2).into_iter().map(|l| l.bytes).collect();
+                    assert_eq!(
+                        tail,
+                        Vec::from(model.clone()).split_off(model.len().saturating_sub(2))
+                    );
+                }
+            }
+            assert!(
+                rings.kept[0].bytes.len() <= max_bytes,
+                "the buffer stays within the bound"
+            );
+        }
     }
 
     #[test]
