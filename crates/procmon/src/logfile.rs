@@ -389,7 +389,12 @@ impl LogFiles {
             }
         }
         drop(state);
-        self.shared.ready.notify_one();
+        // A busy writer looks at the queue again before it sleeps (under
+        // the lock): only an idle one needs waking, and the loop flushes
+        // at every turn.
+        if was_idle {
+            self.shared.ready.notify_one();
+        }
     }
 
     /// Closes every file after the lines before; each is opened again (or
