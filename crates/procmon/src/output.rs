@@ -711,8 +711,10 @@ impl std::fmt::Display for LimitReached {
         match self {
             LimitReached::OpenFiles(_) => write!(
                 f,
-                " reached: procmon holds {} descriptors per child",
+                " reached: procmon holds {} descriptors per child, {} with a readiness channel",
+                procmon_mio::os::DESCRIPTORS_PER_CHILD,
                 procmon_mio::os::DESCRIPTORS_PER_CHILD
+                    + procmon_mio::os::DESCRIPTORS_PER_READINESS_CHANNEL
             ),
             LimitReached::SystemFiles(_) => {
                 f.write_str(" reached: the whole system is out of files")
@@ -1579,7 +1581,9 @@ mod tests {
             .collect();
         assert_eq!(told.len(), 2, "{err}");
         assert!(told[0].starts_with("procmon: [a] spawn failed: too many open files; prepare: "));
-        assert!(told[0].ends_with("reached: procmon holds 3 descriptors per child)"));
+        assert!(told[0].ends_with(
+            "reached: procmon holds 3 descriptors per child, 4 with a readiness channel)"
+        ));
         assert!(told[1].starts_with("procmon: [b] "), "{err}");
         assert_eq!(err.matches("spawn failed").count(), 4, "{err}");
         let (_, json) = print(LogFormat::Json, |p| {

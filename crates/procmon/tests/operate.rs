@@ -299,8 +299,11 @@ fn running_out_of_descriptors_is_told_once_and_procmon_keeps_serving() {
     });
     let err = procmon.stderr();
     assert_eq!(
-        err.matches("RLIMIT_NOFILE 40 reached: procmon holds 3 descriptors per child")
-            .count(),
+        err.matches(
+            "RLIMIT_NOFILE 40 reached: procmon holds 3 descriptors per child, \
+             4 with a readiness channel"
+        )
+        .count(),
         1,
         "{err}"
     );
