@@ -167,6 +167,9 @@ where
                 }
             }
             CaughtSignal::Hangup => {}
+            // A signal the driver came to catch after this was written
+            // means nothing to procmon before it has started anything.
+            _ => {}
         }
     }
     if early.is_none() {
@@ -309,6 +312,9 @@ where
                 Action::AlreadyStopping
             }
             CaughtSignal::User1 | CaughtSignal::User2 => user_action(caught, &observer.logs),
+            // A signal the driver came to catch after this was written:
+            // reported, and like USR2 it does not end procmon.
+            _ => Action::Ignore,
         };
         observer.printer.event(&Event::Received {
             signal: caught.name(),
