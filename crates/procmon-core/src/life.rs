@@ -100,8 +100,11 @@ pub(crate) enum Kill {
     /// KILL was sent; only the end is left.
     Sent,
     /// The stop signal waits until no live instance depends on this one
-    /// (a service stop or a removal stops dependents first).
-    Deferred,
+    /// (a service stop or a removal stops dependents first). `ready` is
+    /// whether the instance was ready when its stop was held back: a
+    /// `start-service` that cancels the stop needs it, since facts about
+    /// readiness that arrive while it stops are ignored.
+    Deferred { ready: bool },
 }
 
 /// An armed timer and when it falls due.
@@ -307,13 +310,15 @@ impl Monitor {
         match life {
             Life::Waiting => self.waiting -= 1,
             Life::Stopping {
-                kill: Kill::Deferred,
+                kill: Kill::Deferred { .. },
                 ..
             } => self.deferred -= 1,
             _ => {}
         }
         // A starting instance that is stopped or ends is taken as a running
-        // one; only its ready timeout has to go.
+        // one; only its ready timeout has to go. Whether it was ready is
+        // kept for a stop held back for its dependents (`Kill::Deferred`).
+        let ready = !matches!(life, Life::Starting { .. });
         let life = match (life, event) {
             (
                 Life::Starting { instance, timeout },
@@ -373,7 +378,7 @@ impl Monitor {
                 self.stop_instance(key, instance, Then::Rules)
             }
             (Life::Running(instance), Event::ServiceStop) => {
-                self.stop_after_dependents(key, instance, Then::Rules)
+                self.stop_after_dependents(key, instance, Then::Rules, ready)
             }
             (Life::Running(instance), Event::Restart) => {
                 self.reset_backoff(key);
@@ -381,7 +386,7 @@ impl Monitor {
             }
             (Life::Running(instance), Event::Down) => self.stop_instance(key, instance, Then::Hold),
             (Life::Running(instance), Event::Remove) => {
-                self.stop_after_dependents(key, instance, Then::Forget)
+                self.stop_after_dependents(key, instance, Then::Forget, ready)
             }
             (Life::Running(instance), Event::KillAll) => {
                 self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
@@ -423,7 +428,7 @@ impl Monitor {
                     // An operator's request on one process stops it at
                     // once, even when a service stop was holding its stop
                     // signal back for its dependents.
-                    (Kill::Deferred, Event::Restart | Event::Down) => {
+                    (Kill::Deferred { .. }, Event::Restart | Event::Down) => {
                         self.stop_instance(key, instance, then)
                     }
                     (kill, _) => Life::Stopping {
@@ -436,7 +441,7 @@ impl Monitor {
             (
                 Life::Stopping {
                     instance,
-                    kill: Kill::Deferred,
+                    kill: Kill::Deferred { .. },
                     then,
                 },
                 Event::Stop,
@@ -454,7 +459,7 @@ impl Monitor {
                         self.disarm(armed);
                         self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
                     }
-                    Kill::Deferred => {
+                    Kill::Deferred { .. } => {
                         self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
                     }
                     Kill::Sent => {}
@@ -468,11 +473,34 @@ impl Monitor {
             (
                 Life::Stopping {
                     instance,
-                    kill: Kill::Deferred,
+                    kill: Kill::Deferred { .. },
                     then,
                 },
                 Event::DependentsGone,
             ) => self.stop_instance(key, instance, then),
+            // The service starts again before the stop it held back was
+            // sent: nothing was sent, so the instance simply keeps running,
+            // as everything should be up once the service is. A ready one
+            // goes back to `running`, still ready. One that was not ready
+            // yet is restarted instead: its ready timeout was cancelled and
+            // its READY=1 or closed channel, if either came while it was
+            // stopping, was ignored, so only a fresh instance can tell when
+            // it is ready. A removal's held-back stop stays: the definition
+            // is gone whatever the service does.
+            (
+                Life::Stopping {
+                    instance,
+                    kill: Kill::Deferred { ready },
+                    then: Then::Rules,
+                },
+                Event::ServiceStart,
+            ) => {
+                if ready {
+                    Life::Running(instance)
+                } else {
+                    self.stop_instance(key, instance, Then::Restart)
+                }
+            }
             (
                 life @ Life::Stopping { .. },
                 Event::Stop | Event::ServiceStart | Event::ServiceStop | Event::PredecessorGone,
@@ -502,7 +530,7 @@ impl Monitor {
                     // the service run again. (A held-back stop waits with
                     // `rules` or, after `remove`, `forget`: every other
                     // request sends the signal.)
-                    (Kill::Deferred, Then::Rules) => None,
+                    (Kill::Deferred { .. }, Then::Rules) => None,
                     (_, then) => Some(then),
                 };
                 self.ended(key, instance, end, then);
@@ -611,7 +639,7 @@ impl Monitor {
         match next {
             Life::Waiting => self.waiting += 1,
             Life::Stopping {
-                kill: Kill::Deferred,
+                kill: Kill::Deferred { .. },
                 ..
             } => self.deferred += 1,
             _ => {}
@@ -821,11 +849,17 @@ impl Monitor {
     /// The stop signal once no live instance depends on this process
     /// (dependents are stopped first at a service stop or removal); now if
     /// none does.
-    fn stop_after_dependents(&mut self, key: ProcessKey, instance: Instance, then: Then) -> Life {
+    fn stop_after_dependents(
+        &mut self,
+        key: ProcessKey,
+        instance: Instance,
+        then: Then,
+        ready: bool,
+    ) -> Life {
         if self.has_live_dependents(key) {
             Life::Stopping {
                 instance,
-                kill: Kill::Deferred,
+                kill: Kill::Deferred { ready },
                 then,
             }
         } else {
@@ -990,7 +1024,7 @@ impl Monitor {
                         matches!(
                             self.processes[key.index()].life,
                             Life::Stopping {
-                                kill: Kill::Deferred,
+                                kill: Kill::Deferred { .. },
                                 ..
                             }
                         ) && !self.has_live_dependents(key)
@@ -1015,7 +1049,7 @@ impl Monitor {
             match process.life {
                 Life::Waiting if self.conditions_hold(key) => Some((key, Event::DependenciesMet)),
                 Life::Stopping {
-                    kill: Kill::Deferred,
+                    kill: Kill::Deferred { .. },
                     ..
                 } if !self.has_live_dependents(key) => Some((key, Event::DependentsGone)),
                 _ => None,
@@ -1149,3 +1183,139 @@ impl Monitor {
 
 #[cfg(test)]
 mod table;
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use crate::command::{Command, Report};
+    use crate::input::{ExitStatus, Input, InstanceId};
+    use crate::monitor::{Monitor, ProcessState};
+    use crate::spec::{Condition, ProcessSpec, Readiness, Settings};
+    use crate::time::Instant;
+
+    fn secs(s: u64) -> Instant {
+        Instant::from_nanos(s * 1_000_000_000)
+    }
+
+    fn drain(m: &mut Monitor) -> Vec<Command> {
+        core::iter::from_fn(|| m.poll_command()).collect()
+    }
+
+    /// The instances the commands signal.
+    fn signalled(commands: &[Command]) -> Vec<InstanceId> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Signal { instance, .. } => Some(*instance),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn state(m: &Monitor, name: &str) -> ProcessState {
+        m.status(name).expect("added").state
+    }
+
+    /// db (`db_spec`) and web, which names db in its `after`, both up, then
+    /// the service stopped: web's stop sent, db's held back.
+    fn held_back(db_spec: ProcessSpec) -> Monitor {
+        let mut m = Monitor::new(Settings::default()).expect("valid settings");
+        m.add(secs(0), "db", db_spec).unwrap();
+        m.add(
+            secs(0),
+            "web",
+            ProcessSpec::new(["web"]).with_after("db", Condition::Started),
+        )
+        .unwrap();
+        m.start_service(secs(0));
+        drain(&mut m);
+        m.stop_service(secs(10));
+        let commands = drain(&mut m);
+        assert_eq!(
+            signalled(&commands),
+            [m.live_instance("web").unwrap()],
+            "only web's stop is sent"
+        );
+        assert_eq!(state(&m, "db"), ProcessState::Stopping);
+        m
+    }
+
+    fn end(m: &mut Monitor, at: u64, name: &str) -> Vec<Command> {
+        let instance = m.live_instance(name).expect("a live instance");
+        m.handle(
+            secs(at),
+            Input::Exited {
+                instance,
+                status: ExitStatus::Code(0),
+            },
+        );
+        drain(m)
+    }
+
+    #[test]
+    fn start_service_calls_off_a_held_back_stop_of_a_ready_instance() {
+        let mut m = held_back(ProcessSpec::new(["db"]));
+        let db = m.live_instance("db").unwrap();
+        m.start_service(secs(11));
+        let commands = drain(&mut m);
+        assert!(signalled(&commands).is_empty(), "{commands:?}");
+        assert_eq!(state(&m, "db"), ProcessState::Running);
+        assert_eq!(m.status("db").unwrap().next, None, "no KILL due");
+        // web's stop was sent: its end comes back by the rules, and db,
+        // the same instance, is not signalled now that web has gone.
+        let commands = end(&mut m, 12, "web");
+        assert!(signalled(&commands).is_empty(), "{commands:?}");
+        assert_eq!(m.live_instance("db"), Some(db));
+        assert_eq!(state(&m, "db"), ProcessState::Running);
+        // Ready before, still ready: it meets `ready` conditions at once.
+        assert!(m.condition_holds("db", Condition::Ready));
+    }
+
+    #[test]
+    fn start_service_restarts_a_held_back_instance_that_was_not_ready() {
+        let mut m = held_back(ProcessSpec::new(["db"]).with_ready(Readiness::Notify));
+        let db = m.live_instance("db").unwrap();
+        m.start_service(secs(11));
+        let commands = drain(&mut m);
+        assert_eq!(signalled(&commands), [db], "its stop signal at once");
+        assert_eq!(state(&m, "db"), ProcessState::Stopping);
+        let commands = end(&mut m, 12, "db");
+        assert!(
+            commands.iter().any(|c| matches!(
+                c,
+                Command::Report(Report::Exited {
+                    on_request: true,
+                    ..
+                })
+            )),
+            "{commands:?}"
+        );
+        // Restarted at once, as after `restart` (a restart timer due now):
+        // a new instance, which has to say it is ready.
+        let restart = commands
+            .iter()
+            .find_map(|c| match c {
+                Command::SetTimer { timer, at } if *at == secs(12) => Some(*timer),
+                _ => None,
+            })
+            .expect("a restart due at once");
+        m.handle(secs(12), Input::TimerFired { timer: restart });
+        drain(&mut m);
+        let new = m.live_instance("db").expect("a new instance");
+        assert_ne!(new, db);
+        assert_eq!(state(&m, "db"), ProcessState::Starting);
+    }
+
+    #[test]
+    fn start_service_keeps_a_removals_held_back_stop() {
+        let mut m = held_back(ProcessSpec::new(["db"]));
+        let db = m.live_instance("db").unwrap();
+        m.remove(secs(11), "db").unwrap();
+        m.start_service(secs(11));
+        let commands = drain(&mut m);
+        assert!(signalled(&commands).is_empty(), "{commands:?}");
+        let commands = end(&mut m, 12, "web");
+        assert_eq!(signalled(&commands), [db], "sent once web has ended");
+    }
+}

@@ -673,9 +673,12 @@ impl Monitor {
 
     /// Starts the service: every process that is not held and has no live
     /// instance starts now, in add order, and processes are restarted when
-    /// they die.
+    /// they die. A stop that a service stop still holds back for live
+    /// dependents is called off, as nothing was sent: a ready instance runs
+    /// on, one not ready yet is restarted (readiness facts about a stopping
+    /// instance are dropped, so only a new one can tell).
     ///
-    /// May queue: `CancelTimer`, `Spawn`.
+    /// May queue: `CancelTimer`, `Spawn`, `Signal`, `SetTimer`.
     pub fn start_service(&mut self, now: Instant) {
         self.begin(now);
         self.service_running = true;

@@ -57,7 +57,11 @@ pub fn hold_caught_signals() -> io::Result<()> {
 }
 
 /// A signal caught for the embedding program (see [`Options::catch_signals`]).
+///
+/// Non-exhaustive: the driver may come to catch another signal, and an
+/// embedder's `match` must not stop compiling when it does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CaughtSignal {
     /// SIGTERM.
     Terminate,

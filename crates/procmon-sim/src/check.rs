@@ -20,7 +20,8 @@
 //! a failed start; every start a spawn only if its `after` conditions hold
 //! at that point of the events, else `waiting`, and a waiting name spawned
 //! as soon as they hold; stops held back for live dependents at a service
-//! stop or removal and sent once none is left; critical ends and their
+//! stop or removal and sent once none is left (a service stop's called off
+//! by `start-service`: kept if ready, else restarted); critical ends and their
 //! codes; when the monitor has finished, and with which code.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -792,6 +793,23 @@ impl Model {
             Step::StartService => {
                 self.service = true;
                 for name in self.names_in_order() {
+                    // A service stop still held back for dependents is
+                    // called off: everything should be up with the service.
+                    // A ready instance just runs on; one not ready yet is
+                    // restarted, as the readiness facts it had while
+                    // stopping were dropped.
+                    if let Some(id) = self.own_live(&name) {
+                        let live = self.live.get_mut(&id).expect("found above");
+                        let held_back = live
+                            .stop
+                            .is_some_and(|s| s.deferred && s.asked == Asked::Rules);
+                        if held_back && live.ready {
+                            live.stop = None;
+                        } else if held_back {
+                            self.stop(now, id, Asked::Restart, true, out);
+                        }
+                        continue;
+                    }
                     if !self.definitions[&name].held && self.live_of(&name).is_none() {
                         self.cancel_timers(&name);
                         self.definition(&name).waiting = false;

@@ -948,6 +948,17 @@ struct Followed {
     /// stop or a removal (which may hold the signal back).
     stopping: bool,
     signalled: bool,
+    /// Its definition was removed: a `start-service` does not call off
+    /// its held-back stop.
+    removed: bool,
+}
+
+impl Followed {
+    /// Whether a `start-service` now calls off its stop (D22): a service
+    /// stop held the signal back, and nothing was sent.
+    fn held_back_by_the_service(&self) -> bool {
+        self.stopping && !self.signalled && !self.removed
+    }
 }
 
 /// What the v5 observers know, from the steps and the events alone: the
@@ -982,12 +993,23 @@ impl V5View {
                 self.live
                     .values_mut()
                     .filter(|f| f.name == *name)
-                    .for_each(|f| f.stopping = true);
+                    .for_each(|f| {
+                        f.stopping = true;
+                        f.removed = true;
+                    });
             }
             Step::Down { name } => {
                 self.completed.remove(name);
             }
             Step::StopService => self.live.values_mut().for_each(|f| f.stopping = true),
+            // A held-back service stop is called off (D22): a ready instance
+            // runs on; one not ready yet gets its stop signal among the
+            // step's events, and stays stopping.
+            Step::StartService => self
+                .live
+                .values_mut()
+                .filter(|f| f.held_back_by_the_service() && f.ready)
+                .for_each(|f| f.stopping = false),
             _ => {}
         }
     }
@@ -1026,6 +1048,7 @@ impl V5View {
                         ready: spec.ready == Readiness::Spawned,
                         stopping: false,
                         signalled: false,
+                        removed: false,
                     },
                 );
             }
@@ -1144,6 +1167,10 @@ fn service_stops_wait_for_dependents() -> impl FnMut(&Step, &Sim, usize) -> Resu
         match step {
             Step::StopService if accepted => hold(&view, &mut held, None),
             Step::Remove { name } if accepted => hold(&view, &mut held, Some(name)),
+            // Called off (D22): kept running, or restarted at once.
+            Step::StartService if accepted => {
+                held.retain(|id| !view.live[id].held_back_by_the_service());
+            }
             _ => {}
         }
         view.step(step, accepted);

@@ -31,6 +31,7 @@ use procmon_mio::os::{self, PeerCredentials};
 use procmon_mio::{Notice, Observer, Ready, SourceId, Supervisor};
 use serde_json::{json, Value};
 
+use crate::config::LogConfig;
 use crate::logfile::LogCounts;
 use crate::output::signal_name;
 use crate::protocol::{self, ErrorKind, Op, RequestError, Targets};
@@ -128,6 +129,10 @@ pub struct Served {
     /// A client reloaded (or dry-ran a reload of) the config: what changed,
     /// or why nothing did; for procmon's own log.
     pub reloaded: Option<Result<(procmon_core::ReloadPlan, bool), String>>,
+    /// The processes whose log settings a reload (not a dry run) changed:
+    /// the core's plan cannot see them, and procmon's own log tells them
+    /// apart.
+    pub log_settings_changed: Vec<String>,
 }
 
 /// What the control socket needs from the loop's observer: the lines and
@@ -146,6 +151,15 @@ pub trait Feeds: Observer {
     /// `metrics`.
     fn log_counts(&self) -> LogCounts {
         LogCounts::default()
+    }
+
+    /// Takes the log settings of a reload the core has applied (with
+    /// `dry_run`, only looks), and gives the processes, kept from before,
+    /// whose settings change: the reply names them, since the core's plan
+    /// cannot. An observer without log settings changes none.
+    fn reload_logs(&mut self, logs: &LogConfig, dry_run: bool) -> Vec<String> {
+        let _ = (logs, dry_run);
+        Vec::new()
     }
 }
 
@@ -345,7 +359,7 @@ impl ControlServer {
         supervisor: &mut Supervisor,
         observer: &mut O,
         ready: &[Ready],
-        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
     ) -> Served {
         let mut served = Served::default();
         if self.accept_stalled {
@@ -436,7 +450,7 @@ impl ControlServer {
         id: SourceId,
         supervisor: &mut Supervisor,
         observer: &mut O,
-        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
         served: &mut Served,
     ) {
         let mut buffer = [0u8; 16 * 1024];
@@ -471,7 +485,7 @@ impl ControlServer {
         id: SourceId,
         supervisor: &mut Supervisor,
         observer: &mut O,
-        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
         served: &mut Served,
     ) {
         loop {
@@ -527,7 +541,7 @@ impl ControlServer {
         request_id: &Value,
         supervisor: &mut Supervisor,
         observer: &mut O,
-        reload: &mut dyn FnMut() -> Option<Result<Definitions, String>>,
+        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
         served: &mut Served,
     ) -> Result<Value, RequestError> {
         match op {
@@ -594,8 +608,9 @@ impl ControlServer {
                         served.reloaded = Some(Err(message.clone()));
                         return Err(RequestError::new(ErrorKind::InvalidConfig, message, None));
                     }
-                    Some(Ok(definitions)) => definitions,
+                    Some(Ok(read)) => read,
                 };
+                let (definitions, logs) = definitions;
                 let plan = if *dry_run {
                     supervisor.monitor().plan_reload(&definitions)
                 } else {
@@ -606,6 +621,15 @@ impl ControlServer {
                         .map(|plan| (plan, *dry_run))
                         .map_err(|e| e.to_string()),
                 );
+                // Log settings follow only a reload the core took, so that
+                // an invalid file changes nothing at all.
+                let log_settings_changed = match &plan {
+                    Ok(_) => observer.reload_logs(&logs, *dry_run),
+                    Err(_) => Vec::new(),
+                };
+                if !dry_run {
+                    served.log_settings_changed = log_settings_changed.clone();
+                }
                 match plan {
                     Ok(plan) => Ok(json!({
                         "dry_run": dry_run,
@@ -615,6 +639,7 @@ impl ControlServer {
                             .iter()
                             .map(|(name, change)| json!({"name": name, "change": change.as_str()}))
                             .collect::<Vec<_>>(),
+                        "log_settings_changed": log_settings_changed,
                     })),
                     Err(error) => Err(RequestError::new(
                         ErrorKind::InvalidConfig,

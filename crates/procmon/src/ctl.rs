@@ -227,11 +227,33 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
         }
         Verb::Reload { .. } => {
             let changes = result["changes"].as_array().cloned().unwrap_or_default();
-            if changes.is_empty() {
+            // Absent from a procmon older than this `ctl`: none, then.
+            let logs = result["log_settings_changed"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if changes.is_empty() && logs.is_empty() {
                 println!("nothing changes");
             }
-            for change in changes {
-                println!("{}: {}", text(&change["name"]), text(&change["change"]));
+            // One line a process: a change of log settings is named on the
+            // line of the process's other change, if it has one.
+            for change in &changes {
+                let name = &change["name"];
+                let also = if logs.contains(name) {
+                    ", and its log settings change"
+                } else {
+                    ""
+                };
+                println!("{}: {}{also}", text(name), text(&change["change"]));
+            }
+            for name in logs
+                .iter()
+                .filter(|n| !changes.iter().any(|c| c["name"] == **n))
+            {
+                println!(
+                    "{}: log settings changed, applied without a restart",
+                    text(name)
+                );
             }
             if result["settings_changed"] == json!(true) {
                 println!("(global settings change)");

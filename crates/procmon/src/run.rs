@@ -7,7 +7,7 @@ use std::time::Duration;
 use procmon_core::{Definitions, Monitor, Stream};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
-use crate::config::LogConfig;
+use crate::config::{LogConfig, LogSettings};
 use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
 use crate::http::{BoundListener, MetricsServer};
 use crate::logfile::LogCounts;
@@ -140,6 +140,7 @@ where
             .as_ref()
             .map(|_| ControlFeed::new(ring_lines, ring_bytes)),
         logs: router,
+        log_config: logs.clone(),
         log_counts,
         states_changed: true,
         read_way: None,
@@ -167,6 +168,9 @@ where
                 }
             }
             CaughtSignal::Hangup => {}
+            // A signal the driver came to catch after this was written
+            // means nothing to procmon before it has started anything.
+            _ => {}
         }
     }
     if early.is_none() {
@@ -266,24 +270,12 @@ where
             server.serve(&mut supervisor, &ready);
         }
         if let Some(server) = control.as_mut() {
-            // The core sees the definitions; the log settings wait here
-            // until the reload is known to be applied.
-            let mut new_logs = None;
-            let mut reread = || {
-                read_config.as_mut().map(|read| {
-                    read().map(|(definitions, logs)| {
-                        new_logs = Some(logs);
-                        definitions
-                    })
-                })
-            };
+            // The server applies the log settings once the core has taken
+            // the reload (`Feeds::reload_logs`), so its reply can name them.
+            let mut reread = || read_config.as_mut().map(|read| read());
             let served = server.serve(&mut supervisor, &mut observer, &ready, &mut reread);
-            let log_changes = match (&served.reloaded, new_logs) {
-                (Some(Ok((_, false))), Some(logs)) => observer.logs.configure(&logs),
-                _ => Vec::new(),
-            };
             report_served(&served, &mut observer, &supervisor);
-            report_log_changes(&log_changes, &mut observer.printer);
+            report_log_changes(&served.log_settings_changed, &mut observer.printer);
             if served.shutdown && !stopping {
                 observer.printer.event(&Event::Received {
                     signal: "shutdown",
@@ -309,6 +301,9 @@ where
                 Action::AlreadyStopping
             }
             CaughtSignal::User1 | CaughtSignal::User2 => user_action(caught, &observer.logs),
+            // A signal the driver came to catch after this was written:
+            // reported, and like USR2 it does not end procmon.
+            _ => Action::Ignore,
         };
         observer.printer.event(&Event::Received {
             signal: caught.name(),
@@ -340,7 +335,7 @@ where
                             .map(|plan| (plan, false))
                             .map_err(|e| e.to_string());
                         if plan.is_ok() {
-                            log_changes = observer.logs.configure(&logs);
+                            log_changes = observer.reload_logs(&logs, false);
                         }
                         plan
                     }
@@ -566,6 +561,9 @@ struct Printing<'a, O: OutBlocks, E: Write> {
     feed: Option<ControlFeed>,
     /// Where each process's lines go.
     logs: LogRouter,
+    /// The log settings `logs` follows: what a reload's are compared with,
+    /// a dry run's included.
+    log_config: LogConfig,
     /// Lines dropped from log files, for status and metrics.
     log_counts: LogCounts,
     /// Whether a process's state changed since the service manager was
@@ -599,6 +597,32 @@ impl<O: OutBlocks, E: Write> Feeds for Printing<'_, O, E> {
     fn log_counts(&self) -> LogCounts {
         self.log_counts.clone()
     }
+
+    fn reload_logs(&mut self, logs: &LogConfig, dry_run: bool) -> Vec<String> {
+        let changed = log_changes(&self.log_config, logs);
+        if !dry_run {
+            let applied = self.logs.configure(logs);
+            debug_assert_eq!(applied, changed, "the router's own rule, told ahead");
+            self.log_config = logs.clone();
+        }
+        changed
+    }
+}
+
+/// The processes of `new`, kept from `old`, whose log settings differ: what
+/// `LogRouter::configure` gives, known without applying anything, so that
+/// a dry run can tell it too.
+fn log_changes(old: &LogConfig, new: &LogConfig) -> Vec<String> {
+    let old: HashMap<&str, &LogSettings> = old
+        .processes
+        .iter()
+        .map(|(name, settings)| (name.as_str(), settings))
+        .collect();
+    new.processes
+        .iter()
+        .filter(|(name, settings)| old.get(name.as_str()).is_some_and(|old| old != &settings))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 impl<O: OutBlocks, E: Write> Observer for Printing<'_, O, E> {

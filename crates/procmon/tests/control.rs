@@ -311,6 +311,75 @@ argv = ["sleep", "1004"]
 }
 
 #[test]
+fn reload_names_processes_whose_only_change_is_their_log_settings() {
+    let before = r#"
+[[process]]
+name = "quiet"
+argv = ["sleep", "1000"]
+[[process]]
+name = "both"
+argv = ["sleep", "1001"]
+[[process]]
+name = "same"
+argv = ["sleep", "1002"]
+"#;
+    let procmon = Served::start(before);
+    procmon.until("all three run", || {
+        procmon
+            .status()
+            .iter()
+            .all(|p| p["state"] == json!("running"))
+    });
+    let quiet = procmon.pid("quiet");
+    let after = r#"
+[[process]]
+name = "quiet"
+argv = ["sleep", "1000"]
+log_stdout = false
+[[process]]
+name = "both"
+argv = ["sleep", "2001"]
+timestamps = "off"
+[[process]]
+name = "same"
+argv = ["sleep", "1002"]
+"#;
+    std::fs::write(&procmon.config, after).unwrap();
+    let expected = "both: restarted, and its log settings change\n\
+                    quiet: log settings changed, applied without a restart\n";
+    // The dry run tells them, and applies nothing: the reload after it
+    // tells them again.
+    let reply = ask(
+        &procmon.socket,
+        b"{\"v\":1,\"id\":1,\"op\":\"reload\",\"dry_run\":true}\n",
+    );
+    assert_eq!(
+        reply["result"]["log_settings_changed"],
+        json!(["quiet", "both"]),
+        "{reply}"
+    );
+    let dry = procmon.ctl(&["reload", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    assert_eq!(text(&dry.stdout), expected);
+    let reload = procmon.ctl(&["reload"]);
+    assert_eq!(reload.status.code(), Some(0), "{}", text(&reload.stderr));
+    assert_eq!(text(&reload.stdout), expected);
+    procmon.until("procmon's stderr tells the log change", || {
+        procmon
+            .stderr()
+            .contains("log settings changed, applied without a restart: quiet, both")
+    });
+    assert_eq!(
+        procmon.pid("quiet"),
+        quiet,
+        "log settings only: not touched"
+    );
+    // Applied: the same file again changes nothing.
+    let again = procmon.ctl(&["reload"]);
+    assert_eq!(text(&again.stdout), "nothing changes\n");
+}
+
+#[test]
 fn two_clients_restarting_at_once_make_one_instance() {
     // The instance ignores TERM and gets KILL 3 s later: both restarts
     // land while it is stopping, however the two clients are scheduled.

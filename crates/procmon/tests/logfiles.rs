@@ -436,7 +436,10 @@ fn a_reload_changes_log_settings_live_and_closes_a_removed_file() {
         "{}",
         text(&reloaded.stderr)
     );
-    assert_eq!(text(&reloaded.stdout), "gone: removed\n");
+    assert_eq!(
+        text(&reloaded.stdout),
+        "gone: removed\nc: log settings changed, applied without a restart\n"
+    );
     procmon.until("lines in the new file", || {
         read(&second).lines().count() >= 5
     });
