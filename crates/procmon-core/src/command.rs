@@ -133,6 +133,11 @@ pub enum Command {
         signal: Signal,
         /// Why.
         reason: SignalReason,
+        /// For a KILL because the kill time ran out
+        /// ([`SignalReason::KillTime`]): that kill time, as it was when the
+        /// stop signal went (a reload since may have changed the
+        /// definition's). `None` for every other signal.
+        kill_time: Option<Duration>,
     },
     /// Arrange for `Input::TimerFired { timer }` at `at`. Timers due at the
     /// same instant must fire in the order they were set.

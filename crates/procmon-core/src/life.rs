@@ -95,8 +95,9 @@ pub(crate) struct Instance {
 /// Where a stopping instance is on its way to KILL.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kill {
-    /// KILL is due at the armed time unless the instance ends first.
-    Armed(Armed),
+    /// KILL is due at the armed time unless the instance ends first; with
+    /// the kill time it was armed with, which the KILL then reports.
+    Armed(Armed, Duration),
     /// KILL was sent; only the end is left.
     Sent,
     /// The stop signal waits until no live instance depends on this one
@@ -209,7 +210,7 @@ impl Life {
     pub(crate) fn armed(&self) -> Option<(TimerKind, Armed)> {
         match self {
             Life::Stopping {
-                kill: Kill::Armed(armed),
+                kill: Kill::Armed(armed, _),
                 ..
             } => Some((TimerKind::Kill, *armed)),
             Life::Backoff(armed) => Some((TimerKind::Restart, *armed)),
@@ -455,7 +456,7 @@ impl Monitor {
                 Event::KillAll,
             ) => {
                 match kill {
-                    Kill::Armed(armed) => {
+                    Kill::Armed(armed, _) => {
                         self.disarm(armed);
                         self.send(key, instance.id, Signal::Kill, SignalReason::KillAll);
                     }
@@ -519,7 +520,7 @@ impl Monitor {
                 },
                 Event::Ended(end),
             ) => {
-                if let Kill::Armed(armed) = kill {
+                if let Kill::Armed(armed, _) = kill {
                     self.disarm(armed);
                 }
                 let then = match (kill, then) {
@@ -541,12 +542,18 @@ impl Monitor {
             (
                 Life::Stopping {
                     instance,
-                    kill: Kill::Armed(_),
+                    kill: Kill::Armed(_, kill_time),
                     then,
                 },
                 Event::KillDue,
             ) => {
-                self.send(key, instance.id, Signal::Kill, SignalReason::KillTime);
+                self.commands.push_back(Command::Signal {
+                    process: key,
+                    instance: instance.id,
+                    signal: Signal::Kill,
+                    reason: SignalReason::KillTime,
+                    kill_time: Some(kill_time),
+                });
                 Life::Stopping {
                     instance,
                     kill: Kill::Sent,
@@ -1062,11 +1069,12 @@ impl Monitor {
     fn stop_instance(&mut self, key: ProcessKey, instance: Instance, then: Then) -> Life {
         let policy = self.processes[key.index()].spec.policy;
         self.send(key, instance.id, policy.stop_signal(), SignalReason::Stop);
-        let at = self.now.saturating_add(policy.kill_time(&self.settings));
+        let kill_time = policy.kill_time(&self.settings);
+        let at = self.now.saturating_add(kill_time);
         let timer = self.arm(key, TimerKind::Kill, at);
         Life::Stopping {
             instance,
-            kill: Kill::Armed(Armed { timer, at }),
+            kill: Kill::Armed(Armed { timer, at }, kill_time),
             then,
         }
     }
@@ -1083,6 +1091,7 @@ impl Monitor {
             instance,
             signal,
             reason,
+            kill_time: None,
         });
     }
 

@@ -216,7 +216,7 @@ fn compare(old: &ProcessSpec, new: &ProcessSpec, running: bool) -> Option<Change
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Command, Signal};
+    use crate::command::{Command, Signal, SignalReason};
     use crate::input::{ExitStatus, Input};
     use crate::spec::{Policy, RestartPolicy, Settings};
     use alloc::vec;
@@ -272,6 +272,47 @@ mod tests {
             ("policy", with_policy("policy", never)),
             ("fresh", spec("fresh")),
         ])
+    }
+
+    #[test]
+    fn a_kill_reports_the_kill_time_its_stop_was_sent_with() {
+        let kill_in = |secs| Policy {
+            kill_time: Some(Duration::from_secs(secs)),
+            ..Policy::default()
+        };
+        let mut m =
+            Monitor::from_definitions(definitions(vec![("a", with_policy("a", kill_in(5)))]))
+                .unwrap();
+        m.start_service(Instant::ZERO);
+        drain(&mut m);
+        m.stop(Instant::ZERO, "a").unwrap();
+        let timer = drain(&mut m)
+            .into_iter()
+            .find_map(|c| match c {
+                Command::SetTimer { timer, .. } => Some(timer),
+                _ => None,
+            })
+            .expect("KILL is armed");
+        // A reload while it stops shortens the kill time; the KILL due is
+        // the one armed with 5 s, and says so.
+        m.reload(
+            Instant::ZERO,
+            definitions(vec![("a", with_policy("a", kill_in(1)))]),
+        )
+        .unwrap();
+        drain(&mut m);
+        let at = Instant::ZERO.saturating_add(Duration::from_secs(5));
+        m.handle(at, crate::Input::TimerFired { timer });
+        let kill_time = drain(&mut m).into_iter().find_map(|c| match c {
+            Command::Signal {
+                signal: Signal::Kill,
+                reason: SignalReason::KillTime,
+                kill_time,
+                ..
+            } => kill_time,
+            _ => None,
+        });
+        assert_eq!(kill_time, Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -394,6 +394,7 @@ impl Supervisor {
                 instance,
                 signal,
                 reason,
+                kill_time,
                 ..
             } => {
                 let Some(child) = self
@@ -413,6 +414,7 @@ impl Supervisor {
                     pid: live.pid,
                     signal,
                     reason,
+                    kill_time,
                 });
             }
             Command::SetTimer { timer, at } => self.timers.set(timer, at),

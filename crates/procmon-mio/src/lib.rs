@@ -352,6 +352,9 @@ pub enum Notice<'a> {
         signal: Signal,
         /// Why it was sent.
         reason: SignalReason,
+        /// For KILL because the kill time ran out: that kill time, the one
+        /// in force when the stop signal was sent.
+        kill_time: Option<Duration>,
     },
     /// The pipes of an earlier instance of a process, still held open by
     /// descendants that escaped its group, were closed: only the last four

@@ -643,6 +643,7 @@ impl Sim {
                     instance,
                     signal,
                     reason,
+                    ..
                 } => {
                     let name = self.process_name(process);
                     self.trace_line(format_args!(

@@ -62,9 +62,6 @@ pub enum Event<'a> {
     Supervisor {
         /// What happened.
         notice: &'a Notice<'a>,
-        /// The kill time of the process the notice is about, shown with
-        /// KILL to say why it was sent.
-        kill_time: Duration,
     },
     /// procmon itself received a signal.
     Received {
@@ -767,8 +764,8 @@ fn write_event_text(
     limit: Option<LimitReached>,
 ) -> std::fmt::Result {
     match event {
-        Event::Supervisor { notice, kill_time } => {
-            write_notice_text(s, notice, *kill_time)?;
+        Event::Supervisor { notice } => {
+            write_notice_text(s, notice)?;
             match limit {
                 Some(limit) => write!(s, " ({limit})"),
                 None => Ok(()),
@@ -912,7 +909,7 @@ fn write_event_text(
     }
 }
 
-fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -> std::fmt::Result {
+fn write_notice_text(s: &mut String, notice: &Notice<'_>) -> std::fmt::Result {
     match notice {
         Notice::Spawned { name, pid } => write!(s, "[{}] spawned pid {pid}", ShownName(name)),
         Notice::SpawnFailed { name, error, stage } => write!(
@@ -963,22 +960,25 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             pid,
             signal: Signal::Term,
             reason: SignalReason::Stop,
+            ..
         } => write!(s, "[{}] sending TERM to pid {pid}", ShownName(name)),
         Notice::Signalled {
             name,
             pid,
             signal,
             reason: SignalReason::Stop,
+            ..
         } => write!(s, "[{}] sending {signal} to pid {pid} (stop_signal)", ShownName(name)),
         Notice::Signalled {
             name,
             pid,
             reason: SignalReason::KillTime,
+            kill_time,
             ..
         } => write!(
             s,
             "[{}] sending KILL to pid {pid} after {} s", ShownName(name),
-            Rounded(kill_time)
+            Rounded(kill_time.unwrap_or_default())
         ),
         Notice::Signalled {
             name,
@@ -991,6 +991,7 @@ fn write_notice_text(s: &mut String, notice: &Notice<'_>, kill_time: Duration) -
             pid,
             signal,
             reason: SignalReason::Request,
+            ..
         } => write!(s, "[{}] sending {signal} to pid {pid} (on request)", ShownName(name)),
         Notice::OutputClosed { name, pid } => write!(
             s,
@@ -1127,8 +1128,8 @@ fn signal_reason_json(reason: SignalReason) -> &'static str {
 fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
     let mut j = JsonObject::new();
     match event {
-        Event::Supervisor { notice, kill_time } => {
-            notice_json(&mut j, notice, *kill_time);
+        Event::Supervisor { notice } => {
+            notice_json(&mut j, notice);
             if let Some(limit) = limit {
                 j.str("limit", limit.name());
                 if let Some(value) = limit.value() {
@@ -1264,7 +1265,7 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
     j.finish()
 }
 
-fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
+fn notice_json(j: &mut JsonObject, notice: &Notice<'_>) {
     match notice {
         Notice::Spawned { name, pid } => {
             j.str("event", "spawned").str("name", name).num("pid", pid);
@@ -1328,14 +1329,15 @@ fn notice_json(j: &mut JsonObject, notice: &Notice<'_>, kill_time: Duration) {
             pid,
             signal,
             reason,
+            kill_time,
         } => {
             j.str("event", "signalled")
                 .str("name", name)
                 .num("pid", pid)
                 .str("signal", signal.as_str())
                 .str("reason", signal_reason_json(*reason));
-            if *reason == SignalReason::KillTime {
-                j.num("after", Rounded(kill_time));
+            if let Some(kill_time) = kill_time {
+                j.num("after", Rounded(*kill_time));
             }
         }
         Notice::OutputClosed { name, pid } => {
@@ -1560,7 +1562,6 @@ mod tests {
             error: &emfile,
             stage: SpawnStage::Prepare,
         };
-        let kill_time = Duration::from_secs(5);
         let (_, err) = print(LogFormat::Text, |p| {
             for notice in [
                 failed("a"),
@@ -1569,10 +1570,7 @@ mod tests {
                 Notice::Spawned { name: "c", pid: 7 },
                 failed("b"),
             ] {
-                p.event(&Event::Supervisor {
-                    notice: &notice,
-                    kill_time,
-                });
+                p.event(&Event::Supervisor { notice: &notice });
             }
         });
         let told: Vec<&str> = err
@@ -1589,7 +1587,6 @@ mod tests {
         let (_, json) = print(LogFormat::Json, |p| {
             p.event(&Event::Supervisor {
                 notice: &failed("a"),
-                kill_time,
             })
         });
         let (soft, _) = procmon_mio::os::open_files_limit().unwrap();
@@ -1662,12 +1659,14 @@ mod tests {
                     pid: 12,
                     signal: Signal::Term,
                     reason: SignalReason::Stop,
+                    kill_time: None,
                 },
                 Notice::Signalled {
                     name: "web",
                     pid: 12,
                     signal: Signal::Kill,
                     reason: SignalReason::KillTime,
+                    kill_time: Some(kill_time),
                 },
                 Notice::OutputClosed {
                     name: "web",
@@ -1675,7 +1674,7 @@ mod tests {
                 },
             ];
             for notice in &notices {
-                p.event(&Event::Supervisor { notice, kill_time });
+                p.event(&Event::Supervisor { notice });
             }
             p.event(&Event::Received {
                 signal: "HUP",
@@ -1816,10 +1815,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             let name = "fake] [other";
             p.child_line(name, Stream::Stdout, b"hi");
             let notice = Notice::Spawned { name, pid: 7 };
-            p.event(&Event::Supervisor {
-                notice: &notice,
-                kill_time: Duration::ZERO,
-            });
+            p.event(&Event::Supervisor { notice: &notice });
         });
         assert_eq!(out, "[\"fake] [other\"] hi\n");
         assert_eq!(err, "procmon: [\"fake] [other\"] spawned pid 7\n");
@@ -1945,11 +1941,12 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
                     pid: 3,
                     signal: Signal::Kill,
                     reason: SignalReason::KillTime,
+                    kill_time: Some(kill_time),
                 },
                 Notice::OutputClosed { name: "a", pid: 2 },
             ];
             for notice in &notices {
-                p.event(&Event::Supervisor { notice, kill_time });
+                p.event(&Event::Supervisor { notice });
             }
             p.event(&Event::Received {
                 signal: "INT",
@@ -2022,6 +2019,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
                 pid: 7,
                 signal: Signal::Int,
                 reason: SignalReason::Stop,
+                kill_time: None,
             },
             exited(130, true),
             not_restarting(NotRestarting::ServiceStopped),
@@ -2040,13 +2038,11 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
         let show = |format| {
             print(format, |p| {
                 for notice in &notices {
-                    let kill_time = Duration::from_secs(5);
-                    p.event(&Event::Supervisor { notice, kill_time });
+                    p.event(&Event::Supervisor { notice });
                 }
                 // The last end waits for a decision until the loop flushes.
                 p.event(&Event::Supervisor {
                     notice: &exited(2, false),
-                    kill_time: Duration::ZERO,
                 });
                 p.flush();
             })

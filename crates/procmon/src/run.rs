@@ -93,8 +93,6 @@ where
     E: Write + Send + 'static,
 {
     let options = Options::default().with_catch_signals(true);
-    let kill_time = monitor.settings().kill_time;
-    let kill_times = kill_times(&monitor);
     let format = printer.format();
     let (out, err) = printer.into_inner()?;
     let mut monitor = monitor;
@@ -133,8 +131,6 @@ where
     let printer = Printer::new(format, sink.stdout(), sink.stderr());
     let mut observer = Printing {
         printer,
-        kill_time,
-        kill_times,
         sink: &sink,
         feed: control
             .as_ref()
@@ -274,7 +270,7 @@ where
             // the reload (`Feeds::reload_logs`), so its reply can name them.
             let mut reread = || read_config.as_mut().map(|read| read());
             let served = server.serve(&mut supervisor, &mut observer, &ready, &mut reread);
-            report_served(&served, &mut observer, &supervisor);
+            report_served(&served, &mut observer);
             report_log_changes(&served.log_settings_changed, &mut observer.printer);
             if served.shutdown && !stopping {
                 observer.printer.event(&Event::Received {
@@ -344,7 +340,7 @@ where
                     reloaded: Some(reloaded),
                     ..Served::default()
                 };
-                report_served(&served, &mut observer, &supervisor);
+                report_served(&served, &mut observer);
                 report_log_changes(&log_changes, &mut observer.printer);
             }
             Action::ReopenLogs => {
@@ -420,22 +416,8 @@ fn finish<O: OutBlocks, E: Write>(sink: &Sink, printer: &mut Printer<O, E>, logs
     }
 }
 
-/// Each process's own kill time (its `killtime`, or the global one), for
-/// the KILL line to give the one that applied.
-fn kill_times(monitor: &Monitor) -> HashMap<String, Duration> {
-    monitor
-        .processes_in_order()
-        .map(|(name, spec)| (name.to_string(), spec.policy.kill_time(monitor.settings())))
-        .collect()
-}
-
-/// Tells procmon's own log what a reload did, and keeps the kill times the
-/// KILL line shows up to date.
-fn report_served<O: OutBlocks, E: Write>(
-    served: &Served,
-    observer: &mut Printing<'_, O, E>,
-    supervisor: &Supervisor,
-) {
+/// Tells procmon's own log what a reload did.
+fn report_served<O: OutBlocks, E: Write>(served: &Served, observer: &mut Printing<'_, O, E>) {
     match &served.reloaded {
         None => {}
         Some(Ok((plan, dry_run))) => {
@@ -444,10 +426,6 @@ fn report_served<O: OutBlocks, E: Write>(
                 settings_changed: plan.settings_changed,
                 dry_run: *dry_run,
             });
-            if !dry_run {
-                observer.kill_time = supervisor.monitor().settings().kill_time;
-                observer.kill_times = kill_times(supervisor.monitor());
-            }
         }
         Some(Err(error)) => observer.printer.event(&Event::ReloadFailed { error }),
     }
@@ -550,10 +528,6 @@ fn report_log_changes<O: OutBlocks, E: Write>(names: &[String], printer: &mut Pr
 /// Turns the driver's notices into printed lines.
 struct Printing<'a, O: OutBlocks, E: Write> {
     printer: Printer<O, E>,
-    /// The global kill time, for a name not in `kill_times`.
-    kill_time: Duration,
-    /// Each process's own kill time (its `killtime`, or the global one).
-    kill_times: HashMap<String, Duration>,
     /// Where the printer's lines go, asked whether it can take more.
     sink: &'a Sink,
     /// What the control socket serves from (recent lines, state changes);
@@ -696,16 +670,7 @@ impl<O: OutBlocks, E: Write> Printing<'_, O, E> {
             // manager's status, not the log, which already says what caused
             // each.
             Notice::StateChanged { .. } => self.states_changed = true,
-            notice => {
-                let kill_time = match &notice {
-                    Notice::Signalled { name, .. } => self.kill_times.get(*name).copied(),
-                    _ => None,
-                };
-                self.printer.event(&Event::Supervisor {
-                    notice: &notice,
-                    kill_time: kill_time.unwrap_or(self.kill_time),
-                });
-            }
+            notice => self.printer.event(&Event::Supervisor { notice: &notice }),
         }
     }
 }

@@ -223,7 +223,7 @@ fn life_label(life: &Life) -> String {
                 Then::FailedStart => "failed start",
             };
             let kill = match kill {
-                Kill::Armed(_) => "",
+                Kill::Armed(..) => "",
                 Kill::Sent => " (KILL sent)",
                 Kill::Deferred { ready: true } => " (after its dependents)",
                 Kill::Deferred { ready: false } => " (after its dependents, not ready)",
