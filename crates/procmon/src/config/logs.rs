@@ -37,9 +37,13 @@ pub struct LogConfig {
     /// Each directory that must exist, and where the file said so: the
     /// parent of a `log_file`, or `log_dir`.
     checks: Vec<PathCheck>,
+    /// Each process's file and where the file named it (its `log_file`, or
+    /// its name under `log_dir`), to find two that are one file on disk.
+    files: Vec<(String, PathCheck)>,
 }
 
-/// A directory that must exist, and the place that named it.
+/// A directory that must exist (or, in `files`, a file), and the place
+/// that named it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct PathCheck {
     dir: PathBuf,
@@ -121,6 +125,41 @@ impl LogConfig {
                 column: check.column,
                 message: format!("`{}`: the directory \"{shown}\" {problem}", check.key),
             });
+        }
+        // The text was compared at parsing; here, what it names: `./a.log`
+        // and `a.log`, or a path through a symbolic link, are one file, and
+        // two processes writing one file rotate it under each other.
+        let mut seen: Vec<(PathBuf, &str)> = Vec::new();
+        for (name, file) in &self.files {
+            let (Some(parent), Some(file_name)) = (file.dir.parent(), file.dir.file_name()) else {
+                continue;
+            };
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            // The directories exist (checked above); one that vanished
+            // since is told when its file is opened.
+            let Ok(parent) = std::fs::canonicalize(parent) else {
+                continue;
+            };
+            let real = parent.join(file_name);
+            if let Some((_, other)) = seen.iter().find(|(p, _)| *p == real) {
+                let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
+                let real = super::escape_for_message(real.as_os_str().as_encoded_bytes());
+                return Err(ConfigError {
+                    file_name: file.file_name.clone(),
+                    line: file.line,
+                    column: file.column,
+                    message: format!(
+                        "`{}`: the log file \"{shown}\" is \"{real}\", also process \
+                         {other:?}'s: each process needs a file of its own",
+                        file.key
+                    ),
+                });
+            }
+            seen.push((real, name));
         }
         Ok(())
     }
@@ -288,6 +327,21 @@ impl Parser<'_> {
                 (None, None) => None,
             };
             if let Some((path, span)) = &path {
+                let (line, column) = line_column(self.source, span.start);
+                config.files.push((
+                    name.to_string(),
+                    PathCheck {
+                        dir: path.clone(),
+                        key: if own.file.is_some() {
+                            "log_file"
+                        } else {
+                            "name"
+                        },
+                        file_name: self.file_name.to_string(),
+                        line,
+                        column,
+                    },
+                ));
                 if let Some((_, other)) = paths.iter().find(|(p, _)| p == path) {
                     let shown = super::escape_for_message(path.as_os_str().as_encoded_bytes());
                     return Err(self.error(
@@ -474,6 +528,15 @@ mod tests {
                      log_file = \"/tmp/same\"\n"
                 ),
                 "f.toml:8:12: the log file \"/tmp/same\" is also process \"a\"'s",
+            ),
+            (
+                // Written otherwise, the same file.
+                format!(
+                    "{P}log_file = \"/tmp/same\"\n[[process]]\nname = \"b\"\nargv = [\"b\"]\n\
+                     log_file = \"/tmp/../tmp/same\"\n"
+                ),
+                "f.toml:8:12: `log_file`: the log file \"/tmp/../tmp/same\" is \"/tmp/same\", \
+                 also process \"a\"'s",
             ),
             (
                 format!("{P}log_file = \"/nonexistent-procmon-dir/a.log\"\n"),
