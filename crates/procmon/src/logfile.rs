@@ -133,6 +133,9 @@ pub struct LogFiles {
     pending: Vec<Batch>,
     pending_bytes: usize,
     counts: LogCounts,
+    /// The last line's time and stream as a file writes them: the lines of
+    /// one read share both.
+    head: LineHead,
 }
 
 /// Whole lines for one file, each ending with a newline.
@@ -256,6 +259,7 @@ impl LogFiles {
             next_id: 0,
             pending: Vec::new(),
             pending_bytes: 0,
+            head: LineHead::new(None, Stream::Stdout),
             counts,
         })
     }
@@ -338,9 +342,12 @@ impl LogFiles {
         if !matches!(self.pending.last(), Some(batch) if batch.file == file) {
             self.begin_batch(file);
         }
+        if !self.head.is_for(stamp, stream) {
+            self.head = LineHead::new(stamp, stream);
+        }
         let batch = self.pending.last_mut().expect("a batch for the file");
         let before = batch.bytes.len();
-        format_line(&mut batch.bytes, stamp, stream, line);
+        format_line_after(&mut batch.bytes, &self.head, line);
         batch.lines += 1;
         self.pending_bytes += batch.bytes.len() - before;
         if self.pending_bytes >= BATCH_BYTES {
@@ -500,14 +507,57 @@ impl Drop for LogFiles {
 }
 
 /// Appends one line as a file holds it.
-#[inline]
+#[cfg(test)]
 fn format_line(out: &mut Vec<u8>, stamp: Option<&Stamp>, stream: Stream, line: &[u8]) {
-    if let Some(stamp) = stamp {
-        out.extend_from_slice(stamp);
-        out.push(b' ');
+    format_line_after(out, &LineHead::new(stamp, stream), line);
+}
+
+/// The longest start of a line in a file: a time, a space, a stream's
+/// name (`stdout` and `stderr` are both six bytes) and a space.
+const HEAD_MAX: usize = crate::stamp::STAMP_LEN + 1 + 6 + 1;
+
+/// The start of a line in a file (`TIME stream `, or `stream `), made once
+/// for the lines that share it and copied whole: a fixed-size copy costs
+/// no call, where the pieces one by one cost four.
+#[derive(Clone, Copy, Debug)]
+struct LineHead {
+    stamp: Option<Stamp>,
+    stream: Stream,
+    bytes: [u8; HEAD_MAX],
+    len: usize,
+}
+
+impl LineHead {
+    fn new(stamp: Option<&Stamp>, stream: Stream) -> LineHead {
+        let mut bytes = [b' '; HEAD_MAX];
+        let mut len = 0;
+        if let Some(stamp) = stamp {
+            bytes[..stamp.len()].copy_from_slice(stamp);
+            len = stamp.len() + 1;
+        }
+        let name = stream.as_str().as_bytes();
+        bytes[len..len + name.len()].copy_from_slice(name);
+        len += name.len() + 1;
+        LineHead {
+            stamp: stamp.copied(),
+            stream,
+            bytes,
+            len,
+        }
     }
-    out.extend_from_slice(stream.as_str().as_bytes());
-    out.push(b' ');
+
+    fn is_for(&self, stamp: Option<&Stamp>, stream: Stream) -> bool {
+        self.stream == stream && self.stamp.as_ref() == stamp
+    }
+}
+
+/// Appends one line as a file holds it, after `head`.
+#[inline]
+fn format_line_after(out: &mut Vec<u8>, head: &LineHead, line: &[u8]) {
+    let start = out.len();
+    out.reserve(HEAD_MAX + line.len() + 1);
+    out.extend_from_slice(&head.bytes);
+    out.truncate(start + head.len);
     // Most lines are ASCII, and that is the cheaper check.
     if crate::output::is_ascii(line) || std::str::from_utf8(line).is_ok() {
         out.extend_from_slice(line);
@@ -960,6 +1010,34 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "2026-12-06T06:21:33.123Z stdout hello\nstderr bad \\xff byte\n"
+        );
+    }
+
+    #[test]
+    fn each_line_gets_its_own_time_and_stream_though_heads_are_kept() {
+        let dir = Dir::new("heads");
+        let path = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 1 << 20, 1)));
+        let file = logs.file_of("a").unwrap();
+        let one = *b"2026-12-06T06:21:33.123Z";
+        let two = *b"2026-12-06T06:21:34.000Z";
+        for (stamp, stream, line) in [
+            (Some(&one), Stream::Stdout, "a"),
+            (Some(&one), Stream::Stdout, "b"),
+            (Some(&one), Stream::Stderr, "c"),
+            (None, Stream::Stderr, "d"),
+            (Some(&two), Stream::Stderr, "e"),
+            (Some(&two), Stream::Stdout, "f"),
+        ] {
+            logs.line(file, stamp, stream, line.as_bytes());
+        }
+        drain(&mut logs);
+        assert_eq!(
+            read(&path),
+            "2026-12-06T06:21:33.123Z stdout a\n2026-12-06T06:21:33.123Z stdout b\n\
+             2026-12-06T06:21:33.123Z stderr c\nstderr d\n\
+             2026-12-06T06:21:34.000Z stderr e\n2026-12-06T06:21:34.000Z stdout f\n"
         );
     }
 
