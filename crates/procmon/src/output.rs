@@ -208,7 +208,14 @@ pub struct Printer<O: OutBlocks, E: Write> {
     /// anew, so a caller that asked for one ([`Printer::prefix_for`]) can
     /// tell that it is still the one kept.
     prefix_id: PrefixId,
+    /// The kept prefix, padded to [`SHORT_PREFIX`] bytes, when it fits:
+    /// copied whole and cut back, it costs no call per line.
+    short_prefix: Option<[u8; SHORT_PREFIX]>,
 }
+
+/// A kept prefix up to this long (`[` and a name of up to 29 bytes and
+/// `] `) is copied as a fixed-size block.
+const SHORT_PREFIX: usize = 32;
 
 /// Names the prefix a [`Printer`] keeps at one time: what
 /// [`Printer::prefix_for`] gives and [`Printer::child_line_of`] takes, so
@@ -261,6 +268,7 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
             out_of_descriptors: false,
             prefix: (String::new(), Stream::Stdout, Vec::new()),
             prefix_id: PrefixId(0),
+            short_prefix: None,
         }
     }
 
@@ -305,8 +313,15 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
         }
         let out = &mut self.pending;
         let prefix = &self.prefix.2;
-        out.reserve(prefix.len() + line.len() + 1);
-        out.extend_from_slice(prefix);
+        out.reserve(SHORT_PREFIX.max(prefix.len()) + line.len() + 1);
+        match &self.short_prefix {
+            Some(padded) => {
+                let start = out.len();
+                out.extend_from_slice(padded);
+                out.truncate(start + prefix.len());
+            }
+            None => out.extend_from_slice(prefix),
+        }
         out.extend_from_slice(line);
         out.push(b'\n');
         if out.len() >= OUT_BLOCK {
@@ -343,6 +358,11 @@ impl<O: OutBlocks, E: Write> Printer<O, E> {
                 out.extend_from_slice(b"\",\"line\":\"");
             }
         }
+        self.short_prefix = (out.len() <= SHORT_PREFIX).then(|| {
+            let mut padded = [0; SHORT_PREFIX];
+            padded[..out.len()].copy_from_slice(out);
+            padded
+        });
         prefix_name.clear();
         prefix_name.push_str(name);
         *prefix_stream = stream;
@@ -2114,6 +2134,23 @@ procmon: [web] exited with code 2 after 1.5 s (pid 7)
             })
             .collect();
         assert_eq!(objects, want);
+    }
+
+    #[test]
+    fn short_and_long_kept_prefixes_are_copied_whole() {
+        let long = "n".repeat(40);
+        let (text, _) = print(LogFormat::Text, |p| {
+            for name in ["w", &"m".repeat(29), &"k".repeat(30), &long, "w"] {
+                let prefix = p.prefix_for(name, Stream::Stdout);
+                p.child_line_of(prefix, name, Stream::Stdout, b"one");
+                p.child_line_of(prefix, name, Stream::Stdout, b"two");
+            }
+        });
+        let want: String = ["w", &"m".repeat(29), &"k".repeat(30), &long, "w"]
+            .iter()
+            .map(|name| format!("[{name}] one\n[{name}] two\n"))
+            .collect();
+        assert_eq!(text, want);
     }
 
     #[test]
