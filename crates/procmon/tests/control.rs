@@ -222,12 +222,7 @@ name = "gone"
 argv = ["sleep", "1003"]
 "#;
     let procmon = Served::start(before);
-    procmon.until("all four run", || {
-        procmon
-            .status()
-            .iter()
-            .all(|p| p["state"] == json!("running"))
-    });
+    procmon.until_all_run();
     let pids: Vec<i64> = ["same", "argv", "policy"]
         .iter()
         .map(|n| procmon.pid(n))
@@ -324,12 +319,7 @@ name = "same"
 argv = ["sleep", "1002"]
 "#;
     let procmon = Served::start(before);
-    procmon.until("all three run", || {
-        procmon
-            .status()
-            .iter()
-            .all(|p| p["state"] == json!("running"))
-    });
+    procmon.until_all_run();
     let quiet = procmon.pid("quiet");
     let after = r#"
 [[process]]

@@ -153,6 +153,13 @@ impl Served {
         }
     }
 
+    /// Waits until every process is `running`.
+    pub fn until_all_run(&self) {
+        self.until("every process runs", || {
+            self.status().iter().all(|p| p["state"] == json!("running"))
+        });
+    }
+
     /// Everything procmon wrote on stderr so far.
     pub fn stderr(&self) -> String {
         self.err.lock().unwrap().clone()
