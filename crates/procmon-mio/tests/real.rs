@@ -1129,9 +1129,80 @@ fn own_children_are_left_alone_without_orphan_reaping() {
     }
 }
 
+/// `Observer::read_line`'s contract: every line between two
+/// `output_read`s is one pipe's, while several children write both streams
+/// at once; and no line is lost between the two ways lines come.
+fn a_reads_lines_are_all_one_pipes() {
+    #[derive(Default)]
+    struct Reads {
+        current: Option<(String, Stream)>,
+        reads: usize,
+        mixed: usize,
+        lines: std::collections::HashMap<(String, Stream), usize>,
+        exits: usize,
+    }
+    impl procmon_mio::Observer for Reads {
+        fn output_read(&mut self) {
+            self.current = None;
+            self.reads += 1;
+        }
+        fn read_line(&mut self, name: &str, stream: Stream, _line: &[u8]) {
+            match &self.current {
+                Some((n, s)) if n != name || *s != stream => self.mixed += 1,
+                Some(_) => {}
+                None => self.current = Some((name.to_string(), stream)),
+            }
+            *self.lines.entry((name.to_string(), stream)).or_default() += 1;
+        }
+        fn notice(&mut self, notice: procmon_mio::Notice<'_>) {
+            match notice {
+                procmon_mio::Notice::Output { name, stream, .. } => {
+                    *self.lines.entry((name.to_string(), stream)).or_default() += 1
+                }
+                procmon_mio::Notice::Exited { .. } => self.exits += 1,
+                _ => {}
+            }
+        }
+    }
+    let names = ["a", "b", "c", "d"];
+    let mut once = Policy::default();
+    once.restart = Some(RestartPolicy::Never);
+    let monitor = procmon_core::Monitor::new(settings(100, 60_000, 60_000)).unwrap();
+    let mut supervisor = procmon_mio::Supervisor::new(monitor, Options::default()).unwrap();
+    let mut reads = Reads::default();
+    supervisor.call(&mut reads, |m, now| {
+        for name in names {
+            let script =
+                "i=0; while [ $i -lt 5000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
+            m.add(now, name, sh(script).with_policy(once)).unwrap();
+        }
+        m.start_service(now);
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while reads.exits < names.len() {
+        assert!(Instant::now() < deadline, "the writers did not all end");
+        supervisor
+            .turn(&mut reads, Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    supervisor.finish_output(&mut reads);
+    assert_eq!(reads.mixed, 0, "a read's lines came from two pipes");
+    assert!(reads.reads >= 2 * names.len(), "{} reads", reads.reads);
+    for name in names {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let lines = reads.lines.get(&(name.to_string(), stream)).copied();
+            assert_eq!(lines, Some(5000), "{name} {stream:?}");
+        }
+    }
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("restart_after_crash", restart_after_crash),
+        (
+            "a_reads_lines_are_all_one_pipes",
+            a_reads_lines_are_all_one_pipes,
+        ),
         (
             "a_handle_starts_and_stops_a_process_from_another_thread",
             a_handle_starts_and_stops_a_process_from_another_thread,
