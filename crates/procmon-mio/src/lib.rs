@@ -36,7 +36,9 @@
 //!   supervisor tracks through a pidfd.
 //! - **Output** is read until `WouldBlock` into one 64 KiB buffer and handed to
 //!   the core with `Monitor::handle_output`, which lends each line straight
-//!   out of that buffer to the [`Observer`]: no copy per line. The pipes of an exited child are drained before its exit is
+//!   out of that buffer to the [`Observer`] ([`Observer::read_line`], after
+//!   one [`Observer::output_read`] per read, so an observer can look up
+//!   where a read's lines go once): no copy per line. The pipes of an exited child are drained before its exit is
 //!   reported, but EOF is not awaited: a grandchild that escaped the group may
 //!   keep them open. Such pipes stay registered until EOF, and what they still
 //!   carry is split into lines here and reported under the same name; only
