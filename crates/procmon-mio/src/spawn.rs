@@ -590,7 +590,7 @@ fn resolve(program: &[u8]) -> io::Result<CString> {
     }))
 }
 
-/// Finds `program` on `PATH` exactly as a spawn will (see [`resolve`]):
+/// Finds `program` on `PATH` exactly as a spawn will (the same search as the spawn's own `resolve`):
 /// the path it would run, or `ENOENT` (not found) or `EACCES` (found, but
 /// not executable). For a program that wants to refuse a command that can
 /// never start before it starts anything.
