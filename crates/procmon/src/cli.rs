@@ -58,7 +58,7 @@ pub struct Cli {
 
     /// Longest output line, in bytes (at most 67108864, 64 MiB); a longer
     /// line is logged in pieces. procmon may hold twice this for each
-    /// process (a partial line per stream), plus 21 MiB in all.
+    /// process (a partial line per stream), plus 24 MiB in all.
     #[arg(
         long,
         value_name = "BYTES",

@@ -60,7 +60,7 @@ pub const STALL_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The loop hands its lines over once this many have gathered, besides
 /// before it sleeps.
-const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BYTES: usize = 512 * 1024;
 
 /// At most this many spent batch buffers wait to be filled again.
 const SPARE_BATCHES: usize = 4;

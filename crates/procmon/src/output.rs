@@ -244,7 +244,7 @@ impl OutBlocks for std::fs::File {}
 /// Children's lines are written out once this many bytes have gathered.
 /// Each block is a hand-off to the writer thread (see `sink`), so blocks
 /// larger than a pipe's 64 KiB keep the hand-offs rare under a flood.
-pub const OUT_BLOCK: usize = 256 * 1024;
+pub const OUT_BLOCK: usize = 512 * 1024;
 
 /// A line is escaped this many of its bytes at a time: escaped, a piece
 /// takes at most 6 times as many (a control byte in JSON), so a block with
