@@ -554,6 +554,17 @@ impl ControlServer {
                 Ok(status_json(supervisor, &names, &observer.log_counts()))
             }
             Op::ReopenLogs => Ok(json!({"files": observer.reopen_logs()})),
+            // procmon exits once a stopped service has ended: a start now
+            // would keep it from exiting, with nothing left to stop it.
+            Op::Start(_) | Op::Restart(_) | Op::Reload { dry_run: false }
+                if !supervisor.monitor().is_service_running() =>
+            {
+                Err(RequestError::new(
+                    ErrorKind::Stopping,
+                    "procmon is stopping: it starts, restarts and reloads nothing more".to_string(),
+                    None,
+                ))
+            }
             Op::Start(targets) | Op::Stop(targets) | Op::Restart(targets) => {
                 let names = targets_names(supervisor, targets)?;
                 let op = op.clone();

@@ -138,6 +138,10 @@ pub enum ErrorKind {
     /// The operation is not available in this procmon (for example
     /// `reload` without `--config`).
     Unavailable,
+    /// procmon is stopping (TERM, `shutdown`, a critical end) and exits
+    /// once everything has ended: it starts, restarts and reloads nothing
+    /// more.
+    Stopping,
 }
 
 impl ErrorKind {
@@ -155,6 +159,7 @@ impl ErrorKind {
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Stopping => "stopping",
         }
     }
 }

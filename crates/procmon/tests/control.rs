@@ -633,3 +633,50 @@ fn idle_connections_cannot_lock_an_operator_out() {
     assert_eq!(event["event"]["to"], json!("stopping"));
     drop(idle);
 }
+
+#[test]
+fn a_stopping_procmon_starts_restarts_and_reloads_nothing_more() {
+    let mut procmon = Served::start(
+        r#"
+[[process]]
+name = "stubborn"
+argv = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+killtime = 60
+[[process]]
+name = "quick"
+argv = ["sleep", "1000"]
+"#,
+    );
+    procmon.until_all_run();
+    assert_eq!(procmon.ctl(&["shutdown"]).status.code(), Some(0));
+    procmon.until("quick has ended while stubborn holds out", || {
+        let state = |name: &str| procmon.process(name)["state"].clone();
+        state("quick") == json!("stopped") && state("stubborn") == json!("stopping")
+    });
+    // A start now would keep procmon from ever exiting.
+    for args in [
+        &["start", "quick"][..],
+        &["restart", "stubborn"],
+        &["reload"],
+    ] {
+        let out = procmon.ctl(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("procmon is stopping"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(procmon.process("quick")["state"], json!("stopped"));
+    // What helps the stop is still taken.
+    assert_eq!(
+        procmon.ctl(&["signal", "KILL", "stubborn"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(procmon.wait(), Some(0));
+}
