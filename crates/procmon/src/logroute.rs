@@ -27,9 +27,6 @@ pub struct LogRouter {
     /// The time of the current read of a pipe, once a line of it needed
     /// one: lines read together carry the time they were read.
     read_at: Option<crate::stamp::Stamp>,
-    /// The last name routed and its route: a read's lines are all one
-    /// process's, so most lines skip the lookup.
-    last: Option<(String, Route)>,
 }
 
 /// One process's way: what [`LogRouter::route_of`] finds, once for the
@@ -63,7 +60,6 @@ impl LogRouter {
             timestamps,
             clock: Clock::default(),
             read_at: None,
-            last: None,
         };
         router.configure(config);
         Ok(router)
@@ -74,15 +70,9 @@ impl LogRouter {
     /// touched. Gives the processes, kept from before, whose settings
     /// changed (the core's reload plan cannot tell of them).
     pub fn configure(&mut self, config: &LogConfig) -> Vec<String> {
-        let changed = config
-            .processes
-            .iter()
-            .filter(|(name, new)| self.settings.get(name).is_some_and(|old| old != new))
-            .map(|(name, _)| name.clone())
-            .collect();
+        let changed = self.changes(config);
         self.settings = config.processes.iter().cloned().collect();
         self.files.configure(config);
-        self.last = None;
         // A process whose way is the default one is left out, so that a
         // run without log settings pays no lookup per line.
         let default = LogSettings::default();
@@ -104,6 +94,18 @@ impl LogRouter {
         changed
     }
 
+    /// The processes of `config`, kept from the settings in force, whose
+    /// log settings differ: what [`LogRouter::configure`] would give, told
+    /// without applying anything (a dry run).
+    pub fn changes(&self, config: &LogConfig) -> Vec<String> {
+        config
+            .processes
+            .iter()
+            .filter(|(name, new)| self.settings.get(name).is_some_and(|old| old != new))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// A read of a child's pipe has happened: the lines that follow, up to
     /// the next read, were read now.
     pub fn read_happened(&mut self) {
@@ -113,7 +115,6 @@ impl LogRouter {
     /// Sends one line of `name` where it goes. A name with no settings (a
     /// process just removed, whose last lines come after the reload) goes
     /// to stdout.
-    #[inline]
     pub fn line<O: OutBlocks, E: Write>(
         &mut self,
         printer: &mut Printer<O, E>,
@@ -121,29 +122,7 @@ impl LogRouter {
         stream: Stream,
         line: &[u8],
     ) {
-        if self.routes.is_empty() && self.timestamps.is_none() {
-            printer.child_line(name, stream, line);
-        } else {
-            self.line_routed(printer, name, stream, line);
-        }
-    }
-
-    /// [`LogRouter::line`] where some process has settings of its own.
-    fn line_routed<O: OutBlocks, E: Write>(
-        &mut self,
-        printer: &mut Printer<O, E>,
-        name: &str,
-        stream: Stream,
-        line: &[u8],
-    ) {
-        let route = match &self.last {
-            Some((last, route)) if last == name => *route,
-            _ => {
-                let route = self.route_of(name);
-                self.last = Some((name.to_string(), route));
-                route
-            }
-        };
+        let route = self.route_of(name);
         self.line_on(route, None, printer, name, stream, line);
     }
 
@@ -182,12 +161,8 @@ impl LogRouter {
         if route.stdout {
             match (prefix, route.stamp_stdout) {
                 (Some(prefix), false) => printer.child_line_of(prefix, name, stream, line),
-                _ => printer.child_line_at(
-                    stamp.as_ref().filter(|_| route.stamp_stdout),
-                    name,
-                    stream,
-                    line,
-                ),
+                (None, false) => printer.child_line(name, stream, line),
+                (_, true) => printer.child_line_at(stamp.as_ref(), name, stream, line),
             }
         }
         if let Some(file) = route.file {

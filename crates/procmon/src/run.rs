@@ -1,13 +1,12 @@
 //! The event loop: start the service, print what happens, obey signals.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use procmon_core::{Definitions, Monitor, Stream};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
-use crate::config::{LogConfig, LogSettings};
+use crate::config::LogConfig;
 use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
 use crate::http::{BoundListener, MetricsServer};
 use crate::logfile::LogCounts;
@@ -136,7 +135,6 @@ where
             .as_ref()
             .map(|_| ControlFeed::new(ring_lines, ring_bytes)),
         logs: router,
-        log_config: logs.clone(),
         log_counts,
         states_changed: true,
         read_way: None,
@@ -535,9 +533,6 @@ struct Printing<'a, O: OutBlocks, E: Write> {
     feed: Option<ControlFeed>,
     /// Where each process's lines go.
     logs: LogRouter,
-    /// The log settings `logs` follows: what a reload's are compared with,
-    /// a dry run's included.
-    log_config: LogConfig,
     /// Lines dropped from log files, for status and metrics.
     log_counts: LogCounts,
     /// Whether a process's state changed since the service manager was
@@ -573,30 +568,12 @@ impl<O: OutBlocks, E: Write> Feeds for Printing<'_, O, E> {
     }
 
     fn reload_logs(&mut self, logs: &LogConfig, dry_run: bool) -> Vec<String> {
-        let changed = log_changes(&self.log_config, logs);
-        if !dry_run {
-            let applied = self.logs.configure(logs);
-            debug_assert_eq!(applied, changed, "the router's own rule, told ahead");
-            self.log_config = logs.clone();
+        if dry_run {
+            self.logs.changes(logs)
+        } else {
+            self.logs.configure(logs)
         }
-        changed
     }
-}
-
-/// The processes of `new`, kept from `old`, whose log settings differ: what
-/// `LogRouter::configure` gives, known without applying anything, so that
-/// a dry run can tell it too.
-fn log_changes(old: &LogConfig, new: &LogConfig) -> Vec<String> {
-    let old: HashMap<&str, &LogSettings> = old
-        .processes
-        .iter()
-        .map(|(name, settings)| (name.as_str(), settings))
-        .collect();
-    new.processes
-        .iter()
-        .filter(|(name, settings)| old.get(name.as_str()).is_some_and(|old| old != &settings))
-        .map(|(name, _)| name.clone())
-        .collect()
 }
 
 impl<O: OutBlocks, E: Write> Observer for Printing<'_, O, E> {
