@@ -198,6 +198,12 @@ impl ControlFeed {
     #[inline]
     pub fn read_line(&mut self, slot: RingSlot, name: &str, stream: Stream, line: &[u8]) {
         self.rings.push_to(slot, name, stream, line);
+        self.follow(name, stream, line);
+    }
+
+    /// Keeps a line for the clients that follow its process, if any.
+    #[inline]
+    fn follow(&mut self, name: &str, stream: Stream, line: &[u8]) {
         if !self.followed.is_empty() && self.followed.contains_key(name) {
             self.lines.push((name.to_string(), stream, line.to_vec()));
         }
@@ -208,9 +214,7 @@ impl ControlFeed {
         match notice {
             Notice::Output { name, stream, line } => {
                 self.rings.push(name, *stream, line);
-                if !self.followed.is_empty() && self.followed.contains_key(*name) {
-                    self.lines.push((name.to_string(), *stream, line.to_vec()));
-                }
+                self.follow(name, *stream, line);
             }
             Notice::StateChanged { name, from, to } if self.watchers > 0 => {
                 self.changes

@@ -5,8 +5,8 @@
 //! process, never larger than the bytes bound, and the lines are lengths
 //! into it, so keeping a line costs one copy into that buffer (two where
 //! it wraps) and no allocation or move once the buffer has grown to fit
-//! what is kept. The last process pushed to is remembered: a
-//! read's lines are all one process's, so most lines skip the lookup.
+//! what is kept. The lines of one read find their ring once
+//! ([`LogRings::slot`]); a line by name looks it up.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -26,8 +26,6 @@ pub struct LogRings {
     /// Each process's ring, by its index in `kept`.
     index: HashMap<Box<str>, usize>,
     kept: Vec<Ring>,
-    /// The name last pushed to and its index.
-    last: Option<(Box<str>, usize)>,
     /// Slots of forgotten processes, to reuse.
     free: Vec<usize>,
     /// How many processes were forgotten: a [`RingSlot`] taken before a
@@ -132,7 +130,6 @@ impl LogRings {
             max_bytes,
             index: HashMap::new(),
             kept: Vec::new(),
-            last: None,
             free: Vec::new(),
             forgets: 0,
         }
@@ -144,10 +141,7 @@ impl LogRings {
         if self.max_lines == 0 || self.max_bytes == 0 {
             return;
         }
-        let at = match &self.last {
-            Some((last, at)) if **last == *name => *at,
-            _ => self.slot(name).at,
-        };
+        let at = self.slot(name).at;
         self.push_at(at, stream, line);
     }
 
@@ -164,7 +158,6 @@ impl LogRings {
                 at
             }
         };
-        self.last = Some((name.into(), at));
         RingSlot {
             at,
             forgets: self.forgets,
@@ -224,9 +217,6 @@ impl LogRings {
             self.kept[at] = Ring::default();
             self.free.push(at);
             self.forgets += 1;
-            if self.last.as_ref().is_some_and(|(last, _)| **last == *name) {
-                self.last = None;
-            }
         }
     }
 }
