@@ -239,18 +239,13 @@ impl LogFiles {
         let thread = {
             let shared = shared.clone();
             let counts = counts.clone();
-            std::thread::Builder::new()
-                .name("procmon-logs".into())
-                .spawn(move || {
-                    // Every signal is the event loop's (its signalfd reads
-                    // them); one delivered to this thread would be lost.
-                    procmon_mio::os::block_all_signals_in_this_thread();
-                    Writer {
-                        files: HashMap::new(),
-                        counts,
-                    }
-                    .run(&shared)
-                })?
+            crate::sink::spawn_writer("procmon-logs", move || {
+                Writer {
+                    files: HashMap::new(),
+                    counts,
+                }
+                .run(&shared)
+            })?
         };
         Ok(LogFiles {
             shared,
