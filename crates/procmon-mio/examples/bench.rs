@@ -78,7 +78,8 @@
 //!   through procmon's per-process log file (`log_stdout = false`), against
 //!   the child into a file (target: at least 90% of its throughput) and
 //!   under supervisord's `stdout_logfile` (target: at most its time), each
-//!   round starting with the next contender.
+//!   round starting with the next contender; procmon twice, with and
+//!   without a time on each line.
 //!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
@@ -1700,6 +1701,7 @@ fn logfile_procmon(
     child: &std::path::Path,
     dir: &std::path::Path,
     lines: usize,
+    stamped: bool,
 ) -> Option<ChildRun> {
     let (out, result) = (dir.join("logfile.out"), dir.join("logfile.result"));
     let _ = std::fs::remove_file(&result);
@@ -1710,8 +1712,9 @@ fn logfile_procmon(
     std::fs::write(
         &config,
         format!(
-            "[[process]]\nname = \"w\"\nargv = {argv:?}\n{LOG_FILE_KEY} = {:?}\nlog_stdout = false\nlog_max_bytes = 1073741824\n",
-            out.to_str().unwrap()
+            "[[process]]\nname = \"w\"\nargv = {argv:?}\n{LOG_FILE_KEY} = {:?}\nlog_stdout = false\nlog_max_bytes = 1073741824\n{}",
+            out.to_str().unwrap(),
+            if stamped { "" } else { "timestamps = \"off\"\n" }
         ),
     )
     .unwrap();
@@ -1754,7 +1757,10 @@ fn logfile_procmon(
 /// One child writing LINES 100-byte lines through procmon's per-process log
 /// file, against the same child into a file (target: at least 90% of its
 /// throughput) and under supervisord's `stdout_logfile` (target: at most
-/// its time), RUNS rounds, each starting with the next contender.
+/// its time), RUNS rounds, each starting with the next contender. procmon
+/// runs twice a round: with its default time on each line (29 bytes more
+/// per line than the child wrote) and with `timestamps = "off"` (7 bytes
+/// more: the stream's tag), the nearest to supervisord's untouched bytes.
 fn logfile_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     assert!(procmon.exists(), "{} not built", procmon.display());
@@ -1762,58 +1768,66 @@ fn logfile_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
     let child = lines_child(&dir);
     let supervisord = supervisord(&dir);
     println!("logfile {lines} lines of 100 bytes, 4 KiB writes, {runs} rounds:");
-    let (mut floors, mut ours, mut peers) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floors, mut peers) = (Vec::new(), Vec::new());
+    let (mut stamped, mut bare) = (Vec::new(), Vec::new());
     for round in 0..runs {
-        let (mut floor, mut logged, mut peer) = (None, None, None);
-        for turn in 0..3 {
-            match (round + turn) % 3 {
+        let (mut floor, mut peer) = (None, None);
+        let (mut with_time, mut without) = (None, None);
+        for turn in 0..4 {
+            match (round + turn) % 4 {
                 0 => floor = Some(stdout_floor(&child, &dir, lines).child),
                 1 => {
                     peer = supervisord
                         .as_deref()
                         .map(|s| stdout_supervisord(s, &child, &dir, lines).child)
                 }
-                _ => {
-                    let Some(run) = logfile_procmon(&procmon, &child, &dir, lines) else {
+                which => {
+                    let time = which == 2;
+                    let Some(run) = logfile_procmon(&procmon, &child, &dir, lines, time) else {
                         println!("  no log file figure: procmon refused `{LOG_FILE_KEY}`");
                         return;
                     };
-                    logged = Some(run.child);
+                    *(if time { &mut with_time } else { &mut without }) = Some(run.child);
                 }
             }
         }
-        let (floor, logged) = (floor.expect("ran"), logged.expect("ran"));
+        let floor = floor.expect("ran");
+        let (with_time, without) = (with_time.expect("ran"), without.expect("ran"));
         println!(
-            "  round {} (load {}): child > file {floor:.3} s; supervisord {}; procmon {LOG_FILE_KEY} {logged:.3} s: {:.0}% of the floor's throughput",
+            "  round {} (load {}): child > file {floor:.3} s; supervisord {}; procmon {LOG_FILE_KEY} \
+             {with_time:.3} s ({:.0}% of the floor's throughput), without times {without:.3} s ({:.0}%)",
             round + 1,
             loadavg(),
             peer.map_or("-".to_string(), |p| format!("{p:.3} s")),
-            100.0 * floor / logged
+            100.0 * floor / with_time,
+            100.0 * floor / without
         );
         floors.push(floor);
-        ours.push(logged);
+        stamped.push(with_time);
+        bare.push(without);
         peers.extend(peer);
     }
     let (f0, fm, f1) = min_median_max(&floors);
-    let (o0, om, o1) = min_median_max(&ours);
-    let ratios: Vec<f64> = floors
-        .iter()
-        .zip(&ours)
-        .map(|(f, o)| 100.0 * f / o)
-        .collect();
-    let (r0, rm, r1) = min_median_max(&ratios);
-    println!(
-        "  child > file {f0:.3}-{f1:.3} s (median {fm:.3}); procmon {LOG_FILE_KEY} {o0:.3}-{o1:.3} s \
-         (median {om:.3}); throughput {r0:.0}-{r1:.0}% of the floor (median {rm:.0}%, target >= 90%)"
-    );
-    if !peers.is_empty() {
-        let (p0, pm, p1) = min_median_max(&peers);
-        let within = peers.iter().zip(&ours).filter(|(p, o)| o <= p).count();
+    println!("  child > file {f0:.3}-{f1:.3} s (median {fm:.3})");
+    for (what, ours) in [("", &stamped), (" without times", &bare)] {
+        let (o0, om, o1) = min_median_max(ours);
+        let ratios: Vec<f64> = floors
+            .iter()
+            .zip(ours)
+            .map(|(f, o)| 100.0 * f / o)
+            .collect();
+        let (r0, rm, r1) = min_median_max(&ratios);
+        let within = peers.iter().zip(ours).filter(|(p, o)| o <= p).count();
         println!(
-            "  supervisord stdout_logfile {p0:.3}-{p1:.3} s (median {pm:.3}); \
-             procmon {LOG_FILE_KEY} at most supervisord in {within} of {} rounds",
+            "  procmon {LOG_FILE_KEY}{what} {o0:.3}-{o1:.3} s (median {om:.3}); throughput \
+             {r0:.0}-{r1:.0}% of the floor (median {rm:.0}%, target >= 90%); at most supervisord \
+             in {within} of {} rounds",
             peers.len()
         );
+    }
+    if !peers.is_empty() {
+        let (p0, pm, p1) = min_median_max(&peers);
+        println!("  supervisord stdout_logfile {p0:.3}-{p1:.3} s (median {pm:.3})");
     }
 }
 
