@@ -82,24 +82,6 @@ pub fn block_all_signals_in_this_thread() {
     }
 }
 
-/// Lets the calling thread's wake-ups wait for a CPU instead of taking one:
-/// it becomes `SCHED_BATCH`, which keeps its fair share of CPU time but
-/// never preempts a running thread when it wakes. For a helper thread
-/// woken often for work that can wait a few milliseconds (procmon's output
-/// writers), so that on a small machine a child in the middle of its
-/// writes keeps its CPU. Children are started from other threads and keep
-/// the default policy.
-pub fn never_preempt_when_woken() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param for the duration of the call;
-    // pid 0 is the calling thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// The uid of the user `name`, or `None` if there is no such user
 /// (`getpwnam_r`).
 pub fn user_id(name: &str) -> io::Result<Option<u32>> {
@@ -210,21 +192,6 @@ mod tests {
         let peer = peer_credentials(a.as_fd()).unwrap();
         assert_eq!(peer.pid, std::process::id() as i32);
         assert_eq!((peer.uid, peer.gid), (effective_uid(), effective_gid()));
-    }
-
-    #[test]
-    fn a_thread_that_never_preempts_is_batch_and_leaves_the_others_alone() {
-        // SAFETY: sched_getscheduler only reads the calling thread's policy.
-        let policy = || unsafe { libc::sched_getscheduler(0) };
-        let before = policy();
-        let inside = std::thread::spawn(move || {
-            never_preempt_when_woken().unwrap();
-            policy()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(inside, libc::SCHED_BATCH);
-        assert_eq!(policy(), before);
     }
 
     #[test]

@@ -618,11 +618,6 @@ pub(crate) fn spawn_writer<T: Send + 'static>(
             // Every signal is the event loop's (its signalfd reads them); one
             // delivered to this thread would be lost.
             procmon_mio::os::block_all_signals_in_this_thread();
-            // A writer woken for a block can wait for a CPU: taking one
-            // from a child in the middle of its writes made the child wait
-            // on two cores (docs/performance.md). Should the policy be
-            // refused, the thread merely preempts as before.
-            let _ = procmon_mio::os::never_preempt_when_woken();
             body()
         })
 }
@@ -979,37 +974,6 @@ mod tests {
         log.open();
         sink.drain(Duration::from_secs(20), Duration::from_secs(20));
         assert!(log.written.lock().unwrap().starts_with(b"one\ntwo\n"));
-    }
-
-    #[test]
-    fn the_writer_threads_wait_for_a_cpu_instead_of_preempting() {
-        /// Records the scheduling policy of the thread that writes to it.
-        #[derive(Clone, Default)]
-        struct Policy(Arc<Mutex<Vec<u32>>>);
-        impl Write for Policy {
-            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-                let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
-                // `policy` is field 41; the name (field 2) may hold spaces,
-                // so count from the parenthesis that closes it.
-                let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-                let policy = after_name.split(' ').nth(41 - 3).unwrap();
-                self.0.lock().unwrap().push(policy.parse().unwrap());
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        const SCHED_BATCH: u32 = 3;
-        let (out, err) = (Policy::default(), Policy::default());
-        let sink = Sink::start(out.clone(), err.clone()).unwrap();
-        sink.stdout().write_all(b"a line\n").unwrap();
-        sink.stderr().write_all(b"an event\n").unwrap();
-        assert!(written(
-            sink.drain(Duration::from_secs(20), Duration::from_secs(20))
-        ));
-        assert_eq!(*out.0.lock().unwrap(), [SCHED_BATCH]);
-        assert_eq!(*err.0.lock().unwrap(), [SCHED_BATCH]);
     }
 
     #[test]
