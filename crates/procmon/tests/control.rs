@@ -680,3 +680,126 @@ argv = ["sleep", "1000"]
     );
     assert_eq!(procmon.wait(), Some(0));
 }
+
+/// The most memory procmon ever held (`VmHWM`), in KiB.
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// A process whose ring holds about `lines` lines of 999 bytes, then
+/// `last`; the config keeps `ring_bytes` of them.
+fn writer_config(lines: usize, ring_bytes: usize) -> String {
+    format!(
+        r#"
+[[process]]
+name = "big"
+argv = ["sh", "-c", "head -c {} /dev/zero | tr '\\0' x | fold -w 999; echo; echo last; exec sleep 1000"]
+[control]
+log_lines = 1000000
+log_bytes = {ring_bytes}
+"#,
+        lines * 999
+    )
+}
+
+#[test]
+fn a_client_that_sends_requests_and_reads_no_replies_is_held_back_not_buffered() {
+    let procmon = Served::start(&writer_config(1_000, 1 << 20));
+    procmon.until("big wrote it all", || {
+        text(&procmon.ctl(&["logs", "big", "-n", "1"]).stdout).contains("last")
+    });
+    // 200 requests of about 1 MiB of reply each, and not a byte read: procmon
+    // must hold them back rather than queue 200 MiB.
+    let mut greedy = UnixStream::connect(&procmon.socket).unwrap();
+    let request = b"{\"v\":1,\"id\":1,\"op\":\"logs\",\"name\":\"big\",\"lines\":1000}\n";
+    let requests: Vec<u8> = request.repeat(200);
+    greedy.write_all(&requests).unwrap();
+    // Others are answered meanwhile.
+    for _ in 0..5 {
+        assert_eq!(procmon.ctl(&["status", "big"]).status.code(), Some(0));
+    }
+    let peak = peak_memory_kib(procmon.child.id());
+    assert!(
+        peak < 64 * 1024,
+        "procmon grew to {peak} KiB for a client that reads nothing"
+    );
+    // Once it reads, every request gets its reply, in order.
+    greedy.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut replies = BufReader::new(greedy).lines();
+    for _ in 0..200 {
+        let reply: Value = serde_json::from_str(&replies.next().unwrap().unwrap()).unwrap();
+        assert_eq!(reply["ok"], json!(true));
+        assert_eq!(reply["result"].as_array().unwrap().len(), 1_000);
+    }
+}
+
+#[test]
+fn a_reply_longer_than_the_queue_bound_reaches_a_client_that_reads() {
+    // 8 MiB of recent lines: the reply is twice the 4 MiB queue bound.
+    let procmon = Served::start(&writer_config(8_000, 8 << 20));
+    procmon.until("big wrote it all", || {
+        text(&procmon.ctl(&["logs", "big", "-n", "1"]).stdout).contains("last")
+    });
+    let out = procmon.ctl(&["logs", "big", "-n", "1000000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    assert!(
+        lines.ends_with("[big] last\n"),
+        "{}",
+        &lines[lines.len().saturating_sub(200)..]
+    );
+    assert!(lines.lines().count() > 8_000, "{}", lines.lines().count());
+}
+
+#[test]
+fn a_client_that_never_stops_sending_cannot_stall_the_loop() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    // Requests as fast as one client can write them, its replies read as
+    // fast as they come, until the test ends.
+    let flood = UnixStream::connect(&procmon.socket).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let mut flood = flood.try_clone().unwrap();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let requests = b"{\"v\":1,\"id\":1,\"op\":\"version\"}\n".repeat(2_000);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if flood.write_all(&requests).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let reader = {
+        let mut flood = flood.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while matches!(flood.read(&mut buf), Ok(n) if n > 0) {}
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // Another client is answered, and a process is stopped, meanwhile.
+    let mut other = UnixStream::connect(&procmon.socket).unwrap();
+    other.set_read_timeout(Some(PATIENCE)).unwrap();
+    other
+        .write_all(b"{\"v\":1,\"id\":2,\"op\":\"stop\",\"names\":[\"one\"]}\n")
+        .unwrap();
+    let mut line = String::new();
+    let answered = BufReader::new(&other).read_line(&mut line);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flood.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    reader.join().unwrap();
+    assert!(
+        matches!(answered, Ok(n) if n > 0) && line.contains("\"ok\":true"),
+        "another client was not answered while one flooded: {answered:?} {line:?}"
+    );
+    procmon.until("one is down", || {
+        procmon.process("one")["state"] == json!("held")
+    });
+}
