@@ -349,9 +349,11 @@ impl Connection {
         // before the request is written: read the reply either way.
         let written = self.writer.write_all(&line);
         let reply = match (self.read(), written) {
-            (Ok(Some(reply)), _) => Some(reply),
-            (_, Err(e)) => return Err((FAILED, format!("{}: {e}", self.path.display()))),
-            (read, Ok(())) => read?,
+            // A peer that hung up mid-request breaks the write too: its
+            // hanging up is the news.
+            (Ok(reply), _) => reply,
+            (Err(_), Err(e)) => return Err((FAILED, format!("{}: {e}", self.path.display()))),
+            (Err(failure), Ok(())) => return Err(failure),
         };
         let reply = reply.ok_or_else(|| {
             (
@@ -363,9 +365,18 @@ impl Connection {
             return Ok(reply["result"].clone());
         }
         let error = &reply["error"];
+        // A request procmon found malformed is a usage error, as the
+        // command line that made it is (docs/control.md, exit status).
         let status = match error["kind"].as_str() {
             Some("unknown_process") => UNKNOWN,
-            Some("bad_field" | "unknown_field") => USAGE,
+            Some(
+                "too_long"
+                | "bad_json"
+                | "unsupported_version"
+                | "unknown_op"
+                | "bad_field"
+                | "unknown_field",
+            ) => USAGE,
             _ => FAILED,
         };
         Err((
@@ -381,6 +392,16 @@ impl Connection {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
             Ok(0) => Ok(None),
+            // A line cut short is a peer gone, not bad JSON; a reset is a
+            // peer that hung up on a request it had not read.
+            Ok(_) if !line.ends_with('\n') => Err((
+                FAILED,
+                format!(
+                    "{}: procmon closed the connection in the middle of a reply",
+                    self.path.display()
+                ),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(None),
             Ok(_) => serde_json::from_str(&line)
                 .map(Some)
                 .map_err(|e| (FAILED, format!("a reply that is not JSON: {e}"))),

@@ -803,3 +803,70 @@ fn a_client_that_never_stops_sending_cannot_stall_the_loop() {
         procmon.process("one")["state"] == json!("held")
     });
 }
+
+#[test]
+fn ctl_tells_a_request_too_long_for_procmon_as_a_usage_error() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    // 800 KB of names: procmon answers `too_long` after 64 KiB and hangs up
+    // while ctl is still writing the rest.
+    let names: Vec<String> = (0..8_000).map(|i| format!("{i:0>100}")).collect();
+    let mut args = vec!["status"];
+    args.extend(names.iter().map(String::as_str));
+    let out = procmon.ctl(&args);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("a request line is at most 65536 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn ctl_against_a_socket_that_is_not_procmon() {
+    let dir = TempDir::new();
+    // One that hangs up without a word, as it reads the request.
+    let rude = dir.path("rude.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&rude).unwrap();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            drop(stream.unwrap());
+        }
+    });
+    for args in [&["version"][..], &["logs", "x", "-f"]] {
+        let out = ctl(&rude, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("procmon closed the connection"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    server.join().unwrap();
+    // One that answers with half a line, then hangs up.
+    let half = dir.path("half.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&half).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&stream).read_line(&mut request).unwrap();
+        stream.write_all(b"{\"id\":1,\"ok\":true,\"res").unwrap();
+    });
+    let out = ctl(&half, &["version"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("procmon closed the connection"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A file that is not a socket, and a socket nobody listens on: no
+    // procmon there.
+    let file = dir.write("file", "");
+    let stale = dir.path("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for path in [file, stale, dir.path("missing.sock")] {
+        let out = ctl(&path, &["status"]);
+        assert_eq!(out.status.code(), Some(4), "{path:?}: {out:?}");
+        assert!(text(&out.stderr).contains("no procmon listening on"));
+    }
+}
