@@ -624,7 +624,8 @@ impl ControlServer {
         }
     }
 
-    /// Carries out one request; each mutating one is a single core call.
+    /// Carries out one request, all of it before the next is read: one core
+    /// call per process it names.
     #[allow(clippy::too_many_arguments)]
     fn apply<O: Feeds>(
         &mut self,
@@ -659,17 +660,18 @@ impl ControlServer {
             }
             Op::Start(targets) | Op::Stop(targets) | Op::Restart(targets) => {
                 let names = targets_names(supervisor, targets)?;
-                let op = op.clone();
-                supervisor.call(observer, |monitor, now| {
-                    for name in &names {
-                        let done = match op {
-                            Op::Start(_) => monitor.start(now, name),
-                            Op::Stop(_) => monitor.down(now, name),
-                            _ => monitor.restart(now, name),
-                        };
-                        debug_assert!(done.is_ok(), "names were checked in this turn");
-                    }
-                });
+                // One core call per process: the drain contract wants each
+                // call's commands carried out before the next call (two in
+                // one `call` panicked a debug build). All are still applied
+                // before anything else is read.
+                for name in &names {
+                    let done = supervisor.call(observer, |monitor, now| match op {
+                        Op::Start(_) => monitor.start(now, name),
+                        Op::Stop(_) => monitor.down(now, name),
+                        _ => monitor.restart(now, name),
+                    });
+                    debug_assert!(done.is_ok(), "names were checked in this turn");
+                }
                 Ok(status_json(supervisor, &names, &observer.log_counts()))
             }
             Op::Signal { signal, targets } => {
@@ -687,12 +689,12 @@ impl ControlServer {
                     ));
                 }
                 let signal = *signal;
-                supervisor.call(observer, |monitor, now| {
-                    for name in &names {
-                        let sent = monitor.signal(now, name, signal);
-                        debug_assert!(sent.is_ok(), "checked live in this turn");
-                    }
-                });
+                // One core call per process, as for start and stop above.
+                for name in &names {
+                    let sent =
+                        supervisor.call(observer, |monitor, now| monitor.signal(now, name, signal));
+                    debug_assert!(sent.is_ok(), "checked live in this turn");
+                }
                 Ok(json!(names
                     .iter()
                     .map(|n| json!({"name": n, "signal": signal.as_str()}))

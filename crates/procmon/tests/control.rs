@@ -870,3 +870,31 @@ fn ctl_against_a_socket_that_is_not_procmon() {
         assert!(text(&out.stderr).contains("no procmon listening on"));
     }
 }
+
+#[test]
+fn a_request_naming_several_processes_or_all_keeps_procmon_up() {
+    let procmon = Served::start(
+        "[[process]]\nname = \"a\"\nargv = [\"sleep\", \"1000\"]\n\
+         [[process]]\nname = \"b\"\nargv = [\"sleep\", \"1001\"]\n",
+    );
+    procmon.until_all_run();
+    for args in [
+        &["signal", "CONT", "a", "b"][..],
+        &["signal", "CONT", "--all"],
+        &["restart", "a", "b", "--wait"],
+        &["restart", "a", "a", "--wait"],
+        &["stop", "--all", "--wait"],
+        &["start", "a", "b", "--wait"],
+        &["restart", "--all", "--wait"],
+    ] {
+        let out = procmon.ctl(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}\n--- procmon's stderr ---\n{}",
+            text(&out.stderr),
+            procmon.stderr()
+        );
+    }
+    procmon.until_all_run();
+}
