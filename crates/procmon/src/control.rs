@@ -548,7 +548,14 @@ impl ControlServer {
                 return;
             }
             match client.stream.read(&mut buffer) {
-                Ok(0) => client.closing = true,
+                Ok(0) => {
+                    // Its end ends its last line too: a request sent
+                    // without a newline is answered, not silently lost.
+                    if !client.input.is_empty() {
+                        client.input.push(b'\n');
+                    }
+                    client.closing = true;
+                }
                 Ok(n) => {
                     client.input.extend_from_slice(&buffer[..n]);
                     share = share.saturating_sub(n);

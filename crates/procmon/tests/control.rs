@@ -898,3 +898,24 @@ fn a_request_naming_several_processes_or_all_keeps_procmon_up() {
     }
     procmon.until_all_run();
 }
+
+#[test]
+fn a_last_request_without_its_newline_is_answered_at_the_clients_end() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    let mut client = UnixStream::connect(&procmon.socket).unwrap();
+    client
+        .write_all(b"{\"v\":1,\"id\":1,\"op\":\"version\"}\n{\"v\":1,\"id\":2,\"op\":\"version\"}")
+        .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let replies: Vec<Value> = BufReader::new(client)
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let ids: Vec<&Value> = replies.iter().map(|r| &r["id"]).collect();
+    assert_eq!(ids, [&json!(1), &json!(2)], "{replies:?}");
+    assert!(
+        replies.iter().all(|r| r["ok"] == json!(true)),
+        "{replies:?}"
+    );
+}
