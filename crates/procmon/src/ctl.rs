@@ -116,10 +116,25 @@ struct Targets {
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 60.0,
+        default_value = "60",
+        value_parser = parse_seconds,
         requires = "wait"
     )]
-    timeout: f64,
+    timeout: Duration,
+}
+
+/// `--timeout`: checked with the command line, so that a value that is no
+/// duration is a usage error before anything is asked of procmon, rather
+/// than a panic (or a silent 0) once the operation is done.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_sign_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a number of seconds procmon ctl can wait"))
 }
 
 impl Targets {
@@ -454,9 +469,12 @@ fn wait_for(
             }
         })
     };
-    let deadline = Instant::now() + Duration::from_secs_f64(targets.timeout.max(0.0));
+    // Beyond what the clock can count, the deadline is never reached.
+    let deadline = Instant::now().checked_add(targets.timeout);
     while !done(&states) {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(targets.timeout, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         if left.is_zero() {
             return Err((TIMED_OUT, "timed out waiting".to_string()));
         }

@@ -919,3 +919,21 @@ fn a_last_request_without_its_newline_is_answered_at_the_clients_end() {
         "{replies:?}"
     );
 }
+
+#[test]
+fn a_wait_timeout_that_is_no_duration_is_a_usage_error_before_anything_is_done() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    procmon.until_all_run();
+    let pid = procmon.pid("one");
+    for timeout in ["1e300", "inf", "NaN", "-5"] {
+        let flag = format!("--timeout={timeout}");
+        let out = procmon.ctl(&["restart", "one", "--wait", &flag]);
+        assert_eq!(out.status.code(), Some(2), "{timeout}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("--timeout"),
+            "{timeout}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(procmon.pid("one"), pid, "nothing was restarted");
+}
