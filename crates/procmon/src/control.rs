@@ -8,8 +8,10 @@
 //! core (one `Supervisor::call`), so two clients restarting the same
 //! process at once make one new instance, not two. Everything is bounded:
 //! a request line (64 KiB), the number of clients, and each client's
-//! unsent replies; a client that stops reading while it follows logs or
-//! watches is cut off once its queue passes the bound.
+//! unsent replies: past the bound its requests wait in the kernel's buffer
+//! until it reads, and a client that stops reading while it follows logs
+//! or watches is cut off once its events pass the bound. A client is read
+//! a share a turn, so one that never stops sending cannot hold the loop.
 //!
 //! Access: the kernel's record of who connected (`SO_PEERCRED`) must be
 //! root, procmon's own user, or a uid or primary gid listed in
@@ -41,9 +43,18 @@ use crate::ring::{LogRings, RingSlot};
 pub const MAX_CLIENTS: usize = 1024;
 
 /// The most reply bytes a client may leave unread. A client that follows
-/// logs or watches and lets its queue pass this is disconnected, so it can
-/// never hold up procmon or grow its memory.
+/// logs or watches and lets the events queued after its last reply pass
+/// this is disconnected, so it can never hold up procmon or grow its
+/// memory. A client whose replies pass it is not read from until they
+/// drain below it: its further requests wait in the kernel's buffer, so one
+/// reply longer than the bound still reaches a client that reads it.
 pub const CLIENT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most request bytes read from one client in one turn of the loop. A
+/// client that keeps sending is served its share and taken up again at the
+/// next turn, so it cannot keep the loop from its children, timers and
+/// other clients.
+const READ_SHARE_BYTES: usize = 64 * 1024;
 
 /// Who may use the socket besides root and procmon's own user.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -248,11 +259,49 @@ struct Client {
     serial: u64,
     input: Vec<u8>,
     output: VecDeque<u8>,
+    /// Bytes ever put in `output`, bytes ever written, and where the last
+    /// reply to a request ends, counted as `queued`: what is queued after
+    /// that is events, the part a follower must keep reading.
+    queued: u64,
+    sent: u64,
+    replies_end: u64,
     follows: Option<Follows>,
     /// Close once the output is written (the client hung up, or it was
     /// refused).
     closing: bool,
+    /// Requests were left unanswered (its replies passed the bound) or
+    /// unread (it had its share of the turn): edge-triggered readiness will
+    /// not report them again, so the server takes them up itself.
+    behind: bool,
     wants_writable: bool,
+}
+
+impl Client {
+    /// Queues a reply to a request, or (`reply` false) a streamed event.
+    fn queue(&mut self, bytes: Vec<u8>, reply: bool) {
+        self.queued += bytes.len() as u64;
+        if reply {
+            self.replies_end = self.queued;
+        }
+        self.output.extend(bytes);
+    }
+
+    /// Whether its replies are over the bound, so no more requests are
+    /// taken until they drain.
+    fn replies_full(&self) -> bool {
+        self.output.len() >= CLIENT_QUEUE_BYTES
+    }
+
+    /// Whether events queued after its last reply, still unsent, passed the
+    /// bound: a follower that stopped reading.
+    fn overrun(&self) -> bool {
+        self.queued - self.replies_end.max(self.sent) > CLIENT_QUEUE_BYTES as u64
+    }
+
+    /// Whether it has requests to take up now, without a readiness event.
+    fn can_go_on(&self) -> bool {
+        self.behind && !self.replies_full()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -382,18 +431,37 @@ impl ControlServer {
             }
         }
         self.stream_feed(observer.feed());
-        let ids: Vec<SourceId> = self.clients.keys().copied().collect();
-        for id in ids {
-            self.flush(id, supervisor, observer.feed());
+        self.flush_all(supervisor, observer.feed());
+        // Clients left behind (their replies have drained, or they had
+        // their share) go on from where they stopped, one more share each.
+        let behind: Vec<SourceId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.can_go_on())
+            .map(|(&id, _)| id)
+            .collect();
+        if !behind.is_empty() {
+            for id in behind {
+                self.read(id, supervisor, observer, reload, &mut served);
+            }
+            self.stream_feed(observer.feed());
+            self.flush_all(supervisor, observer.feed());
         }
         served
     }
 
-    /// Whether an accept must be tried again soon: the loop then turns with
-    /// a short timeout rather than waiting for a readiness that will not
-    /// come.
+    fn flush_all(&mut self, supervisor: &mut Supervisor, feed: &mut ControlFeed) {
+        let ids: Vec<SourceId> = self.clients.keys().copied().collect();
+        for id in ids {
+            self.flush(id, supervisor, feed);
+        }
+    }
+
+    /// Whether an accept must be tried again soon, or a client has requests
+    /// left from its share of a turn: the loop then turns with a short
+    /// timeout rather than waiting for a readiness that will not come.
     pub fn wants_retry(&self) -> bool {
-        self.accept_stalled
+        self.accept_stalled || self.clients.values().any(Client::can_go_on)
     }
 
     fn accept(&mut self, supervisor: &mut Supervisor, feed: &mut ControlFeed) {
@@ -441,8 +509,12 @@ impl ControlServer {
                     serial: self.accepted,
                     input: Vec::new(),
                     output: VecDeque::new(),
+                    queued: 0,
+                    sent: 0,
+                    replies_end: 0,
                     follows: None,
                     closing: false,
+                    behind: false,
                     wants_writable: false,
                 },
             );
@@ -458,32 +530,54 @@ impl ControlServer {
         served: &mut Served,
     ) {
         let mut buffer = [0u8; 16 * 1024];
+        let mut share = READ_SHARE_BYTES;
         loop {
+            // Answer complete lines as they come, so the input never holds
+            // more than one line and a bit; lines read before come first.
+            let answered = self.answer_lines(id, supervisor, observer, reload, served);
             let client = self.clients.get_mut(&id).expect("checked by the caller");
             if client.closing {
+                // Lines it sent before it hung up are still answered.
+                client.behind = !answered;
+                return;
+            }
+            // Past the bound or its share, the rest waits in the kernel's
+            // buffer: that holds the client back, and not procmon.
+            if !answered || client.replies_full() || share == 0 {
+                client.behind = true;
                 return;
             }
             match client.stream.read(&mut buffer) {
                 Ok(0) => {
+                    // Its end ends its last line too: a request sent
+                    // without a newline is answered, not silently lost.
+                    if !client.input.is_empty() {
+                        client.input.push(b'\n');
+                    }
                     client.closing = true;
-                    break;
                 }
-                Ok(n) => client.input.extend_from_slice(&buffer[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => {
+                    client.input.extend_from_slice(&buffer[..n]);
+                    share = share.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    client.behind = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     client.closing = true;
+                    client.behind = false;
+                    client.input.clear();
                     client.output.clear();
-                    break;
+                    return;
                 }
             }
-            // Answer complete lines as they come, so the input never holds
-            // more than one line and a bit.
-            self.answer_lines(id, supervisor, observer, reload, served);
         }
-        self.answer_lines(id, supervisor, observer, reload, served);
     }
 
+    /// Answers the complete lines read; whether it answered them all
+    /// (false: its replies passed the bound first, and the rest wait).
     fn answer_lines<O: Feeds>(
         &mut self,
         id: SourceId,
@@ -491,7 +585,7 @@ impl ControlServer {
         observer: &mut O,
         reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
         served: &mut Served,
-    ) {
+    ) -> bool {
         loop {
             let client = self.clients.get_mut(&id).expect("checked by the caller");
             let Some(end) = client.input.iter().position(|&b| b == b'\n') else {
@@ -499,14 +593,15 @@ impl ControlServer {
                     // No newline within the bound: answer and hang up, for
                     // the rest of that line cannot be told from a new one.
                     let (id_value, error) = protocol::parse_request(&client.input).unwrap_err();
-                    client
-                        .output
-                        .extend(protocol::error_line(&id_value, &error));
+                    client.queue(protocol::error_line(&id_value, &error), true);
                     client.input.clear();
                     client.closing = true;
                 }
-                return;
+                return true;
             };
+            if client.replies_full() {
+                return false;
+            }
             let line: Vec<u8> = client.input.drain(..=end).collect();
             let line = &line[..line.len() - 1];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -532,11 +627,12 @@ impl ControlServer {
                 }
             };
             let client = self.clients.get_mut(&id).expect("still connected");
-            client.output.extend(reply);
+            client.queue(reply, true);
         }
     }
 
-    /// Carries out one request; each mutating one is a single core call.
+    /// Carries out one request, all of it before the next is read: one core
+    /// call per process it names.
     #[allow(clippy::too_many_arguments)]
     fn apply<O: Feeds>(
         &mut self,
@@ -571,17 +667,18 @@ impl ControlServer {
             }
             Op::Start(targets) | Op::Stop(targets) | Op::Restart(targets) => {
                 let names = targets_names(supervisor, targets)?;
-                let op = op.clone();
-                supervisor.call(observer, |monitor, now| {
-                    for name in &names {
-                        let done = match op {
-                            Op::Start(_) => monitor.start(now, name),
-                            Op::Stop(_) => monitor.down(now, name),
-                            _ => monitor.restart(now, name),
-                        };
-                        debug_assert!(done.is_ok(), "names were checked in this turn");
-                    }
-                });
+                // One core call per process: the drain contract wants each
+                // call's commands carried out before the next call (two in
+                // one `call` panicked a debug build). All are still applied
+                // before anything else is read.
+                for name in &names {
+                    let done = supervisor.call(observer, |monitor, now| match op {
+                        Op::Start(_) => monitor.start(now, name),
+                        Op::Stop(_) => monitor.down(now, name),
+                        _ => monitor.restart(now, name),
+                    });
+                    debug_assert!(done.is_ok(), "names were checked in this turn");
+                }
                 Ok(status_json(supervisor, &names, &observer.log_counts()))
             }
             Op::Signal { signal, targets } => {
@@ -599,12 +696,12 @@ impl ControlServer {
                     ));
                 }
                 let signal = *signal;
-                supervisor.call(observer, |monitor, now| {
-                    for name in &names {
-                        let sent = monitor.signal(now, name, signal);
-                        debug_assert!(sent.is_ok(), "checked live in this turn");
-                    }
-                });
+                // One core call per process, as for start and stop above.
+                for name in &names {
+                    let sent =
+                        supervisor.call(observer, |monitor, now| monitor.signal(now, name, signal));
+                    debug_assert!(sent.is_ok(), "checked live in this turn");
+                }
                 Ok(json!(names
                     .iter()
                     .map(|n| json!({"name": n, "signal": signal.as_str()}))
@@ -726,12 +823,13 @@ impl ControlServer {
             return;
         }
         for client in self.clients.values_mut() {
+            let mut events = Vec::new();
             match &client.follows {
                 Some(Follows::Logs { id, name }) => {
                     for (line_name, stream, bytes) in &feed.lines {
                         if line_name == name {
                             let event = line_json(name, *stream, bytes);
-                            client.output.extend(protocol::event_line(id, event));
+                            events.extend(protocol::event_line(id, event));
                         }
                     }
                 }
@@ -743,11 +841,12 @@ impl ControlServer {
                             "to": to.as_str(),
                             "at": rfc3339_millis(*at),
                         });
-                        client.output.extend(protocol::event_line(id, event));
+                        events.extend(protocol::event_line(id, event));
                     }
                 }
                 None => {}
             }
+            client.queue(events, false);
         }
         feed.lines.clear();
         feed.changes.clear();
@@ -767,6 +866,7 @@ impl ControlServer {
                 }
                 Ok(n) => {
                     client.output.drain(..n);
+                    client.sent += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -776,8 +876,8 @@ impl ControlServer {
                 }
             }
         }
-        let overrun = client.output.len() > CLIENT_QUEUE_BYTES;
-        if broken || overrun || (client.closing && client.output.is_empty()) {
+        let done = client.closing && client.output.is_empty() && !client.behind;
+        if broken || client.overrun() || done {
             self.drop_client(id, supervisor, feed);
             return;
         }

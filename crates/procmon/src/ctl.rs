@@ -116,10 +116,25 @@ struct Targets {
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 60.0,
+        default_value = "60",
+        value_parser = parse_seconds,
         requires = "wait"
     )]
-    timeout: f64,
+    timeout: Duration,
+}
+
+/// `--timeout`: checked with the command line, so that a value that is no
+/// duration is a usage error before anything is asked of procmon, rather
+/// than a panic (or a silent 0) once the operation is done.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_sign_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a number of seconds procmon ctl can wait"))
 }
 
 impl Targets {
@@ -349,9 +364,11 @@ impl Connection {
         // before the request is written: read the reply either way.
         let written = self.writer.write_all(&line);
         let reply = match (self.read(), written) {
-            (Ok(Some(reply)), _) => Some(reply),
-            (_, Err(e)) => return Err((FAILED, format!("{}: {e}", self.path.display()))),
-            (read, Ok(())) => read?,
+            // A peer that hung up mid-request breaks the write too: its
+            // hanging up is the news.
+            (Ok(reply), _) => reply,
+            (Err(_), Err(e)) => return Err((FAILED, format!("{}: {e}", self.path.display()))),
+            (Err(failure), Ok(())) => return Err(failure),
         };
         let reply = reply.ok_or_else(|| {
             (
@@ -363,9 +380,18 @@ impl Connection {
             return Ok(reply["result"].clone());
         }
         let error = &reply["error"];
+        // A request procmon found malformed is a usage error, as the
+        // command line that made it is (docs/control.md, exit status).
         let status = match error["kind"].as_str() {
             Some("unknown_process") => UNKNOWN,
-            Some("bad_field" | "unknown_field") => USAGE,
+            Some(
+                "too_long"
+                | "bad_json"
+                | "unsupported_version"
+                | "unknown_op"
+                | "bad_field"
+                | "unknown_field",
+            ) => USAGE,
             _ => FAILED,
         };
         Err((
@@ -381,6 +407,16 @@ impl Connection {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
             Ok(0) => Ok(None),
+            // A line cut short is a peer gone, not bad JSON; a reset is a
+            // peer that hung up on a request it had not read.
+            Ok(_) if !line.ends_with('\n') => Err((
+                FAILED,
+                format!(
+                    "{}: procmon closed the connection in the middle of a reply",
+                    self.path.display()
+                ),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(None),
             Ok(_) => serde_json::from_str(&line)
                 .map(Some)
                 .map_err(|e| (FAILED, format!("a reply that is not JSON: {e}"))),
@@ -433,9 +469,12 @@ fn wait_for(
             }
         })
     };
-    let deadline = Instant::now() + Duration::from_secs_f64(targets.timeout.max(0.0));
+    // Beyond what the clock can count, the deadline is never reached.
+    let deadline = Instant::now().checked_add(targets.timeout);
     while !done(&states) {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(targets.timeout, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         if left.is_zero() {
             return Err((TIMED_OUT, "timed out waiting".to_string()));
         }

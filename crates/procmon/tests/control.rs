@@ -680,3 +680,260 @@ argv = ["sleep", "1000"]
     );
     assert_eq!(procmon.wait(), Some(0));
 }
+
+/// The most memory procmon ever held (`VmHWM`), in KiB.
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// A process whose ring holds about `lines` lines of 999 bytes, then
+/// `last`; the config keeps `ring_bytes` of them.
+fn writer_config(lines: usize, ring_bytes: usize) -> String {
+    format!(
+        r#"
+[[process]]
+name = "big"
+argv = ["sh", "-c", "head -c {} /dev/zero | tr '\\0' x | fold -w 999; echo; echo last; exec sleep 1000"]
+[control]
+log_lines = 1000000
+log_bytes = {ring_bytes}
+"#,
+        lines * 999
+    )
+}
+
+#[test]
+fn a_client_that_sends_requests_and_reads_no_replies_is_held_back_not_buffered() {
+    let procmon = Served::start(&writer_config(1_000, 1 << 20));
+    procmon.until("big wrote it all", || {
+        text(&procmon.ctl(&["logs", "big", "-n", "1"]).stdout).contains("last")
+    });
+    // 200 requests of about 1 MiB of reply each, and not a byte read: procmon
+    // must hold them back rather than queue 200 MiB.
+    let mut greedy = UnixStream::connect(&procmon.socket).unwrap();
+    let request = b"{\"v\":1,\"id\":1,\"op\":\"logs\",\"name\":\"big\",\"lines\":1000}\n";
+    let requests: Vec<u8> = request.repeat(200);
+    greedy.write_all(&requests).unwrap();
+    // Others are answered meanwhile.
+    for _ in 0..5 {
+        assert_eq!(procmon.ctl(&["status", "big"]).status.code(), Some(0));
+    }
+    let peak = peak_memory_kib(procmon.child.id());
+    assert!(
+        peak < 64 * 1024,
+        "procmon grew to {peak} KiB for a client that reads nothing"
+    );
+    // Once it reads, every request gets its reply, in order.
+    greedy.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut replies = BufReader::new(greedy).lines();
+    for _ in 0..200 {
+        let reply: Value = serde_json::from_str(&replies.next().unwrap().unwrap()).unwrap();
+        assert_eq!(reply["ok"], json!(true));
+        assert_eq!(reply["result"].as_array().unwrap().len(), 1_000);
+    }
+}
+
+#[test]
+fn a_reply_longer_than_the_queue_bound_reaches_a_client_that_reads() {
+    // 8 MiB of recent lines: the reply is twice the 4 MiB queue bound.
+    let procmon = Served::start(&writer_config(8_000, 8 << 20));
+    procmon.until("big wrote it all", || {
+        text(&procmon.ctl(&["logs", "big", "-n", "1"]).stdout).contains("last")
+    });
+    let out = procmon.ctl(&["logs", "big", "-n", "1000000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    assert!(
+        lines.ends_with("[big] last\n"),
+        "{}",
+        &lines[lines.len().saturating_sub(200)..]
+    );
+    assert!(lines.lines().count() > 8_000, "{}", lines.lines().count());
+}
+
+#[test]
+fn a_client_that_never_stops_sending_cannot_stall_the_loop() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    // Requests as fast as one client can write them, its replies read as
+    // fast as they come, until the test ends.
+    let flood = UnixStream::connect(&procmon.socket).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let mut flood = flood.try_clone().unwrap();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let requests = b"{\"v\":1,\"id\":1,\"op\":\"version\"}\n".repeat(2_000);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if flood.write_all(&requests).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let reader = {
+        let mut flood = flood.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while matches!(flood.read(&mut buf), Ok(n) if n > 0) {}
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // Another client is answered, and a process is stopped, meanwhile.
+    let mut other = UnixStream::connect(&procmon.socket).unwrap();
+    other.set_read_timeout(Some(PATIENCE)).unwrap();
+    other
+        .write_all(b"{\"v\":1,\"id\":2,\"op\":\"stop\",\"names\":[\"one\"]}\n")
+        .unwrap();
+    let mut line = String::new();
+    let answered = BufReader::new(&other).read_line(&mut line);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flood.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    reader.join().unwrap();
+    assert!(
+        matches!(answered, Ok(n) if n > 0) && line.contains("\"ok\":true"),
+        "another client was not answered while one flooded: {answered:?} {line:?}"
+    );
+    procmon.until("one is down", || {
+        procmon.process("one")["state"] == json!("held")
+    });
+}
+
+#[test]
+fn ctl_tells_a_request_too_long_for_procmon_as_a_usage_error() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    // 800 KB of names: procmon answers `too_long` after 64 KiB and hangs up
+    // while ctl is still writing the rest.
+    let names: Vec<String> = (0..8_000).map(|i| format!("{i:0>100}")).collect();
+    let mut args = vec!["status"];
+    args.extend(names.iter().map(String::as_str));
+    let out = procmon.ctl(&args);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("a request line is at most 65536 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn ctl_against_a_socket_that_is_not_procmon() {
+    let dir = TempDir::new();
+    // One that hangs up without a word, as it reads the request.
+    let rude = dir.path("rude.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&rude).unwrap();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            drop(stream.unwrap());
+        }
+    });
+    for args in [&["version"][..], &["logs", "x", "-f"]] {
+        let out = ctl(&rude, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("procmon closed the connection"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    server.join().unwrap();
+    // One that answers with half a line, then hangs up.
+    let half = dir.path("half.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&half).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&stream).read_line(&mut request).unwrap();
+        stream.write_all(b"{\"id\":1,\"ok\":true,\"res").unwrap();
+    });
+    let out = ctl(&half, &["version"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("procmon closed the connection"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A file that is not a socket, and a socket nobody listens on: no
+    // procmon there.
+    let file = dir.write("file", "");
+    let stale = dir.path("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for path in [file, stale, dir.path("missing.sock")] {
+        let out = ctl(&path, &["status"]);
+        assert_eq!(out.status.code(), Some(4), "{path:?}: {out:?}");
+        assert!(text(&out.stderr).contains("no procmon listening on"));
+    }
+}
+
+#[test]
+fn a_request_naming_several_processes_or_all_keeps_procmon_up() {
+    let procmon = Served::start(
+        "[[process]]\nname = \"a\"\nargv = [\"sleep\", \"1000\"]\n\
+         [[process]]\nname = \"b\"\nargv = [\"sleep\", \"1001\"]\n",
+    );
+    procmon.until_all_run();
+    for args in [
+        &["signal", "CONT", "a", "b"][..],
+        &["signal", "CONT", "--all"],
+        &["restart", "a", "b", "--wait"],
+        &["restart", "a", "a", "--wait"],
+        &["stop", "--all", "--wait"],
+        &["start", "a", "b", "--wait"],
+        &["restart", "--all", "--wait"],
+    ] {
+        let out = procmon.ctl(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}\n--- procmon's stderr ---\n{}",
+            text(&out.stderr),
+            procmon.stderr()
+        );
+    }
+    procmon.until_all_run();
+}
+
+#[test]
+fn a_last_request_without_its_newline_is_answered_at_the_clients_end() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    let mut client = UnixStream::connect(&procmon.socket).unwrap();
+    client
+        .write_all(b"{\"v\":1,\"id\":1,\"op\":\"version\"}\n{\"v\":1,\"id\":2,\"op\":\"version\"}")
+        .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let replies: Vec<Value> = BufReader::new(client)
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let ids: Vec<&Value> = replies.iter().map(|r| &r["id"]).collect();
+    assert_eq!(ids, [&json!(1), &json!(2)], "{replies:?}");
+    assert!(
+        replies.iter().all(|r| r["ok"] == json!(true)),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn a_wait_timeout_that_is_no_duration_is_a_usage_error_before_anything_is_done() {
+    let procmon = Served::start("[[process]]\nname = \"one\"\nargv = [\"sleep\", \"1000\"]\n");
+    procmon.until_all_run();
+    let pid = procmon.pid("one");
+    for timeout in ["1e300", "inf", "NaN", "-5"] {
+        let flag = format!("--timeout={timeout}");
+        let out = procmon.ctl(&["restart", "one", "--wait", &flag]);
+        assert_eq!(out.status.code(), Some(2), "{timeout}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("--timeout"),
+            "{timeout}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(procmon.pid("one"), pid, "nothing was restarted");
+}
