@@ -36,7 +36,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -716,6 +716,7 @@ impl FileState {
         counts: &LogCounts,
         reports: &mut Vec<LogReport>,
     ) {
+        self.close_if_deleted();
         let mut rest = bytes;
         while !rest.is_empty() {
             let max = self.settings.max_bytes;
@@ -762,6 +763,21 @@ impl FileState {
                     return self.failed(id, &rest[whole..], "writing", &e, counts, reports);
                 }
             }
+        }
+    }
+
+    /// Closes the open file if it was deleted (or its directory removed)
+    /// since: lines written to it would be lost unseen, with nothing
+    /// counted or told. Opened again at once, it is created afresh, or its
+    /// failure to open is told. Asked once a batch: an `fstat`, where the
+    /// batch costs a `write`.
+    fn close_if_deleted(&mut self) {
+        let deleted = self
+            .open
+            .as_ref()
+            .is_some_and(|open| open.file.metadata().is_ok_and(|meta| meta.nlink() == 0));
+        if deleted {
+            self.open = None;
         }
     }
 
@@ -1414,5 +1430,40 @@ mod tests {
         drain(&mut logs);
         assert_eq!(read(&moved), "stdout one\nstdout two\n");
         assert_eq!(read(&path), "stdout three\n");
+    }
+
+    #[test]
+    fn a_deleted_file_is_created_again_at_its_next_lines() {
+        let dir = Dir::new("deleted");
+        let path = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 1 << 20, 1)));
+        let file = logs.file_of("a").unwrap();
+        logs.line(file, None, Stream::Stdout, b"one");
+        drain(&mut logs);
+        std::fs::remove_file(&path).unwrap();
+        logs.line(file, None, Stream::Stdout, b"two");
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout two\n");
+        // Its directory removed: told and counted, not written unseen.
+        std::fs::remove_dir_all(&dir.0).unwrap();
+        logs.line(file, None, Stream::Stdout, b"three");
+        drain(&mut logs);
+        std::fs::create_dir(&dir.0).unwrap();
+        logs.line(file, None, Stream::Stdout, b"four");
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout four\n");
+        assert_eq!(logs.counts().dropped("a"), Some(1));
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [
+                    LogReport::Failing { error, .. },
+                    LogReport::WorksAgain { dropped_lines: 1, .. }
+                ] if error.starts_with("opening: ")
+            ),
+            "{reports:?}"
+        );
     }
 }

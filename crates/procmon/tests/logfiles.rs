@@ -542,3 +542,69 @@ fn timestamps_on_stdout_and_in_json() {
     );
     assert!(!off.contains("\"time\""), "{off}");
 }
+
+#[test]
+fn a_deleted_file_is_created_again_and_a_removed_directory_is_told() {
+    let logs = TempDir::new();
+    let dir = logs.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("c.log");
+    let other = logs.path("other.log");
+    let procmon = Served::start(&format!(
+        "[[process]]\nname = \"c\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n\
+         [[process]]\nname = \"other\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n",
+        path.display(),
+        other.display()
+    ));
+    let lines_in = |p: &Path| read(p).lines().count();
+    procmon.until("lines in the file", || lines_in(&path) >= 10);
+    // Deleted with no reopen asked: held open here, to read what went in.
+    let mut deleted = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    procmon.until("the file created again", || lines_in(&path) >= 10);
+    assert_eq!(procmon.process("c")["log_dropped_lines"], json!(0));
+    // Its directory removed: told once, counted, and the others go on.
+    let mut removed = std::fs::File::open(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    procmon.until("the failure told", || {
+        procmon.stderr().contains(&format!(
+            "procmon: [c] log file {}: opening: No such file or directory (os error 2); \
+             dropping its lines until writing works again\n",
+            path.display()
+        ))
+    });
+    procmon.until("lines dropped and counted", || {
+        procmon.process("c")["log_dropped_lines"]
+            .as_u64()
+            .is_some_and(|n| n >= 5)
+    });
+    let other_before = lines_in(&other);
+    procmon.until("the other file grows", || {
+        lines_in(&other) >= other_before + 5
+    });
+    // The directory back: the file with it, and the episode's count told.
+    std::fs::create_dir(&dir).unwrap();
+    procmon.until("the file created in it", || lines_in(&path) >= 5);
+    procmon.until("works again, told", || {
+        procmon.stderr().contains(&format!(
+            "procmon: [c] log file {} works again; ",
+            path.display()
+        ))
+    });
+    let err = procmon.stderr();
+    assert_eq!(err.matches("dropping its lines").count(), 1, "{err}");
+    let dropped = procmon.process("c")["log_dropped_lines"].as_u64().unwrap();
+    // Every line once: in the deleted file, the removed one, counted as
+    // dropped, or in the new one.
+    let mut before = String::new();
+    deleted.read_to_string(&mut before).unwrap();
+    removed.read_to_string(&mut before).unwrap();
+    let last = consecutive(before.lines(), 1);
+    assert!(last >= 20, "{last}");
+    let now = read(&path);
+    let first: u64 = stamped_text(now.lines().next().unwrap(), "stdout")
+        .parse()
+        .unwrap();
+    assert_eq!(first, last + dropped + 1, "{last}, then {dropped} dropped");
+    consecutive(now.lines(), first);
+}
