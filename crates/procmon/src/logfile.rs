@@ -816,16 +816,29 @@ impl FileState {
     /// `PATH.N`, whose old content goes; with no backups `PATH` is removed.
     /// Backups past `N` (left by a larger setting before) are removed too.
     /// The next line creates `PATH` afresh.
+    /// A failure names the file it was about, which may be a backup rather
+    /// than `PATH` (a directory where `PATH.3` should be): the report
+    /// names only `PATH`.
     fn rotate(&mut self) -> io::Result<()> {
         self.open = None;
         let path = &self.settings.path;
         let backups = self.settings.backups;
-        let gone_is_fine = |result: io::Result<()>| match result {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        let remove = |file: &Path| match std::fs::remove_file(file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
+                e.kind(),
+                format!("removing {}: {e}", file.display()),
+            )),
+            _ => Ok(()),
+        };
+        let rename = |from: &Path, to: &Path| match std::fs::rename(from, to) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
+                e.kind(),
+                format!("renaming {} to {}: {e}", from.display(), to.display()),
+            )),
             _ => Ok(()),
         };
         if backups == 0 {
-            gone_is_fine(std::fs::remove_file(path))?;
+            remove(path)?;
         } else {
             // Only the backups there are move: with 1,000 allowed and 3
             // kept, a rotation costs a few calls, not a thousand.
@@ -835,12 +848,12 @@ impl FileState {
             }
             for n in (1..=there).rev() {
                 if n == backups {
-                    gone_is_fine(std::fs::remove_file(backup(path, n)))?;
+                    remove(&backup(path, n))?;
                 } else {
-                    gone_is_fine(std::fs::rename(backup(path, n), backup(path, n + 1)))?;
+                    rename(&backup(path, n), &backup(path, n + 1))?;
                 }
             }
-            gone_is_fine(std::fs::rename(path, backup(path, 1)))?;
+            rename(path, &backup(path, 1))?;
         }
         let mut n = backups + 1;
         while std::fs::remove_file(backup(path, n)).is_ok() {
@@ -1462,6 +1475,35 @@ mod tests {
                     LogReport::Failing { error, .. },
                     LogReport::WorksAgain { dropped_lines: 1, .. }
                 ] if error.starts_with("opening: ")
+            ),
+            "{reports:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_rotation_names_the_file_in_its_way() {
+        let dir = Dir::new("blocked");
+        let path = dir.0.join("a.log");
+        let blocker = backup(&path, 2);
+        std::fs::create_dir(&blocker).unwrap();
+        std::fs::write(blocker.join("keep"), "").unwrap();
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 10, 2)));
+        let file = logs.file_of("a").unwrap();
+        for i in 0..4 {
+            logs.line(file, None, Stream::Stdout, format!("n{i}").as_bytes());
+        }
+        drain(&mut logs);
+        // The first rotation had room; the second met the directory.
+        assert_eq!(read(&backup(&path, 1)), "stdout n0\n");
+        assert_eq!(read(&path), "stdout n1\n");
+        assert_eq!(logs.counts().dropped("a"), Some(2));
+        let reports = logs.take_reports();
+        let want = format!("rotating: removing {}: ", blocker.display());
+        assert!(
+            matches!(
+                &reports[..],
+                [LogReport::Failing { error, .. }] if error.starts_with(&want)
             ),
             "{reports:?}"
         );

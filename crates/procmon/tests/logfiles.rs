@@ -608,3 +608,51 @@ fn a_deleted_file_is_created_again_and_a_removed_directory_is_told() {
     assert_eq!(first, last + dropped + 1, "{last}, then {dropped} dropped");
     consecutive(now.lines(), first);
 }
+
+#[test]
+fn a_rotation_blocked_by_a_directory_names_it_and_recovers() {
+    let logs = TempDir::new();
+    let path = logs.path("r.log");
+    // Where the one backup would go, a directory not empty.
+    let blocker = backup(&path, 1);
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), "").unwrap();
+    let procmon = Served::start(&format!(
+        "[[process]]\nname = \"r\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n\
+         log_max_bytes = 300\nlog_backups = 1\n",
+        path.display()
+    ));
+    // Told once, naming the directory in the way and what was tried.
+    let told = format!(
+        "procmon: [r] log file {}: rotating: removing {}: Is a directory (os error 21); \
+         dropping its lines until writing works again\n",
+        path.display(),
+        blocker.display()
+    );
+    procmon.until("the failure told", || procmon.stderr().contains(&told));
+    procmon.until("lines dropped and counted", || {
+        procmon.process("r")["log_dropped_lines"]
+            .as_u64()
+            .is_some_and(|n| n >= 5)
+    });
+    assert_eq!(procmon.process("r")["state"], json!("running"));
+    // Out of the way: the rotation goes through, and the count is told.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    procmon.until("works again, told", || {
+        procmon.stderr().contains(&format!(
+            "procmon: [r] log file {} works again; ",
+            path.display()
+        ))
+    });
+    procmon.until("a rotated file", || blocker.is_file());
+    let err = procmon.stderr();
+    assert_eq!(err.matches("dropping its lines").count(), 1, "{err}");
+    let dropped = procmon.process("r")["log_dropped_lines"].as_u64().unwrap();
+    let kept = read(&blocker);
+    let last = consecutive(kept.lines(), 1);
+    let now = read(&path);
+    let first: u64 = stamped_text(now.lines().next().unwrap(), "stdout")
+        .parse()
+        .unwrap();
+    assert_eq!(first, last + dropped + 1, "{last}, then {dropped} dropped");
+}
