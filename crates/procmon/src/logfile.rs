@@ -788,23 +788,36 @@ impl FileState {
             // O_NONBLOCK: a FIFO named as a log file must not block the
             // writer at open; O_NOCTTY: a terminal must not become ours.
             let flags = libc::O_NOCTTY | libc::O_NONBLOCK;
-            let file = match OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .mode(self.settings.mode)
-                .custom_flags(flags)
-                .open(path)
-            {
-                Ok(file) => {
-                    // The mode exactly, whatever procmon's umask.
-                    file.set_permissions(std::fs::Permissions::from_mode(self.settings.mode))?;
-                    file
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            let mode = self.settings.mode;
+            // Exclusively first, so that a file we create is known to be
+            // ours and gets the mode exactly, whatever procmon's umask.
+            let create = |exclusive: bool| -> io::Result<File> {
+                let file = OpenOptions::new()
                     .append(true)
+                    .create(true)
+                    .create_new(exclusive)
+                    .mode(mode)
                     .custom_flags(flags)
-                    .open(path)?,
-                Err(e) => return Err(e),
+                    .open(path)?;
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                Ok(file)
+            };
+            let file = match create(true) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match OpenOptions::new()
+                        .append(true)
+                        .custom_flags(flags)
+                        .open(path)
+                    {
+                        // A symbolic link whose target is gone (`O_EXCL`
+                        // refuses any link): its target is created, as
+                        // the file is when it is gone; refused, it would
+                        // fail with "no such file" on a name that is there.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => create(false)?,
+                        opened => opened?,
+                    }
+                }
+                created => created?,
             };
             let size = file.metadata()?.len();
             self.open = Some(OpenFile { file, size });
@@ -1507,5 +1520,30 @@ mod tests {
             ),
             "{reports:?}"
         );
+    }
+
+    #[test]
+    fn a_symbolic_link_whose_target_is_gone_is_written_through() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = Dir::new("dangling");
+        let path = dir.0.join("a.log");
+        let target = dir.0.join("elsewhere.log");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let mut logs = LogFiles::start().unwrap();
+        let mut file_settings = settings(&path, 1 << 20, 1);
+        file_settings.mode = 0o666;
+        logs.configure(&config("a", file_settings));
+        let file = logs.file_of("a").unwrap();
+        logs.line(file, None, Stream::Stdout, b"one");
+        drain(&mut logs);
+        assert_eq!(read(&target), "stdout one\n");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o666);
+        // Its target deleted (a cleanup): created again through the link.
+        std::fs::remove_file(&target).unwrap();
+        logs.line(file, None, Stream::Stdout, b"two");
+        drain(&mut logs);
+        assert_eq!(read(&target), "stdout two\n");
+        assert_eq!(logs.counts().dropped("a"), Some(0));
+        assert!(logs.take_reports().is_empty());
     }
 }
