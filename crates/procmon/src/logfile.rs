@@ -582,7 +582,8 @@ struct FileState {
 
 struct OpenFile {
     file: File,
-    /// Its size as we know it: from `fstat` at opening, plus what we wrote.
+    /// Its size as we know it: from `fstat` at opening and at each batch,
+    /// plus what we wrote.
     size: u64,
 }
 
@@ -716,7 +717,7 @@ impl FileState {
         counts: &LogCounts,
         reports: &mut Vec<LogReport>,
     ) {
-        self.close_if_deleted();
+        self.look_again();
         let mut rest = bytes;
         while !rest.is_empty() {
             let max = self.settings.max_bytes;
@@ -766,18 +767,23 @@ impl FileState {
         }
     }
 
-    /// Closes the open file if it was deleted (or its directory removed)
-    /// since: lines written to it would be lost unseen, with nothing
-    /// counted or told. Opened again at once, it is created afresh, or its
-    /// failure to open is told. Asked once a batch: an `fstat`, where the
-    /// batch costs a `write`.
-    fn close_if_deleted(&mut self) {
-        let deleted = self
-            .open
-            .as_ref()
-            .is_some_and(|open| open.file.metadata().is_ok_and(|meta| meta.nlink() == 0));
-        if deleted {
-            self.open = None;
+    /// Looks at the open file again, as others may have changed it since:
+    /// deleted (or its directory removed), it is closed, as lines written
+    /// to it would be lost unseen, with nothing counted or told; opened
+    /// again at once, it is created afresh, or its failure to open is
+    /// told. A regular file's size is taken again, so that one truncated
+    /// by logrotate's `copytruncate` (or appended to by another writer)
+    /// rotates by its real size. Asked once a batch: an `fstat`, where
+    /// the batch costs a `write`.
+    fn look_again(&mut self) {
+        let Some(open) = &mut self.open else {
+            return;
+        };
+        match open.file.metadata() {
+            Ok(meta) if meta.nlink() == 0 => self.open = None,
+            // Not a FIFO's, always 0: what went through it is its size.
+            Ok(meta) if meta.is_file() => open.size = meta.len(),
+            _ => {}
         }
     }
 
@@ -1545,5 +1551,44 @@ mod tests {
         assert_eq!(read(&target), "stdout two\n");
         assert_eq!(logs.counts().dropped("a"), Some(0));
         assert!(logs.take_reports().is_empty());
+    }
+
+    #[test]
+    fn a_file_truncated_by_someone_else_is_not_rotated_early() {
+        let dir = Dir::new("copytruncate");
+        let path = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        // Room for three lines of 11 bytes.
+        logs.configure(&config("a", settings(&path, 33, 1)));
+        let file = logs.file_of("a").unwrap();
+        for line in ["one", "two"] {
+            logs.line(file, None, Stream::Stdout, line.as_bytes());
+        }
+        drain(&mut logs);
+        // logrotate's `copytruncate`, with no reopen asked.
+        std::fs::copy(&path, dir.0.join("a.log.copy")).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        for line in ["thr", "fou", "fiv"] {
+            logs.line(file, None, Stream::Stdout, line.as_bytes());
+        }
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout thr\nstdout fou\nstdout fiv\n");
+        assert!(!backup(&path, 1).exists(), "rotated early");
+        // Grown by someone else: the limit holds all the same.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"appended!\n")
+            .unwrap();
+        logs.line(file, None, Stream::Stdout, b"six");
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout six\n");
+        assert!(read(&backup(&path, 1)).ends_with("fiv\nappended!\n"));
     }
 }

@@ -656,3 +656,33 @@ fn a_rotation_blocked_by_a_directory_names_it_and_recovers() {
         .unwrap();
     assert_eq!(first, last + dropped + 1, "{last}, then {dropped} dropped");
 }
+
+#[test]
+fn copytruncate_without_a_reopen_rotates_by_the_real_size() {
+    let logs = TempDir::new();
+    let path = logs.path("t.log");
+    let procmon = Served::start(&format!(
+        "[[process]]\nname = \"t\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n\
+         log_max_bytes = 10000\n",
+        path.display()
+    ));
+    let lines_in = |p: &Path| read(p).lines().count();
+    procmon.until("lines in the file", || lines_in(&path) >= 100);
+    // logrotate's `copytruncate`, and no reopen asked.
+    std::fs::copy(&path, logs.path("t.log.copy")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // Together past 10,000 bytes; alone, far from it.
+    procmon.until("lines after the truncation", || lines_in(&path) >= 200);
+    assert!(!backup(&path, 1).exists(), "rotated by the size before");
+    let now = read(&path);
+    assert!(now.len() < 10000, "{}", now.len());
+    let first: u64 = stamped_text(now.lines().next().unwrap(), "stdout")
+        .parse()
+        .unwrap();
+    consecutive(now.lines(), first);
+}
