@@ -585,6 +585,10 @@ struct OpenFile {
     /// Its size as we know it: from `fstat` at opening and at each batch,
     /// plus what we wrote.
     size: u64,
+    /// Whether it is a regular file, the only kind rotated: a FIFO or a
+    /// device (`/dev/null`) has no size to keep under `max_bytes`, and
+    /// renaming it would take it from its reader, or from the whole system.
+    rotates: bool,
 }
 
 impl Writer {
@@ -725,7 +729,11 @@ impl FileState {
                 Ok(open) => open,
                 Err(e) => return self.failed(id, rest, "opening", &e, counts, reports),
             };
-            let room = max.saturating_sub(open.size);
+            let room = if open.rotates {
+                max.saturating_sub(open.size)
+            } else {
+                u64::MAX
+            };
             let take = whole_lines_within(rest, room);
             let take = if take > 0 {
                 take
@@ -825,8 +833,12 @@ impl FileState {
                 }
                 created => created?,
             };
-            let size = file.metadata()?.len();
-            self.open = Some(OpenFile { file, size });
+            let meta = file.metadata()?;
+            self.open = Some(OpenFile {
+                file,
+                size: meta.len(),
+                rotates: meta.is_file(),
+            });
         }
         Ok(self.open.as_mut().expect("opened above"))
     }
@@ -1590,5 +1602,31 @@ mod tests {
         drain(&mut logs);
         assert_eq!(read(&path), "stdout six\n");
         assert!(read(&backup(&path, 1)).ends_with("fiv\nappended!\n"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_regular_one_is_never_rotated() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = Dir::new("fifo-rotate");
+        let path = dir.0.join("a.fifo");
+        let reader = fifo(&path);
+        let mut logs = LogFiles::start().unwrap();
+        // As for `/dev/null`, which a rotation would rename away from the
+        // whole system.
+        logs.configure(&config("a", settings(&path, 20, 1)));
+        let file = logs.file_of("a").unwrap();
+        let reading = read_slowly(reader, 10, 4096, Duration::from_millis(1));
+        let mut want = String::new();
+        for i in 0..10 {
+            let line = format!("line {i}");
+            logs.line(file, None, Stream::Stdout, line.as_bytes());
+            want += &format!("stdout {line}\n");
+            drain(&mut logs);
+        }
+        assert_eq!(String::from_utf8(reading.join().unwrap()).unwrap(), want);
+        let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+        assert!(kind.is_fifo(), "{kind:?}");
+        assert!(!backup(&path, 1).exists());
+        assert!(logs.take_reports().is_empty());
     }
 }

@@ -686,3 +686,51 @@ fn copytruncate_without_a_reopen_rotates_by_the_real_size() {
         .unwrap();
     consecutive(now.lines(), first);
 }
+
+#[test]
+fn a_fifo_as_the_log_file_is_never_rotated_away_from_its_reader() {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let logs = TempDir::new();
+    let path = logs.path("shipper.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Open before procmon opens it, which it does without waiting.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .unwrap();
+    let _procmon = Served::start(&format!(
+        r#"
+[[process]]
+name = "f"
+argv = ["sh", "-c", "seq 1 200; exec sleep 1000"]
+log_file = "{}"
+log_max_bytes = 100
+timestamps = "off"
+"#,
+        path.display()
+    ));
+    let want: String = (1..=200).map(|n| format!("stdout {n}\n")).collect();
+    let mut got = Vec::new();
+    let mut buffer = [0; 4096];
+    let deadline = Instant::now() + PATIENCE;
+    while got.len() < want.len() {
+        assert!(
+            Instant::now() < deadline,
+            "never all the lines: {:?}",
+            text(&got)
+        );
+        match reader.read(&mut buffer) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buffer[..n]),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    assert_eq!(text(&got), want);
+    let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+    assert!(kind.is_fifo(), "{kind:?}");
+    assert!(!backup(&path, 1).exists());
+}
