@@ -857,14 +857,14 @@ impl FileState {
         let remove = |file: &Path| match std::fs::remove_file(file) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
                 e.kind(),
-                format!("removing {}: {e}", file.display()),
+                format!("removing {}: {e}", shown(file)),
             )),
             _ => Ok(()),
         };
         let rename = |from: &Path, to: &Path| match std::fs::rename(from, to) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
                 e.kind(),
-                format!("renaming {} to {}: {e}", from.display(), to.display()),
+                format!("renaming {} to {}: {e}", shown(from), shown(to)),
             )),
             _ => Ok(()),
         };
@@ -941,6 +941,12 @@ impl FileState {
         *self.dropping.get_or_insert(0) += lines;
         counts.add(&self.name, id, lines);
     }
+}
+
+/// A path in an error, its bytes that are not UTF-8 as `\xHH`, as the
+/// report's own path is printed (not as U+FFFD, which would name no file).
+fn shown(path: &Path) -> EscapeInvalid<'_> {
+    EscapeInvalid(path.as_os_str().as_encoded_bytes())
 }
 
 /// `PATH.n`.
@@ -1628,5 +1634,29 @@ mod tests {
         assert!(kind.is_fifo(), "{kind:?}");
         assert!(!backup(&path, 1).exists());
         assert!(logs.take_reports().is_empty());
+    }
+
+    #[test]
+    fn a_failed_rotation_names_a_file_not_utf8_as_its_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = Dir::new("blocked-bytes");
+        let path = dir.0.join(std::ffi::OsStr::from_bytes(b"a\xff.log"));
+        std::fs::create_dir(backup(&path, 1)).unwrap();
+        std::fs::write(backup(&path, 1).join("keep"), "").unwrap();
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 10, 1)));
+        let file = logs.file_of("a").unwrap();
+        for i in 0..2 {
+            logs.line(file, None, Stream::Stdout, format!("n{i}").as_bytes());
+        }
+        drain(&mut logs);
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [LogReport::Failing { error, .. }] if error.contains("a\\xff.log.1: ")
+            ),
+            "{reports:?}"
+        );
     }
 }
