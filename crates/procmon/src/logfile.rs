@@ -30,8 +30,14 @@
 //!   ([`LogReport::Failing`], then [`LogReport::WorksAgain`] with the count
 //!   when a line is written again). The file is closed and tried again
 //!   with the next lines.
+//! - Others may change a file under us: before each batch the writer
+//!   looks at it again (one `fstat`), so a deleted file is created anew
+//!   rather than written unseen, and one truncated by `copytruncate`
+//!   rotates by its real size. Only a regular file is rotated: a FIFO or
+//!   `/dev/null` has no size to keep, and renaming it would take it from
+//!   its reader.
 //! - Nothing leaks: a file's descriptor is closed when it rotates, is
-//!   reopened, fails, or its process is removed.
+//!   reopened, fails, is found deleted, or its process is removed.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
