@@ -30,13 +30,19 @@
 //!   ([`LogReport::Failing`], then [`LogReport::WorksAgain`] with the count
 //!   when a line is written again). The file is closed and tried again
 //!   with the next lines.
+//! - Others may change a file under us: before each batch the writer
+//!   looks at it again (one `fstat`), so a deleted file is created anew
+//!   rather than written unseen, and one truncated by `copytruncate`
+//!   rotates by its real size. Only a regular file is rotated: a FIFO or
+//!   `/dev/null` has no size to keep, and renaming it would take it from
+//!   its reader.
 //! - Nothing leaks: a file's descriptor is closed when it rotates, is
-//!   reopened, fails, or its process is removed.
+//!   reopened, fails, is found deleted, or its process is removed.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -582,8 +588,13 @@ struct FileState {
 
 struct OpenFile {
     file: File,
-    /// Its size as we know it: from `fstat` at opening, plus what we wrote.
+    /// Its size as we know it: from `fstat` at opening and at each batch,
+    /// plus what we wrote.
     size: u64,
+    /// Whether it is a regular file, the only kind rotated: a FIFO or a
+    /// device (`/dev/null`) has no size to keep under `max_bytes`, and
+    /// renaming it would take it from its reader, or from the whole system.
+    rotates: bool,
 }
 
 impl Writer {
@@ -716,6 +727,7 @@ impl FileState {
         counts: &LogCounts,
         reports: &mut Vec<LogReport>,
     ) {
+        self.look_again();
         let mut rest = bytes;
         while !rest.is_empty() {
             let max = self.settings.max_bytes;
@@ -723,7 +735,11 @@ impl FileState {
                 Ok(open) => open,
                 Err(e) => return self.failed(id, rest, "opening", &e, counts, reports),
             };
-            let room = max.saturating_sub(open.size);
+            let room = if open.rotates {
+                max.saturating_sub(open.size)
+            } else {
+                u64::MAX
+            };
             let take = whole_lines_within(rest, room);
             let take = if take > 0 {
                 take
@@ -765,6 +781,26 @@ impl FileState {
         }
     }
 
+    /// Looks at the open file again, as others may have changed it since:
+    /// deleted (or its directory removed), it is closed, as lines written
+    /// to it would be lost unseen, with nothing counted or told; opened
+    /// again at once, it is created afresh, or its failure to open is
+    /// told. A regular file's size is taken again, so that one truncated
+    /// by logrotate's `copytruncate` (or appended to by another writer)
+    /// rotates by its real size. Asked once a batch: an `fstat`, where
+    /// the batch costs a `write`.
+    fn look_again(&mut self) {
+        let Some(open) = &mut self.open else {
+            return;
+        };
+        match open.file.metadata() {
+            Ok(meta) if meta.nlink() == 0 => self.open = None,
+            // Not a FIFO's, always 0: what went through it is its size.
+            Ok(meta) if meta.is_file() => open.size = meta.len(),
+            _ => {}
+        }
+    }
+
     /// The open file, opened (and created with its mode) if it is not.
     fn open_now(&mut self) -> io::Result<&mut OpenFile> {
         if self.open.is_none() {
@@ -772,26 +808,43 @@ impl FileState {
             // O_NONBLOCK: a FIFO named as a log file must not block the
             // writer at open; O_NOCTTY: a terminal must not become ours.
             let flags = libc::O_NOCTTY | libc::O_NONBLOCK;
-            let file = match OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .mode(self.settings.mode)
-                .custom_flags(flags)
-                .open(path)
-            {
-                Ok(file) => {
-                    // The mode exactly, whatever procmon's umask.
-                    file.set_permissions(std::fs::Permissions::from_mode(self.settings.mode))?;
-                    file
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            let mode = self.settings.mode;
+            // Exclusively first, so that a file we create is known to be
+            // ours and gets the mode exactly, whatever procmon's umask.
+            let create = |exclusive: bool| -> io::Result<File> {
+                let file = OpenOptions::new()
                     .append(true)
+                    .create(true)
+                    .create_new(exclusive)
+                    .mode(mode)
                     .custom_flags(flags)
-                    .open(path)?,
-                Err(e) => return Err(e),
+                    .open(path)?;
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                Ok(file)
             };
-            let size = file.metadata()?.len();
-            self.open = Some(OpenFile { file, size });
+            let file = match create(true) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match OpenOptions::new()
+                        .append(true)
+                        .custom_flags(flags)
+                        .open(path)
+                    {
+                        // A symbolic link whose target is gone (`O_EXCL`
+                        // refuses any link): its target is created, as
+                        // the file is when it is gone; refused, it would
+                        // fail with "no such file" on a name that is there.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => create(false)?,
+                        opened => opened?,
+                    }
+                }
+                created => created?,
+            };
+            let meta = file.metadata()?;
+            self.open = Some(OpenFile {
+                file,
+                size: meta.len(),
+                rotates: meta.is_file(),
+            });
         }
         Ok(self.open.as_mut().expect("opened above"))
     }
@@ -800,16 +853,29 @@ impl FileState {
     /// `PATH.N`, whose old content goes; with no backups `PATH` is removed.
     /// Backups past `N` (left by a larger setting before) are removed too.
     /// The next line creates `PATH` afresh.
+    /// A failure names the file it was about, which may be a backup rather
+    /// than `PATH` (a directory where `PATH.3` should be): the report
+    /// names only `PATH`.
     fn rotate(&mut self) -> io::Result<()> {
         self.open = None;
         let path = &self.settings.path;
         let backups = self.settings.backups;
-        let gone_is_fine = |result: io::Result<()>| match result {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        let remove = |file: &Path| match std::fs::remove_file(file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
+                e.kind(),
+                format!("removing {}: {e}", shown(file)),
+            )),
+            _ => Ok(()),
+        };
+        let rename = |from: &Path, to: &Path| match std::fs::rename(from, to) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
+                e.kind(),
+                format!("renaming {} to {}: {e}", shown(from), shown(to)),
+            )),
             _ => Ok(()),
         };
         if backups == 0 {
-            gone_is_fine(std::fs::remove_file(path))?;
+            remove(path)?;
         } else {
             // Only the backups there are move: with 1,000 allowed and 3
             // kept, a rotation costs a few calls, not a thousand.
@@ -819,12 +885,12 @@ impl FileState {
             }
             for n in (1..=there).rev() {
                 if n == backups {
-                    gone_is_fine(std::fs::remove_file(backup(path, n)))?;
+                    remove(&backup(path, n))?;
                 } else {
-                    gone_is_fine(std::fs::rename(backup(path, n), backup(path, n + 1)))?;
+                    rename(&backup(path, n), &backup(path, n + 1))?;
                 }
             }
-            gone_is_fine(std::fs::rename(path, backup(path, 1)))?;
+            rename(path, &backup(path, 1))?;
         }
         let mut n = backups + 1;
         while std::fs::remove_file(backup(path, n)).is_ok() {
@@ -881,6 +947,12 @@ impl FileState {
         *self.dropping.get_or_insert(0) += lines;
         counts.add(&self.name, id, lines);
     }
+}
+
+/// A path in an error, its bytes that are not UTF-8 as `\xHH`, as the
+/// report's own path is printed (not as U+FFFD, which would name no file).
+fn shown(path: &Path) -> EscapeInvalid<'_> {
+    EscapeInvalid(path.as_os_str().as_encoded_bytes())
 }
 
 /// `PATH.n`.
@@ -1414,5 +1486,183 @@ mod tests {
         drain(&mut logs);
         assert_eq!(read(&moved), "stdout one\nstdout two\n");
         assert_eq!(read(&path), "stdout three\n");
+    }
+
+    #[test]
+    fn a_deleted_file_is_created_again_at_its_next_lines() {
+        let dir = Dir::new("deleted");
+        let path = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 1 << 20, 1)));
+        let file = logs.file_of("a").unwrap();
+        logs.line(file, None, Stream::Stdout, b"one");
+        drain(&mut logs);
+        std::fs::remove_file(&path).unwrap();
+        logs.line(file, None, Stream::Stdout, b"two");
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout two\n");
+        // Its directory removed: told and counted, not written unseen.
+        std::fs::remove_dir_all(&dir.0).unwrap();
+        logs.line(file, None, Stream::Stdout, b"three");
+        drain(&mut logs);
+        std::fs::create_dir(&dir.0).unwrap();
+        logs.line(file, None, Stream::Stdout, b"four");
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout four\n");
+        assert_eq!(logs.counts().dropped("a"), Some(1));
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [
+                    LogReport::Failing { error, .. },
+                    LogReport::WorksAgain { dropped_lines: 1, .. }
+                ] if error.starts_with("opening: ")
+            ),
+            "{reports:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_rotation_names_the_file_in_its_way() {
+        let dir = Dir::new("blocked");
+        let path = dir.0.join("a.log");
+        let blocker = backup(&path, 2);
+        std::fs::create_dir(&blocker).unwrap();
+        std::fs::write(blocker.join("keep"), "").unwrap();
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 10, 2)));
+        let file = logs.file_of("a").unwrap();
+        for i in 0..4 {
+            logs.line(file, None, Stream::Stdout, format!("n{i}").as_bytes());
+        }
+        drain(&mut logs);
+        // The first rotation had room; the second met the directory.
+        assert_eq!(read(&backup(&path, 1)), "stdout n0\n");
+        assert_eq!(read(&path), "stdout n1\n");
+        assert_eq!(logs.counts().dropped("a"), Some(2));
+        let reports = logs.take_reports();
+        let want = format!("rotating: removing {}: ", blocker.display());
+        assert!(
+            matches!(
+                &reports[..],
+                [LogReport::Failing { error, .. }] if error.starts_with(&want)
+            ),
+            "{reports:?}"
+        );
+    }
+
+    #[test]
+    fn a_symbolic_link_whose_target_is_gone_is_written_through() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = Dir::new("dangling");
+        let path = dir.0.join("a.log");
+        let target = dir.0.join("elsewhere.log");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let mut logs = LogFiles::start().unwrap();
+        let mut file_settings = settings(&path, 1 << 20, 1);
+        file_settings.mode = 0o666;
+        logs.configure(&config("a", file_settings));
+        let file = logs.file_of("a").unwrap();
+        logs.line(file, None, Stream::Stdout, b"one");
+        drain(&mut logs);
+        assert_eq!(read(&target), "stdout one\n");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o666);
+        // Its target deleted (a cleanup): created again through the link.
+        std::fs::remove_file(&target).unwrap();
+        logs.line(file, None, Stream::Stdout, b"two");
+        drain(&mut logs);
+        assert_eq!(read(&target), "stdout two\n");
+        assert_eq!(logs.counts().dropped("a"), Some(0));
+        assert!(logs.take_reports().is_empty());
+    }
+
+    #[test]
+    fn a_file_truncated_by_someone_else_is_not_rotated_early() {
+        let dir = Dir::new("copytruncate");
+        let path = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        // Room for three lines of 11 bytes.
+        logs.configure(&config("a", settings(&path, 33, 1)));
+        let file = logs.file_of("a").unwrap();
+        for line in ["one", "two"] {
+            logs.line(file, None, Stream::Stdout, line.as_bytes());
+        }
+        drain(&mut logs);
+        // logrotate's `copytruncate`, with no reopen asked.
+        std::fs::copy(&path, dir.0.join("a.log.copy")).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        for line in ["thr", "fou", "fiv"] {
+            logs.line(file, None, Stream::Stdout, line.as_bytes());
+        }
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout thr\nstdout fou\nstdout fiv\n");
+        assert!(!backup(&path, 1).exists(), "rotated early");
+        // Grown by someone else: the limit holds all the same.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"appended!\n")
+            .unwrap();
+        logs.line(file, None, Stream::Stdout, b"six");
+        drain(&mut logs);
+        assert_eq!(read(&path), "stdout six\n");
+        assert!(read(&backup(&path, 1)).ends_with("fiv\nappended!\n"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_regular_one_is_never_rotated() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = Dir::new("fifo-rotate");
+        let path = dir.0.join("a.fifo");
+        let reader = fifo(&path);
+        let mut logs = LogFiles::start().unwrap();
+        // As for `/dev/null`, which a rotation would rename away from the
+        // whole system.
+        logs.configure(&config("a", settings(&path, 20, 1)));
+        let file = logs.file_of("a").unwrap();
+        let reading = read_slowly(reader, 10, 4096, Duration::from_millis(1));
+        let mut want = String::new();
+        for i in 0..10 {
+            let line = format!("line {i}");
+            logs.line(file, None, Stream::Stdout, line.as_bytes());
+            want += &format!("stdout {line}\n");
+            drain(&mut logs);
+        }
+        assert_eq!(String::from_utf8(reading.join().unwrap()).unwrap(), want);
+        let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+        assert!(kind.is_fifo(), "{kind:?}");
+        assert!(!backup(&path, 1).exists());
+        assert!(logs.take_reports().is_empty());
+    }
+
+    #[test]
+    fn a_failed_rotation_names_a_file_not_utf8_as_its_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = Dir::new("blocked-bytes");
+        let path = dir.0.join(std::ffi::OsStr::from_bytes(b"a\xff.log"));
+        std::fs::create_dir(backup(&path, 1)).unwrap();
+        std::fs::write(backup(&path, 1).join("keep"), "").unwrap();
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&path, 10, 1)));
+        let file = logs.file_of("a").unwrap();
+        for i in 0..2 {
+            logs.line(file, None, Stream::Stdout, format!("n{i}").as_bytes());
+        }
+        drain(&mut logs);
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [LogReport::Failing { error, .. }] if error.contains("a\\xff.log.1: ")
+            ),
+            "{reports:?}"
+        );
     }
 }

@@ -542,3 +542,195 @@ fn timestamps_on_stdout_and_in_json() {
     );
     assert!(!off.contains("\"time\""), "{off}");
 }
+
+#[test]
+fn a_deleted_file_is_created_again_and_a_removed_directory_is_told() {
+    let logs = TempDir::new();
+    let dir = logs.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("c.log");
+    let other = logs.path("other.log");
+    let procmon = Served::start(&format!(
+        "[[process]]\nname = \"c\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n\
+         [[process]]\nname = \"other\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n",
+        path.display(),
+        other.display()
+    ));
+    let lines_in = |p: &Path| read(p).lines().count();
+    procmon.until("lines in the file", || lines_in(&path) >= 10);
+    // Deleted with no reopen asked: held open here, to read what went in.
+    let mut deleted = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    procmon.until("the file created again", || lines_in(&path) >= 10);
+    assert_eq!(procmon.process("c")["log_dropped_lines"], json!(0));
+    // Its directory removed: told once, counted, and the others go on.
+    let mut removed = std::fs::File::open(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    procmon.until("the failure told", || {
+        procmon.stderr().contains(&format!(
+            "procmon: [c] log file {}: opening: No such file or directory (os error 2); \
+             dropping its lines until writing works again\n",
+            path.display()
+        ))
+    });
+    procmon.until("lines dropped and counted", || {
+        procmon.process("c")["log_dropped_lines"]
+            .as_u64()
+            .is_some_and(|n| n >= 5)
+    });
+    let other_before = lines_in(&other);
+    procmon.until("the other file grows", || {
+        lines_in(&other) >= other_before + 5
+    });
+    // The directory back: the file with it, and the episode's count told.
+    std::fs::create_dir(&dir).unwrap();
+    procmon.until("the file created in it", || lines_in(&path) >= 5);
+    procmon.until("works again, told", || {
+        procmon.stderr().contains(&format!(
+            "procmon: [c] log file {} works again; ",
+            path.display()
+        ))
+    });
+    let err = procmon.stderr();
+    assert_eq!(err.matches("dropping its lines").count(), 1, "{err}");
+    let dropped = procmon.process("c")["log_dropped_lines"].as_u64().unwrap();
+    // Every line once: in the deleted file, the removed one, counted as
+    // dropped, or in the new one.
+    let mut before = String::new();
+    deleted.read_to_string(&mut before).unwrap();
+    removed.read_to_string(&mut before).unwrap();
+    let last = consecutive(before.lines(), 1);
+    assert!(last >= 20, "{last}");
+    let now = read(&path);
+    let first: u64 = stamped_text(now.lines().next().unwrap(), "stdout")
+        .parse()
+        .unwrap();
+    assert_eq!(first, last + dropped + 1, "{last}, then {dropped} dropped");
+    consecutive(now.lines(), first);
+}
+
+#[test]
+fn a_rotation_blocked_by_a_directory_names_it_and_recovers() {
+    let logs = TempDir::new();
+    let path = logs.path("r.log");
+    // Where the one backup would go, a directory not empty.
+    let blocker = backup(&path, 1);
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), "").unwrap();
+    let procmon = Served::start(&format!(
+        "[[process]]\nname = \"r\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n\
+         log_max_bytes = 300\nlog_backups = 1\n",
+        path.display()
+    ));
+    // Told once, naming the directory in the way and what was tried.
+    let told = format!(
+        "procmon: [r] log file {}: rotating: removing {}: Is a directory (os error 21); \
+         dropping its lines until writing works again\n",
+        path.display(),
+        blocker.display()
+    );
+    procmon.until("the failure told", || procmon.stderr().contains(&told));
+    procmon.until("lines dropped and counted", || {
+        procmon.process("r")["log_dropped_lines"]
+            .as_u64()
+            .is_some_and(|n| n >= 5)
+    });
+    assert_eq!(procmon.process("r")["state"], json!("running"));
+    // Out of the way: the rotation goes through, and the count is told.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    procmon.until("works again, told", || {
+        procmon.stderr().contains(&format!(
+            "procmon: [r] log file {} works again; ",
+            path.display()
+        ))
+    });
+    procmon.until("a rotated file", || blocker.is_file());
+    let err = procmon.stderr();
+    assert_eq!(err.matches("dropping its lines").count(), 1, "{err}");
+    let dropped = procmon.process("r")["log_dropped_lines"].as_u64().unwrap();
+    let kept = read(&blocker);
+    let last = consecutive(kept.lines(), 1);
+    let now = read(&path);
+    let first: u64 = stamped_text(now.lines().next().unwrap(), "stdout")
+        .parse()
+        .unwrap();
+    assert_eq!(first, last + dropped + 1, "{last}, then {dropped} dropped");
+}
+
+#[test]
+fn copytruncate_without_a_reopen_rotates_by_the_real_size() {
+    let logs = TempDir::new();
+    let path = logs.path("t.log");
+    let procmon = Served::start(&format!(
+        "[[process]]\nname = \"t\"\nargv = [\"sh\", \"-c\", \"{COUNTER}\"]\nlog_file = \"{}\"\n\
+         log_max_bytes = 10000\n",
+        path.display()
+    ));
+    let lines_in = |p: &Path| read(p).lines().count();
+    procmon.until("lines in the file", || lines_in(&path) >= 100);
+    // logrotate's `copytruncate`, and no reopen asked.
+    std::fs::copy(&path, logs.path("t.log.copy")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // Together past 10,000 bytes; alone, far from it.
+    procmon.until("lines after the truncation", || lines_in(&path) >= 200);
+    assert!(!backup(&path, 1).exists(), "rotated by the size before");
+    let now = read(&path);
+    assert!(now.len() < 10000, "{}", now.len());
+    let first: u64 = stamped_text(now.lines().next().unwrap(), "stdout")
+        .parse()
+        .unwrap();
+    consecutive(now.lines(), first);
+}
+
+#[test]
+fn a_fifo_as_the_log_file_is_never_rotated_away_from_its_reader() {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let logs = TempDir::new();
+    let path = logs.path("shipper.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Open before procmon opens it, which it does without waiting.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .unwrap();
+    let _procmon = Served::start(&format!(
+        r#"
+[[process]]
+name = "f"
+argv = ["sh", "-c", "seq 1 200; exec sleep 1000"]
+log_file = "{}"
+log_max_bytes = 100
+timestamps = "off"
+"#,
+        path.display()
+    ));
+    let want: String = (1..=200).map(|n| format!("stdout {n}\n")).collect();
+    let mut got = Vec::new();
+    let mut buffer = [0; 4096];
+    let deadline = Instant::now() + PATIENCE;
+    while got.len() < want.len() {
+        assert!(
+            Instant::now() < deadline,
+            "never all the lines: {:?}",
+            text(&got)
+        );
+        match reader.read(&mut buffer) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buffer[..n]),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    assert_eq!(text(&got), want);
+    let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+    assert!(kind.is_fifo(), "{kind:?}");
+    assert!(!backup(&path, 1).exists());
+}
