@@ -4,9 +4,10 @@
 //! One UNIX stream socket, owned by the supervisor's single loop: the
 //! listener and every client are sources registered with the
 //! [`Supervisor`]'s poll, read and written without ever blocking, so no
-//! client can hold up procmon. Each request is applied as one call of the
-//! core (one `Supervisor::call`), so two clients restarting the same
-//! process at once make one new instance, not two. Everything is bounded:
+//! client can hold up procmon. Each request is applied whole before the
+//! next is read, one call of the core (`Supervisor::call`) per process it
+//! names, so two clients restarting the same process at once make one new
+//! instance, not two. Everything is bounded:
 //! a request line (64 KiB), the number of clients, and each client's
 //! unsent replies: past the bound its requests wait in the kernel's buffer
 //! until it reads, and a client that stops reading while it follows logs
