@@ -575,20 +575,37 @@ fn a_late_reader_loses_nothing_from_many_chatty_children() {
         .sum();
     let counted = std::thread::spawn(move || {
         let (mut reader, mut buffer, mut total) = (reader, vec![0; 1 << 16], 0);
+        let mut end = "read all";
         while total < expected {
             match reader.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => {
+                    end = "stdout ended";
+                    break;
+                }
                 Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    end = "a read failed";
+                    break;
+                }
             }
         }
-        total
+        (total, end)
     });
     let deadline = Instant::now() + PATIENCE * 3;
     while !counted.is_finished() {
         assert!(Instant::now() < deadline, "the output never all arrived");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(counted.join().unwrap(), expected);
+    let (counted, end) = counted.join().unwrap();
+    // Should this ever fail, procmon's state and its stderr say why.
+    let exited = procmon.child.try_wait().unwrap();
+    assert_eq!(
+        counted,
+        expected,
+        "{end}; procmon exited: {exited:?}; its stderr:\n{}",
+        procmon.err.text()
+    );
     procmon.signal(libc::SIGTERM);
     assert!(procmon.wait().success());
     let err = procmon.err.text();
