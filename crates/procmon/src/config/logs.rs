@@ -126,6 +126,22 @@ impl LogConfig {
                 message: format!("`{}`: the directory \"{shown}\" {problem}", check.key),
             });
         }
+        // Opening a directory for writing always fails: every line would
+        // be dropped, with procmon running as if all were well.
+        for (_, file) in &self.files {
+            if std::fs::metadata(&file.dir).is_ok_and(|meta| meta.is_dir()) {
+                let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
+                return Err(ConfigError {
+                    file_name: file.file_name.clone(),
+                    line: file.line,
+                    column: file.column,
+                    message: format!(
+                        "`{}`: the log file \"{shown}\" is a directory, not a file",
+                        file.key
+                    ),
+                });
+            }
+        }
         // The text was compared at parsing; here, what it names: `./a.log`
         // and `a.log`, or a path through a symbolic link, are one file, and
         // two processes writing one file rotate it under each other.
@@ -238,7 +254,8 @@ impl Parser<'_> {
         Ok(true)
     }
 
-    /// A path: not empty, no NUL.
+    /// A path: not empty, no NUL; for `log_file`, not written as a
+    /// directory.
     fn log_path(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<PathBuf, ConfigError> {
         let text = self.string(key, value)?;
         if text.is_empty() {
@@ -246,6 +263,16 @@ impl Parser<'_> {
         }
         if text.contains('\0') {
             return Err(self.error(value.span(), format!("`{key}` holds a NUL character")));
+        }
+        // Written as a directory (`logs/`, `..`), a `log_file` can never be
+        // opened as a file, whatever is on disk; one that only turns out to
+        // be a directory is found by `check_paths`.
+        let last = text.rsplit('/').next().unwrap_or(text);
+        if key == "log_file" && matches!(last, "" | "." | "..") {
+            return Err(self.error(
+                value.span(),
+                format!("`{key}` must name a file, not a directory, found {text:?}"),
+            ));
         }
         Ok(PathBuf::from(text))
     }
@@ -554,5 +581,37 @@ mod tests {
             let got = error(&source);
             assert!(got.starts_with(want), "for {source:?}\n got: {got}\nwant: {want}");
         }
+    }
+
+    /// A directory cannot be opened as a log file: written as one, or
+    /// found to be one on disk, it is refused at the key that named it.
+    #[test]
+    fn a_log_file_that_is_a_directory_is_located() {
+        for (source, want) in [
+            (
+                format!("{P}log_file = \"logs/\"\n"),
+                "f.toml:4:12: `log_file` must name a file, not a directory, found \"logs/\"",
+            ),
+            (
+                format!("{P}log_file = \".\"\n"),
+                "f.toml:4:12: `log_file` must name a file, not a directory, found \".\"",
+            ),
+            (
+                format!("{P}log_file = \"/tmp/..\"\n"),
+                "f.toml:4:12: `log_file` must name a file, not a directory, found \"/tmp/..\"",
+            ),
+            (
+                format!("{P}log_file = \"/tmp\"\n"),
+                "f.toml:4:12: `log_file`: the log file \"/tmp\" is a directory, not a file",
+            ),
+        ] {
+            let got = error(&source);
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+        // A file's name that merely ends in dots is a file's name.
+        assert!(parse(&format!("{P}log_file = \"/tmp/a..\"\n"), "f.toml").is_ok());
     }
 }
