@@ -481,6 +481,14 @@ impl Parser<'_> {
                     }
                 }
             }
+            // "duplicate key" alone does not say which; the key is at the
+            // span, as written (a header `[process.env]` can clash with an
+            // `env = {..}` far above it).
+            if message == "duplicate key" {
+                if let Some(key) = self.source.get(span.clone()).filter(|k| !k.is_empty()) {
+                    message.push_str(&format!(" `{}`", escape_for_message(key.as_bytes())));
+                }
+            }
             self.error(span, format!("invalid TOML: {message}"))
         })?;
         let mut settings = Settings::default();
@@ -2283,6 +2291,37 @@ critical = true
                 assert!(!e.message.contains('\n'), "{e}");
             }
         }
+    }
+
+    /// The parser says only "duplicate key"; which one is named too, as
+    /// written, since a header such as `[process.env]` can clash with a
+    /// key far above it.
+    #[test]
+    fn a_duplicate_key_is_named() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}name = \"b\"\n"),
+                "f.toml:4:1: invalid TOML: duplicate key `name`",
+            ),
+            (
+                format!("{p}env = {{ A = \"1\" }}\n[process.env]\nB = \"2\"\n"),
+                "f.toml:5:10: invalid TOML: duplicate key `env`",
+            ),
+            (
+                format!("{p}[control]\nsocket = \"x\"\n[control]\n"),
+                "f.toml:6:2: invalid TOML: duplicate key `control`",
+            ),
+            (
+                format!("{p}after = {{ b = \"ready\", \"b\" = \"started\" }}\n"),
+                "f.toml:4:24: invalid TOML: duplicate key `\"b\"`",
+            ),
+            (
+                format!("{p}env = {{ \"\\u001b\" = \"1\", \"\\u001b\" = \"2\" }}\n"),
+                "f.toml:4:25: invalid TOML: duplicate key `\"\\\\u001b\"`",
+            ),
+        ];
+        assert_errors(cases);
     }
 
     #[test]
