@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -71,7 +72,11 @@ pub struct Cli {
     /// served anyway, at `[control] socket`, $PROCMON_SOCKET or the default
     /// place (see `procmon ctl --help`); with a COMMAND only when this is
     /// given, so that many `procmon -- CMD` can run side by side.
-    #[arg(long, value_name = "PATH")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        value_parser = OsStringValueParser::new().try_map(parse_socket_path)
+    )]
     pub socket: Option<PathBuf>,
 
     /// Container mode, for a container's entrypoint: exit as soon as nothing
@@ -370,6 +375,14 @@ pub fn parse_line_limit(text: &str) -> Result<usize, String> {
         other => other.to_string(),
     })?;
     Ok(bytes)
+}
+
+/// Parses a control socket path, refused if it could never be bound.
+pub fn parse_socket_path(text: OsString) -> Result<PathBuf, String> {
+    match crate::config::socket_path_problem(text.as_encoded_bytes()) {
+        Some(problem) => Err(problem),
+        None => Ok(PathBuf::from(text)),
+    }
 }
 
 /// Parses a number of seconds: decimals allowed; negative, NaN and infinite

@@ -129,6 +129,23 @@ pub const MAX_LOG_BYTES: usize = 64 << 20;
 /// The most recent lines `log_lines` may ask to keep per process.
 pub const MAX_LOG_LINES: usize = 1_000_000;
 
+/// The longest control socket path, in bytes: a Unix socket address holds
+/// 108 with the terminating NUL (Linux's `sun_path`).
+pub const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// Why `path` cannot be a control socket's path, if it cannot: completes
+/// "`socket` …" or "--socket …". Checked where the path is given, as
+/// binding it would first create the directories on the way to it and
+/// then fail.
+pub fn socket_path_problem(path: &[u8]) -> Option<String> {
+    (path.len() > MAX_SOCKET_PATH_BYTES).then(|| {
+        format!(
+            "is {} bytes, more than the {MAX_SOCKET_PATH_BYTES} a Unix socket's path may be",
+            path.len()
+        )
+    })
+}
+
 /// The largest config file read: 1 MiB.
 ///
 /// The whole file is parsed into a tree before it is checked, and the tree
@@ -719,6 +736,9 @@ impl Parser<'_> {
                         return Err(
                             self.error(value.span(), "`socket` holds a NUL byte".to_string())
                         );
+                    }
+                    if let Some(problem) = socket_path_problem(text.as_bytes()) {
+                        return Err(self.error(value.span(), format!("`socket` {problem}")));
                     }
                     control.socket = Some(text.into());
                 }

@@ -406,3 +406,51 @@ fn a_log_file_that_is_a_directory_is_refused_at_load() {
         assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
     }
 }
+
+/// A control socket path too long for a Unix socket address could never
+/// be bound: refused as the file's or the command line's error, before
+/// procmon creates the directories on the way to it.
+#[test]
+fn a_socket_path_too_long_to_bind_is_refused_and_makes_no_directory() {
+    let dir = TempDir::new();
+    let made = dir.path("made");
+    let long = made.join(format!("{}.sock", "s".repeat(120)));
+    let path = dir.write(
+        "long.toml",
+        &format!(
+            "[[process]]\nname = \"a\"\nargv = [\"true\"]\n[control]\nsocket = \"{}\"\n",
+            long.display()
+        ),
+    );
+    let err = refused(&config_arg(&path), true);
+    let want = format!(
+        "procmon: {}:5:10: `socket` is {} bytes, more than the 107 a Unix socket's path may be",
+        path.display(),
+        long.as_os_str().len()
+    );
+    assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
+    assert!(!made.exists(), "{} was created", made.display());
+
+    let err = refused(
+        &["--socket".as_ref(), long.as_os_str(), "true".as_ref()],
+        false,
+    );
+    let want = format!(
+        "is {} bytes, more than the 107 a Unix socket's path may be",
+        long.as_os_str().len()
+    );
+    assert!(err.contains("--socket"), "{err:?}");
+    assert!(err.contains(&want), "{err:?}\nwant {want:?}");
+    assert!(!made.exists(), "{} was created", made.display());
+
+    // At the limit it is fine.
+    let at_limit = dir
+        .path("x")
+        .join("s".repeat(107 - dir.path("x/").as_os_str().len()));
+    assert_eq!(at_limit.as_os_str().len(), 107);
+    let source = format!(
+        "[[process]]\nname = \"a\"\nargv = [\"true\"]\n[control]\nsocket = \"{}\"\n",
+        at_limit.display()
+    );
+    assert!(procmon::config::parse(&source, "f.toml").is_ok());
+}
