@@ -701,12 +701,15 @@ impl Parser<'_> {
         let mut spans = Vec::new();
         for (key, condition) in in_file_order(table) {
             let name = key.get_ref().to_string();
-            let text = self.string(&format!("after.{name}"), condition)?;
+            // The key is the user's text: escaped, as `env`'s keys are, so
+            // that a message stays one line.
+            let shown = escape_for_message(name.as_bytes());
+            let text = self.string(&format!("after.{shown}"), condition)?;
             let condition = Condition::from_name(text).ok_or_else(|| {
                 self.error(
                     condition.span(),
                     format!(
-                        "`after.{name}` must be \"started\", \"ready\" or \"completed\", found {text:?}"
+                        "`after.{shown}` must be \"started\", \"ready\" or \"completed\", found {text:?}"
                     ),
                 )
             })?;
@@ -2339,6 +2342,24 @@ critical = true
             (
                 format!("{p}env = {{ \"\\u001b\" = \"1\", \"\\u001b\" = \"2\" }}\n"),
                 "f.toml:4:25: invalid TOML: duplicate key `\"\\\\u001b\"`",
+            ),
+        ];
+        assert_errors(cases);
+    }
+
+    /// A dependency's name is the user's text; in a message it is escaped
+    /// like any key, so that the error stays one line of plain text.
+    #[test]
+    fn a_dependency_name_with_control_characters_is_shown_escaped() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}after = {{ \"x\\ny\\u001b[31m\" = \"up\" }}\n"),
+                "f.toml:4:30: `after.x\\ny\\u{1b}[31m` must be \"started\", \"ready\" or \"completed\", found \"up\"",
+            ),
+            (
+                format!("{p}after = {{ \"x\\ny\" = 1 }}\n"),
+                "f.toml:4:20: `after.x\\ny` must be a string, found integer",
             ),
         ];
         assert_errors(cases);
