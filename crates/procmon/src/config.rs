@@ -92,7 +92,7 @@ pub use logs::{
 };
 
 /// The keys allowed at the top of the file, in the order the docs list them.
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "threshold",
     "killtime",
     "minrestartdelay",
@@ -111,10 +111,10 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 /// The keys a `[container]` table may hold.
-const CONTAINER_KEYS: &[&str] = &["enabled"];
+pub(crate) const CONTAINER_KEYS: &[&str] = &["enabled"];
 
 /// The keys a `[control]` table may hold.
-const CONTROL_KEYS: &[&str] = &[
+pub(crate) const CONTROL_KEYS: &[&str] = &[
     "socket",
     "allow_uids",
     "allow_gids",
@@ -156,7 +156,7 @@ pub fn socket_path_problem(path: &[u8]) -> Option<String> {
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The keys allowed in a `[[process]]` table.
-const PROCESS_KEYS: &[&str] = &[
+pub(crate) const PROCESS_KEYS: &[&str] = &[
     "name",
     "argv",
     "env",
