@@ -434,13 +434,19 @@ fn too_large(shown: &str, size: &str) -> String {
 /// never panics on any input. `file_name` is used only in errors, as it is:
 /// pass a name from the user through [`escape_for_message`] first.
 pub fn parse(source: &str, file_name: &str) -> Result<Config, ConfigError> {
-    let parser = Parser { source, file_name };
+    let parser = Parser {
+        source,
+        file_name,
+        lines: LineStarts::new(source),
+    };
     parser.document()
 }
 
 struct Parser<'a> {
     source: &'a str,
     file_name: &'a str,
+    /// For [`Parser::line_column`].
+    lines: LineStarts,
 }
 
 type Span = Range<usize>;
@@ -869,7 +875,7 @@ impl Parser<'_> {
             let (process, spans) = self.process(item.span(), table)?;
             let name_span = spans.name.clone();
             if let Some(first) = first_seen.get(&process.name) {
-                let (line, _) = line_column(self.source, first.start);
+                let (line, _) = self.line_column(first.start);
                 return Err(self.error(
                     name_span,
                     format!(
@@ -1262,7 +1268,7 @@ impl Parser<'_> {
                 ))
             }
         };
-        let (line, column) = line_column(self.source, value.span().start);
+        let (line, column) = self.line_column(value.span().start);
         Ok(Located {
             value: reference,
             line,
@@ -1366,8 +1372,13 @@ impl Parser<'_> {
         )
     }
 
+    /// The 1-based line and character column of byte `offset`.
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_column(self.source, offset)
+    }
+
     fn error(&self, span: Span, message: String) -> ConfigError {
-        let (line, column) = line_column(self.source, span.start);
+        let (line, column) = self.line_column(span.start);
         ConfigError {
             file_name: self.file_name.to_string(),
             line,
@@ -1437,17 +1448,37 @@ pub fn escape_for_message(bytes: &[u8]) -> String {
     shown
 }
 
-/// The 1-based line and character column of byte `offset` in `source`.
-fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(source.len());
-    while !source.is_char_boundary(offset) {
-        offset -= 1;
+/// Where each line of a text starts, so that turning an offset into a line
+/// does not scan the text from its start each time: a file of 25,000
+/// processes asks once per process (each log file's place, each `uid`),
+/// and a scan each time made loading it quadratic (over a minute).
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn new(source: &str) -> LineStarts {
+        let after_newlines = source.match_indices('\n').map(|(i, _)| i + 1);
+        LineStarts(std::iter::once(0).chain(after_newlines).collect())
     }
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+
+    /// The 1-based line and character column of byte `offset` in
+    /// `source`, the text these are the line starts of.
+    fn line_column(&self, source: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The lines that start at or before `offset`; the first starts at 0.
+        let line = self.0.partition_point(|&start| start <= offset);
+        let line_start = self.0[line - 1];
+        let column = source[line_start..offset].chars().count() + 1;
+        (line, column)
+    }
+}
+
+/// The 1-based line and character column of byte `offset` in `source`.
+#[cfg(test)]
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    LineStarts::new(source).line_column(source, offset)
 }
 
 #[cfg(test)]
@@ -2376,6 +2407,30 @@ critical = true
     fn columns_count_characters_not_bytes() {
         assert_eq!(line_column("ab\né = 1", 7), (2, 4));
         assert_eq!(line_column("", 5), (1, 1));
+    }
+
+    /// The line index gives what counting from the start gives, at every
+    /// offset: on a newline, past the end, inside a character.
+    #[test]
+    fn line_starts_agree_with_counting_from_the_start() {
+        for source in ["", "\n", "a", "ab\né = 1\n\nxyz", "\n\né\n", "é"] {
+            let lines = LineStarts::new(source);
+            for offset in 0..source.len() + 3 {
+                let mut at = offset.min(source.len());
+                while !source.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let before = &source[..at];
+                let line = before.matches('\n').count() + 1;
+                let start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before[start..].chars().count() + 1;
+                assert_eq!(
+                    lines.line_column(source, offset),
+                    (line, column),
+                    "{source:?} at {offset}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -8,12 +8,13 @@
 //! [`super::parse`]; whether the directories exist is asked afterwards, by
 //! [`LogConfig::check_paths`], at load and at every reload.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{line_column, ConfigError, Parser, Span};
+use super::{ConfigError, Parser, Span};
 use crate::stamp::Timestamps;
 
 /// A file rotates once the next line would take it past this: 10 MiB.
@@ -145,7 +146,9 @@ impl LogConfig {
         // The text was compared at parsing; here, what it names: `./a.log`
         // and `a.log`, or a path through a symbolic link, are one file, and
         // two processes writing one file rotate it under each other.
-        let mut seen: Vec<(PathBuf, &str)> = Vec::new();
+        // A map, not a list searched for each file: a file of 25,000
+        // processes must not cost a comparison per pair.
+        let mut seen: BTreeMap<PathBuf, &str> = BTreeMap::new();
         for (name, file) in &self.files {
             let (Some(parent), Some(file_name)) = (file.dir.parent(), file.dir.file_name()) else {
                 continue;
@@ -161,7 +164,7 @@ impl LogConfig {
                 continue;
             };
             let real = parent.join(file_name);
-            if let Some((_, other)) = seen.iter().find(|(p, _)| *p == real) {
+            if let Some(other) = seen.get(&real) {
                 let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
                 let real = super::escape_for_message(real.as_os_str().as_encoded_bytes());
                 return Err(ConfigError {
@@ -175,7 +178,7 @@ impl LogConfig {
                     ),
                 });
             }
-            seen.push((real, name));
+            seen.insert(real, name);
         }
         Ok(())
     }
@@ -317,8 +320,11 @@ impl Parser<'_> {
         processes: &[(&str, Span, &LogKeys)],
     ) -> Result<LogConfig, ConfigError> {
         let mut config = LogConfig::default();
+        // Each directory is checked once, at the first place that named
+        // it: where its error would be told anyway.
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         let mut check = |dir: &Path, key: &'static str, span: &Span| {
-            let (line, column) = line_column(self.source, span.start);
+            let (line, column) = self.line_column(span.start);
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
             } else {
@@ -331,7 +337,7 @@ impl Parser<'_> {
                 line,
                 column,
             };
-            if !config.checks.contains(&entry) {
+            if dirs.insert(entry.dir.clone()) {
                 config.checks.push(entry);
             }
         };
@@ -339,7 +345,7 @@ impl Parser<'_> {
             check(dir, "log_dir", span);
         }
         // Two processes writing one file would rotate it under each other.
-        let mut paths: Vec<(PathBuf, &str)> = Vec::new();
+        let mut paths: BTreeMap<PathBuf, &str> = BTreeMap::new();
         let mut settings = Vec::with_capacity(processes.len());
         for (name, name_span, own) in processes {
             let path = match (&own.file, &top.dir) {
@@ -354,7 +360,7 @@ impl Parser<'_> {
                 (None, None) => None,
             };
             if let Some((path, span)) = &path {
-                let (line, column) = line_column(self.source, span.start);
+                let (line, column) = self.line_column(span.start);
                 config.files.push((
                     name.to_string(),
                     PathCheck {
@@ -369,7 +375,7 @@ impl Parser<'_> {
                         column,
                     },
                 ));
-                if let Some((_, other)) = paths.iter().find(|(p, _)| p == path) {
+                if let Some(other) = paths.get(path) {
                     let shown = super::escape_for_message(path.as_os_str().as_encoded_bytes());
                     return Err(self.error(
                         span.clone(),
@@ -379,7 +385,7 @@ impl Parser<'_> {
                         ),
                     ));
                 }
-                paths.push((path.clone(), name));
+                paths.insert(path.clone(), name);
             }
             let file = path.map(|(path, _)| LogFile {
                 path,
@@ -581,6 +587,28 @@ mod tests {
             let got = error(&source);
             assert!(got.starts_with(want), "for {source:?}\n got: {got}\nwant: {want}");
         }
+    }
+
+    /// Finding two processes with one file must not cost a comparison per
+    /// pair: a 1 MiB file holds some 25,000 processes, and a reload is
+    /// read on the loop, which supervises nothing meanwhile. The bound is
+    /// generous (linear work takes about a second here; a comparison per
+    /// pair took over a minute).
+    #[test]
+    fn many_processes_under_log_dir_load_in_linear_time() {
+        let dir = std::env::temp_dir();
+        let mut source = format!("log_dir = \"{}\"\n", dir.display());
+        for i in 0..25_000 {
+            source.push_str(&format!("[[process]]\nname = \"p{i}\"\nargv = [\"a\"]\n"));
+        }
+        let started = std::time::Instant::now();
+        let config = parse(&source, "f.toml").unwrap();
+        config.logs.check_paths().unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(30),
+            "25,000 processes took {took:?}"
+        );
     }
 
     /// A directory cannot be opened as a log file: written as one, or
