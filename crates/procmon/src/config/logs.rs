@@ -194,6 +194,9 @@ pub(super) struct LogKeys {
     stdout: Option<bool>,
     mode: Option<u32>,
     timestamps: Option<Timestamps>,
+    /// The first key written that only a file uses (`log_max_bytes`,
+    /// `log_backups`, `log_file_mode`), and where its value is.
+    file_only: Option<(&'static str, Span)>,
 }
 
 impl Parser<'_> {
@@ -206,6 +209,12 @@ impl Parser<'_> {
         value: &Spanned<DeValue<'_>>,
         top: bool,
     ) -> Result<bool, ConfigError> {
+        if let Some(only) = ["log_max_bytes", "log_backups", "log_file_mode"]
+            .into_iter()
+            .find(|k| *k == key)
+        {
+            keys.file_only.get_or_insert((only, value.span()));
+        }
         match key {
             "log_file" if !top => {
                 keys.file = Some((self.log_path("log_file", value)?, value.span()))
@@ -359,6 +368,17 @@ impl Parser<'_> {
                 )),
                 (None, None) => None,
             };
+            // Set where no file is, these would be ignored without a word,
+            // and an operator who forgot `log_file` would not notice.
+            if let (None, Some((key, span))) = (&path, &own.file_only) {
+                return Err(self.error(
+                    span.clone(),
+                    format!(
+                        "`{key}` needs a log file: give this process `log_file`, \
+                         or `log_dir` at the top level"
+                    ),
+                ));
+            }
             if let Some((path, span)) = &path {
                 let (line, column) = self.line_column(span.start);
                 config.files.push((
@@ -400,6 +420,16 @@ impl Parser<'_> {
                     stdout: own.stdout.or(top.stdout).unwrap_or(true),
                     timestamps: own.timestamps.or(top.timestamps),
                 },
+            ));
+        }
+        // At the top level they are defaults: wrong only if nobody uses them.
+        if let (Some((key, span)), true) = (&top.file_only, config.files.is_empty()) {
+            return Err(self.error(
+                span.clone(),
+                format!(
+                    "`{key}` needs a log file: no process has one \
+                     (`log_file` in a process, or `log_dir` here)"
+                ),
             ));
         }
         config.processes = settings;
@@ -587,6 +617,43 @@ mod tests {
             let got = error(&source);
             assert!(got.starts_with(want), "for {source:?}\n got: {got}\nwant: {want}");
         }
+    }
+
+    /// A file's settings where there is no file would be silently
+    /// ignored, as `ready_timeout` without `ready` would be: refused at
+    /// the key, in a process and at the top level alike.
+    #[test]
+    fn file_settings_without_a_file_are_refused() {
+        let f = "log_file = \"/tmp/f.log\"\n";
+        for (source, want) in [
+            (
+                format!("{P}log_max_bytes = 1000\n"),
+                "f.toml:4:17: `log_max_bytes` needs a log file: give this process `log_file`, \
+                 or `log_dir` at the top level",
+            ),
+            (
+                format!("{P}log_stdout = false\nlog_file_mode = \"0600\"\nlog_backups = 2\n"),
+                "f.toml:5:17: `log_file_mode` needs a log file",
+            ),
+            (
+                format!("log_backups = 2\n{P}"),
+                "f.toml:1:15: `log_backups` needs a log file: no process has one \
+                 (`log_file` in a process, or `log_dir` here)",
+            ),
+        ] {
+            let got = error(&source);
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+        // At the top level they are defaults: fine once any process has a
+        // file, and then for that one.
+        let config = logs(&format!(
+            "log_backups = 2\n{P}[[process]]\nname = \"b\"\nargv = [\"b\"]\n{f}"
+        ));
+        assert_eq!(config.settings("b").file.unwrap().backups, 2);
+        assert!(parse(&format!("{P}{f}log_backups = 2\n"), "f.toml").is_ok());
     }
 
     /// Finding two processes with one file must not cost a comparison per
