@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -71,7 +72,11 @@ pub struct Cli {
     /// served anyway, at `[control] socket`, $PROCMON_SOCKET or the default
     /// place (see `procmon ctl --help`); with a COMMAND only when this is
     /// given, so that many `procmon -- CMD` can run side by side.
-    #[arg(long, value_name = "PATH")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        value_parser = OsStringValueParser::new().try_map(parse_socket_path)
+    )]
     pub socket: Option<PathBuf>,
 
     /// Container mode, for a container's entrypoint: exit as soon as nothing
@@ -214,6 +219,9 @@ CONFIG FILE (--config FILE)
   allow_gids = [27]             # primary groups allowed
   log_lines = 1000              # recent lines kept per process for `ctl logs`
   log_bytes = 1048576           # and at most this many bytes of them
+  metrics_listen = "127.0.0.1:9100"  # serve GET /metrics (Prometheus text) over
+                                #   HTTP; off unless set; anyone who can connect
+                                #   may read it, so keep it on loopback
 
   A uid or gid written as a string of digits ("0") is that number, not a name.
   examples/stack.toml starts a stack in dependency order; docs/deployment.md covers
@@ -370,6 +378,14 @@ pub fn parse_line_limit(text: &str) -> Result<usize, String> {
         other => other.to_string(),
     })?;
     Ok(bytes)
+}
+
+/// Parses a control socket path, refused if it could never be bound.
+pub fn parse_socket_path(text: OsString) -> Result<PathBuf, String> {
+    match crate::config::socket_path_problem(text.as_encoded_bytes()) {
+        Some(problem) => Err(problem),
+        None => Ok(PathBuf::from(text)),
+    }
 }
 
 /// Parses a number of seconds: decimals allowed; negative, NaN and infinite
@@ -552,6 +568,17 @@ mod tests {
         assert!(parse_line_limit("-1")
             .unwrap_err()
             .contains("not a whole number"));
+    }
+
+    /// `--help` is the reference at hand: every key the config file takes
+    /// is in it, so one added to the parser cannot be left out.
+    #[test]
+    fn the_long_help_names_every_config_key() {
+        use crate::config::{CONTAINER_KEYS, CONTROL_KEYS, PROCESS_KEYS, TOP_KEYS};
+        let help = Cli::command().render_long_help().to_string();
+        for key in [TOP_KEYS, PROCESS_KEYS, CONTROL_KEYS, CONTAINER_KEYS].concat() {
+            assert!(help.contains(key), "--help lacks the config key {key:?}");
+        }
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub use logs::{
 };
 
 /// The keys allowed at the top of the file, in the order the docs list them.
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "threshold",
     "killtime",
     "minrestartdelay",
@@ -111,10 +111,10 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 /// The keys a `[container]` table may hold.
-const CONTAINER_KEYS: &[&str] = &["enabled"];
+pub(crate) const CONTAINER_KEYS: &[&str] = &["enabled"];
 
 /// The keys a `[control]` table may hold.
-const CONTROL_KEYS: &[&str] = &[
+pub(crate) const CONTROL_KEYS: &[&str] = &[
     "socket",
     "allow_uids",
     "allow_gids",
@@ -129,6 +129,23 @@ pub const MAX_LOG_BYTES: usize = 64 << 20;
 /// The most recent lines `log_lines` may ask to keep per process.
 pub const MAX_LOG_LINES: usize = 1_000_000;
 
+/// The longest control socket path, in bytes: a Unix socket address holds
+/// 108 with the terminating NUL (Linux's `sun_path`).
+pub const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// Why `path` cannot be a control socket's path, if it cannot: completes
+/// "`socket` …" or "--socket …". Checked where the path is given, as
+/// binding it would first create the directories on the way to it and
+/// then fail.
+pub fn socket_path_problem(path: &[u8]) -> Option<String> {
+    (path.len() > MAX_SOCKET_PATH_BYTES).then(|| {
+        format!(
+            "is {} bytes, more than the {MAX_SOCKET_PATH_BYTES} a Unix socket's path may be",
+            path.len()
+        )
+    })
+}
+
 /// The largest config file read: 1 MiB.
 ///
 /// The whole file is parsed into a tree before it is checked, and the tree
@@ -139,7 +156,7 @@ pub const MAX_LOG_LINES: usize = 1_000_000;
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The keys allowed in a `[[process]]` table.
-const PROCESS_KEYS: &[&str] = &[
+pub(crate) const PROCESS_KEYS: &[&str] = &[
     "name",
     "argv",
     "env",
@@ -417,13 +434,19 @@ fn too_large(shown: &str, size: &str) -> String {
 /// never panics on any input. `file_name` is used only in errors, as it is:
 /// pass a name from the user through [`escape_for_message`] first.
 pub fn parse(source: &str, file_name: &str) -> Result<Config, ConfigError> {
-    let parser = Parser { source, file_name };
+    let parser = Parser {
+        source,
+        file_name,
+        lines: LineStarts::new(source),
+    };
     parser.document()
 }
 
 struct Parser<'a> {
     source: &'a str,
     file_name: &'a str,
+    /// For [`Parser::line_column`].
+    lines: LineStarts,
 }
 
 type Span = Range<usize>;
@@ -479,6 +502,14 @@ impl Parser<'_> {
                     } else {
                         message.push(c);
                     }
+                }
+            }
+            // "duplicate key" alone does not say which; the key is at the
+            // span, as written (a header `[process.env]` can clash with an
+            // `env = {..}` far above it).
+            if message == "duplicate key" {
+                if let Some(key) = self.source.get(span.clone()).filter(|k| !k.is_empty()) {
+                    message.push_str(&format!(" `{}`", escape_for_message(key.as_bytes())));
                 }
             }
             self.error(span, format!("invalid TOML: {message}"))
@@ -676,12 +707,15 @@ impl Parser<'_> {
         let mut spans = Vec::new();
         for (key, condition) in in_file_order(table) {
             let name = key.get_ref().to_string();
-            let text = self.string(&format!("after.{name}"), condition)?;
+            // The key is the user's text: escaped, as `env`'s keys are, so
+            // that a message stays one line.
+            let shown = escape_for_message(name.as_bytes());
+            let text = self.string(&format!("after.{shown}"), condition)?;
             let condition = Condition::from_name(text).ok_or_else(|| {
                 self.error(
                     condition.span(),
                     format!(
-                        "`after.{name}` must be \"started\", \"ready\" or \"completed\", found {text:?}"
+                        "`after.{shown}` must be \"started\", \"ready\" or \"completed\", found {text:?}"
                     ),
                 )
             })?;
@@ -711,6 +745,9 @@ impl Parser<'_> {
                         return Err(
                             self.error(value.span(), "`socket` holds a NUL byte".to_string())
                         );
+                    }
+                    if let Some(problem) = socket_path_problem(text.as_bytes()) {
+                        return Err(self.error(value.span(), format!("`socket` {problem}")));
                     }
                     control.socket = Some(text.into());
                 }
@@ -838,7 +875,7 @@ impl Parser<'_> {
             let (process, spans) = self.process(item.span(), table)?;
             let name_span = spans.name.clone();
             if let Some(first) = first_seen.get(&process.name) {
-                let (line, _) = line_column(self.source, first.start);
+                let (line, _) = self.line_column(first.start);
                 return Err(self.error(
                     name_span,
                     format!(
@@ -1231,7 +1268,7 @@ impl Parser<'_> {
                 ))
             }
         };
-        let (line, column) = line_column(self.source, value.span().start);
+        let (line, column) = self.line_column(value.span().start);
         Ok(Located {
             value: reference,
             line,
@@ -1335,8 +1372,13 @@ impl Parser<'_> {
         )
     }
 
+    /// The 1-based line and character column of byte `offset`.
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_column(self.source, offset)
+    }
+
     fn error(&self, span: Span, message: String) -> ConfigError {
-        let (line, column) = line_column(self.source, span.start);
+        let (line, column) = self.line_column(span.start);
         ConfigError {
             file_name: self.file_name.to_string(),
             line,
@@ -1406,17 +1448,37 @@ pub fn escape_for_message(bytes: &[u8]) -> String {
     shown
 }
 
-/// The 1-based line and character column of byte `offset` in `source`.
-fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(source.len());
-    while !source.is_char_boundary(offset) {
-        offset -= 1;
+/// Where each line of a text starts, so that turning an offset into a line
+/// does not scan the text from its start each time: a file of 25,000
+/// processes asks once per process (each log file's place, each `uid`),
+/// and a scan each time made loading it quadratic (over a minute).
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn new(source: &str) -> LineStarts {
+        let after_newlines = source.match_indices('\n').map(|(i, _)| i + 1);
+        LineStarts(std::iter::once(0).chain(after_newlines).collect())
     }
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+
+    /// The 1-based line and character column of byte `offset` in
+    /// `source`, the text these are the line starts of.
+    fn line_column(&self, source: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The lines that start at or before `offset`; the first starts at 0.
+        let line = self.0.partition_point(|&start| start <= offset);
+        let line_start = self.0[line - 1];
+        let column = source[line_start..offset].chars().count() + 1;
+        (line, column)
+    }
+}
+
+/// The 1-based line and character column of byte `offset` in `source`.
+#[cfg(test)]
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    LineStarts::new(source).line_column(source, offset)
 }
 
 #[cfg(test)]
@@ -2285,6 +2347,55 @@ critical = true
         }
     }
 
+    /// The parser says only "duplicate key"; which one is named too, as
+    /// written, since a header such as `[process.env]` can clash with a
+    /// key far above it.
+    #[test]
+    fn a_duplicate_key_is_named() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}name = \"b\"\n"),
+                "f.toml:4:1: invalid TOML: duplicate key `name`",
+            ),
+            (
+                format!("{p}env = {{ A = \"1\" }}\n[process.env]\nB = \"2\"\n"),
+                "f.toml:5:10: invalid TOML: duplicate key `env`",
+            ),
+            (
+                format!("{p}[control]\nsocket = \"x\"\n[control]\n"),
+                "f.toml:6:2: invalid TOML: duplicate key `control`",
+            ),
+            (
+                format!("{p}after = {{ b = \"ready\", \"b\" = \"started\" }}\n"),
+                "f.toml:4:24: invalid TOML: duplicate key `\"b\"`",
+            ),
+            (
+                format!("{p}env = {{ \"\\u001b\" = \"1\", \"\\u001b\" = \"2\" }}\n"),
+                "f.toml:4:25: invalid TOML: duplicate key `\"\\\\u001b\"`",
+            ),
+        ];
+        assert_errors(cases);
+    }
+
+    /// A dependency's name is the user's text; in a message it is escaped
+    /// like any key, so that the error stays one line of plain text.
+    #[test]
+    fn a_dependency_name_with_control_characters_is_shown_escaped() {
+        let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{p}after = {{ \"x\\ny\\u001b[31m\" = \"up\" }}\n"),
+                "f.toml:4:30: `after.x\\ny\\u{1b}[31m` must be \"started\", \"ready\" or \"completed\", found \"up\"",
+            ),
+            (
+                format!("{p}after = {{ \"x\\ny\" = 1 }}\n"),
+                "f.toml:4:20: `after.x\\ny` must be a string, found integer",
+            ),
+        ];
+        assert_errors(cases);
+    }
+
     #[test]
     fn first_error_in_file_order_wins() {
         // Both keys are unknown; the map sorts "a" first but "z" comes first.
@@ -2296,6 +2407,30 @@ critical = true
     fn columns_count_characters_not_bytes() {
         assert_eq!(line_column("ab\né = 1", 7), (2, 4));
         assert_eq!(line_column("", 5), (1, 1));
+    }
+
+    /// The line index gives what counting from the start gives, at every
+    /// offset: on a newline, past the end, inside a character.
+    #[test]
+    fn line_starts_agree_with_counting_from_the_start() {
+        for source in ["", "\n", "a", "ab\né = 1\n\nxyz", "\n\né\n", "é"] {
+            let lines = LineStarts::new(source);
+            for offset in 0..source.len() + 3 {
+                let mut at = offset.min(source.len());
+                while !source.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let before = &source[..at];
+                let line = before.matches('\n').count() + 1;
+                let start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before[start..].chars().count() + 1;
+                assert_eq!(
+                    lines.line_column(source, offset),
+                    (line, column),
+                    "{source:?} at {offset}"
+                );
+            }
+        }
     }
 
     #[test]

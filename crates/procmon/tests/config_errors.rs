@@ -358,3 +358,95 @@ fn a_bad_log_setting_is_one_located_line() {
         assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
     }
 }
+
+/// A log file that is a directory could never be written: every line
+/// would be dropped at run time. It is refused at load, at the place that
+/// named it, like a missing directory.
+#[test]
+fn a_log_file_that_is_a_directory_is_refused_at_load() {
+    let dir = TempDir::new();
+    let p = "[[process]]\nname = \"a\"\nargv = [\"true\"]\n";
+    let logs = dir.path("logs");
+    // Under `log_dir`, process a's file would be logs/a.log.
+    std::fs::create_dir_all(logs.join("a.log")).unwrap();
+    let cases = [
+        (
+            format!("{p}log_file = \"{}\"\n", dir.0.display()),
+            format!(
+                ":4:12: `log_file`: the log file \"{}\" is a directory, not a file",
+                dir.0.display()
+            ),
+        ),
+        (
+            format!("{p}log_file = \"{}/new/\"\n", dir.0.display()),
+            format!(
+                ":4:12: `log_file` must name a file, not a directory, found \"{}/new/\"",
+                dir.0.display()
+            ),
+        ),
+        (
+            format!("{p}log_file = \"{}/..\"\n", dir.0.display()),
+            format!(
+                ":4:12: `log_file` must name a file, not a directory, found \"{}/..\"",
+                dir.0.display()
+            ),
+        ),
+        (
+            format!("log_dir = \"{}\"\n{p}", logs.display()),
+            format!(
+                ":3:8: `name`: the log file \"{}\" is a directory, not a file",
+                logs.join("a.log").display()
+            ),
+        ),
+    ];
+    for (i, (source, want)) in cases.iter().enumerate() {
+        let path = dir.write(format!("{i}.toml"), source);
+        let err = refused(&config_arg(&path), true);
+        let want = format!("procmon: {}{want}", path.display());
+        assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
+    }
+}
+
+/// A control socket path too long for a Unix socket address could never
+/// be bound: refused as the file's or the command line's error, before
+/// procmon creates the directories on the way to it.
+#[test]
+fn a_socket_path_too_long_to_bind_is_refused_and_makes_no_directory() {
+    let dir = TempDir::new();
+    let made = dir.path("made");
+    let long = made.join(format!("{}.sock", "s".repeat(120)));
+    let path = dir.write(
+        "long.toml",
+        &format!(
+            "[[process]]\nname = \"a\"\nargv = [\"true\"]\n[control]\nsocket = \"{}\"\n",
+            long.display()
+        ),
+    );
+    let err = refused(&config_arg(&path), true);
+    let want = format!(
+        "procmon: {}:5:10: `socket` is {} bytes, more than the 107 a Unix socket's path may be",
+        path.display(),
+        long.as_os_str().len()
+    );
+    assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
+    assert!(!made.exists(), "{} was created", made.display());
+
+    let err = refused(
+        &["--socket".as_ref(), long.as_os_str(), "true".as_ref()],
+        false,
+    );
+    let want = format!(
+        "is {} bytes, more than the 107 a Unix socket's path may be",
+        long.as_os_str().len()
+    );
+    assert!(err.contains("--socket"), "{err:?}");
+    assert!(err.contains(&want), "{err:?}\nwant {want:?}");
+    assert!(!made.exists(), "{} was created", made.display());
+
+    // At the limit it is fine (only parsed: nothing is bound there).
+    let at_limit = format!("/{}", "s".repeat(106));
+    let source = format!(
+        "[[process]]\nname = \"a\"\nargv = [\"true\"]\n[control]\nsocket = \"{at_limit}\"\n"
+    );
+    assert!(procmon::config::parse(&source, "f.toml").is_ok());
+}

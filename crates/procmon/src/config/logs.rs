@@ -8,12 +8,13 @@
 //! [`super::parse`]; whether the directories exist is asked afterwards, by
 //! [`LogConfig::check_paths`], at load and at every reload.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{line_column, ConfigError, Parser, Span};
+use super::{ConfigError, Parser, Span};
 use crate::stamp::Timestamps;
 
 /// A file rotates once the next line would take it past this: 10 MiB.
@@ -126,10 +127,28 @@ impl LogConfig {
                 message: format!("`{}`: the directory \"{shown}\" {problem}", check.key),
             });
         }
+        // Opening a directory for writing always fails: every line would
+        // be dropped, with procmon running as if all were well.
+        for (_, file) in &self.files {
+            if std::fs::metadata(&file.dir).is_ok_and(|meta| meta.is_dir()) {
+                let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
+                return Err(ConfigError {
+                    file_name: file.file_name.clone(),
+                    line: file.line,
+                    column: file.column,
+                    message: format!(
+                        "`{}`: the log file \"{shown}\" is a directory, not a file",
+                        file.key
+                    ),
+                });
+            }
+        }
         // The text was compared at parsing; here, what it names: `./a.log`
         // and `a.log`, or a path through a symbolic link, are one file, and
         // two processes writing one file rotate it under each other.
-        let mut seen: Vec<(PathBuf, &str)> = Vec::new();
+        // A map, not a list searched for each file: a file of 25,000
+        // processes must not cost a comparison per pair.
+        let mut seen: BTreeMap<PathBuf, &str> = BTreeMap::new();
         for (name, file) in &self.files {
             let (Some(parent), Some(file_name)) = (file.dir.parent(), file.dir.file_name()) else {
                 continue;
@@ -145,7 +164,7 @@ impl LogConfig {
                 continue;
             };
             let real = parent.join(file_name);
-            if let Some((_, other)) = seen.iter().find(|(p, _)| *p == real) {
+            if let Some(other) = seen.get(&real) {
                 let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
                 let real = super::escape_for_message(real.as_os_str().as_encoded_bytes());
                 return Err(ConfigError {
@@ -159,7 +178,7 @@ impl LogConfig {
                     ),
                 });
             }
-            seen.push((real, name));
+            seen.insert(real, name);
         }
         Ok(())
     }
@@ -175,6 +194,9 @@ pub(super) struct LogKeys {
     stdout: Option<bool>,
     mode: Option<u32>,
     timestamps: Option<Timestamps>,
+    /// The first key written that only a file uses (`log_max_bytes`,
+    /// `log_backups`, `log_file_mode`), and where its value is.
+    file_only: Option<(&'static str, Span)>,
 }
 
 impl Parser<'_> {
@@ -187,6 +209,12 @@ impl Parser<'_> {
         value: &Spanned<DeValue<'_>>,
         top: bool,
     ) -> Result<bool, ConfigError> {
+        if let Some(only) = ["log_max_bytes", "log_backups", "log_file_mode"]
+            .into_iter()
+            .find(|k| *k == key)
+        {
+            keys.file_only.get_or_insert((only, value.span()));
+        }
         match key {
             "log_file" if !top => {
                 keys.file = Some((self.log_path("log_file", value)?, value.span()))
@@ -238,7 +266,8 @@ impl Parser<'_> {
         Ok(true)
     }
 
-    /// A path: not empty, no NUL.
+    /// A path: not empty, no NUL; for `log_file`, not written as a
+    /// directory.
     fn log_path(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<PathBuf, ConfigError> {
         let text = self.string(key, value)?;
         if text.is_empty() {
@@ -246,6 +275,16 @@ impl Parser<'_> {
         }
         if text.contains('\0') {
             return Err(self.error(value.span(), format!("`{key}` holds a NUL character")));
+        }
+        // Written as a directory (`logs/`, `..`), a `log_file` can never be
+        // opened as a file, whatever is on disk; one that only turns out to
+        // be a directory is found by `check_paths`.
+        let last = text.rsplit('/').next().unwrap_or(text);
+        if key == "log_file" && matches!(last, "" | "." | "..") {
+            return Err(self.error(
+                value.span(),
+                format!("`{key}` must name a file, not a directory, found {text:?}"),
+            ));
         }
         Ok(PathBuf::from(text))
     }
@@ -290,8 +329,11 @@ impl Parser<'_> {
         processes: &[(&str, Span, &LogKeys)],
     ) -> Result<LogConfig, ConfigError> {
         let mut config = LogConfig::default();
+        // Each directory is checked once, at the first place that named
+        // it: where its error would be told anyway.
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         let mut check = |dir: &Path, key: &'static str, span: &Span| {
-            let (line, column) = line_column(self.source, span.start);
+            let (line, column) = self.line_column(span.start);
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
             } else {
@@ -304,7 +346,7 @@ impl Parser<'_> {
                 line,
                 column,
             };
-            if !config.checks.contains(&entry) {
+            if dirs.insert(entry.dir.clone()) {
                 config.checks.push(entry);
             }
         };
@@ -312,7 +354,7 @@ impl Parser<'_> {
             check(dir, "log_dir", span);
         }
         // Two processes writing one file would rotate it under each other.
-        let mut paths: Vec<(PathBuf, &str)> = Vec::new();
+        let mut paths: BTreeMap<PathBuf, &str> = BTreeMap::new();
         let mut settings = Vec::with_capacity(processes.len());
         for (name, name_span, own) in processes {
             let path = match (&own.file, &top.dir) {
@@ -326,8 +368,19 @@ impl Parser<'_> {
                 )),
                 (None, None) => None,
             };
+            // Set where no file is, these would be ignored without a word,
+            // and an operator who forgot `log_file` would not notice.
+            if let (None, Some((key, span))) = (&path, &own.file_only) {
+                return Err(self.error(
+                    span.clone(),
+                    format!(
+                        "`{key}` needs a log file: give this process `log_file`, \
+                         or `log_dir` at the top level"
+                    ),
+                ));
+            }
             if let Some((path, span)) = &path {
-                let (line, column) = line_column(self.source, span.start);
+                let (line, column) = self.line_column(span.start);
                 config.files.push((
                     name.to_string(),
                     PathCheck {
@@ -342,7 +395,7 @@ impl Parser<'_> {
                         column,
                     },
                 ));
-                if let Some((_, other)) = paths.iter().find(|(p, _)| p == path) {
+                if let Some(other) = paths.get(path) {
                     let shown = super::escape_for_message(path.as_os_str().as_encoded_bytes());
                     return Err(self.error(
                         span.clone(),
@@ -352,7 +405,7 @@ impl Parser<'_> {
                         ),
                     ));
                 }
-                paths.push((path.clone(), name));
+                paths.insert(path.clone(), name);
             }
             let file = path.map(|(path, _)| LogFile {
                 path,
@@ -367,6 +420,16 @@ impl Parser<'_> {
                     stdout: own.stdout.or(top.stdout).unwrap_or(true),
                     timestamps: own.timestamps.or(top.timestamps),
                 },
+            ));
+        }
+        // At the top level they are defaults: wrong only if nobody uses them.
+        if let (Some((key, span)), true) = (&top.file_only, config.files.is_empty()) {
+            return Err(self.error(
+                span.clone(),
+                format!(
+                    "`{key}` needs a log file: no process has one \
+                     (`log_file` in a process, or `log_dir` here)"
+                ),
             ));
         }
         config.processes = settings;
@@ -554,5 +617,96 @@ mod tests {
             let got = error(&source);
             assert!(got.starts_with(want), "for {source:?}\n got: {got}\nwant: {want}");
         }
+    }
+
+    /// A file's settings where there is no file would be silently
+    /// ignored, as `ready_timeout` without `ready` would be: refused at
+    /// the key, in a process and at the top level alike.
+    #[test]
+    fn file_settings_without_a_file_are_refused() {
+        let f = "log_file = \"/tmp/f.log\"\n";
+        for (source, want) in [
+            (
+                format!("{P}log_max_bytes = 1000\n"),
+                "f.toml:4:17: `log_max_bytes` needs a log file: give this process `log_file`, \
+                 or `log_dir` at the top level",
+            ),
+            (
+                format!("{P}log_stdout = false\nlog_file_mode = \"0600\"\nlog_backups = 2\n"),
+                "f.toml:5:17: `log_file_mode` needs a log file",
+            ),
+            (
+                format!("log_backups = 2\n{P}"),
+                "f.toml:1:15: `log_backups` needs a log file: no process has one \
+                 (`log_file` in a process, or `log_dir` here)",
+            ),
+        ] {
+            let got = error(&source);
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+        // At the top level they are defaults: fine once any process has a
+        // file, and then for that one.
+        let config = logs(&format!(
+            "log_backups = 2\n{P}[[process]]\nname = \"b\"\nargv = [\"b\"]\n{f}"
+        ));
+        assert_eq!(config.settings("b").file.unwrap().backups, 2);
+        assert!(parse(&format!("{P}{f}log_backups = 2\n"), "f.toml").is_ok());
+    }
+
+    /// Finding two processes with one file must not cost a comparison per
+    /// pair: a 1 MiB file holds some 25,000 processes, and a reload is
+    /// read on the loop, which supervises nothing meanwhile. The bound is
+    /// generous (linear work takes about a second here; a comparison per
+    /// pair took over a minute).
+    #[test]
+    fn many_processes_under_log_dir_load_in_linear_time() {
+        let dir = std::env::temp_dir();
+        let mut source = format!("log_dir = \"{}\"\n", dir.display());
+        for i in 0..25_000 {
+            source.push_str(&format!("[[process]]\nname = \"p{i}\"\nargv = [\"a\"]\n"));
+        }
+        let started = std::time::Instant::now();
+        let config = parse(&source, "f.toml").unwrap();
+        config.logs.check_paths().unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(30),
+            "25,000 processes took {took:?}"
+        );
+    }
+
+    /// A directory cannot be opened as a log file: written as one, or
+    /// found to be one on disk, it is refused at the key that named it.
+    #[test]
+    fn a_log_file_that_is_a_directory_is_located() {
+        for (source, want) in [
+            (
+                format!("{P}log_file = \"logs/\"\n"),
+                "f.toml:4:12: `log_file` must name a file, not a directory, found \"logs/\"",
+            ),
+            (
+                format!("{P}log_file = \".\"\n"),
+                "f.toml:4:12: `log_file` must name a file, not a directory, found \".\"",
+            ),
+            (
+                format!("{P}log_file = \"/tmp/..\"\n"),
+                "f.toml:4:12: `log_file` must name a file, not a directory, found \"/tmp/..\"",
+            ),
+            (
+                format!("{P}log_file = \"/tmp\"\n"),
+                "f.toml:4:12: `log_file`: the log file \"/tmp\" is a directory, not a file",
+            ),
+        ] {
+            let got = error(&source);
+            assert!(
+                got.starts_with(want),
+                "for {source:?}\n got: {got}\nwant: {want}"
+            );
+        }
+        // A file's name that merely ends in dots is a file's name.
+        assert!(parse(&format!("{P}log_file = \"/tmp/a..\"\n"), "f.toml").is_ok());
     }
 }
