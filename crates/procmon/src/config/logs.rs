@@ -180,8 +180,48 @@ impl LogConfig {
             }
             seen.insert(real, name);
         }
+        // A rotation renames `PATH` to `PATH.1`, `PATH.1` to `PATH.2` and so
+        // on, and deletes those past the backups kept: a process whose
+        // file is one of them would have its lines moved into another's
+        // backups, or deleted.
+        for (real, name) in &seen {
+            let Some(owner) = backup_of(real).and_then(|rotated| seen.get(&rotated)) else {
+                continue;
+            };
+            let (_, file) = self
+                .files
+                .iter()
+                .find(|(n, _)| n == name)
+                .expect("every file seen is a process's");
+            let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
+            return Err(ConfigError {
+                file_name: file.file_name.clone(),
+                line: file.line,
+                column: file.column,
+                message: format!(
+                    "`{}`: the log file \"{shown}\" is where process {owner:?}'s log file \
+                     keeps its rotated backups: each process needs a file of its own",
+                    file.key
+                ),
+            });
+        }
         Ok(())
     }
+}
+
+/// The file whose rotated backup `path` would be: `a.log` for `a.log.3`
+/// (a positive number written as rotation writes it, no leading zero).
+fn backup_of(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path.file_name()?.as_bytes();
+    let dot = name.iter().rposition(|&b| b == b'.')?;
+    let (stem, number) = (&name[..dot], &name[dot + 1..]);
+    let is_backup_number =
+        !number.is_empty() && number[0] != b'0' && number.iter().all(u8::is_ascii_digit);
+    if stem.is_empty() || !is_backup_number {
+        return None;
+    }
+    Some(path.with_file_name(std::ffi::OsStr::from_bytes(stem)))
 }
 
 /// The log keys of one table, as written, before defaults are filled in.
@@ -602,6 +642,15 @@ mod tests {
                  also process \"a\"'s",
             ),
             (
+                // Another's backup: a's rotations would move or delete it.
+                format!(
+                    "{P}log_file = \"/tmp/same\"\n[[process]]\nname = \"b\"\nargv = [\"b\"]\n\
+                     log_file = \"/tmp/../tmp/same.3\"\n"
+                ),
+                "f.toml:8:12: `log_file`: the log file \"/tmp/../tmp/same.3\" is where \
+                 process \"a\"'s log file keeps its rotated backups",
+            ),
+            (
                 format!("{P}log_file = \"/nonexistent-procmon-dir/a.log\"\n"),
                 "f.toml:4:12: `log_file`: the directory \"/nonexistent-procmon-dir\" does not exist",
             ),
@@ -616,6 +665,24 @@ mod tests {
         ] {
             let got = error(&source);
             assert!(got.starts_with(want), "for {source:?}\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn a_backup_is_a_positive_number_after_the_files_name() {
+        let backup = |p: &str| backup_of(Path::new(p)).map(|b| b.display().to_string());
+        assert_eq!(backup("/l/a.log.1").as_deref(), Some("/l/a.log"));
+        assert_eq!(backup("a.log.10").as_deref(), Some("a.log"));
+        assert_eq!(backup("/l/a.2").as_deref(), Some("/l/a"));
+        for not in [
+            "/l/a.log",
+            "/l/a.log.0",
+            "/l/a.log.01",
+            "/l/a.log.",
+            "/l/.1",
+            "/l/a.log.1x",
+        ] {
+            assert_eq!(backup(not), None, "{not}");
         }
     }
 
