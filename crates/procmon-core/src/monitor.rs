@@ -532,7 +532,7 @@ impl Monitor {
                     .map(|k| &self.processes[k.index()].spec.after[..])
             }
         };
-        find_cycle(name, after_of)
+        crate::cycle::find_cycle(name, after_of)
     }
 
     /// `add` after its checks.
@@ -1288,35 +1288,6 @@ impl fmt::Display for Monitor {
 /// Whether `needle` occurs in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The cycle through `start` that following `after_of` closes, if any:
-/// `[start, a, b, start]`. Depth-first over names; each name is looked at
-/// once, so a set of definitions costs one pass.
-pub(crate) fn find_cycle<'a>(
-    start: &str,
-    after_of: impl Fn(&str) -> Option<&'a [Dependency]>,
-) -> Option<Vec<String>> {
-    let mut path: Vec<(String, usize)> = alloc::vec![(start.to_string(), 0)];
-    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
-    while let Some((name, next)) = path.last_mut() {
-        let after = after_of(name).unwrap_or(&[]);
-        let Some(dependency) = after.get(*next) else {
-            path.pop();
-            continue;
-        };
-        *next += 1;
-        let dependency = &dependency.name;
-        if dependency == start {
-            let mut cycle: Vec<String> = path.iter().map(|(n, _)| n.clone()).collect();
-            cycle.push(start.to_string());
-            return Some(cycle);
-        }
-        if seen.insert(dependency.clone(), ()).is_none() {
-            path.push((dependency.clone(), 0));
-        }
-    }
-    None
 }
 
 fn queue_line(commands: &mut VecDeque<Command>, line: LogLineRef<'_>) {
