@@ -384,9 +384,11 @@ impl Monitor {
         definitions.check()?;
         let mut monitor = Monitor::new(definitions.settings).map_err(DefinitionsError::Settings)?;
         for (name, spec) in definitions.processes {
-            monitor
-                .add(Instant::ZERO, &name, spec)
-                .map_err(DefinitionsError::Add)?;
+            // `check` has done what `add` checks, for the whole set at once;
+            // `add`'s own cycle search from every name would make a long
+            // chain of `after` cost its length squared.
+            monitor.add_checked(&name, spec);
+            monitor.settle();
         }
         Ok(monitor)
     }
@@ -522,8 +524,16 @@ impl Monitor {
     }
 
     /// The cycle that adding `name` with `spec` would close, if any:
-    /// `[name, a, b, name]`.
+    /// `[name, a, b, name]`. At most one search of what `name` reaches.
     fn cycle_through(&self, name: &str, spec: &ProcessSpec) -> Option<Vec<String>> {
+        // A cycle through `name` ends in an added process that names it in
+        // its `after`, and every such process is in the reverse index (as
+        // are removed ones not yet freed: a few searches too many, never
+        // one too few). Usually nobody waits for a new name, and adding
+        // the next link of a long chain then costs no search.
+        if !self.dependents.contains_key(name) {
+            return None;
+        }
         let after_of = |n: &str| -> Option<&[Dependency]> {
             if n == name {
                 Some(&spec.after)
