@@ -18,6 +18,7 @@
 extern crate alloc;
 
 mod command;
+mod cycle;
 mod error;
 mod escape;
 #[cfg(feature = "fuzzing")]

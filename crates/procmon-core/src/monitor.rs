@@ -384,9 +384,11 @@ impl Monitor {
         definitions.check()?;
         let mut monitor = Monitor::new(definitions.settings).map_err(DefinitionsError::Settings)?;
         for (name, spec) in definitions.processes {
-            monitor
-                .add(Instant::ZERO, &name, spec)
-                .map_err(DefinitionsError::Add)?;
+            // `check` has done what `add` checks, for the whole set at once;
+            // `add`'s own cycle search from every name would make a long
+            // chain of `after` cost its length squared.
+            monitor.add_checked(&name, spec);
+            monitor.settle();
         }
         Ok(monitor)
     }
@@ -522,8 +524,16 @@ impl Monitor {
     }
 
     /// The cycle that adding `name` with `spec` would close, if any:
-    /// `[name, a, b, name]`.
+    /// `[name, a, b, name]`. At most one search of what `name` reaches.
     fn cycle_through(&self, name: &str, spec: &ProcessSpec) -> Option<Vec<String>> {
+        // A cycle through `name` ends in an added process that names it in
+        // its `after`, and every such process is in the reverse index (as
+        // are removed ones not yet freed: a few searches too many, never
+        // one too few). Usually nobody waits for a new name, and adding
+        // the next link of a long chain then costs no search.
+        if !self.dependents.contains_key(name) {
+            return None;
+        }
         let after_of = |n: &str| -> Option<&[Dependency]> {
             if n == name {
                 Some(&spec.after)
@@ -532,7 +542,7 @@ impl Monitor {
                     .map(|k| &self.processes[k.index()].spec.after[..])
             }
         };
-        find_cycle(name, after_of)
+        crate::cycle::find_cycle(name, after_of)
     }
 
     /// `add` after its checks.
@@ -1288,35 +1298,6 @@ impl fmt::Display for Monitor {
 /// Whether `needle` occurs in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The cycle through `start` that following `after_of` closes, if any:
-/// `[start, a, b, start]`. Depth-first over names; each name is looked at
-/// once, so a set of definitions costs one pass.
-pub(crate) fn find_cycle<'a>(
-    start: &str,
-    after_of: impl Fn(&str) -> Option<&'a [Dependency]>,
-) -> Option<Vec<String>> {
-    let mut path: Vec<(String, usize)> = alloc::vec![(start.to_string(), 0)];
-    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
-    while let Some((name, next)) = path.last_mut() {
-        let after = after_of(name).unwrap_or(&[]);
-        let Some(dependency) = after.get(*next) else {
-            path.pop();
-            continue;
-        };
-        *next += 1;
-        let dependency = &dependency.name;
-        if dependency == start {
-            let mut cycle: Vec<String> = path.iter().map(|(n, _)| n.clone()).collect();
-            cycle.push(start.to_string());
-            return Some(cycle);
-        }
-        if seen.insert(dependency.clone(), ()).is_none() {
-            path.push((dependency.clone(), 0));
-        }
-    }
-    None
 }
 
 fn queue_line(commands: &mut VecDeque<Command>, line: LogLineRef<'_>) {

@@ -238,6 +238,32 @@ fn a_process_that_could_never_start_is_refused_at_load() {
     }
 }
 
+#[test]
+fn a_cycle_behind_a_long_chain_is_refused_within_patience() {
+    // A chain of `after` 10,000 long, then a cycle the search meets only
+    // past the chain: once quadratic (about 11 s for 4,000 in a debug
+    // build), it must now be refused well within PATIENCE, with the cycle
+    // named as ever. No time is asserted beyond that bound.
+    let dir = TempDir::new();
+    let mut source = String::new();
+    for i in 0..10_000 {
+        source.push_str(&format!("[[process]]\nname=\"p{i}\"\nargv=[\"true\"]\n"));
+        if i > 0 {
+            source.push_str(&format!("after={{p{}=\"started\"}}\n", i - 1));
+        }
+    }
+    source.push_str("[[process]]\nname=\"x\"\nargv=[\"true\"]\nafter={y=\"started\"}\n");
+    source.push_str("[[process]]\nname=\"y\"\nargv=[\"true\"]\nafter={x=\"started\"}\n");
+    let path = dir.write("chain.toml", &source);
+    let err = refused(&config_arg(&path), true);
+    let line = source.lines().count() - 4;
+    let want = format!(
+        "procmon: {}:{line}:7: `after` closes a cycle (x -> y -> x): none of them could ever start\n",
+        path.display()
+    );
+    assert_eq!(err, want);
+}
+
 // ----- Per-process policy -----
 
 #[test]
