@@ -723,3 +723,34 @@ impl<O: OutBlocks, E: Write> Printing<'_, O, E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restart_needed_line_names_each_setting_once_in_either_format() {
+        let keys = ["control.socket", "control.log_lines"];
+        assert_eq!(
+            restart_needed_line(LogFormat::Text, &keys, false),
+            "procmon: reload: not applied, needs a restart of procmon: \
+             control.socket, control.log_lines\n"
+        );
+        assert_eq!(
+            restart_needed_line(LogFormat::Text, &keys[..1], true),
+            "procmon: reload (dry run): would not be applied, needs a restart of procmon: \
+             control.socket\n"
+        );
+        let json = restart_needed_line(LogFormat::Json, &keys, true);
+        assert!(json.ends_with('\n') && json.lines().count() == 1, "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "event": "restart_needed",
+                "dry_run": true,
+                "settings": ["control.socket", "control.log_lines"],
+            })
+        );
+    }
+}
