@@ -16,10 +16,15 @@
 //!
 //! Access: the kernel's record of who connected (`SO_PEERCRED`) must be
 //! root, procmon's own user, or a uid or primary gid listed in
-//! [`Access`]; anyone else gets one error line and is disconnected.
+//! [`Access`]; anyone else gets one error line and is disconnected. A
+//! reload that changes [`Access`] applies it at once, to new connections
+//! and to those already open: a client it no longer allows gets the same
+//! error line and is disconnected, so that taking a user out of
+//! `allow_uids` revokes a `watch` or `logs -f` it left running too.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -34,7 +39,7 @@ use procmon_mio::os::{self, PeerCredentials};
 use procmon_mio::{Notice, Observer, Ready, SourceId, Supervisor};
 use serde_json::{json, Value};
 
-use crate::config::LogConfig;
+use crate::config::{ControlConfig, LogConfig};
 use crate::logfile::LogCounts;
 use crate::output::signal_name;
 use crate::protocol::{self, ErrorKind, Op, RequestError, Targets};
@@ -75,6 +80,89 @@ impl Access {
             || self.gids.contains(&peer.gid)
     }
 }
+
+/// The settings procmon takes only when it starts, as they are in force
+/// (after the command line and the environment): a reload names each one
+/// the file changes as needing a restart of procmon instead of applying
+/// it. Rebinding the socket or the metrics port under connected clients,
+/// resizing every process's ring of recent lines, or changing how the run
+/// ends while it runs are each a half-done change if anything fails
+/// midway; a restart does them whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartOnlySettings {
+    /// The control socket's path ([`socket_path`]).
+    pub socket: PathBuf,
+    /// `[control] metrics_listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `[control] log_lines`, its default filled in.
+    pub log_lines: usize,
+    /// `[control] log_bytes`, its default filled in.
+    pub log_bytes: usize,
+    /// Container mode: `--container` or `[container] enabled`.
+    pub container: bool,
+}
+
+impl StartOnlySettings {
+    /// The settings a start with this command line (`--socket`,
+    /// `--container`) and this config would take.
+    pub fn of(
+        command_line_socket: Option<&Path>,
+        command_line_container: bool,
+        control: &ControlConfig,
+        container_enabled: bool,
+    ) -> StartOnlySettings {
+        StartOnlySettings {
+            socket: socket_path(command_line_socket, control.socket.as_deref()),
+            metrics_listen: control.metrics_listen,
+            log_lines: control.log_lines.unwrap_or(crate::ring::DEFAULT_LINES),
+            log_bytes: control.log_bytes.unwrap_or(crate::ring::DEFAULT_BYTES),
+            container: command_line_container || container_enabled,
+        }
+    }
+
+    /// The config keys (`control.socket`, `control.metrics_listen`,
+    /// `control.log_lines`, `control.log_bytes`, `container.enabled`) of the
+    /// settings that differ between those in force (`self`) and those a
+    /// file read again asks for, in that order. Compared by effect, so a
+    /// key the command line overrides (`--socket`, `--container`) or one
+    /// newly written with its default value is not named: a restart would
+    /// change nothing for it.
+    pub fn restart_needed(&self, file: &StartOnlySettings) -> Vec<&'static str> {
+        [
+            (self.socket != file.socket, "control.socket"),
+            (
+                self.metrics_listen != file.metrics_listen,
+                "control.metrics_listen",
+            ),
+            (self.log_lines != file.log_lines, "control.log_lines"),
+            (self.log_bytes != file.log_bytes, "control.log_bytes"),
+            (self.container != file.container, "container.enabled"),
+        ]
+        .into_iter()
+        .filter_map(|(differs, key)| differs.then_some(key))
+        .collect()
+    }
+}
+
+/// A config file read again for a reload: what a reload applies, and the
+/// settings it can only name.
+#[derive(Clone, Debug)]
+pub struct ConfigReread {
+    /// The processes and global settings, for the core.
+    pub definitions: Definitions,
+    /// Where each process's lines go.
+    pub logs: LogConfig,
+    /// Who may use the control socket from the reload on.
+    pub access: Access,
+    /// The keys of settings the file changes that take effect only at
+    /// procmon's next start ([`StartOnlySettings::restart_needed`]).
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// Reads and checks the config file anew for a reload; `None` when procmon
+/// has no file to read (one-command mode). The error is one line naming the
+/// file and the place.
+pub type Reread<'a> = dyn FnMut() -> Option<Result<ConfigReread, String>> + 'a;
 
 /// Where the socket is when nothing says otherwise: `/run/procmon/procmon.sock`
 /// for root, else `$XDG_RUNTIME_DIR/procmon.sock`, else
@@ -145,6 +233,9 @@ pub struct Served {
     /// the core's plan cannot see them, and procmon's own log tells them
     /// apart.
     pub log_settings_changed: Vec<String>,
+    /// The settings a reload (or dry run) found changed that need a
+    /// restart of procmon: its own log names them, as the reply does.
+    pub restart_needed: Vec<&'static str>,
 }
 
 /// What the control socket needs from the loop's observer: the lines and
@@ -246,6 +337,10 @@ pub struct ControlServer {
     clients: HashMap<SourceId, Client>,
     access: Access,
     own_uid: u32,
+    /// A reload changed `access`: the clients already connected are checked
+    /// again once the reloading client's reply is queued, so that it is
+    /// answered even if it took itself out.
+    recheck_access: bool,
     /// An accept failed (out of descriptors, say) with clients still in the
     /// backlog: epoll will not report the listener again, so retry.
     accept_stalled: bool,
@@ -256,6 +351,8 @@ pub struct ControlServer {
 #[derive(Debug)]
 struct Client {
     stream: UnixStream,
+    /// Who connected, checked again when a reload changes the access.
+    peer: PeerCredentials,
     /// The order it was accepted in, to find the oldest.
     serial: u64,
     input: Vec<u8>,
@@ -394,6 +491,7 @@ impl ControlServer {
             clients: HashMap::new(),
             access,
             own_uid: os::effective_uid(),
+            recheck_access: false,
             accept_stalled: false,
             accepted: 0,
         })
@@ -402,6 +500,11 @@ impl ControlServer {
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Who may use the socket now, besides root and procmon's own user.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Serves what became ready in the last turn: accepts clients, answers
@@ -413,7 +516,7 @@ impl ControlServer {
         supervisor: &mut Supervisor,
         observer: &mut O,
         ready: &[Ready],
-        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
+        reload: &mut Reread<'_>,
     ) -> Served {
         let mut served = Served::default();
         if self.accept_stalled {
@@ -485,20 +588,23 @@ impl ControlServer {
                     .expect("MAX_CLIENTS is not zero");
                 self.drop_client(victim, supervisor, feed);
             }
-            let refused = match os::peer_credentials(stream.as_fd()) {
-                Ok(peer) if self.access.allows(peer, self.own_uid) => None,
-                Ok(peer) => Some(format!(
+            let peer = match os::peer_credentials(stream.as_fd()) {
+                Ok(peer) if self.access.allows(peer, self.own_uid) => Ok(peer),
+                Ok(peer) => Err(format!(
                     "uid {} (gid {}) may not use this procmon's control socket",
                     peer.uid, peer.gid
                 )),
-                Err(e) => Some(format!("cannot tell who connected: {e}")),
+                Err(e) => Err(format!("cannot tell who connected: {e}")),
             };
-            if let Some(message) = refused {
-                let error = RequestError::new(ErrorKind::PermissionDenied, message, None);
-                // One try, never a wait: a refused client gets no more.
-                let _ = stream.write(&protocol::error_line(&Value::Null, &error));
-                continue;
-            }
+            let peer = match peer {
+                Ok(peer) => peer,
+                Err(message) => {
+                    let error = RequestError::new(ErrorKind::PermissionDenied, message, None);
+                    // One try, never a wait: a refused client gets no more.
+                    let _ = stream.write(&protocol::error_line(&Value::Null, &error));
+                    continue;
+                }
+            };
             let Ok(id) = supervisor.register(&mut stream, Interest::READABLE) else {
                 continue;
             };
@@ -507,6 +613,7 @@ impl ControlServer {
                 id,
                 Client {
                     stream,
+                    peer,
                     serial: self.accepted,
                     input: Vec::new(),
                     output: VecDeque::new(),
@@ -527,7 +634,7 @@ impl ControlServer {
         id: SourceId,
         supervisor: &mut Supervisor,
         observer: &mut O,
-        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
+        reload: &mut Reread<'_>,
         served: &mut Served,
     ) {
         let mut buffer = [0u8; 16 * 1024];
@@ -584,7 +691,7 @@ impl ControlServer {
         id: SourceId,
         supervisor: &mut Supervisor,
         observer: &mut O,
-        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
+        reload: &mut Reread<'_>,
         served: &mut Served,
     ) -> bool {
         loop {
@@ -629,6 +736,51 @@ impl ControlServer {
             };
             let client = self.clients.get_mut(&id).expect("still connected");
             client.queue(reply, true);
+            if std::mem::take(&mut self.recheck_access) {
+                self.revoke_disallowed(observer.feed());
+            }
+        }
+    }
+
+    /// Lets in whom `access` allows from now on, and disconnects the
+    /// clients it no longer allows (as a reload by HUP does).
+    pub fn set_access(
+        &mut self,
+        access: Access,
+        supervisor: &mut Supervisor,
+        feed: &mut ControlFeed,
+    ) {
+        if access == self.access {
+            return;
+        }
+        self.access = access;
+        self.revoke_disallowed(feed);
+        // Nothing else may wake the loop soon: the refusals go out now.
+        self.flush_all(supervisor, feed);
+    }
+
+    /// Refuses every connected client the access no longer allows: the
+    /// same one error line a new connection gets, and then the connection
+    /// closes once that is written. A follower stops being streamed to at
+    /// once; requests it sent and procmon has not read are not answered.
+    fn revoke_disallowed(&mut self, feed: &mut ControlFeed) {
+        for client in self.clients.values_mut() {
+            if client.closing || self.access.allows(client.peer, self.own_uid) {
+                continue;
+            }
+            if let Some(follows) = client.follows.take() {
+                unfollow(&follows, feed);
+            }
+            let message = format!(
+                "uid {} (gid {}) may no longer use this procmon's control socket: \
+                 a reload changed who may",
+                client.peer.uid, client.peer.gid
+            );
+            let error = RequestError::new(ErrorKind::PermissionDenied, message, None);
+            client.input.clear();
+            client.queue(protocol::error_line(&Value::Null, &error), true);
+            client.closing = true;
+            client.behind = false;
         }
     }
 
@@ -642,7 +794,7 @@ impl ControlServer {
         request_id: &Value,
         supervisor: &mut Supervisor,
         observer: &mut O,
-        reload: &mut dyn FnMut() -> Option<Result<(Definitions, LogConfig), String>>,
+        reload: &mut Reread<'_>,
         served: &mut Served,
     ) -> Result<Value, RequestError> {
         match op {
@@ -723,25 +875,44 @@ impl ControlServer {
                     }
                     Some(Ok(read)) => read,
                 };
-                let (definitions, logs) = definitions;
-                let plan = if *dry_run {
+                let ConfigReread {
+                    definitions,
+                    logs,
+                    access,
+                    restart_needed,
+                } = definitions;
+                let access_changed = access != self.access;
+                let mut plan = if *dry_run {
                     supervisor.monitor().plan_reload(&definitions)
                 } else {
                     supervisor.call(observer, |monitor, now| monitor.reload(now, definitions))
                 };
+                // Who may use the socket is a global setting as much as the
+                // core's are: a reload that changes only that must not say
+                // that nothing changes.
+                if let Ok(plan) = plan.as_mut() {
+                    plan.settings_changed |= access_changed;
+                }
                 served.reloaded = Some(
                     plan.clone()
                         .map(|plan| (plan, *dry_run))
                         .map_err(|e| e.to_string()),
                 );
-                // Log settings follow only a reload the core took, so that
-                // an invalid file changes nothing at all.
+                // Log settings and access follow only a reload the core
+                // took, so that an invalid file changes nothing at all.
                 let log_settings_changed = match &plan {
                     Ok(_) => observer.reload_logs(&logs, *dry_run),
                     Err(_) => Vec::new(),
                 };
                 if !dry_run {
                     served.log_settings_changed = log_settings_changed.clone();
+                    if plan.is_ok() && access_changed {
+                        self.access = access;
+                        self.recheck_access = true;
+                    }
+                }
+                if plan.is_ok() {
+                    served.restart_needed = restart_needed.clone();
                 }
                 match plan {
                     Ok(plan) => Ok(json!({
@@ -753,6 +924,8 @@ impl ControlServer {
                             .map(|(name, change)| json!({"name": name, "change": change.as_str()}))
                             .collect::<Vec<_>>(),
                         "log_settings_changed": log_settings_changed,
+                        "access_changed": access_changed,
+                        "restart_needed": restart_needed,
                     })),
                     Err(error) => Err(RequestError::new(
                         ErrorKind::InvalidConfig,
@@ -1260,6 +1433,71 @@ mod tests {
             rfc3339_millis(SystemTime::UNIX_EPOCH),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn a_reload_names_each_start_only_setting_by_its_effect() {
+        let socket = Path::new("/run/a.sock");
+        let control = |f: fn(&mut ControlConfig)| {
+            let mut control = ControlConfig {
+                socket: Some(socket.to_path_buf()),
+                ..ControlConfig::default()
+            };
+            f(&mut control);
+            control
+        };
+        let in_force = StartOnlySettings::of(None, false, &control(|_| {}), false);
+        let needed = |cli_socket: Option<&Path>, cli_container, f, enabled| {
+            in_force.restart_needed(&StartOnlySettings::of(
+                cli_socket,
+                cli_container,
+                &control(f),
+                enabled,
+            ))
+        };
+        assert!(needed(None, false, |_| {}, false).is_empty());
+        // Access is applied by the reload, not left for a restart.
+        assert!(needed(None, false, |c| c.allow_uids = vec![7], false).is_empty());
+        assert_eq!(
+            needed(
+                None,
+                false,
+                |c| {
+                    c.socket = Some("/run/b.sock".into());
+                    c.metrics_listen = Some("127.0.0.1:9100".parse().unwrap());
+                    c.log_lines = Some(5);
+                    c.log_bytes = Some(5);
+                },
+                true
+            ),
+            [
+                "control.socket",
+                "control.metrics_listen",
+                "control.log_lines",
+                "control.log_bytes",
+                "container.enabled"
+            ]
+        );
+        // The default written out changes nothing.
+        assert!(needed(
+            None,
+            false,
+            |c| {
+                c.log_lines = Some(crate::ring::DEFAULT_LINES);
+                c.log_bytes = Some(crate::ring::DEFAULT_BYTES);
+            },
+            false
+        )
+        .is_empty());
+        // What the command line overrides, a restart would not change.
+        let pinned = StartOnlySettings::of(Some(socket), true, &control(|_| {}), false);
+        let moved = StartOnlySettings::of(
+            Some(socket),
+            true,
+            &control(|c| c.socket = Some("/run/b.sock".into())),
+            true,
+        );
+        assert!(pinned.restart_needed(&moved).is_empty());
     }
 
     #[test]

@@ -247,7 +247,15 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            if changes.is_empty() && logs.is_empty() {
+            // Absent from an older procmon too: none.
+            let restart: Vec<String> = result["restart_needed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let settings = result["settings_changed"] == json!(true);
+            if changes.is_empty() && logs.is_empty() && restart.is_empty() && !settings {
                 println!("nothing changes");
             }
             // One line a process: a change of log settings is named on the
@@ -270,8 +278,19 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
                     text(name)
                 );
             }
-            if result["settings_changed"] == json!(true) {
+            if settings {
                 println!("(global settings change)");
+            }
+            if result["access_changed"] == json!(true) {
+                println!(
+                    "(control access changes: applied now; clients no longer allowed are \
+                     disconnected)"
+                );
+            }
+            // Not a failure: the reload did all it can; the operator is
+            // told what waits for a restart of procmon.
+            if !restart.is_empty() {
+                println!("needs a restart of procmon: {}", restart.join(", "));
             }
             Ok(0)
         }
@@ -432,6 +451,14 @@ impl Connection {
     /// Prints streamed events until procmon closes the connection.
     fn follow(&mut self, mut print: impl FnMut(&Value)) -> Result<(), Failure> {
         while let Some(line) = self.read()? {
+            // procmon refuses a follower a reload took the access from with
+            // an error line, then hangs up: that is a failure, not an end.
+            if line["ok"] == json!(false) {
+                let message = line["error"]["message"]
+                    .as_str()
+                    .unwrap_or("procmon refused the connection");
+                return Err((FAILED, message.to_string()));
+            }
             print(&line["event"]);
             let _ = io::stdout().flush();
         }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use procmon::cli::Cli;
 use procmon::config::{self, ControlConfig, LogConfig, SystemAccounts};
-use procmon::control;
+use procmon::control::{self, Access, ConfigReread, StartOnlySettings};
 use procmon::output::Printer;
 use procmon::run::{self, Extras, Outcome};
 use procmon_core::{Definitions, Monitor};
@@ -90,23 +90,32 @@ fn main() -> ExitCode {
         },
         None => None,
     };
+    // What procmon takes only now: a reload compares the file's against
+    // these, which stay in force until procmon restarts.
+    let in_force = StartOnlySettings::of(cli.socket.as_deref(), cli.container, &control, container);
     let extras = Extras {
         control: bound.map(|bound| {
-            let access = control::Access {
-                uids: control.allow_uids.clone(),
-                gids: control.allow_gids.clone(),
-            };
-            let lines = control.log_lines.unwrap_or(procmon::ring::DEFAULT_LINES);
-            let bytes = control.log_bytes.unwrap_or(procmon::ring::DEFAULT_BYTES);
-            (bound, access, (lines, bytes))
+            let ring = (in_force.log_lines, in_force.log_bytes);
+            (bound, access(&control), ring)
         }),
         read_config: cli.config.clone().map(|path| -> run::ReadConfig {
-            Box::new(move || load(&path).map(|(definitions, _, logs, _)| (definitions, logs)))
+            let in_force = in_force.clone();
+            let (socket, container) = (cli.socket.clone(), cli.container);
+            Box::new(move || {
+                let (definitions, control, logs, enabled) = load(&path)?;
+                let file = StartOnlySettings::of(socket.as_deref(), container, &control, enabled);
+                Ok(ConfigReread {
+                    definitions,
+                    logs,
+                    access: access(&control),
+                    restart_needed: in_force.restart_needed(&file),
+                })
+            })
         }),
         metrics,
         logs,
         timestamps: cli.timestamps,
-        container: cli.container || container,
+        container: in_force.container,
     };
     let monitor = match Monitor::from_definitions(definitions) {
         Ok(monitor) => monitor,
@@ -140,6 +149,14 @@ fn main() -> ExitCode {
             eprintln!("procmon: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Who may use the control socket by the `[control]` table.
+fn access(control: &ControlConfig) -> Access {
+    Access {
+        uids: control.allow_uids.clone(),
+        gids: control.allow_gids.clone(),
     }
 }
 

@@ -3,22 +3,25 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use procmon_core::{Definitions, Monitor, Stream};
+use procmon_core::{Monitor, Stream};
 use procmon_mio::{CaughtSignal, Notice, Observer, Options, Supervisor};
 
 use crate::config::LogConfig;
-use crate::control::{Access, BoundSocket, ControlFeed, ControlServer, Feeds, Served};
+use crate::control::{
+    Access, BoundSocket, ConfigReread, ControlFeed, ControlServer, Feeds, Served,
+};
 use crate::http::{BoundListener, MetricsServer};
 use crate::logfile::LogCounts;
 use crate::logroute::{LogRouter, Route};
-use crate::output::{Action, Event, OutBlocks, PrefixId, Printer};
+use crate::output::{json_string, Action, Event, LogFormat, OutBlocks, PrefixId, Printer};
 use crate::ring::RingSlot;
 use crate::sink::Sink;
 use crate::stamp::Timestamps;
 
-/// Reads and checks the config file anew, log settings included; the
-/// error is one line naming the file and the place.
-pub type ReadConfig = Box<dyn FnMut() -> Result<(Definitions, LogConfig), String>>;
+/// Reads and checks the config file anew, log settings, access and the
+/// settings only a restart applies included; the error is one line naming
+/// the file and the place.
+pub type ReadConfig = Box<dyn FnMut() -> Result<ConfigReread, String>>;
 
 /// What a run serves besides its processes.
 #[derive(Default)]
@@ -319,23 +322,38 @@ where
             Action::Reload => {
                 let read = read_config.as_mut().expect("Reload only with a config");
                 let mut log_changes = Vec::new();
+                let mut restart_needed = Vec::new();
                 let reloaded = match read() {
                     Err(error) => Err(error),
-                    Ok((definitions, logs)) => {
-                        let plan = supervisor
+                    Ok(reread) => {
+                        let ConfigReread {
+                            definitions,
+                            logs,
+                            access,
+                            restart_needed: needed,
+                        } = reread;
+                        let mut plan = supervisor
                             .call(&mut observer, |monitor, now| {
                                 monitor.reload(now, definitions)
                             })
                             .map(|plan| (plan, false))
                             .map_err(|e| e.to_string());
-                        if plan.is_ok() {
+                        if let Ok((plan, _)) = &mut plan {
                             log_changes = observer.reload_logs(&logs, false);
+                            restart_needed = needed;
+                            // As a reload over the socket does (see
+                            // `ControlServer::serve`).
+                            if let Some(server) = control.as_mut() {
+                                plan.settings_changed |= access != *server.access();
+                                server.set_access(access, &mut supervisor, observer.feed());
+                            }
                         }
                         plan
                     }
                 };
                 let served = Served {
                     reloaded: Some(reloaded),
+                    restart_needed,
                     ..Served::default()
                 };
                 report_served(&served, &mut observer);
@@ -414,7 +432,8 @@ fn finish<O: OutBlocks, E: Write>(sink: &Sink, printer: &mut Printer<O, E>, logs
     }
 }
 
-/// Tells procmon's own log what a reload did.
+/// Tells procmon's own log what a reload did, and what it left for a
+/// restart of procmon.
 fn report_served<O: OutBlocks, E: Write>(served: &Served, observer: &mut Printing<'_, O, E>) {
     match &served.reloaded {
         None => {}
@@ -424,8 +443,61 @@ fn report_served<O: OutBlocks, E: Write>(served: &Served, observer: &mut Printin
                 settings_changed: plan.settings_changed,
                 dry_run: *dry_run,
             });
+            if !served.restart_needed.is_empty() {
+                let line = restart_needed_line(
+                    observer.printer.format(),
+                    &served.restart_needed,
+                    *dry_run,
+                );
+                // After everything the printer holds, so the line comes
+                // after the reload's own: both reach the same queue.
+                observer.printer.flush();
+                // Nowhere left to report a failure to write to stderr.
+                let _ = observer.sink.stderr().write_all(line.as_bytes());
+            }
         }
         Some(Err(error)) => observer.printer.event(&Event::ReloadFailed { error }),
+    }
+}
+
+/// procmon's stderr line naming the settings a reload (or dry run) found
+/// changed but cannot apply:
+/// `procmon: reload: not applied, needs a restart of procmon: control.socket, control.log_lines`,
+/// or in JSON `{"event":"restart_needed","dry_run":false,"settings":[...]}`.
+///
+/// Formatted here rather than as an `output::Event`, which this change was
+/// not to touch; the keys are fixed ASCII, so no escaping is needed beyond
+/// `json_string`'s.
+fn restart_needed_line(format: LogFormat, settings: &[&str], dry_run: bool) -> String {
+    match format {
+        LogFormat::Text => format!(
+            "procmon: {}: {}, needs a restart of procmon: {}\n",
+            if dry_run {
+                "reload (dry run)"
+            } else {
+                "reload"
+            },
+            if dry_run {
+                "would not be applied"
+            } else {
+                "not applied"
+            },
+            settings.join(", ")
+        ),
+        LogFormat::Json => {
+            let mut list = vec![b'['];
+            for (i, key) in settings.iter().enumerate() {
+                if i > 0 {
+                    list.push(b',');
+                }
+                json_string(&mut list, key.as_bytes());
+            }
+            list.push(b']');
+            format!(
+                "{{\"event\":\"restart_needed\",\"dry_run\":{dry_run},\"settings\":{}}}\n",
+                String::from_utf8_lossy(&list)
+            )
+        }
     }
 }
 
@@ -649,5 +721,36 @@ impl<O: OutBlocks, E: Write> Printing<'_, O, E> {
             Notice::StateChanged { .. } => self.states_changed = true,
             notice => self.printer.event(&Event::Supervisor { notice: &notice }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restart_needed_line_names_each_setting_once_in_either_format() {
+        let keys = ["control.socket", "control.log_lines"];
+        assert_eq!(
+            restart_needed_line(LogFormat::Text, &keys, false),
+            "procmon: reload: not applied, needs a restart of procmon: \
+             control.socket, control.log_lines\n"
+        );
+        assert_eq!(
+            restart_needed_line(LogFormat::Text, &keys[..1], true),
+            "procmon: reload (dry run): would not be applied, needs a restart of procmon: \
+             control.socket\n"
+        );
+        let json = restart_needed_line(LogFormat::Json, &keys, true);
+        assert!(json.ends_with('\n') && json.lines().count() == 1, "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "event": "restart_needed",
+                "dry_run": true,
+                "settings": ["control.socket", "control.log_lines"],
+            })
+        );
     }
 }

@@ -937,3 +937,125 @@ fn a_wait_timeout_that_is_no_duration_is_a_usage_error_before_anything_is_done()
     }
     assert_eq!(procmon.pid("one"), pid, "nothing was restarted");
 }
+
+/// `procmon ctl --socket SOCKET ARGS` as `nobody` (uid and gid 65534, no
+/// supplementary groups), not yet waited for.
+fn ctl_as_nobody(socket: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_procmon"))
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn a_reload_takes_access_from_a_user_it_no_longer_lists_even_one_connected() {
+    // Root is always let in, so the user whose access changes is nobody.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a client as nobody");
+        return;
+    }
+    let allowed = format!("{TWO}\n[control]\nallow_uids = [65534]\n");
+    let procmon = Served::start(&allowed);
+    // Let nobody reach the socket, so that the peer check is what decides.
+    let dir = procmon.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&procmon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(&procmon.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let version = ctl_as_nobody(&procmon.socket, &["version"])
+        .output()
+        .unwrap();
+    assert_eq!(version.status.code(), Some(0), "{}", text(&version.stderr));
+    // A follower nobody leaves connected: once it has printed `up`'s first
+    // line, its connection is open and served.
+    let mut follower = ctl_as_nobody(&procmon.socket, &["logs", "up", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv");
+    let mut lines = BufReader::new(follower.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert!(first.contains("hello"), "{first:?}");
+
+    // Taken out of the file: the reload says access changed, and applies it.
+    std::fs::write(&procmon.config, TWO).unwrap();
+    let reload = procmon.ctl(&["reload"]);
+    assert_eq!(reload.status.code(), Some(0), "{}", text(&reload.stderr));
+    assert!(
+        text(&reload.stdout).contains("(control access changes: applied now"),
+        "{}",
+        text(&reload.stdout)
+    );
+    // The connected follower is refused and disconnected: it fails.
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = follower.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the follower is still served");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    follower
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("uid 65534 (gid 65534) may no longer use"),
+        "{err}"
+    );
+    // A new connection of nobody is refused too; root's are served.
+    let refused = ctl_as_nobody(&procmon.socket, &["version"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("uid 65534 (gid 65534) may not use"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(procmon.ctl(&["version"]).status.code(), Some(0));
+
+    // Listed by gid this time, through HUP: let in again.
+    std::fs::write(
+        &procmon.config,
+        format!("{TWO}\n[control]\nallow_gids = [65534]\n"),
+    )
+    .unwrap();
+    // The dry run says so and changes nothing.
+    let dry = ask(
+        &procmon.socket,
+        b"{\"v\":1,\"id\":1,\"op\":\"reload\",\"dry_run\":true}\n",
+    );
+    assert_eq!(dry["result"]["access_changed"], json!(true), "{dry}");
+    assert_eq!(dry["result"]["settings_changed"], json!(true), "{dry}");
+    let still = ctl_as_nobody(&procmon.socket, &["version"])
+        .output()
+        .unwrap();
+    assert_eq!(still.status.code(), Some(1), "{}", text(&still.stderr));
+    // SAFETY: plain syscall on the procmon this test started.
+    unsafe { libc::kill(procmon.child.id() as i32, libc::SIGHUP) };
+    procmon.until("nobody is let in again", || {
+        ctl_as_nobody(&procmon.socket, &["version"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            == Some(0)
+    });
+    assert!(
+        procmon
+            .stderr()
+            .contains("reloaded the config: global settings"),
+        "{}",
+        procmon.stderr()
+    );
+}

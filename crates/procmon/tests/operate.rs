@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::served::{Served, PATIENCE};
+use common::served::{ctl, text, Served, PATIENCE};
 use common::TempDir;
 
 /// procmon with `config` plus a `[control]` table naming a free port for
@@ -316,4 +316,158 @@ fn running_out_of_descriptors_is_told_once_and_procmon_keeps_serving() {
     assert_eq!(status.status.code(), Some(3), "{}", procmon.stderr());
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(table.contains("p0") && table.contains("running"), "{table}");
+}
+
+/// procmon with a config file only (no `--socket`), so that the config's
+/// `[control] socket` is the one served; its stderr collected as it comes.
+struct ConfigOnly {
+    child: std::process::Child,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ConfigOnly {
+    fn start(config: &std::path::Path, socket: &std::path::Path) -> ConfigOnly {
+        let mut child = common::procmon(&["--config".as_ref(), config.as_os_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start procmon");
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = err.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let procmon = ConfigOnly { child, err };
+        procmon.until("procmon serves its socket", || {
+            ctl(socket, &["version"]).status.code() == Some(0)
+        });
+        procmon
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    fn until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "never: {what}\n--- procmon's stderr ---\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ConfigOnly {
+    fn drop(&mut self) {
+        common::stop_group(&mut self.child);
+    }
+}
+
+/// A process's live pid by `ctl status --json` on `socket`, or 0.
+fn pid_on(socket: &std::path::Path, name: &str) -> i64 {
+    let out = ctl(socket, &["status", "--json", name]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status[0]["pid"].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn a_reload_names_what_needs_a_restart_and_still_applies_the_rest() {
+    let dir = TempDir::new();
+    let old_socket = dir.path("old.sock");
+    let new_socket = dir.path("new.sock");
+    let config = |socket: &std::path::Path, log_lines: usize, argv: &str| {
+        format!(
+            r#"
+[control]
+socket = "{}"
+log_lines = {log_lines}
+[[process]]
+name = "chatty"
+argv = ["sh", "-c", "for i in $(seq 30); do echo line $i; done; exec sleep 1000"]
+[[process]]
+name = "web"
+argv = {argv}
+"#,
+            socket.display()
+        )
+    };
+    let path = dir.write(
+        "procmon.toml",
+        &config(&old_socket, 50, r#"["sleep", "1000"]"#),
+    );
+    let procmon = ConfigOnly::start(&path, &old_socket);
+    procmon.until("chatty's thirty lines are kept and web runs", || {
+        let logs = ctl(&old_socket, &["logs", "chatty", "-n", "100"]);
+        text(&logs.stdout).lines().count() == 30 && pid_on(&old_socket, "web") > 0
+    });
+    let web = pid_on(&old_socket, "web");
+    std::fs::write(&path, config(&new_socket, 10, r#"["sleep", "2000"]"#)).unwrap();
+    let needs = "needs a restart of procmon: control.socket, control.log_lines";
+
+    // The dry run names them beside the process change, and changes
+    // nothing.
+    let dry = ctl(&old_socket, &["reload", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    assert_eq!(text(&dry.stdout), format!("web: restarted\n{needs}\n"));
+    procmon.until("the dry run is told on stderr", || {
+        procmon.stderr().contains(&format!(
+            "procmon: reload (dry run): would not be applied, {needs}\n"
+        ))
+    });
+    assert_eq!(pid_on(&old_socket, "web"), web);
+
+    // The reload: the same words, exit 0, and the process change applied.
+    let reload = ctl(&old_socket, &["reload"]);
+    assert_eq!(reload.status.code(), Some(0), "{}", text(&reload.stderr));
+    assert_eq!(text(&reload.stdout), format!("web: restarted\n{needs}\n"));
+    procmon.until("the reload is told on stderr", || {
+        procmon
+            .stderr()
+            .contains(&format!("procmon: reload: not applied, {needs}\n"))
+    });
+    procmon.until("web runs its new instance", || {
+        let pid = pid_on(&old_socket, "web");
+        pid > 0 && pid != web
+    });
+    // The old socket still serves, the new one was never bound, and the
+    // ring still keeps 50 lines, not 10.
+    assert!(!new_socket.exists());
+    let logs = ctl(&old_socket, &["logs", "chatty", "-n", "100"]);
+    assert_eq!(
+        text(&logs.stdout).lines().count(),
+        30,
+        "{}",
+        text(&logs.stdout)
+    );
+
+    // Still pending, so named again by the reply's field; the process
+    // change, applied, is not.
+    let mut stream = std::os::unix::net::UnixStream::connect(&old_socket).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+        .write_all(b"{\"v\":1,\"id\":1,\"op\":\"reload\"}\n")
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        reply["result"]["restart_needed"],
+        serde_json::json!(["control.socket", "control.log_lines"]),
+        "{reply}"
+    );
+    assert_eq!(reply["result"]["changes"], serde_json::json!([]), "{reply}");
+    assert_eq!(reply["result"]["access_changed"], false, "{reply}");
 }
