@@ -119,6 +119,14 @@ pub enum Event<'a> {
         /// The processes, in config order.
         names: &'a [String],
     },
+    /// A reload (or dry run) found these settings changed, which only a
+    /// restart of procmon applies: named, not applied.
+    RestartNeeded {
+        /// The settings, as `table.key` (`control.socket`).
+        settings: &'a [&'a str],
+        /// Only what would change was worked out.
+        dry_run: bool,
+    },
     /// A reload found the config invalid and changed nothing.
     ReloadFailed {
         /// What is wrong, and where.
@@ -842,6 +850,18 @@ fn write_event_text(
             }
             Ok(())
         }
+        Event::RestartNeeded { settings, dry_run } => {
+            let (what, done) = if *dry_run {
+                ("reload (dry run)", "would not be applied")
+            } else {
+                ("reload", "not applied")
+            };
+            write!(
+                s,
+                "{what}: {done}, needs a restart of procmon: {}",
+                settings.join(", ")
+            )
+        }
         Event::ReloadFailed { error } => {
             write!(s, "reload failed, nothing changed: {error}")
         }
@@ -1194,6 +1214,19 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                 .bool("dry_run", *dry_run)
                 .bool("settings_changed", *settings_changed)
                 .raw("changes", &list);
+        }
+        Event::RestartNeeded { settings, dry_run } => {
+            let mut list = vec![b'['];
+            for (i, key) in settings.iter().enumerate() {
+                if i > 0 {
+                    list.push(b',');
+                }
+                json_string(&mut list, key.as_bytes());
+            }
+            list.push(b']');
+            j.str("event", "restart_needed")
+                .bool("dry_run", *dry_run)
+                .raw("settings", &list);
         }
         Event::ReloadFailed { error } => {
             j.str("event", "reload_failed").str("error", error);
@@ -1934,6 +1967,39 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             "{\"event\":\"log_failing\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"error\":\"writing: No space left on device (os error 28)\"}\n\
              {\"event\":\"log_works_again\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"dropped_lines\":12}\n\
              {\"event\":\"log_settings_changed\",\"names\":[\"web\"]}\n"
+        );
+    }
+
+    #[test]
+    fn a_reload_names_the_settings_that_need_a_restart_in_either_format() {
+        let keys = ["control.socket", "control.log_lines"];
+        let (_, err) = print(LogFormat::Text, |p| {
+            p.event(&Event::RestartNeeded {
+                settings: &keys,
+                dry_run: false,
+            });
+            p.event(&Event::RestartNeeded {
+                settings: &keys[..1],
+                dry_run: true,
+            });
+        });
+        assert_eq!(
+            err,
+            "procmon: reload: not applied, needs a restart of procmon: \
+             control.socket, control.log_lines\n\
+             procmon: reload (dry run): would not be applied, needs a restart of procmon: \
+             control.socket\n"
+        );
+        let (_, err) = print(LogFormat::Json, |p| {
+            p.event(&Event::RestartNeeded {
+                settings: &keys,
+                dry_run: true,
+            })
+        });
+        assert_eq!(
+            err,
+            "{\"event\":\"restart_needed\",\"dry_run\":true,\
+             \"settings\":[\"control.socket\",\"control.log_lines\"]}\n"
         );
     }
 

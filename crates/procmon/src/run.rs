@@ -13,7 +13,7 @@ use crate::control::{
 use crate::http::{BoundListener, MetricsServer};
 use crate::logfile::LogCounts;
 use crate::logroute::{LogRouter, Route};
-use crate::output::{json_string, Action, Event, LogFormat, OutBlocks, PrefixId, Printer};
+use crate::output::{Action, Event, OutBlocks, PrefixId, Printer};
 use crate::ring::RingSlot;
 use crate::sink::Sink;
 use crate::stamp::Timestamps;
@@ -444,60 +444,13 @@ fn report_served<O: OutBlocks, E: Write>(served: &Served, observer: &mut Printin
                 dry_run: *dry_run,
             });
             if !served.restart_needed.is_empty() {
-                let line = restart_needed_line(
-                    observer.printer.format(),
-                    &served.restart_needed,
-                    *dry_run,
-                );
-                // After everything the printer holds, so the line comes
-                // after the reload's own: both reach the same queue.
-                observer.printer.flush();
-                // Nowhere left to report a failure to write to stderr.
-                let _ = observer.sink.stderr().write_all(line.as_bytes());
+                observer.printer.event(&Event::RestartNeeded {
+                    settings: &served.restart_needed,
+                    dry_run: *dry_run,
+                });
             }
         }
         Some(Err(error)) => observer.printer.event(&Event::ReloadFailed { error }),
-    }
-}
-
-/// procmon's stderr line naming the settings a reload (or dry run) found
-/// changed but cannot apply:
-/// `procmon: reload: not applied, needs a restart of procmon: control.socket, control.log_lines`,
-/// or in JSON `{"event":"restart_needed","dry_run":false,"settings":[...]}`.
-///
-/// Formatted here rather than as an `output::Event`, which this change was
-/// not to touch; the keys are fixed ASCII, so no escaping is needed beyond
-/// `json_string`'s.
-fn restart_needed_line(format: LogFormat, settings: &[&str], dry_run: bool) -> String {
-    match format {
-        LogFormat::Text => format!(
-            "procmon: {}: {}, needs a restart of procmon: {}\n",
-            if dry_run {
-                "reload (dry run)"
-            } else {
-                "reload"
-            },
-            if dry_run {
-                "would not be applied"
-            } else {
-                "not applied"
-            },
-            settings.join(", ")
-        ),
-        LogFormat::Json => {
-            let mut list = vec![b'['];
-            for (i, key) in settings.iter().enumerate() {
-                if i > 0 {
-                    list.push(b',');
-                }
-                json_string(&mut list, key.as_bytes());
-            }
-            list.push(b']');
-            format!(
-                "{{\"event\":\"restart_needed\",\"dry_run\":{dry_run},\"settings\":{}}}\n",
-                String::from_utf8_lossy(&list)
-            )
-        }
     }
 }
 
@@ -721,36 +674,5 @@ impl<O: OutBlocks, E: Write> Printing<'_, O, E> {
             Notice::StateChanged { .. } => self.states_changed = true,
             notice => self.printer.event(&Event::Supervisor { notice: &notice }),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_restart_needed_line_names_each_setting_once_in_either_format() {
-        let keys = ["control.socket", "control.log_lines"];
-        assert_eq!(
-            restart_needed_line(LogFormat::Text, &keys, false),
-            "procmon: reload: not applied, needs a restart of procmon: \
-             control.socket, control.log_lines\n"
-        );
-        assert_eq!(
-            restart_needed_line(LogFormat::Text, &keys[..1], true),
-            "procmon: reload (dry run): would not be applied, needs a restart of procmon: \
-             control.socket\n"
-        );
-        let json = restart_needed_line(LogFormat::Json, &keys, true);
-        assert!(json.ends_with('\n') && json.lines().count() == 1, "{json}");
-        let value: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
-        assert_eq!(
-            value,
-            serde_json::json!({
-                "event": "restart_needed",
-                "dry_run": true,
-                "settings": ["control.socket", "control.log_lines"],
-            })
-        );
     }
 }
