@@ -1165,6 +1165,19 @@ fn signal_reason_json(reason: SignalReason) -> &'static str {
     }
 }
 
+/// A JSON array of strings, escaped as [`json_string`] does.
+fn json_strings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut list = vec![b'['];
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            list.push(b',');
+        }
+        json_string(&mut list, item);
+    }
+    list.push(b']');
+    list
+}
+
 fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
     let mut j = JsonObject::new();
     match event {
@@ -1216,14 +1229,7 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                 .raw("changes", &list);
         }
         Event::RestartNeeded { settings, dry_run } => {
-            let mut list = vec![b'['];
-            for (i, key) in settings.iter().enumerate() {
-                if i > 0 {
-                    list.push(b',');
-                }
-                json_string(&mut list, key.as_bytes());
-            }
-            list.push(b']');
+            let list = json_strings(settings.iter().map(|key| key.as_bytes()));
             j.str("event", "restart_needed")
                 .bool("dry_run", *dry_run)
                 .raw("settings", &list);
@@ -1265,14 +1271,7 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
             j.str("event", "logs_unwritten").num("lines", lines);
         }
         Event::LogSettingsChanged { names } => {
-            let mut list = vec![b'['];
-            for (i, name) in names.iter().enumerate() {
-                if i > 0 {
-                    list.push(b',');
-                }
-                json_string(&mut list, name.as_bytes());
-            }
-            list.push(b']');
+            let list = json_strings(names.iter().map(|name| name.as_bytes()));
             j.str("event", "log_settings_changed").raw("names", &list);
         }
         Event::LogFile(report) => match report {

@@ -332,20 +332,7 @@ impl ConfigOnly {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start procmon");
-        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = err.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let err = common::served::collect_stderr(&mut child);
         let procmon = ConfigOnly { child, err };
         procmon.until("procmon serves its socket", || {
             ctl(socket, &["version"]).status.code() == Some(0)

@@ -71,20 +71,7 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start procmon");
-        let err = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = err.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let err = collect_stderr(&mut child);
         let mut served = Served {
             child,
             dir,
@@ -182,6 +169,26 @@ impl Drop for Served {
     fn drop(&mut self) {
         super::stop_group(&mut self.child);
     }
+}
+
+/// A child's stderr, collected as it comes by a thread of its own, so
+/// that a chatty procmon never blocks on a full pipe while a test waits.
+pub fn collect_stderr(child: &mut std::process::Child) -> Arc<Mutex<String>> {
+    let err = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let sink = err.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    err
 }
 
 /// `procmon ctl --socket SOCKET ARGS`.
