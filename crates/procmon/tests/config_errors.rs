@@ -75,6 +75,18 @@ fn args_text<S: AsRef<OsStr>>(args: &[S]) -> Vec<String> {
         .collect()
 }
 
+/// Writes each `(source, want)` of `cases` to a file of its own in `dir`
+/// and checks that procmon refuses it with one line that starts with the
+/// file's path and then `want` (`:LINE:COL: message`).
+fn each_refused_at(dir: &TempDir, cases: &[(impl AsRef<str>, impl AsRef<str>)]) {
+    for (i, (source, want)) in cases.iter().enumerate() {
+        let path = dir.write(format!("{i}.toml"), source.as_ref());
+        let err = refused(&config_arg(&path), true);
+        let want = format!("procmon: {}{}", path.display(), want.as_ref());
+        assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
+    }
+}
+
 /// Runs procmon with `args` and checks that it refused them as a usage or
 /// config error should: status 2, nothing on stdout, and (for config
 /// errors, `one_line`) exactly one line of plain text on stderr. Gives
@@ -230,12 +242,7 @@ fn a_process_that_could_never_start_is_refused_at_load() {
             ":3:9: `argv[0]` must not be empty",
         ),
     ];
-    for (i, (source, want)) in cases.iter().enumerate() {
-        let path = dir.write(format!("{i}.toml"), source);
-        let err = refused(&config_arg(&path), true);
-        let want = format!("procmon: {}{want}", path.display());
-        assert!(err.starts_with(&want), "{err:?}");
-    }
+    each_refused_at(&dir, &cases);
 }
 
 #[test]
@@ -300,12 +307,7 @@ fn a_bad_policy_value_is_one_located_line() {
             ":4:22: `retry_failed_after` needs `give_up_after`",
         ),
     ];
-    for (i, (source, want)) in cases.iter().enumerate() {
-        let path = dir.write(format!("{i}.toml"), source);
-        let err = refused(&config_arg(&path), true);
-        let want = format!("procmon: {}{want}", path.display());
-        assert!(err.starts_with(&want), "{err:?}");
-    }
+    each_refused_at(&dir, &cases);
 }
 
 // ----- Command-line messages -----
@@ -377,12 +379,7 @@ fn a_bad_log_setting_is_one_located_line() {
             ":4:17: `log_max_bytes` must be at least 1 byte, found 0".to_string(),
         ),
     ];
-    for (i, (source, want)) in cases.iter().enumerate() {
-        let path = dir.write(format!("{i}.toml"), source);
-        let err = refused(&config_arg(&path), true);
-        let want = format!("procmon: {}{want}", path.display());
-        assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
-    }
+    each_refused_at(&dir, &cases);
 }
 
 /// A log file that is a directory could never be written: every line
@@ -425,12 +422,7 @@ fn a_log_file_that_is_a_directory_is_refused_at_load() {
             ),
         ),
     ];
-    for (i, (source, want)) in cases.iter().enumerate() {
-        let path = dir.write(format!("{i}.toml"), source);
-        let err = refused(&config_arg(&path), true);
-        let want = format!("procmon: {}{want}", path.display());
-        assert!(err.starts_with(&want), "{err:?}\nwant {want:?}");
-    }
+    each_refused_at(&dir, &cases);
 }
 
 /// A control socket path too long for a Unix socket address could never
