@@ -232,6 +232,22 @@ mod tests {
             .collect()
     }
 
+    /// docs/control.md counts a kept line's index entry as 16 bytes (32
+    /// while the deque doubles).
+    #[test]
+    fn a_kept_lines_index_entry_is_16_bytes() {
+        let ring = Ring {
+            bytes: Vec::new(),
+            head: 0,
+            kept: 0,
+            lines: VecDeque::new(),
+        };
+        fn entry_bytes<T>(_: &VecDeque<T>) -> usize {
+            std::mem::size_of::<T>()
+        }
+        assert_eq!(entry_bytes(&ring.lines), 16);
+    }
+
     #[test]
     fn lines_that_wrap_around_the_ring_come_back_whole_and_in_order() {
         // Against the plainest model: a list of every line, cut and
