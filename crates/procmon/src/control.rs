@@ -275,7 +275,13 @@ pub struct ControlFeed {
     followed: HashMap<String, usize>,
     watchers: usize,
     lines: Vec<(String, Stream, Vec<u8>)>,
-    changes: Vec<(String, ProcessState, ProcessState, SystemTime)>,
+    /// State changes seen so far: the last one's number. A watch event
+    /// carries its number and a status the number of the last change it
+    /// reflects, so a client reading both (`procmon ctl restart --wait`,
+    /// two connections) can tell a change from before a reply from one
+    /// after it, whichever connection it reads first.
+    seq: u64,
+    changes: Vec<(String, ProcessState, ProcessState, SystemTime, u64)>,
 }
 
 impl ControlFeed {
@@ -286,8 +292,14 @@ impl ControlFeed {
             followed: HashMap::new(),
             watchers: 0,
             lines: Vec::new(),
+            seq: 0,
             changes: Vec::new(),
         }
+    }
+
+    /// The number of the last state change seen (0 before the first).
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// Where the lines of one read go, found once for all of them (see
@@ -319,9 +331,12 @@ impl ControlFeed {
                 self.rings.push(name, *stream, line);
                 self.follow(name, *stream, line);
             }
-            Notice::StateChanged { name, from, to } if self.watchers > 0 => {
-                self.changes
-                    .push((name.to_string(), *from, *to, SystemTime::now()));
+            Notice::StateChanged { name, from, to } => {
+                self.seq += 1;
+                if self.watchers > 0 {
+                    self.changes
+                        .push((name.to_string(), *from, *to, SystemTime::now(), self.seq));
+                }
             }
             _ => {}
         }
@@ -804,7 +819,12 @@ impl ControlServer {
             })),
             Op::Status { names } => {
                 let names = known_names(supervisor, names, true)?;
-                Ok(status_json(supervisor, &names, &observer.log_counts()))
+                Ok(status_json(
+                    supervisor,
+                    &names,
+                    &observer.log_counts(),
+                    observer.feed().seq(),
+                ))
             }
             Op::ReopenLogs => Ok(json!({"files": observer.reopen_logs()})),
             // procmon exits once a stopped service has ended: a start now
@@ -832,7 +852,12 @@ impl ControlServer {
                     });
                     debug_assert!(done.is_ok(), "names were checked in this turn");
                 }
-                Ok(status_json(supervisor, &names, &observer.log_counts()))
+                Ok(status_json(
+                    supervisor,
+                    &names,
+                    &observer.log_counts(),
+                    observer.feed().seq(),
+                ))
             }
             Op::Signal { signal, targets } => {
                 let mut names = targets_names(supervisor, targets)?;
@@ -966,7 +991,12 @@ impl ControlServer {
                     observer.feed(),
                 );
                 let names = all_names(supervisor);
-                Ok(status_json(supervisor, &names, &observer.log_counts()))
+                Ok(status_json(
+                    supervisor,
+                    &names,
+                    &observer.log_counts(),
+                    observer.feed().seq(),
+                ))
             }
             Op::Metrics => Ok(Value::String(metrics_text(
                 supervisor,
@@ -1008,12 +1038,13 @@ impl ControlServer {
                     }
                 }
                 Some(Follows::Watch { id }) => {
-                    for (name, from, to, at) in &feed.changes {
+                    for (name, from, to, at, seq) in &feed.changes {
                         let event = json!({
                             "name": name,
                             "from": from.as_str(),
                             "to": to.as_str(),
                             "at": rfc3339_millis(*at),
+                            "seq": seq,
                         });
                         events.extend(protocol::event_line(id, event));
                     }
@@ -1190,8 +1221,10 @@ pub(crate) fn accept_next<T>(
 }
 
 /// The status of each of `names`, in the order given, as the protocol's
-/// objects; `logs` gives each one's lines dropped from its log file.
-pub fn status_json(supervisor: &Supervisor, names: &[String], logs: &LogCounts) -> Value {
+/// objects; `logs` gives each one's lines dropped from its log file, and
+/// `seq` is the number of the last state change they reflect (see
+/// [`ControlFeed::seq`]).
+pub fn status_json(supervisor: &Supervisor, names: &[String], logs: &LogCounts, seq: u64) -> Value {
     let now = supervisor.now();
     let monitor = supervisor.monitor();
     Value::Array(
@@ -1201,6 +1234,7 @@ pub fn status_json(supervisor: &Supervisor, names: &[String], logs: &LogCounts) 
             .map(|status| {
                 let mut object = process_json(supervisor, &status, now);
                 object["log_dropped_lines"] = json!(logs.dropped(status.name));
+                object["seq"] = json!(seq);
                 object
             })
             .collect(),

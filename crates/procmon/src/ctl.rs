@@ -475,20 +475,15 @@ fn wait_for(
     targets: &Targets,
     up: bool,
 ) -> Result<u8, Failure> {
-    let mut states: std::collections::BTreeMap<String, String> = after
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| (text(&p["name"]), text(&p["state"])))
-        .collect();
+    let mut states = States::after(after);
     let wanted: Vec<String> = if targets.all {
-        states.keys().cloned().collect()
+        states.states.keys().cloned().collect()
     } else {
         targets.names.clone()
     };
-    let done = |states: &std::collections::BTreeMap<String, String>| {
+    let done = |states: &States| {
         wanted.iter().all(|name| {
-            let state = states.get(name).map(String::as_str).unwrap_or("");
+            let state = states.states.get(name).map(String::as_str).unwrap_or("");
             if up {
                 state == "running"
             } else {
@@ -511,14 +506,45 @@ fn wait_for(
             .set_read_timeout(Some(left))
             .map_err(|e| (FAILED, e.to_string()))?;
         match watch.read()? {
-            Some(line) => {
-                let event = &line["event"];
-                states.insert(text(&event["name"]), text(&event["to"]));
-            }
+            Some(line) => states.change(&line["event"]),
             None => return Err((FAILED, "procmon closed the connection".to_string())),
         }
     }
     Ok(0)
+}
+
+/// What `--wait` knows of the targets' states: the operation's reply, then
+/// the watch's changes that came after it.
+struct States {
+    states: std::collections::BTreeMap<String, String>,
+    /// The number of the last state change the reply reflects. The watch
+    /// is another connection, so a change from just before the operation
+    /// (or the operation's own) may be read after the reply; applied on
+    /// top of it, an old `-> running` would end the wait early. `None`
+    /// from a procmon that does not number its changes.
+    seen: Option<u64>,
+}
+
+impl States {
+    fn after(reply: &Value) -> States {
+        let processes = || reply.as_array().into_iter().flatten();
+        States {
+            states: processes()
+                .map(|p| (text(&p["name"]), text(&p["state"])))
+                .collect(),
+            seen: processes().filter_map(|p| p["seq"].as_u64()).max(),
+        }
+    }
+
+    /// Takes in one watch event, unless the reply already reflects it.
+    fn change(&mut self, event: &Value) {
+        if let (Some(seen), Some(seq)) = (self.seen, event["seq"].as_u64()) {
+            if seq <= seen {
+                return;
+            }
+        }
+        self.states.insert(text(&event["name"]), text(&event["to"]));
+    }
 }
 
 fn print_line(line: &Value) {
@@ -680,6 +706,26 @@ fn human(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A change read after the reply but from before it (or the
+    /// operation's own) is already in the reply: an old `-> running` must
+    /// not end a wait for the restart that followed it.
+    #[test]
+    fn a_wait_skips_the_changes_its_reply_already_reflects() {
+        let reply = json!([{"name": "web", "state": "stopping", "seq": 7}]);
+        let mut states = States::after(&reply);
+        let change = |to: &str, seq: u64| json!({"name": "web", "from": "x", "to": to, "seq": seq});
+        states.change(&change("running", 6));
+        states.change(&change("stopping", 7));
+        assert_eq!(states.states["web"], "stopping");
+        states.change(&change("starting", 8));
+        states.change(&change("running", 9));
+        assert_eq!(states.states["web"], "running");
+        // A procmon that does not number changes: each is taken as it comes.
+        let mut unnumbered = States::after(&json!([{"name": "web", "state": "stopping"}]));
+        unnumbered.change(&json!({"name": "web", "to": "running"}));
+        assert_eq!(unnumbered.states["web"], "running");
+    }
 
     #[test]
     fn the_table_has_a_row_per_process() {

@@ -492,6 +492,54 @@ fn watch_and_follow_stream_as_things_happen() {
     assert_eq!(seen, ["stopping", "held"]);
 }
 
+/// The watch and an operation are two connections, read in no set order:
+/// numbered changes, and a status that says which change it reflects, let
+/// a client (`procmon ctl restart --wait`) tell a change the reply already
+/// holds from one after it.
+#[test]
+fn a_reply_says_which_watched_changes_it_already_reflects() {
+    let procmon = Served::start("[[process]]\nname = \"w\"\nargv = [\"sleep\", \"1000\"]\n");
+    procmon.until("w runs", || procmon.pid("w") > 0);
+    let mut watch = UnixStream::connect(&procmon.socket).unwrap();
+    watch.set_read_timeout(Some(PATIENCE)).unwrap();
+    watch
+        .write_all(b"{\"v\":1,\"id\":\"w\",\"op\":\"watch\"}\n")
+        .unwrap();
+    let mut lines = BufReader::new(watch.try_clone().unwrap()).lines();
+    let snapshot: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let before = snapshot["result"][0]["seq"]
+        .as_u64()
+        .expect("a status has seq");
+    let reply = ask(
+        &procmon.socket,
+        b"{\"v\":1,\"id\":1,\"op\":\"restart\",\"names\":[\"w\"]}\n",
+    );
+    let replied = reply["result"][0]["seq"].as_u64().expect("a reply has seq");
+    assert!(
+        replied > before,
+        "the restart's own change is counted: {reply}"
+    );
+    // Its own change (running -> stopping) is at most the reply's number;
+    // what follows (starting or running again) is past it.
+    let mut changes = Vec::new();
+    while changes.last().map(|(to, _)| to == "running") != Some(true) {
+        let event: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let event = &event["event"];
+        changes.push((
+            event["to"].as_str().unwrap().to_string(),
+            event["seq"].as_u64().expect("a change has seq"),
+        ));
+    }
+    let numbers: Vec<u64> = changes.iter().map(|&(_, seq)| seq).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{changes:?}");
+    assert_eq!(changes[0].0, "stopping", "{changes:?}");
+    assert!(changes[0].1 <= replied, "{changes:?}, reply {replied}");
+    assert!(
+        changes[1..].iter().all(|&(_, seq)| seq > replied),
+        "{changes:?}, reply {replied}"
+    );
+}
+
 #[test]
 fn a_missing_program_is_a_usage_error_with_a_hint() {
     let out = common::procmon(&["status"]).output().unwrap();
