@@ -38,12 +38,24 @@ for anyone else: where procmon puts it when nothing says otherwise.
 
 Exit status: 0 ok; 1 the operation failed; 2 usage; 3 (status) a process that
 is wanted up is not running; 4 unknown process or no procmon listening;
-124 --wait timed out."
+124 --wait timed out, or procmon gave no reply within --reply-timeout."
 )]
 pub struct Ctl {
     /// The control socket of the procmon to talk to.
     #[arg(long, value_name = "PATH", global = true)]
     socket: Option<PathBuf>,
+    /// How long to wait for procmon's reply to a request (a socket that
+    /// accepts and never answers would otherwise hang a script for ever).
+    /// Streamed events (`watch`, `logs -f`) and `--wait` are not bounded
+    /// by it.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        global = true,
+        default_value = "25",
+        value_parser = parse_seconds
+    )]
+    reply_timeout: Duration,
     /// What to do.
     #[command(subcommand)]
     verb: Verb,
@@ -205,13 +217,13 @@ fn run(ctl: &Ctl, path: &std::path::Path) -> Result<u8, Failure> {
     // Watch before acting, so that no change can slip between the two.
     let mut watch = match waiting {
         Some(_) => {
-            let mut watch = Connection::open(path)?;
+            let mut watch = Connection::open(path, ctl.reply_timeout)?;
             watch.ask(&json!({"v": 1, "id": 0, "op": "watch"}))?;
             Some(watch)
         }
         None => None,
     };
-    let mut connection = Connection::open(path)?;
+    let mut connection = Connection::open(path, ctl.reply_timeout)?;
     let result = connection.ask(&request)?;
     match &ctl.verb {
         Verb::Status { json: true, .. } => {
@@ -350,10 +362,12 @@ struct Connection {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     path: PathBuf,
+    /// How long a reply to a request may take.
+    patience: Duration,
 }
 
 impl Connection {
-    fn open(path: &std::path::Path) -> Result<Connection, Failure> {
+    fn open(path: &std::path::Path, patience: Duration) -> Result<Connection, Failure> {
         let stream = UnixStream::connect(path).map_err(|e| {
             let status = match e.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => UNKNOWN,
@@ -371,6 +385,7 @@ impl Connection {
             reader: BufReader::new(stream),
             writer,
             path: path.to_path_buf(),
+            patience,
         })
     }
 
@@ -381,8 +396,32 @@ impl Connection {
         line.push(b'\n');
         // A refused client is told why before procmon hangs up, perhaps
         // before the request is written: read the reply either way.
+        // Bounded only here: what streams after the reply (events, lines)
+        // may be as far apart as it likes.
+        let patience = self.patience.max(Duration::from_millis(1));
+        let bound = |reader: &BufReader<UnixStream>, timeout| {
+            reader
+                .get_ref()
+                .set_read_timeout(timeout)
+                .map_err(|e| (FAILED, e.to_string()))
+        };
+        bound(&self.reader, Some(patience))?;
+        let _ = self.writer.set_write_timeout(Some(patience));
         let written = self.writer.write_all(&line);
-        let reply = match (self.read(), written) {
+        let read = match self.read() {
+            Err((TIMED_OUT, _)) => Err((
+                TIMED_OUT,
+                format!(
+                    "{}: no reply within {} s (--reply-timeout)",
+                    self.path.display(),
+                    patience.as_secs_f64()
+                ),
+            )),
+            other => other,
+        };
+        bound(&self.reader, None)?;
+        let _ = self.writer.set_write_timeout(None);
+        let reply = match (read, written) {
             // A peer that hung up mid-request breaks the write too: its
             // hanging up is the news.
             (Ok(reply), _) => reply,

@@ -907,6 +907,19 @@ fn ctl_against_a_socket_that_is_not_procmon() {
         "{}",
         text(&out.stderr)
     );
+    // One that accepts and never answers: ctl gives up after its reply
+    // timeout rather than hang a script for ever.
+    let mute = dir.path("mute.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
+    let server = std::thread::spawn(move || listener.accept().unwrap());
+    let out = ctl(&mute, &["--reply-timeout", "0.5", "status"]);
+    drop(server.join().unwrap());
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("no reply within 0.5 s (--reply-timeout)"),
+        "{}",
+        text(&out.stderr)
+    );
     // A file that is not a socket, and a socket nobody listens on: no
     // procmon there.
     let file = dir.write("file", "");
