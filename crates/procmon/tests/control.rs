@@ -27,6 +27,13 @@ fn ask(socket: &Path, request: &[u8]) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
 }
 
+/// A ctl run that failed with `code` and said `needle` on stderr.
+fn fails_saying(out: &std::process::Output, code: i32, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(needle), "want {needle:?} in: {err}");
+}
+
 const TWO: &str = r#"
 minrestartdelay = 0.2
 [[process]]
@@ -195,12 +202,7 @@ fn another_user_is_refused_unless_allowed() {
         if allowed {
             assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         } else {
-            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-            assert!(
-                text(&out.stderr).contains("uid 65534 (gid 65534) may not use"),
-                "{}",
-                text(&out.stderr)
-            );
+            fails_saying(&out, 1, "uid 65534 (gid 65534) may not use");
         }
     }
 }
@@ -861,12 +863,7 @@ fn ctl_tells_a_request_too_long_for_procmon_as_a_usage_error() {
     let mut args = vec!["status"];
     args.extend(names.iter().map(String::as_str));
     let out = procmon.ctl(&args);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("a request line is at most 65536 bytes"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 2, "a request line is at most 65536 bytes");
 }
 
 #[test]
@@ -901,12 +898,7 @@ fn ctl_against_a_socket_that_is_not_procmon() {
     });
     let out = ctl(&half, &["version"]);
     server.join().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("procmon closed the connection"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 1, "procmon closed the connection");
     // One that accepts and never answers: ctl gives up after its reply
     // timeout rather than hang a script for ever.
     let mute = dir.path("mute.sock");
@@ -914,12 +906,7 @@ fn ctl_against_a_socket_that_is_not_procmon() {
     let server = std::thread::spawn(move || listener.accept().unwrap());
     let out = ctl(&mute, &["--reply-timeout", "0.5", "status"]);
     drop(server.join().unwrap());
-    assert_eq!(out.status.code(), Some(124), "{out:?}");
-    assert!(
-        text(&out.stderr).contains("no reply within 0.5 s (--reply-timeout)"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 124, "no reply within 0.5 s (--reply-timeout)");
     // A file that is not a socket, and a socket nobody listens on: no
     // procmon there.
     let file = dir.write("file", "");
@@ -1077,12 +1064,7 @@ fn a_reload_takes_access_from_a_user_it_no_longer_lists_even_one_connected() {
     let refused = ctl_as_nobody(&procmon.socket, &["version"])
         .output()
         .unwrap();
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
-    assert!(
-        text(&refused.stderr).contains("uid 65534 (gid 65534) may not use"),
-        "{}",
-        text(&refused.stderr)
-    );
+    fails_saying(&refused, 1, "uid 65534 (gid 65534) may not use");
     assert_eq!(procmon.ctl(&["version"]).status.code(), Some(0));
 
     // Listed by gid this time, through HUP: let in again.
