@@ -27,6 +27,19 @@ fn ask(socket: &Path, request: &[u8]) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
 }
 
+/// A `watch` (id "w") on a fresh connection: its first reply, the status
+/// of every process, and the lines that follow it.
+fn watch(socket: &Path) -> (Value, std::io::Lines<BufReader<UnixStream>>) {
+    let mut watch = UnixStream::connect(socket).unwrap();
+    watch.set_read_timeout(Some(PATIENCE)).unwrap();
+    watch
+        .write_all(b"{\"v\":1,\"id\":\"w\",\"op\":\"watch\"}\n")
+        .unwrap();
+    let mut lines = BufReader::new(watch).lines();
+    let first = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    (first, lines)
+}
+
 /// A ctl run that failed with `code` and said `needle` on stderr.
 fn fails_saying(out: &std::process::Output, code: i32, needle: &str) {
     let err = text(&out.stderr);
@@ -475,13 +488,7 @@ fn watch_and_follow_stream_as_things_happen() {
         "[[process]]\nname = \"w\"\nargv = [\"sh\", \"-c\", \"echo first; sleep 1000\"]\n",
     );
     procmon.until("w runs", || procmon.pid("w") > 0);
-    let mut watch = UnixStream::connect(&procmon.socket).unwrap();
-    watch.set_read_timeout(Some(PATIENCE)).unwrap();
-    watch
-        .write_all(b"{\"v\":1,\"id\":\"w\",\"op\":\"watch\"}\n")
-        .unwrap();
-    let mut lines = BufReader::new(watch.try_clone().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let (first, mut lines) = watch(&procmon.socket);
     assert_eq!(first["result"][0]["state"], json!("running"));
     assert_eq!(procmon.ctl(&["stop", "w"]).status.code(), Some(0));
     let mut seen = Vec::new();
@@ -502,13 +509,7 @@ fn watch_and_follow_stream_as_things_happen() {
 fn a_reply_says_which_watched_changes_it_already_reflects() {
     let procmon = Served::start("[[process]]\nname = \"w\"\nargv = [\"sleep\", \"1000\"]\n");
     procmon.until("w runs", || procmon.pid("w") > 0);
-    let mut watch = UnixStream::connect(&procmon.socket).unwrap();
-    watch.set_read_timeout(Some(PATIENCE)).unwrap();
-    watch
-        .write_all(b"{\"v\":1,\"id\":\"w\",\"op\":\"watch\"}\n")
-        .unwrap();
-    let mut lines = BufReader::new(watch.try_clone().unwrap()).lines();
-    let snapshot: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let (snapshot, mut lines) = watch(&procmon.socket);
     let before = snapshot["result"][0]["seq"]
         .as_u64()
         .expect("a status has seq");
