@@ -98,6 +98,17 @@ pub enum LogReport {
         /// Lines dropped in the episode.
         dropped_lines: u64,
     },
+    /// A reload gave the process another file, or none, while this one
+    /// was failing: its episode ends here, told with its count, so that a
+    /// later report of the new file does not carry the old one's drops.
+    Left {
+        /// The process.
+        name: String,
+        /// The file it no longer writes.
+        path: PathBuf,
+        /// Lines dropped in the episode.
+        dropped_lines: u64,
+    },
 }
 
 /// Lines dropped per process since it got its file, for `ctl status` and
@@ -675,6 +686,7 @@ impl Writer {
                 Some(state) => {
                     if state.settings.path != settings.path {
                         state.open = None;
+                        state.leave(reports);
                     }
                     state.settings = settings;
                 }
@@ -691,7 +703,9 @@ impl Writer {
                 }
             },
             Item::Close { file } => {
-                self.files.remove(&file);
+                if let Some(mut state) = self.files.remove(&file) {
+                    state.leave(reports);
+                }
             }
             Item::Reopen => {
                 for state in self.files.values_mut() {
@@ -897,6 +911,18 @@ impl FileState {
             n += 1;
         }
         Ok(())
+    }
+
+    /// The file is no longer the process's, by a reload: an episode of
+    /// drops on it ends untold otherwise.
+    fn leave(&mut self, reports: &mut Vec<LogReport>) {
+        if let Some(dropped_lines) = self.dropping.take() {
+            reports.push(LogReport::Left {
+                name: self.name.clone(),
+                path: self.settings.path.clone(),
+                dropped_lines,
+            });
+        }
     }
 
     /// A write that went through: an episode of drops ends.
@@ -1243,6 +1269,61 @@ mod tests {
         drain(&mut logs);
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o666);
+    }
+
+    /// A reload that gives a failing process another file ends the old
+    /// file's episode with its count; the new file starts clean, so no
+    /// "works again" names it with the old file's drops. The same when a
+    /// reload takes the file away.
+    #[test]
+    fn a_failing_file_a_reload_moves_or_removes_is_told_with_its_count() {
+        let dir = Dir::new("moved");
+        let gone = dir.0.join("never/a.log");
+        let moved = dir.0.join("a.log");
+        let mut logs = LogFiles::start().unwrap();
+        logs.configure(&config("a", settings(&gone, 1000, 1)));
+        let file = logs.file_of("a").unwrap();
+        for i in 0..3 {
+            logs.line(file, None, Stream::Stdout, format!("lost {i}").as_bytes());
+            drain(&mut logs);
+        }
+        logs.configure(&config("a", settings(&moved, 1000, 1)));
+        let file = logs.file_of("a").unwrap();
+        logs.line(file, None, Stream::Stdout, b"kept");
+        drain(&mut logs);
+        assert_eq!(read(&moved), "stdout kept\n");
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [
+                    LogReport::Failing { .. },
+                    LogReport::Left { name, path, dropped_lines: 3 },
+                ] if name == "a" && *path == gone
+            ),
+            "{reports:?}"
+        );
+        // Failing again, then removed by a reload: told as it goes.
+        logs.configure(&config("a", settings(&gone, 1000, 1)));
+        let file = logs.file_of("a").unwrap();
+        logs.line(file, None, Stream::Stdout, b"lost");
+        drain(&mut logs);
+        logs.configure(&LogConfig::default());
+        drain(&mut logs);
+        let reports = logs.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [
+                    LogReport::Failing { .. },
+                    LogReport::Left {
+                        dropped_lines: 1,
+                        ..
+                    }
+                ]
+            ),
+            "{reports:?}"
+        );
     }
 
     #[test]

@@ -922,6 +922,17 @@ fn write_event_text(
                 ShownName(name),
                 EscapeInvalid(path.as_os_str().as_encoded_bytes())
             ),
+            LogReport::Left {
+                name,
+                path,
+                dropped_lines,
+            } => write!(
+                s,
+                "[{}] log file {} left by a reload while failing; {dropped_lines} lines of it \
+                 were dropped",
+                ShownName(name),
+                EscapeInvalid(path.as_os_str().as_encoded_bytes())
+            ),
         },
         Event::Unwritten {
             lines,
@@ -1290,6 +1301,19 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                 dropped_lines,
             } => {
                 j.str("event", "log_works_again")
+                    .str("name", name)
+                    .str(
+                        "path",
+                        &EscapeInvalid(path.as_os_str().as_encoded_bytes()).to_string(),
+                    )
+                    .num("dropped_lines", dropped_lines);
+            }
+            LogReport::Left {
+                name,
+                path,
+                dropped_lines,
+            } => {
+                j.str("event", "log_left")
                     .str("name", name)
                     .str(
                         "path",
@@ -1931,11 +1955,17 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             path: "/var/log/web.log".into(),
             dropped_lines: 12,
         };
+        let left = LogReport::Left {
+            name: "web".into(),
+            path: "/var/log/old.log".into(),
+            dropped_lines: 3,
+        };
         let (out, err) = print(LogFormat::Text, |p| {
             p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");
             p.child_line("web", Stream::Stderr, b"plain");
             p.event(&Event::LogFile(&failing));
             p.event(&Event::LogFile(&again));
+            p.event(&Event::LogFile(&left));
             p.event(&Event::LogSettingsChanged {
                 names: &["web".to_string(), "db".to_string()],
             });
@@ -1946,6 +1976,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             err,
             "procmon: [web] log file /var/log/web.log: writing: No space left on device (os error 28); dropping its lines until writing works again\n\
              procmon: [web] log file /var/log/web.log works again; 12 lines of it were dropped\n\
+             procmon: [web] log file /var/log/old.log left by a reload while failing; 3 lines of it were dropped\n\
              procmon: log settings changed, applied without a restart: web, db\n\
              procmon: exiting with up to 7 lines not written to log files: the disk did not take them in time\n"
         );
@@ -1953,6 +1984,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             p.child_line_at(Some(&stamp), "web", Stream::Stdout, b"hi");
             p.event(&Event::LogFile(&failing));
             p.event(&Event::LogFile(&again));
+            p.event(&Event::LogFile(&left));
             p.event(&Event::LogSettingsChanged {
                 names: &["web".to_string()],
             });
@@ -1965,6 +1997,7 @@ procmon: exiting with children's output lost: 7 lines (42 bytes) not written, st
             err,
             "{\"event\":\"log_failing\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"error\":\"writing: No space left on device (os error 28)\"}\n\
              {\"event\":\"log_works_again\",\"name\":\"web\",\"path\":\"/var/log/web.log\",\"dropped_lines\":12}\n\
+             {\"event\":\"log_left\",\"name\":\"web\",\"path\":\"/var/log/old.log\",\"dropped_lines\":3}\n\
              {\"event\":\"log_settings_changed\",\"names\":[\"web\"]}\n"
         );
     }
