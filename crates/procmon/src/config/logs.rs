@@ -54,6 +54,23 @@ struct PathCheck {
     column: usize,
 }
 
+impl PathCheck {
+    /// The path, escaped for an error message.
+    fn shown(&self) -> String {
+        super::escape_for_message(self.dir.as_os_str().as_encoded_bytes())
+    }
+
+    /// An error at the key that named the path: `` `KEY`: MESSAGE ``.
+    fn error(&self, message: std::fmt::Arguments<'_>) -> ConfigError {
+        ConfigError {
+            file_name: self.file_name.clone(),
+            line: self.line,
+            column: self.column,
+            message: format!("`{}`: {message}", self.key),
+        }
+    }
+}
+
 /// Where one process's lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogSettings {
@@ -119,28 +136,17 @@ impl LogConfig {
                 }
                 Err(e) => e.to_string(),
             };
-            let shown = super::escape_for_message(check.dir.as_os_str().as_encoded_bytes());
-            return Err(ConfigError {
-                file_name: check.file_name.clone(),
-                line: check.line,
-                column: check.column,
-                message: format!("`{}`: the directory \"{shown}\" {problem}", check.key),
-            });
+            let shown = check.shown();
+            return Err(check.error(format_args!("the directory \"{shown}\" {problem}")));
         }
         // Opening a directory for writing always fails: every line would
         // be dropped, with procmon running as if all were well.
         for (_, file) in &self.files {
             if std::fs::metadata(&file.dir).is_ok_and(|meta| meta.is_dir()) {
-                let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
-                return Err(ConfigError {
-                    file_name: file.file_name.clone(),
-                    line: file.line,
-                    column: file.column,
-                    message: format!(
-                        "`{}`: the log file \"{shown}\" is a directory, not a file",
-                        file.key
-                    ),
-                });
+                let shown = file.shown();
+                return Err(file.error(format_args!(
+                    "the log file \"{shown}\" is a directory, not a file"
+                )));
             }
         }
         // The text was compared at parsing; here, what it names: `./a.log`
@@ -148,7 +154,7 @@ impl LogConfig {
         // two processes writing one file rotate it under each other.
         // A map, not a list searched for each file: a file of 25,000
         // processes must not cost a comparison per pair.
-        let mut seen: BTreeMap<PathBuf, &str> = BTreeMap::new();
+        let mut seen: BTreeMap<PathBuf, (&str, &PathCheck)> = BTreeMap::new();
         for (name, file) in &self.files {
             let (Some(parent), Some(file_name)) = (file.dir.parent(), file.dir.file_name()) else {
                 continue;
@@ -164,46 +170,29 @@ impl LogConfig {
                 continue;
             };
             let real = parent.join(file_name);
-            if let Some(other) = seen.get(&real) {
-                let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
+            if let Some((other, _)) = seen.get(&real) {
+                let shown = file.shown();
                 let real = super::escape_for_message(real.as_os_str().as_encoded_bytes());
-                return Err(ConfigError {
-                    file_name: file.file_name.clone(),
-                    line: file.line,
-                    column: file.column,
-                    message: format!(
-                        "`{}`: the log file \"{shown}\" is \"{real}\", also process \
-                         {other:?}'s: each process needs a file of its own",
-                        file.key
-                    ),
-                });
+                return Err(file.error(format_args!(
+                    "the log file \"{shown}\" is \"{real}\", also process {other:?}'s: \
+                     each process needs a file of its own"
+                )));
             }
-            seen.insert(real, name);
+            seen.insert(real, (name, file));
         }
         // A rotation renames `PATH` to `PATH.1`, `PATH.1` to `PATH.2` and so
         // on, and deletes those past the backups kept: a process whose
         // file is one of them would have its lines moved into another's
         // backups, or deleted.
-        for (real, name) in &seen {
-            let Some(owner) = backup_of(real).and_then(|rotated| seen.get(&rotated)) else {
+        for (real, (_, file)) in &seen {
+            let Some((owner, _)) = backup_of(real).and_then(|rotated| seen.get(&rotated)) else {
                 continue;
             };
-            let (_, file) = self
-                .files
-                .iter()
-                .find(|(n, _)| n == name)
-                .expect("every file seen is a process's");
-            let shown = super::escape_for_message(file.dir.as_os_str().as_encoded_bytes());
-            return Err(ConfigError {
-                file_name: file.file_name.clone(),
-                line: file.line,
-                column: file.column,
-                message: format!(
-                    "`{}`: the log file \"{shown}\" is where process {owner:?}'s log file \
-                     keeps its rotated backups: each process needs a file of its own",
-                    file.key
-                ),
-            });
+            let shown = file.shown();
+            return Err(file.error(format_args!(
+                "the log file \"{shown}\" is where process {owner:?}'s log file keeps its \
+                 rotated backups: each process needs a file of its own"
+            )));
         }
         Ok(())
     }
