@@ -1299,21 +1299,17 @@ fn event_json(event: &Event<'_>, limit: Option<LimitReached>) -> String {
                 name,
                 path,
                 dropped_lines,
-            } => {
-                j.str("event", "log_works_again")
-                    .str("name", name)
-                    .str(
-                        "path",
-                        &EscapeInvalid(path.as_os_str().as_encoded_bytes()).to_string(),
-                    )
-                    .num("dropped_lines", dropped_lines);
             }
-            LogReport::Left {
+            | LogReport::Left {
                 name,
                 path,
                 dropped_lines,
             } => {
-                j.str("event", "log_left")
+                let event = match report {
+                    LogReport::WorksAgain { .. } => "log_works_again",
+                    _ => "log_left",
+                };
+                j.str("event", event)
                     .str("name", name)
                     .str(
                         "path",
