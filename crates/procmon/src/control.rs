@@ -159,6 +159,71 @@ pub struct ConfigReread {
     pub restart_needed: Vec<&'static str>,
 }
 
+/// What a reload did (or, for a dry run, would do): for its reply and for
+/// procmon's log.
+#[derive(Debug)]
+pub struct ReloadDone {
+    /// The core's plan, a change of access counted as a global setting;
+    /// or why the core refused the file.
+    pub plan: Result<procmon_core::ReloadPlan, String>,
+    /// The processes whose log settings change (see [`Feeds::reload_logs`]).
+    pub log_settings_changed: Vec<String>,
+    /// Whether the file changes who may use the socket.
+    pub access_changed: bool,
+    /// The access to put in force: only for a reload applied (not a dry
+    /// run) that changes it. The caller puts it in force, as it knows when
+    /// its connected clients may be checked again.
+    pub new_access: Option<Access>,
+    /// The settings only a restart applies that the file changes, for a
+    /// reload the core took.
+    pub restart_needed: Vec<&'static str>,
+}
+
+impl ConfigReread {
+    /// Applies this config (with `dry_run`, only compares it), the one way
+    /// for a reload over the socket and on HUP: the core first, then, only
+    /// if the core took it, the log settings and access, so that an
+    /// invalid file changes nothing at all. `in_force` is the access now.
+    pub fn apply<O: Feeds>(
+        self,
+        dry_run: bool,
+        in_force: &Access,
+        supervisor: &mut Supervisor,
+        observer: &mut O,
+    ) -> ReloadDone {
+        let ConfigReread {
+            definitions,
+            logs,
+            access,
+            restart_needed,
+        } = self;
+        let access_changed = access != *in_force;
+        let mut plan = if dry_run {
+            supervisor.monitor().plan_reload(&definitions)
+        } else {
+            supervisor.call(observer, |monitor, now| monitor.reload(now, definitions))
+        };
+        // Who may use the socket is a global setting as much as the core's
+        // are: a reload that changes only that must not say that nothing
+        // changes.
+        if let Ok(plan) = plan.as_mut() {
+            plan.settings_changed |= access_changed;
+        }
+        let taken = plan.is_ok();
+        ReloadDone {
+            plan: plan.map_err(|e| e.to_string()),
+            log_settings_changed: if taken {
+                observer.reload_logs(&logs, dry_run)
+            } else {
+                Vec::new()
+            },
+            access_changed,
+            new_access: (taken && !dry_run && access_changed).then_some(access),
+            restart_needed: if taken { restart_needed } else { Vec::new() },
+        }
+    }
+}
+
 /// Reads and checks the config file anew for a reload; `None` when procmon
 /// has no file to read (one-command mode). The error is one line naming the
 /// file and the place.
@@ -900,46 +965,17 @@ impl ControlServer {
                     }
                     Some(Ok(read)) => read,
                 };
-                let ConfigReread {
-                    definitions,
-                    logs,
-                    access,
-                    restart_needed,
-                } = definitions;
-                let access_changed = access != self.access;
-                let mut plan = if *dry_run {
-                    supervisor.monitor().plan_reload(&definitions)
-                } else {
-                    supervisor.call(observer, |monitor, now| monitor.reload(now, definitions))
-                };
-                // Who may use the socket is a global setting as much as the
-                // core's are: a reload that changes only that must not say
-                // that nothing changes.
-                if let Ok(plan) = plan.as_mut() {
-                    plan.settings_changed |= access_changed;
-                }
-                served.reloaded = Some(
-                    plan.clone()
-                        .map(|plan| (plan, *dry_run))
-                        .map_err(|e| e.to_string()),
-                );
-                // Log settings and access follow only a reload the core
-                // took, so that an invalid file changes nothing at all.
-                let log_settings_changed = match &plan {
-                    Ok(_) => observer.reload_logs(&logs, *dry_run),
-                    Err(_) => Vec::new(),
-                };
+                let done = definitions.apply(*dry_run, &self.access, supervisor, observer);
+                served.reloaded = Some(done.plan.clone().map(|plan| (plan, *dry_run)));
                 if !dry_run {
-                    served.log_settings_changed = log_settings_changed.clone();
-                    if plan.is_ok() && access_changed {
-                        self.access = access;
-                        self.recheck_access = true;
-                    }
+                    served.log_settings_changed = done.log_settings_changed.clone();
                 }
-                if plan.is_ok() {
-                    served.restart_needed = restart_needed.clone();
+                if let Some(access) = done.new_access {
+                    self.access = access;
+                    self.recheck_access = true;
                 }
-                match plan {
+                served.restart_needed = done.restart_needed.clone();
+                match done.plan {
                     Ok(plan) => Ok(json!({
                         "dry_run": dry_run,
                         "settings_changed": plan.settings_changed,
@@ -948,15 +984,11 @@ impl ControlServer {
                             .iter()
                             .map(|(name, change)| json!({"name": name, "change": change.as_str()}))
                             .collect::<Vec<_>>(),
-                        "log_settings_changed": log_settings_changed,
-                        "access_changed": access_changed,
-                        "restart_needed": restart_needed,
+                        "log_settings_changed": done.log_settings_changed,
+                        "access_changed": done.access_changed,
+                        "restart_needed": done.restart_needed,
                     })),
-                    Err(error) => Err(RequestError::new(
-                        ErrorKind::InvalidConfig,
-                        error.to_string(),
-                        None,
-                    )),
+                    Err(error) => Err(RequestError::new(ErrorKind::InvalidConfig, error, None)),
                 }
             }
             Op::Logs {

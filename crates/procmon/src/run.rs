@@ -326,29 +326,17 @@ where
                 let reloaded = match read() {
                     Err(error) => Err(error),
                     Ok(reread) => {
-                        let ConfigReread {
-                            definitions,
-                            logs,
-                            access,
-                            restart_needed: needed,
-                        } = reread;
-                        let mut plan = supervisor
-                            .call(&mut observer, |monitor, now| {
-                                monitor.reload(now, definitions)
-                            })
-                            .map(|plan| (plan, false))
-                            .map_err(|e| e.to_string());
-                        if let Ok((plan, _)) = &mut plan {
-                            log_changes = observer.reload_logs(&logs, false);
-                            restart_needed = needed;
-                            // As a reload over the socket does (see
-                            // `ControlServer::serve`).
-                            if let Some(server) = control.as_mut() {
-                                plan.settings_changed |= access != *server.access();
-                                server.set_access(access, &mut supervisor, observer.feed());
-                            }
+                        // Without a socket served, access is nobody's.
+                        let in_force = control
+                            .as_ref()
+                            .map_or_else(|| reread.access.clone(), |c| c.access().clone());
+                        let done = reread.apply(false, &in_force, &mut supervisor, &mut observer);
+                        log_changes = done.log_settings_changed;
+                        restart_needed = done.restart_needed;
+                        if let (Some(server), Some(access)) = (control.as_mut(), done.new_access) {
+                            server.set_access(access, &mut supervisor, observer.feed());
                         }
-                        plan
+                        done.plan.map(|plan| (plan, false))
                     }
                 };
                 let served = Served {
