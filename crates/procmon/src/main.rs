@@ -175,7 +175,7 @@ fn load(path: &std::path::Path) -> Result<(Definitions, ControlConfig, LogConfig
             let logs = std::mem::take(&mut config.logs);
             let container = config.container;
             let definitions = config.resolve(&SystemAccounts)?;
-            logs.check_paths()?;
+            logs.check_paths(Some(path))?;
             Ok((definitions, control, logs, container))
         })
         .map_err(|e| e.to_string())

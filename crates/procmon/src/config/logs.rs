@@ -124,9 +124,11 @@ impl LogConfig {
     }
 
     /// Checks that every directory a log file goes into exists (the files
-    /// themselves are opened when the first line comes). The error is at
-    /// the `log_file` or `log_dir` that named it.
-    pub fn check_paths(&self) -> Result<(), ConfigError> {
+    /// themselves are opened when the first line comes), and that no log
+    /// file, nor any of its rotated backups, is `config_file`, the file
+    /// this config was read from. The error is at the `log_file` or
+    /// `log_dir` that named it.
+    pub fn check_paths(&self, config_file: Option<&Path>) -> Result<(), ConfigError> {
         for check in &self.checks {
             let problem = match std::fs::metadata(&check.dir) {
                 Ok(meta) if meta.is_dir() => continue,
@@ -194,8 +196,52 @@ impl LogConfig {
                  rotated backups: each process needs a file of its own"
             )));
         }
+        if let Some(config_file) = config_file {
+            check_not_the_config_file(&seen, config_file)?;
+        }
         Ok(())
     }
+}
+
+/// Refuses a log file that is the config file, which its lines would
+/// overwrite and its rotation move away, or whose rotation would move or
+/// delete the config file (`procmon.toml` as the backup of a log file
+/// `procmon`: no rotation names it so, but `x.log.1` as a config file is
+/// `x.log`'s first backup). Compared by the name with its directories
+/// resolved, and, for a file that exists, by device and inode, which also
+/// catches a symbolic or hard link to the config file.
+fn check_not_the_config_file(
+    seen: &BTreeMap<PathBuf, (&str, &PathCheck)>,
+    config_file: &Path,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    // Read a moment ago, so it exists; if it has gone since, there is
+    // nothing left to overwrite.
+    let (Ok(config_real), Ok(config_meta)) = (
+        std::fs::canonicalize(config_file),
+        std::fs::metadata(config_file),
+    ) else {
+        return Ok(());
+    };
+    let rotated_into_config = backup_of(&config_real);
+    for (real, (name, file)) in seen {
+        let same_inode = std::fs::metadata(real)
+            .is_ok_and(|m| m.dev() == config_meta.dev() && m.ino() == config_meta.ino());
+        let shown = file.shown();
+        if *real == config_real || same_inode {
+            return Err(file.error(format_args!(
+                "the log file \"{shown}\" of process {name:?} is the config file itself: \
+                 its lines would overwrite it"
+            )));
+        }
+        if rotated_into_config.as_ref() == Some(real) {
+            return Err(file.error(format_args!(
+                "the log file \"{shown}\" of process {name:?} keeps its rotated backups \
+                 where the config file is: a rotation would move it away"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The file whose rotated backup `path` would be: `a.log` for `a.log.3`
@@ -507,7 +553,7 @@ mod tests {
 
     fn error(source: &str) -> String {
         parse(source, "f.toml")
-            .and_then(|c| c.logs.check_paths().map(|()| c))
+            .and_then(|c| c.logs.check_paths(None).map(|()| c))
             .map(|c| panic!("accepted: {:?}", c.logs))
             .unwrap_err()
             .to_string()
@@ -726,7 +772,7 @@ mod tests {
         }
         let started = std::time::Instant::now();
         let config = parse(&source, "f.toml").unwrap();
-        config.logs.check_paths().unwrap();
+        config.logs.check_paths(None).unwrap();
         let took = started.elapsed();
         assert!(
             took < std::time::Duration::from_secs(30),
@@ -764,5 +810,56 @@ mod tests {
         }
         // A file's name that merely ends in dots is a file's name.
         assert!(parse(&format!("{P}log_file = \"/tmp/a..\"\n"), "f.toml").is_ok());
+    }
+
+    /// A fresh directory of this test's own under the system's temporary
+    /// directory.
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("procmon-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The error for a config at `config` whose only process writes `log`.
+    fn config_file_error(config: &Path, log: &Path) -> String {
+        let source = format!("{P}log_file = \"{}\"\n", log.display());
+        std::fs::write(config, &source).unwrap();
+        parse(&source, "f.toml")
+            .and_then(|c| c.logs.check_paths(Some(config)).map(|()| c))
+            .map(|c| panic!("accepted: {:?}", c.logs))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_log_file_that_is_the_config_file_is_refused() {
+        let dir = scratch("log-is-config");
+        let config = dir.join("procmon.toml");
+        let want = "is the config file itself: its lines would overwrite it";
+        // By name, through `..`, and through a symbolic and a hard link.
+        let through_dots = dir.join("sub/../procmon.toml");
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&config, dir.join("link.log")).unwrap();
+        for log in [config.clone(), through_dots, dir.join("link.log")] {
+            let got = config_file_error(&config, &log);
+            assert!(got.starts_with("f.toml:4:12: `log_file`"), "{got}");
+            assert!(got.contains(want), "{log:?}: {got}");
+        }
+        std::fs::hard_link(&config, dir.join("hard.log")).unwrap();
+        let got = config_file_error(&config, &dir.join("hard.log"));
+        assert!(got.contains(want), "{got}");
+        // Where rotation would move it: `x.log.1` is `x.log`'s first backup.
+        let numbered = dir.join("x.log.1");
+        let got = config_file_error(&numbered, &dir.join("x.log"));
+        assert!(
+            got.contains("keeps its rotated backups where the config file is"),
+            "{got}"
+        );
+        // Another file beside it is fine.
+        let source = format!("{P}log_file = \"{}\"\n", dir.join("a.log").display());
+        let config_ok = parse(&source, "f.toml").unwrap();
+        config_ok.logs.check_paths(Some(&config)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
