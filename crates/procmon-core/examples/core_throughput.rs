@@ -60,7 +60,7 @@ fn run(processes: usize, events_wanted: u64) -> (f64, u64) {
             .add(now, &name, ProcessSpec::new(["true"]))
             .expect("unique name");
     }
-    monitor.start_service(now);
+    monitor.start_service(now).unwrap();
     world.drain(&mut monitor);
     world.live = world.spawned.drain(..).map(|(_, id)| id).collect();
 

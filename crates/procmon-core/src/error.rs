@@ -154,6 +154,43 @@ impl fmt::Display for UnknownProcess {
 
 impl core::error::Error for UnknownProcess {}
 
+/// Why [`Monitor::start`](crate::Monitor::start) or
+/// [`Monitor::restart`](crate::Monitor::restart) did nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartError {
+    /// No process of this name is added.
+    Unknown(UnknownProcess),
+    /// The monitor was shut down: it starts nothing more.
+    ShutDown(ShutDown),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Unknown(e) => e.fmt(f),
+            StartError::ShutDown(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for StartError {}
+
+/// The monitor was shut down ([`Monitor::shut_down`](crate::Monitor::shut_down),
+/// or a critical process ended for good): a request that could start
+/// something is refused, as the run is ending and a new instance would
+/// keep it from ending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutDown;
+
+impl fmt::Display for ShutDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the monitor is shutting down: it starts, restarts and reloads nothing more")
+    }
+}
+
+impl core::error::Error for ShutDown {}
+
 /// Why [`Monitor::signal`](crate::Monitor::signal) sent nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -241,7 +278,9 @@ impl fmt::Display for SettingsError {
 
 impl core::error::Error for SettingsError {}
 
-/// Why [`Monitor::from_definitions`](crate::Monitor::from_definitions) failed.
+/// Why [`Monitor::from_definitions`](crate::Monitor::from_definitions),
+/// [`Monitor::reload`](crate::Monitor::reload) or
+/// [`Monitor::plan_reload`](crate::Monitor::plan_reload) failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DefinitionsError {
@@ -249,6 +288,9 @@ pub enum DefinitionsError {
     Settings(SettingsError),
     /// A process could not be added.
     Add(AddError),
+    /// [`Monitor::reload`](crate::Monitor::reload) after the monitor was
+    /// shut down.
+    ShutDown(ShutDown),
 }
 
 impl fmt::Display for DefinitionsError {
@@ -256,6 +298,7 @@ impl fmt::Display for DefinitionsError {
         match self {
             DefinitionsError::Settings(e) => e.fmt(f),
             DefinitionsError::Add(e) => e.fmt(f),
+            DefinitionsError::ShutDown(e) => e.fmt(f),
         }
     }
 }

@@ -35,7 +35,9 @@ mod timer;
 pub use command::{
     Command, LogLine, LogLineRef, NotReadyCause, NotRestarting, Report, Signal, SignalReason,
 };
-pub use error::{AddError, DefinitionsError, SettingsError, SignalError, UnknownProcess};
+pub use error::{
+    AddError, DefinitionsError, SettingsError, ShutDown, SignalError, StartError, UnknownProcess,
+};
 pub use escape::{EscapeInvalid, EscapeQuoted};
 pub use input::{ExitStatus, Input, InstanceId, Stream};
 pub use lines::LineBuffer;

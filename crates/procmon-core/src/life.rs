@@ -403,6 +403,28 @@ impl Monitor {
             ) => life,
 
             // ----- requests on a stopping instance: nothing new is sent -----
+            // `start` on a stop a service stop holds back for dependents
+            // calls it off, since nothing was sent: the process was asked
+            // to run, and a ready instance does. One not ready yet cannot
+            // tell any more (its readiness facts were dropped when its stop
+            // was held back, below), so its stop goes ahead now and, as for
+            // any instance `start` finds stopping, it starts again at its
+            // end if the service runs then.
+            (
+                Life::Stopping {
+                    instance,
+                    kill: Kill::Deferred { ready },
+                    then: Then::Rules,
+                },
+                Event::Start,
+            ) => {
+                self.process_mut(key).quick_deaths = 0;
+                if ready {
+                    Life::Running(instance)
+                } else {
+                    self.stop_instance(key, instance, Then::Start)
+                }
+            }
             (
                 Life::Stopping {
                     instance,
@@ -801,6 +823,7 @@ impl Monitor {
         if self.critical_exit.is_none() {
             self.critical_exit = Some(exit_code);
         }
+        self.shut_down = true;
         self.stop_service_now();
     }
 
@@ -1237,7 +1260,7 @@ mod tests {
             ProcessSpec::new(["web"]).with_after("db", Condition::Started),
         )
         .unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         m.stop_service(secs(10));
         let commands = drain(&mut m);
@@ -1266,7 +1289,7 @@ mod tests {
     fn start_service_calls_off_a_held_back_stop_of_a_ready_instance() {
         let mut m = held_back(ProcessSpec::new(["db"]));
         let db = m.live_instance("db").unwrap();
-        m.start_service(secs(11));
+        m.start_service(secs(11)).unwrap();
         let commands = drain(&mut m);
         assert!(signalled(&commands).is_empty(), "{commands:?}");
         assert_eq!(state(&m, "db"), ProcessState::Running);
@@ -1285,7 +1308,7 @@ mod tests {
     fn start_service_restarts_a_held_back_instance_that_was_not_ready() {
         let mut m = held_back(ProcessSpec::new(["db"]).with_ready(Readiness::Notify));
         let db = m.live_instance("db").unwrap();
-        m.start_service(secs(11));
+        m.start_service(secs(11)).unwrap();
         let commands = drain(&mut m);
         assert_eq!(signalled(&commands), [db], "its stop signal at once");
         assert_eq!(state(&m, "db"), ProcessState::Stopping);
@@ -1321,7 +1344,7 @@ mod tests {
         let mut m = held_back(ProcessSpec::new(["db"]));
         let db = m.live_instance("db").unwrap();
         m.remove(secs(11), "db").unwrap();
-        m.start_service(secs(11));
+        m.start_service(secs(11)).unwrap();
         let commands = drain(&mut m);
         assert!(signalled(&commands).is_empty(), "{commands:?}");
         let commands = end(&mut m, 12, "web");

@@ -12,7 +12,9 @@ use slab::Slab;
 use smallvec::SmallVec;
 
 use crate::command::{Command, LogLineRef, Signal, SignalReason};
-use crate::error::{AddError, DefinitionsError, SettingsError, SignalError, UnknownProcess};
+use crate::error::{
+    AddError, DefinitionsError, SettingsError, ShutDown, SignalError, StartError, UnknownProcess,
+};
 use crate::input::{ExitStatus, Input, InstanceId, Stream};
 use crate::life::{End, Event, Life, Process};
 use crate::spec::{
@@ -79,6 +81,9 @@ impl ProcessKey {
 pub struct Monitor {
     pub(crate) settings: Settings,
     pub(crate) service_running: bool,
+    /// Set by `shut_down` and by a critical end, never cleared: the service
+    /// stays stopped and nothing starts again (implies `!service_running`).
+    pub(crate) shut_down: bool,
     pub(crate) now: Instant,
     pub(crate) processes: Slab<Process>,
     /// Added and not removed, by name.
@@ -355,6 +360,7 @@ impl Monitor {
         Ok(Monitor {
             settings,
             service_running: false,
+            shut_down: false,
             now: Instant::ZERO,
             processes: Slab::new(),
             names: BTreeMap::new(),
@@ -611,11 +617,16 @@ impl Monitor {
     /// Starts the process now if its name has no live instance, cancelling
     /// a pending restart or retry. Lifts a hold and the `failed` and
     /// `exited` states, and sets the quick-death count to 0. Works whether
-    /// or not the service runs.
+    /// or not the service runs. A stop that a service stop holds back for
+    /// live dependents is called off: a ready instance runs on; one not
+    /// ready yet is stopped now, and starts again at its end if the service
+    /// runs then (as an instance `start` finds stopping does).
     ///
-    /// May queue: `CancelTimer`, `Spawn`.
-    pub fn start(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
-        self.request(now, name, Event::Start)
+    /// Refused after [`shut_down`](Self::shut_down).
+    ///
+    /// May queue: `CancelTimer`, `Spawn`, `Signal`, `SetTimer`.
+    pub fn start(&mut self, now: Instant, name: &str) -> Result<(), StartError> {
+        self.starting_request(now, name, Event::Start)
     }
 
     /// Sends the stop signal to the live instance and schedules KILL after
@@ -644,9 +655,11 @@ impl Monitor {
     /// `failed` and `exited` states, resets the delay to the minimum and the
     /// quick-death count to 0.
     ///
+    /// Refused after [`shut_down`](Self::shut_down).
+    ///
     /// May queue: `CancelTimer`, `Signal`, `SetTimer`, `Spawn`.
-    pub fn restart(&mut self, now: Instant, name: &str) -> Result<(), UnknownProcess> {
-        self.request(now, name, Event::Restart)
+    pub fn restart(&mut self, now: Instant, name: &str) -> Result<(), StartError> {
+        self.starting_request(now, name, Event::Restart)
     }
 
     /// Sends `signal` to the live instance of `name` (a removed one of the
@@ -688,14 +701,20 @@ impl Monitor {
     /// on, one not ready yet is restarted (readiness facts about a stopping
     /// instance are dropped, so only a new one can tell).
     ///
+    /// Refused after [`shut_down`](Self::shut_down).
+    ///
     /// May queue: `CancelTimer`, `Spawn`, `Signal`, `SetTimer`.
-    pub fn start_service(&mut self, now: Instant) {
+    pub fn start_service(&mut self, now: Instant) -> Result<(), ShutDown> {
         self.begin(now);
+        if self.shut_down {
+            return Err(ShutDown);
+        }
         self.service_running = true;
         for key in self.keys_in_order() {
             self.transition(key, Event::ServiceStart);
         }
         self.settle();
+        Ok(())
     }
 
     /// Stops the service: every pending restart and retry is cancelled and
@@ -709,6 +728,29 @@ impl Monitor {
         self.begin(now);
         self.stop_service_now();
         self.settle();
+    }
+
+    /// Stops the service for good: as [`stop_service`](Self::stop_service),
+    /// and from now on the monitor starts nothing: `start`, `restart`,
+    /// `start_service` and `reload` are refused ([`ShutDown`]), while
+    /// requests that stop or signal, and `kill_all`, are still taken. What
+    /// a supervisor does when it is told to end: the run is over once
+    /// [`is_quiescent`](Self::is_quiescent), and a start in between would
+    /// keep it from ending with nothing left to stop it. A critical end
+    /// shuts the monitor down too.
+    ///
+    /// May queue: `CancelTimer`, `Signal`, `SetTimer`.
+    pub fn shut_down(&mut self, now: Instant) {
+        self.begin(now);
+        self.shut_down = true;
+        self.stop_service_now();
+        self.settle();
+    }
+
+    /// Whether the monitor was shut down ([`shut_down`](Self::shut_down) or
+    /// a critical end): it starts nothing more.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
     }
 
     /// `stop_service` after the clock: also what a critical end does.
@@ -1056,6 +1098,25 @@ impl Monitor {
     }
 
     /// A request by name, applied as one event of the process's life.
+    /// A request that can start the process: refused once shut down.
+    fn starting_request(
+        &mut self,
+        now: Instant,
+        name: &str,
+        event: Event,
+    ) -> Result<(), StartError> {
+        self.begin(now);
+        let key = self
+            .key(name)
+            .ok_or_else(|| StartError::Unknown(unknown(name)))?;
+        if self.shut_down {
+            return Err(StartError::ShutDown(ShutDown));
+        }
+        self.transition(key, event);
+        self.settle();
+        Ok(())
+    }
+
     fn request(&mut self, now: Instant, name: &str, event: Event) -> Result<(), UnknownProcess> {
         self.begin(now);
         let key = self.key(name).ok_or_else(|| unknown(name))?;
@@ -1432,7 +1493,7 @@ mod tests {
         let mut m = seed_monitor();
         let spec = ProcessSpec::new(["arg1", "arg2"]).with_uid(1).with_gid(2);
         m.add(secs(0), "foo", spec.clone()).unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         let defs = m.definitions();
         assert_eq!(defs.processes, vec![("foo".to_string(), spec)]);
@@ -1477,7 +1538,7 @@ mod tests {
     #[test]
     fn stale_inputs_are_ignored() {
         let mut m = seed_monitor();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         m.add(secs(0), "foo", ProcessSpec::new(["foo"])).unwrap();
         let first = spawned(&drain(&mut m))[0];
         m.handle(
@@ -1529,7 +1590,7 @@ mod tests {
         let mut from_queue = Vec::new();
         let mut from_sink = Vec::new();
         for m in [&mut queued, &mut lent] {
-            m.start_service(secs(0));
+            m.start_service(secs(0)).unwrap();
             m.add(secs(0), "foo", ProcessSpec::new(["foo"])).unwrap();
             drain(m);
         }
@@ -1578,7 +1639,7 @@ mod state_change_tests {
         m.report_state_changes(true);
         m.add(t0, "a", ProcessSpec::new(["a"])).unwrap();
         assert_eq!(changes(&mut m), vec![]);
-        m.start_service(t0);
+        m.start_service(t0).unwrap();
         assert_eq!(changes(&mut m), vec![(Stopped, Running)]);
         m.stop(t0, "a").unwrap();
         assert_eq!(changes(&mut m), vec![(Running, Stopping)]);
@@ -1605,7 +1666,7 @@ mod state_change_tests {
     fn output_is_counted_per_process() {
         let t0 = Instant::ZERO;
         let mut m = Monitor::new(Settings::default()).unwrap();
-        m.start_service(t0);
+        m.start_service(t0).unwrap();
         m.add(t0, "a", ProcessSpec::new(["a"])).unwrap();
         while m.poll_command().is_some() {}
         let instance = m.live_instance("a").unwrap();
@@ -1682,7 +1743,7 @@ mod comes_up_by_itself_tests {
         m.add(secs(0), "web", web_after("db", Condition::Ready))
             .unwrap();
         m.down(secs(0), "db").unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         assert_eq!(m.status("db").unwrap().state, ProcessState::Held);
         assert!(!m.status("db").unwrap().comes_up_by_itself);
@@ -1699,7 +1760,7 @@ mod comes_up_by_itself_tests {
         m.add(secs(0), "db", never_ready("db")).unwrap();
         m.add(secs(0), "web", web_after("db", Condition::Ready))
             .unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         assert!(web_comes_up(&m), "db is starting");
         assert!(!m.is_started_up());
@@ -1723,7 +1784,7 @@ mod comes_up_by_itself_tests {
         m.add(secs(0), "db", never("db")).unwrap();
         m.add(secs(0), "web", web_after("db", Condition::Completed))
             .unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         assert!(web_comes_up(&m), "db runs: it may complete");
         exit(&mut m, secs(1), "db", 0);
@@ -1736,7 +1797,7 @@ mod comes_up_by_itself_tests {
         m.add(secs(0), "db", never("db")).unwrap();
         m.add(secs(0), "web", web_after("db", Condition::Completed))
             .unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         exit(&mut m, secs(1), "db", 1);
         assert_eq!(m.status("db").unwrap().state, ProcessState::Exited);
@@ -1763,7 +1824,7 @@ mod comes_up_by_itself_tests {
     fn a_stopped_definition_waiting_for_its_removed_instance_comes_up() {
         let mut m = monitor();
         m.add(secs(0), "db", ProcessSpec::new(["db"])).unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         m.remove(secs(1), "db").unwrap();
         drain(&mut m);
@@ -1790,7 +1851,7 @@ mod comes_up_by_itself_tests {
             let spec = ProcessSpec::new(["api"]).with_after("web", Condition::Started);
             m.add(secs(0), "api", spec).unwrap();
         }
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         exit(&mut m, secs(1), "db", 1);
         m
@@ -1813,7 +1874,7 @@ mod comes_up_by_itself_tests {
         let mut m = monitor();
         m.add(secs(0), "web", web_after("nope", Condition::Ready))
             .unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         assert_eq!(m.status("web").unwrap().waiting_for.unwrap().name, "nope");
         assert!(!web_comes_up(&m));
@@ -1842,7 +1903,7 @@ mod comes_up_by_itself_tests {
         let mut m = monitor();
         m.add(secs(0), "db", never_ready("db")).unwrap();
         m.add(secs(0), "web", ProcessSpec::new(["web"])).unwrap();
-        m.start_service(secs(0));
+        m.start_service(secs(0)).unwrap();
         drain(&mut m);
         assert_eq!(m.status("db").unwrap().state, ProcessState::Starting);
         assert!(m.status("db").unwrap().comes_up_by_itself);
@@ -1976,7 +2037,11 @@ mod dependents_index_tests {
                         let _ = m.stop(at, name);
                     }
                     6 => {
-                        let _ = [Monitor::down, Monitor::restart][rng.below(2)](&mut m, at, name);
+                        if rng.below(2) == 0 {
+                            let _ = m.down(at, name);
+                        } else {
+                            let _ = m.restart(at, name);
+                        }
                     }
                     7 | 8 => {
                         if let Some(instance) = m.live_instance(name) {
@@ -1997,7 +2062,9 @@ mod dependents_index_tests {
                         }
                     }
                     _ => match rng.below(3) {
-                        0 => m.start_service(at),
+                        0 => {
+                            let _ = m.start_service(at);
+                        }
                         1 => m.stop_service(at),
                         _ => m.kill_all(at),
                     },
@@ -2031,7 +2098,7 @@ mod dependents_index_tests {
             ProcessSpec::new(["web"]).with_after("db", Condition::Started),
         )
         .unwrap();
-        m.start_service(t0);
+        m.start_service(t0).unwrap();
         while m.poll_command().is_some() {}
         let web = m.live_instance("web").unwrap();
         // web is removed but lives on (its stop signal sent); db's removal
@@ -2066,8 +2133,143 @@ mod dependents_index_tests {
             "web ended, so db's stop goes: {commands:?}"
         );
         // Both entries are freed at the next call, and the index with them.
-        m.start_service(t0);
+        m.start_service(t0).unwrap();
         assert!(m.dependents.is_empty());
         assert_eq!(by_scan(&m), BTreeMap::new());
+    }
+}
+
+#[cfg(test)]
+mod shut_down_tests {
+    use super::tests::{secs, seed_monitor as monitor};
+    use super::*;
+    use crate::spec::Policy;
+
+    fn drain(m: &mut Monitor) -> Vec<Command> {
+        core::iter::from_fn(|| m.poll_command()).collect()
+    }
+
+    fn spawns(commands: &[Command]) -> usize {
+        commands
+            .iter()
+            .filter(|c| matches!(c, Command::Spawn { .. }))
+            .count()
+    }
+
+    fn exit(m: &mut Monitor, at: Instant, name: &str, code: i32) -> Vec<Command> {
+        let instance = m.live_instance(name).expect("a live instance");
+        let status = ExitStatus::Code(code);
+        m.handle(at, Input::Exited { instance, status });
+        drain(m)
+    }
+
+    /// Two processes running, then `shut_down`.
+    fn shut_down_monitor() -> Monitor {
+        let mut m = monitor();
+        m.add(secs(0), "a", ProcessSpec::new(["a"])).unwrap();
+        m.add(secs(0), "b", ProcessSpec::new(["b"])).unwrap();
+        m.start_service(secs(0)).unwrap();
+        drain(&mut m);
+        m.shut_down(secs(20));
+        let stops = drain(&mut m);
+        assert_eq!(
+            stops
+                .iter()
+                .filter(|c| matches!(c, Command::Signal { .. }))
+                .count(),
+            2,
+            "both are stopped as at stop_service: {stops:?}"
+        );
+        m
+    }
+
+    #[test]
+    fn shut_down_refuses_what_starts_and_takes_what_stops() {
+        let mut m = shut_down_monitor();
+        assert!(m.is_shut_down());
+        assert!(!m.is_service_running());
+        assert_eq!(m.start(secs(21), "a"), Err(StartError::ShutDown(ShutDown)));
+        assert_eq!(
+            m.restart(secs(21), "a"),
+            Err(StartError::ShutDown(ShutDown))
+        );
+        assert_eq!(m.start_service(secs(21)), Err(ShutDown));
+        let definitions = m.definitions();
+        assert!(m.plan_reload(&definitions).is_ok(), "the dry run is taken");
+        assert_eq!(
+            m.reload(secs(21), definitions),
+            Err(DefinitionsError::ShutDown(ShutDown))
+        );
+        // An unknown name is still told as such.
+        assert!(matches!(
+            m.start(secs(21), "nope"),
+            Err(StartError::Unknown(_))
+        ));
+        assert!(drain(&mut m).is_empty(), "nothing refused left a command");
+        // What stops or signals is taken.
+        m.signal(secs(21), "a", Signal::Usr1).unwrap();
+        assert_eq!(drain(&mut m).len(), 1, "USR1 sent");
+        m.down(secs(21), "b").unwrap();
+        drain(&mut m);
+        m.kill_all(secs(22));
+        let taken = drain(&mut m);
+        assert!(taken.iter().any(|c| matches!(
+            c,
+            Command::Signal {
+                signal: Signal::Kill,
+                ..
+            }
+        )));
+        // And nothing starts again: the run ends.
+        assert_eq!(spawns(&exit(&mut m, secs(22), "a", 0)), 0);
+        assert_eq!(spawns(&exit(&mut m, secs(22), "b", 0)), 0);
+        assert!(m.is_quiescent());
+        assert!(m.start(secs(30), "a").is_err());
+        assert_eq!(spawns(&drain(&mut m)), 0);
+    }
+
+    #[test]
+    fn a_critical_end_shuts_the_monitor_down() {
+        let mut m = monitor();
+        let critical = ProcessSpec::new(["app"]).with_policy(Policy {
+            critical: true,
+            restart: Some(crate::spec::RestartPolicy::Never),
+            ..Policy::default()
+        });
+        m.add(secs(0), "app", critical).unwrap();
+        m.add(secs(0), "sidecar", ProcessSpec::new(["sidecar"]))
+            .unwrap();
+        m.start_service(secs(0)).unwrap();
+        drain(&mut m);
+        assert!(!m.is_shut_down());
+        exit(&mut m, secs(20), "app", 3);
+        assert!(m.is_shut_down());
+        assert!(m.start(secs(20), "app").is_err());
+        assert!(m.start_service(secs(20)).is_err());
+        assert_eq!(spawns(&exit(&mut m, secs(21), "sidecar", 0)), 0);
+        assert_eq!(m.finished(), Some(3));
+    }
+
+    #[test]
+    fn start_calls_off_a_held_back_stop_of_a_ready_instance() {
+        let mut m = monitor();
+        m.add(secs(0), "db", ProcessSpec::new(["db"])).unwrap();
+        let web = ProcessSpec::new(["web"]).with_after("db", crate::spec::Condition::Started);
+        m.add(secs(0), "web", web).unwrap();
+        m.start_service(secs(0)).unwrap();
+        drain(&mut m);
+        m.stop_service(secs(10));
+        drain(&mut m);
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Stopping);
+        m.start(secs(11), "db").unwrap();
+        assert!(drain(&mut m).is_empty(), "nothing was sent, nothing is");
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Running);
+        // Its dependent's end no longer sends db a stop.
+        let commands = exit(&mut m, secs(12), "web", 0);
+        assert!(
+            !commands.iter().any(|c| matches!(c, Command::Signal { .. })),
+            "{commands:?}"
+        );
+        assert_eq!(m.status("db").unwrap().state, ProcessState::Running);
     }
 }

@@ -102,6 +102,9 @@ impl Monitor {
     /// after. Names keep their place in the add order (a reordered file
     /// reorders nothing); new names come last, in the order given.
     ///
+    /// Refused after [`shut_down`](Self::shut_down); the dry run
+    /// ([`plan_reload`](Self::plan_reload)) is not.
+    ///
     /// May queue any command.
     pub fn reload(
         &mut self,
@@ -110,6 +113,9 @@ impl Monitor {
     ) -> Result<ReloadPlan, DefinitionsError> {
         let plan = self.plan_reload(&definitions)?;
         self.begin(now);
+        if self.shut_down {
+            return Err(DefinitionsError::ShutDown(crate::error::ShutDown));
+        }
         self.settings = definitions.settings;
         let mut specs: BTreeMap<String, ProcessSpec> = definitions.processes.into_iter().collect();
         for (name, change) in &plan.changes {
@@ -286,7 +292,7 @@ mod tests {
             ("gone", spec("gone")),
         ]))
         .unwrap();
-        m.start_service(Instant::ZERO);
+        m.start_service(Instant::ZERO).unwrap();
         drain(&mut m);
         m
     }
@@ -313,7 +319,7 @@ mod tests {
         let mut m =
             Monitor::from_definitions(definitions(vec![("a", with_policy("a", kill_in(5)))]))
                 .unwrap();
-        m.start_service(Instant::ZERO);
+        m.start_service(Instant::ZERO).unwrap();
         drain(&mut m);
         m.stop(Instant::ZERO, "a").unwrap();
         let timer = drain(&mut m)

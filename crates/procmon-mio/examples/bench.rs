@@ -219,7 +219,7 @@ fn driver_restarts(rounds: usize) -> Vec<Duration> {
     };
     supervisor.call(&mut count, |m, now| {
         m.add(now, "true", ProcessSpec::new(["/bin/true"])).unwrap();
-        m.start_service(now);
+        m.start_service(now).unwrap();
     });
     while supervisor.monitor().stats().spawns <= rounds as u64 {
         supervisor.turn(&mut count, None).unwrap();
@@ -302,7 +302,7 @@ fn stop(mut supervisor: Supervisor) {
 fn driver_start(children: usize) -> Duration {
     let mut supervisor = sleepers(children);
     let start = Instant::now();
-    supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+    supervisor.call(&mut quiet(), |m, now| m.start_service(now).unwrap());
     let elapsed = start.elapsed();
     stop(supervisor);
     elapsed
@@ -493,7 +493,7 @@ fn supervisor_throughput(exe: &std::path::Path, bytes: usize, cpu: Option<usize>
     let start = Instant::now();
     supervisor.call(&mut count, |m, now| {
         m.add(now, "w", ProcessSpec::new(argv)).unwrap();
-        m.start_service(now);
+        m.start_service(now).unwrap();
     });
     while !exited.get() {
         supervisor.turn(&mut count, None).unwrap();
@@ -593,7 +593,7 @@ fn idle(children: usize, secs: usize) {
         );
 
         let mut supervisor = sleepers(children);
-        supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+        supervisor.call(&mut quiet(), |m, now| m.start_service(now).unwrap());
         assert_eq!(supervisor.monitor().live_instances(), children);
         let rss = status_field("self", "VmRSS");
         let (cpu0, csw0) = self_usage();
@@ -846,7 +846,7 @@ fn scale(children: usize, runs: usize) {
         let before = status_field("self", "VmRSS");
         let mut supervisor = sleepers(children);
         let start = Instant::now();
-        supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+        supervisor.call(&mut quiet(), |m, now| m.start_service(now).unwrap());
         let ours = start.elapsed();
         assert_eq!(supervisor.monitor().live_instances(), children);
         let rss = status_field("self", "VmRSS");
@@ -1980,7 +1980,7 @@ fn interleaved(rounds: usize) -> [Vec<u64>; 3] {
         supervisor.call(&mut quiet(), |m, now| m.add(now, name, spec).unwrap());
         supervisor.call(&mut quiet(), |m, now| m.down(now, name).unwrap());
     }
-    supervisor.call(&mut quiet(), |m, now| m.start_service(now));
+    supervisor.call(&mut quiet(), |m, now| m.start_service(now).unwrap());
     let round = std::cell::RefCell::new(Round::default());
     let mut observe = |n: Notice<'_>| match n {
         Notice::Spawned { name, .. } => {

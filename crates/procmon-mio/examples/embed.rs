@@ -35,7 +35,7 @@ fn main() -> std::io::Result<()> {
         ]);
         monitor.add(now, "ticker", ticker).expect("a fresh name");
         monitor.add(now, "crasher", crasher).expect("a fresh name");
-        monitor.start_service(now);
+        monitor.start_service(now).unwrap();
     });
 
     // Run for a few seconds. `turn` sleeps until something happens.

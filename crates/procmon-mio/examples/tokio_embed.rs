@@ -54,7 +54,7 @@ async fn main() -> io::Result<()> {
             })
             .expect("the supervisor is running");
         handle
-            .send(|monitor, now| monitor.start_service(now))
+            .send(|monitor, now| monitor.start_service(now).unwrap())
             .expect("the supervisor is running");
     });
 

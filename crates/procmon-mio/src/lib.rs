@@ -129,7 +129,7 @@
 //! let mut print = |notice: Notice<'_>| println!("{notice:?}");
 //! supervisor.call(&mut print, |monitor, now| {
 //!     monitor.add(now, "ticker", ProcessSpec::new(["sh", "-c", "while :; do date; sleep 1; done"])).unwrap();
-//!     monitor.start_service(now);
+//!     monitor.start_service(now).unwrap();
 //! });
 //! loop {
 //!     supervisor.turn(&mut print, None).unwrap();

@@ -142,7 +142,9 @@ fn a_handle_starts_and_stops_a_process_from_another_thread() {
                     .expect("a fresh name");
             })
             .expect("sent");
-        handle.send(|m, now| m.start_service(now)).expect("sent");
+        handle
+            .send(|m, now| m.start_service(now).unwrap())
+            .expect("sent");
         stop_now.recv().expect("told to stop");
         // A clone works as well as the original.
         let clone = handle.clone();
@@ -166,7 +168,7 @@ fn a_handle_starts_and_stops_a_process_from_another_thread() {
     run.quiesce();
     let handle = remote.join().expect("the sending thread");
     drop(run);
-    let refused = handle.send(|m, now| m.start_service(now));
+    let refused = handle.send(|m, now| m.start_service(now).unwrap());
     assert_eq!(
         refused.expect_err("no supervisor to run it").kind(),
         ErrorKind::NotConnected
@@ -1176,7 +1178,7 @@ fn a_reads_lines_are_all_one_pipes() {
                 "i=0; while [ $i -lt 5000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
             m.add(now, name, sh(script).with_policy(once)).unwrap();
         }
-        m.start_service(now);
+        m.start_service(now).unwrap();
     });
     let deadline = Instant::now() + Duration::from_secs(120);
     while reads.exits < names.len() {

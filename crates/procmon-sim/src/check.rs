@@ -21,8 +21,10 @@
 //! at that point of the events, else `waiting`, and a waiting name spawned
 //! as soon as they hold; stops held back for live dependents at a service
 //! stop or removal and sent once none is left (a service stop's called off
-//! by `start-service`: kept if ready, else restarted); critical ends and their
-//! codes; when the monitor has finished, and with which code.
+//! by `start-service`, and by `start` of the name: kept if ready, else
+//! restarted or stopped now); critical ends and their codes, after which
+//! nothing starts again; when the monitor has finished, and with which
+//! code.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -621,11 +623,14 @@ impl Model {
             Step::Ready { name } | Step::NotReady { name } => {
                 !self.live_of(name).is_some_and(|(_, l)| l.channel)
             }
+            // A critical end shut the monitor down: it starts nothing more.
+            Step::Start { name } | Step::Restart { name } => {
+                unknown(name) || self.critical_exit.is_some()
+            }
+            Step::StartService => self.critical_exit.is_some(),
             Step::Remove { name }
-            | Step::Start { name }
             | Step::Stop { name }
             | Step::Down { name }
-            | Step::Restart { name }
             | Step::FailSpawn { name, .. } => unknown(name),
             Step::Signal { name, .. } => unknown(name) || self.live_of(name).is_none(),
             Step::Set(Setting::MinRestartDelay(d)) => self.delays_clash(*d, self.max),
@@ -711,14 +716,30 @@ impl Model {
                 match self.own_live(name) {
                     Some(id) => {
                         let live = self.live.get_mut(&id).expect("live");
-                        // Only the instance of a `down`, still stopping, changes.
-                        if let Some(stopping) = &mut live.stop {
-                            if stopping.asked == Asked::Hold {
+                        // Only the instance of a `down` and one whose stop a
+                        // service stop holds back, still stopping, change.
+                        // The held-back stop is called off: a ready instance
+                        // runs on; one not ready yet is stopped now, to
+                        // start again at its end as after a `down`'s.
+                        let ready = live.ready;
+                        match &mut live.stop {
+                            Some(stopping) if stopping.asked == Asked::Hold => {
                                 stopping.asked = Asked::Start;
                                 let definition = self.definition(name);
                                 definition.held = false;
                                 definition.quick_deaths = 0;
                             }
+                            Some(stopping)
+                                if stopping.deferred && stopping.asked == Asked::Rules =>
+                            {
+                                if ready {
+                                    live.stop = None;
+                                } else {
+                                    self.stop(now, id, Asked::Start, true, out);
+                                }
+                                self.definition(name).quick_deaths = 0;
+                            }
+                            _ => {}
                         }
                     }
                     None => {

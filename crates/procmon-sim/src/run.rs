@@ -396,7 +396,11 @@ impl Sim {
                 }
             }
             Step::RestartAll => self.monitor.restart_all(now),
-            Step::StartService => self.monitor.start_service(now),
+            Step::StartService => {
+                if self.monitor.start_service(now).is_err() {
+                    self.reject(line, "start-service", "");
+                }
+            }
             Step::StopService => self.monitor.stop_service(now),
             Step::Advance(by) => {
                 let until = now
@@ -786,8 +790,14 @@ impl Sim {
         writeln!(self.trace, "{} {what}", self.now).expect("writing to a String");
     }
 
+    /// Traces `error KEYWORD SUBJECT` (`error KEYWORD` for a step that
+    /// names nothing, such as `start-service`).
     fn reject(&mut self, line: usize, keyword: &'static str, subject: &str) {
-        self.trace_line(format_args!("error {keyword} {}", Word(subject.as_bytes())));
+        if subject.is_empty() {
+            self.trace_line(format_args!("error {keyword}"));
+        } else {
+            self.trace_line(format_args!("error {keyword} {}", Word(subject.as_bytes())));
+        }
         self.events.push(Event::Rejected {
             at: self.now,
             keyword,

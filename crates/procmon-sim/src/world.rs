@@ -234,7 +234,7 @@ mod tests {
     fn an_exit_already_scheduled_is_dropped_when_the_process_dies_first() {
         // InstanceIds only come from a monitor; borrow two from one.
         let mut monitor = procmon_core::Monitor::new(Default::default()).unwrap();
-        monitor.start_service(Instant::ZERO);
+        monitor.start_service(Instant::ZERO).unwrap();
         monitor
             .add(Instant::ZERO, "a", procmon_core::ProcessSpec::new(["a"]))
             .unwrap();

@@ -1010,6 +1010,14 @@ impl V5View {
                 .values_mut()
                 .filter(|f| f.held_back_by_the_service() && f.ready)
                 .for_each(|f| f.stopping = false),
+            // `start` calls off the name's held-back stop the same way; one
+            // not ready yet is stopped at once, to start again at its end
+            // if the service runs then.
+            Step::Start { name } => self
+                .live
+                .values_mut()
+                .filter(|f| f.name == *name && f.held_back_by_the_service() && f.ready)
+                .for_each(|f| f.stopping = false),
             _ => {}
         }
     }
@@ -1170,6 +1178,13 @@ fn service_stops_wait_for_dependents() -> impl FnMut(&Step, &Sim, usize) -> Resu
             // Called off (D22): kept running, or restarted at once.
             Step::StartService if accepted => {
                 held.retain(|id| !view.live[id].held_back_by_the_service());
+            }
+            // So does `start` of the name.
+            Step::Start { name } if accepted => {
+                held.retain(|id| {
+                    let f = &view.live[id];
+                    !(f.name == *name && f.held_back_by_the_service())
+                });
             }
             _ => {}
         }

@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use procmon_core::{
-    Definitions, EscapeInvalid, ExitStatus, Instant, ProcessState, ProcessStatus, Stream,
+    Definitions, DefinitionsError, EscapeInvalid, ExitStatus, Instant, ProcessState, ProcessStatus,
+    ShutDown, StartError, Stream,
 };
 use procmon_mio::mio::net::{UnixListener, UnixStream};
 use procmon_mio::mio::Interest;
@@ -165,7 +166,7 @@ pub struct ConfigReread {
 pub struct ReloadDone {
     /// The core's plan, a change of access counted as a global setting;
     /// or why the core refused the file.
-    pub plan: Result<procmon_core::ReloadPlan, String>,
+    pub plan: Result<procmon_core::ReloadPlan, DefinitionsError>,
     /// The processes whose log settings change (see [`Feeds::reload_logs`]).
     pub log_settings_changed: Vec<String>,
     /// Whether the file changes who may use the socket.
@@ -211,7 +212,7 @@ impl ConfigReread {
         }
         let taken = plan.is_ok();
         ReloadDone {
-            plan: plan.map_err(|e| e.to_string()),
+            plan,
             log_settings_changed: if taken {
                 observer.reload_logs(&logs, dry_run)
             } else {
@@ -892,17 +893,6 @@ impl ControlServer {
                 ))
             }
             Op::ReopenLogs => Ok(json!({"files": observer.reopen_logs()})),
-            // procmon exits once a stopped service has ended: a start now
-            // would keep it from exiting, with nothing left to stop it.
-            Op::Start(_) | Op::Restart(_) | Op::Reload { dry_run: false }
-                if !supervisor.monitor().is_service_running() =>
-            {
-                Err(RequestError::new(
-                    ErrorKind::Stopping,
-                    "procmon is stopping: it starts, restarts and reloads nothing more".to_string(),
-                    None,
-                ))
-            }
             Op::Start(targets) | Op::Stop(targets) | Op::Restart(targets) => {
                 let names = targets_names(supervisor, targets)?;
                 // One core call per process: the drain contract wants each
@@ -912,10 +902,18 @@ impl ControlServer {
                 for name in &names {
                     let done = supervisor.call(observer, |monitor, now| match op {
                         Op::Start(_) => monitor.start(now, name),
-                        Op::Stop(_) => monitor.down(now, name),
+                        Op::Stop(_) => monitor.down(now, name).map_err(StartError::Unknown),
                         _ => monitor.restart(now, name),
                     });
-                    debug_assert!(done.is_ok(), "names were checked in this turn");
+                    match done {
+                        Ok(()) => {}
+                        // The core refuses the first name as it would every
+                        // other: none was started.
+                        Err(StartError::ShutDown(refused)) => return Err(stopping(refused)),
+                        Err(error) => {
+                            debug_assert!(false, "names were checked in this turn: {error}");
+                        }
+                    }
                 }
                 Ok(status_json(
                     supervisor,
@@ -966,7 +964,15 @@ impl ControlServer {
                     Some(Ok(read)) => read,
                 };
                 let done = definitions.apply(*dry_run, &self.access, supervisor, observer);
-                served.reloaded = Some(done.plan.clone().map(|plan| (plan, *dry_run)));
+                if let Err(DefinitionsError::ShutDown(refused)) = done.plan {
+                    return Err(stopping(refused));
+                }
+                served.reloaded = Some(
+                    done.plan
+                        .clone()
+                        .map(|plan| (plan, *dry_run))
+                        .map_err(|e| e.to_string()),
+                );
                 if !dry_run {
                     served.log_settings_changed = done.log_settings_changed.clone();
                 }
@@ -988,7 +994,11 @@ impl ControlServer {
                         "access_changed": done.access_changed,
                         "restart_needed": done.restart_needed,
                     })),
-                    Err(error) => Err(RequestError::new(ErrorKind::InvalidConfig, error, None)),
+                    Err(error) => Err(RequestError::new(
+                        ErrorKind::InvalidConfig,
+                        error.to_string(),
+                        None,
+                    )),
                 }
             }
             Op::Logs {
@@ -1185,6 +1195,16 @@ fn all_names(supervisor: &Supervisor) -> Vec<String> {
 
 /// `names` if each is a process (all of them if `names` is empty and
 /// `empty_is_all`), else the first unknown one as an error.
+/// The reply to a request the core refused because procmon is stopping:
+/// it exits once the stopped service has ended, so it starts nothing more.
+fn stopping(_: ShutDown) -> RequestError {
+    RequestError::new(
+        ErrorKind::Stopping,
+        "procmon is stopping: it starts, restarts and reloads nothing more",
+        None,
+    )
+}
+
 fn known_names(
     supervisor: &Supervisor,
     names: &[String],

@@ -171,7 +171,11 @@ where
         }
     }
     if early.is_none() {
-        supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
+        let started = supervisor.call(&mut observer, |monitor, now| monitor.start_service(now));
+        debug_assert!(
+            started.is_ok(),
+            "only procmon and a critical end shut it down"
+        );
     }
     let mut stopping = false;
     let mut outcome = Outcome::Stopped;
@@ -202,7 +206,7 @@ where
             outcome = Outcome::OutputFailed;
             if !stopping {
                 stopping = true;
-                supervisor.call(&mut observer, |monitor, now| monitor.stop_service(now));
+                supervisor.call(&mut observer, |monitor, now| monitor.shut_down(now));
             }
         }
         // The core decides when its work is done (container mode, a
@@ -279,10 +283,11 @@ where
                     action: Action::Stop,
                 });
                 stopping = true;
-                supervisor.call(&mut observer, |monitor, now| monitor.stop_service(now));
+                supervisor.call(&mut observer, |monitor, now| monitor.shut_down(now));
             }
         }
         let Some(caught) = caught else { continue };
+        let shut_down = supervisor.monitor().is_shut_down();
         let action = match caught {
             CaughtSignal::Terminate | CaughtSignal::Interrupt | CaughtSignal::Quit if !stopping => {
                 Action::Stop
@@ -292,8 +297,10 @@ where
             // runtime that sends TERM twice.
             CaughtSignal::Interrupt => Action::KillAll,
             CaughtSignal::Terminate if container => Action::KillAll,
-            CaughtSignal::Hangup if !stopping && read_config.is_some() => Action::Reload,
-            CaughtSignal::Hangup if !stopping => Action::RestartAll,
+            // After a critical end as after a stop, the core starts
+            // nothing more, so there is nothing to reload or restart.
+            CaughtSignal::Hangup if !shut_down && read_config.is_some() => Action::Reload,
+            CaughtSignal::Hangup if !shut_down => Action::RestartAll,
             CaughtSignal::Terminate | CaughtSignal::Quit | CaughtSignal::Hangup => {
                 Action::AlreadyStopping
             }
@@ -309,7 +316,7 @@ where
         match action {
             Action::Stop => {
                 stopping = true;
-                supervisor.call(&mut observer, |monitor, now| monitor.stop_service(now));
+                supervisor.call(&mut observer, |monitor, now| monitor.shut_down(now));
             }
             // Through the core, so it knows what was sent and cancels the
             // KILL timers of the stop before.
@@ -336,7 +343,9 @@ where
                         if let (Some(server), Some(access)) = (control.as_mut(), done.new_access) {
                             server.set_access(access, &mut supervisor, observer.feed());
                         }
-                        done.plan.map(|plan| (plan, false))
+                        done.plan
+                            .map(|plan| (plan, false))
+                            .map_err(|e| e.to_string())
                     }
                 };
                 let served = Served {

@@ -724,6 +724,9 @@ argv = ["sleep", "1000"]
         );
     }
     assert_eq!(procmon.process("quick")["state"], json!("stopped"));
+    // A dry run starts nothing: it is still answered.
+    let dry = procmon.ctl(&["reload", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
     // What helps the stop is still taken.
     assert_eq!(
         procmon.ctl(&["signal", "KILL", "stubborn"]).status.code(),

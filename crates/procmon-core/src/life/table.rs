@@ -307,7 +307,7 @@ struct Row {
 }
 
 fn started(w: &mut World) {
-    w.call(|m, now| m.start_service(now));
+    w.call(|m, now| m.start_service(now).unwrap());
 }
 
 const ROWS: &[Row] = &[
@@ -560,7 +560,7 @@ const COLUMNS: &[Column] = &[
     Column {
         label: "start-service",
         apply: |w| {
-            w.call(|m, now| m.start_service(now));
+            w.call(|m, now| m.start_service(now).unwrap());
             true
         },
     },

@@ -133,7 +133,7 @@ impl Run {
     }
 
     pub fn start(&mut self) {
-        self.call(|m, now| m.start_service(now));
+        self.call(|m, now| m.start_service(now).unwrap());
     }
 
     pub fn stop(&mut self) {
