@@ -735,6 +735,64 @@ argv = ["sleep", "1000"]
     assert_eq!(procmon.wait(), Some(0));
 }
 
+/// A critical end shuts procmon down as `shutdown` does: the core then
+/// refuses what would start anything, over the socket and at HUP alike,
+/// and procmon exits with the critical process's code once the rest has
+/// ended.
+#[test]
+fn after_a_critical_end_nothing_starts_and_hup_reloads_nothing() {
+    let mut procmon = Served::start(
+        r#"
+[[process]]
+name = "app"
+argv = ["sh", "-c", "trap 'exit 3' USR1; while :; do sleep 0.05; done"]
+restart = "never"
+critical = true
+[[process]]
+name = "stubborn"
+argv = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+killtime = 60
+"#,
+    );
+    procmon.until_all_run();
+    let config_before = std::fs::read_to_string(&procmon.config).unwrap();
+    assert_eq!(
+        procmon.ctl(&["signal", "USR1", "app"]).status.code(),
+        Some(0)
+    );
+    procmon.until("app has ended and stubborn holds out", || {
+        let state = |name: &str| procmon.process(name)["state"].clone();
+        state("app") == json!("exited") && state("stubborn") == json!("stopping")
+    });
+    for args in [&["start", "app"][..], &["restart", "stubborn"], &["reload"]] {
+        let out = procmon.ctl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("procmon is stopping"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A changed file and HUP: nothing to reload, nothing is added.
+    std::fs::write(
+        &procmon.config,
+        format!("{config_before}[[process]]\nname = \"late\"\nargv = [\"sleep\", \"1000\"]\n"),
+    )
+    .unwrap();
+    // SAFETY: plain syscall on the procmon this test started.
+    unsafe { libc::kill(procmon.child.id() as i32, libc::SIGHUP) };
+    procmon.until("HUP is told", || {
+        procmon.stderr().contains("received HUP: already stopping")
+    });
+    assert_eq!(procmon.status().len(), 2, "nothing was added");
+    assert_eq!(procmon.process("app")["state"], json!("exited"));
+    assert_eq!(
+        procmon.ctl(&["signal", "KILL", "stubborn"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(procmon.wait(), Some(3), "{}", procmon.stderr());
+}
+
 /// The most memory procmon ever held (`VmHWM`), in KiB.
 fn peak_memory_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
