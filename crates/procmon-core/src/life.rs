@@ -206,6 +206,19 @@ impl Life {
         }
     }
 
+    /// Whether this is an instance whose stop a service stop holds back
+    /// for its dependents: what `start_service` calls off.
+    pub(crate) fn is_deferred_stop(&self) -> bool {
+        matches!(
+            self,
+            Life::Stopping {
+                kill: Kill::Deferred { .. },
+                then: Then::Rules,
+                ..
+            }
+        )
+    }
+
     /// The timer this state has armed, if any.
     pub(crate) fn armed(&self) -> Option<(TimerKind, Armed)> {
         match self {
@@ -418,7 +431,6 @@ impl Monitor {
                 },
                 Event::Start,
             ) => {
-                self.process_mut(key).quick_deaths = 0;
                 if ready {
                     Life::Running(instance)
                 } else {

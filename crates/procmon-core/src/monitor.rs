@@ -710,6 +710,18 @@ impl Monitor {
             return Err(ShutDown);
         }
         self.service_running = true;
+        // Held-back stops are called off first, so that a process added
+        // before its dependency finds it running again, not stopping, and
+        // starts rather than reporting that it waits. The second pass
+        // leaves those alone (a `running` or restarting instance takes no
+        // `ServiceStart`).
+        if self.deferred > 0 {
+            for key in self.keys_in_order() {
+                if self.processes[key.index()].life.is_deferred_stop() {
+                    self.transition(key, Event::ServiceStart);
+                }
+            }
+        }
         for key in self.keys_in_order() {
             self.transition(key, Event::ServiceStart);
         }

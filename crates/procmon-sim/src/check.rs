@@ -737,7 +737,6 @@ impl Model {
                                 } else {
                                     self.stop(now, id, Asked::Start, true, out);
                                 }
-                                self.definition(name).quick_deaths = 0;
                             }
                             _ => {}
                         }
@@ -813,12 +812,13 @@ impl Model {
             }
             Step::StartService => {
                 self.service = true;
+                // First, in add order, a service stop still held back for
+                // dependents is called off: everything should be up with
+                // the service. A ready instance just runs on; one not ready
+                // yet is restarted, as the readiness facts it had while
+                // stopping were dropped. Then, in add order, the starts,
+                // which so find their dependencies running again.
                 for name in self.names_in_order() {
-                    // A service stop still held back for dependents is
-                    // called off: everything should be up with the service.
-                    // A ready instance just runs on; one not ready yet is
-                    // restarted, as the readiness facts it had while
-                    // stopping were dropped.
                     if let Some(id) = self.own_live(&name) {
                         let live = self.live.get_mut(&id).expect("found above");
                         let held_back = live
@@ -829,6 +829,10 @@ impl Model {
                         } else if held_back {
                             self.stop(now, id, Asked::Restart, true, out);
                         }
+                    }
+                }
+                for name in self.names_in_order() {
+                    if self.own_live(&name).is_some() {
                         continue;
                     }
                     if !self.definitions[&name].held && self.live_of(&name).is_none() {

@@ -758,8 +758,38 @@ fn backoff_follows_the_contract() -> impl FnMut(&Step, &Sim, usize) -> Result<()
     let mut added: BTreeMap<String, Backoff> = BTreeMap::new();
     let mut generations = 0;
     let mut live: Instances = BTreeMap::new();
+    // Which stops a service stop holds back, and which instances are
+    // ready: what a call-off does to the end (D22, D23).
+    let mut view = V5View::default();
     move |step, sim, seen| {
-        if !sim.last_step_rejected() {
+        let accepted = !sim.last_step_rejected();
+        if accepted {
+            // A held-back stop called off on an instance not ready yet:
+            // `start-service` restarts it, and its cut life neither
+            // doubles nor counts, as after `restart` (D22); `start NAME`
+            // stops it as a `start` does a `down`'s instance (D23).
+            let called_off = |name: Option<&str>| {
+                view.live
+                    .iter()
+                    .filter(|(_, f)| {
+                        f.held_back_by_the_service() && !f.ready && name.is_none_or(|n| n == f.name)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>()
+            };
+            let (ids, asked) = match step {
+                Step::StartService => (called_off(None), Asked::Restart),
+                Step::Start { name } => (called_off(Some(name)), Asked::StartAfterDown),
+                _ => (Vec::new(), Asked::Nothing),
+            };
+            for id in ids {
+                if let Some(instance) = live.get_mut(&id) {
+                    instance.2 = asked;
+                }
+            }
+        }
+        view.step(step, accepted);
+        if accepted {
             match step {
                 Step::Set(Setting::Threshold(d)) => threshold = *d,
                 Step::Set(Setting::MinRestartDelay(d)) => min = *d,
@@ -809,6 +839,7 @@ fn backoff_follows_the_contract() -> impl FnMut(&Step, &Sim, usize) -> Result<()
             }
         }
         for event in events_of(sim, seen) {
+            view.event(event)?;
             let ended = match event {
                 Event::Spawn { name, instance, .. } => {
                     let generation = added.get(name).ok_or("spawned an unknown name")?.generation;
