@@ -416,25 +416,32 @@ impl Monitor {
             ) => life,
 
             // ----- requests on a stopping instance: nothing new is sent -----
-            // `start` on a stop a service stop holds back for dependents
-            // calls it off, since nothing was sent: the process was asked
-            // to run, and a ready instance does. One not ready yet cannot
-            // tell any more (its readiness facts were dropped when its stop
-            // was held back, below), so its stop goes ahead now and, as for
-            // any instance `start` finds stopping, it starts again at its
-            // end if the service runs then.
+            // A start of the service, or of the process, before the stop
+            // a service stop held back was sent: nothing was sent, so the
+            // instance simply keeps running, as the process was asked to
+            // be up. A ready one goes back to `running`, still ready. One
+            // that was not ready yet cannot tell any more: its ready
+            // timeout was cancelled and its READY=1 or closed channel, if
+            // either came while it was stopping, was ignored, so its stop
+            // goes ahead now. `start_service` restarts it, as only a fresh
+            // instance can tell when it is ready; `start` leaves it to the
+            // rule for any instance `start` finds stopping: it starts again
+            // at its end if the service runs then. A removal's held-back
+            // stop stays: the definition is gone whatever the service does.
             (
                 Life::Stopping {
                     instance,
                     kill: Kill::Deferred { ready },
                     then: Then::Rules,
                 },
-                Event::Start,
+                event @ (Event::Start | Event::ServiceStart),
             ) => {
                 if ready {
                     Life::Running(instance)
-                } else {
+                } else if event == Event::Start {
                     self.stop_instance(key, instance, Then::Start)
+                } else {
+                    self.stop_instance(key, instance, Then::Restart)
                 }
             }
             (
@@ -513,29 +520,6 @@ impl Monitor {
                 },
                 Event::DependentsGone,
             ) => self.stop_instance(key, instance, then),
-            // The service starts again before the stop it held back was
-            // sent: nothing was sent, so the instance simply keeps running,
-            // as everything should be up once the service is. A ready one
-            // goes back to `running`, still ready. One that was not ready
-            // yet is restarted instead: its ready timeout was cancelled and
-            // its READY=1 or closed channel, if either came while it was
-            // stopping, was ignored, so only a fresh instance can tell when
-            // it is ready. A removal's held-back stop stays: the definition
-            // is gone whatever the service does.
-            (
-                Life::Stopping {
-                    instance,
-                    kill: Kill::Deferred { ready },
-                    then: Then::Rules,
-                },
-                Event::ServiceStart,
-            ) => {
-                if ready {
-                    Life::Running(instance)
-                } else {
-                    self.stop_instance(key, instance, Then::Restart)
-                }
-            }
             (
                 life @ Life::Stopping { .. },
                 Event::Stop | Event::ServiceStart | Event::ServiceStop | Event::PredecessorGone,

@@ -47,8 +47,9 @@ fn main() -> std::io::Result<()> {
         }
     }
 
-    // Stop: TERM to every process (KILL after the kill time), no restarts.
-    supervisor.call(&mut print, |monitor, now| monitor.stop_service(now));
+    // Stop for good: TERM to every process (KILL after the kill time), no
+    // restarts, and nothing can start one again while we wait.
+    supervisor.call(&mut print, |monitor, now| monitor.shut_down(now));
     while !supervisor.monitor().is_quiescent() {
         if supervisor.turn(&mut print, None)?.is_some() {
             // A second signal: do not wait for the kill time.

@@ -74,7 +74,7 @@ async fn main() -> io::Result<()> {
         if !stopping && ends.get() >= RUNS {
             stopping = true;
             fd.get_mut()
-                .call(&mut print, |monitor, now| monitor.stop_service(now));
+                .call(&mut print, |monitor, now| monitor.shut_down(now));
         }
         if stopping && fd.get_ref().monitor().is_quiescent() {
             break;
