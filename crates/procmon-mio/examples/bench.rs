@@ -80,6 +80,17 @@
 //!   under supervisord's `stdout_logfile` (target: at most its time), each
 //!   round starting with the next contender; procmon twice, with and
 //!   without a time on each line.
+//! - `structure [LINES=2000000] [RUNS=8] [PROCMON]`: what the thread
+//!   structure costs, apart from procmon's code. The same child read by two
+//!   C models of a supervisor (compiled with `cc` here), each doing
+//!   procmon's least work per line (a `[./lines] ` prefix, 512 KiB
+//!   blocks): `two threads` hands the blocks to a writer thread, as the
+//!   issue asks of procmon (file writing off the event loop), `one thread`
+//!   writes them itself; `procmon -- child > out` and supervisord
+//!   (`stdout_logfile`), in the same rounds, each round starting with the
+//!   next. Per contender min, median and max of the child's times, the
+//!   child's median wait for a CPU, and in how many rounds each was at
+//!   most supervisord.
 //!
 //! `writer BYTES [term-parent] [cpu=N]` is the throughput child (it pins
 //! itself to CPU N if asked, writes BYTES in 100-byte lines, 655 lines per
@@ -130,6 +141,9 @@ fn main() {
         },
         Some("stdout") => stdout_bench(num(1, 2_000_000), num(2, 7), arg(3).map(PathBuf::from)),
         Some("logfile") => logfile_bench(num(1, 2_000_000), num(2, 7), arg(3).map(PathBuf::from)),
+        Some("structure") => {
+            structure_bench(num(1, 2_000_000), num(2, 8), arg(3).map(PathBuf::from))
+        }
         None => {
             restart(100, 15);
             start(1000);
@@ -2086,4 +2100,253 @@ fn posix_spawn(argv: &[*mut libc::c_char]) -> libc::pid_t {
     };
     assert_eq!(err, 0, "posix_spawn");
     pid
+}
+
+// ----- structure -----
+
+/// The C models of `bench structure`: `MODEL CHILD OUT`, MODEL `threads`
+/// or `one`. Both read the child's stdout 64 KiB at a time after `epoll`
+/// says so, and copy each line behind a 10-byte prefix into a 512 KiB
+/// block; `threads` hands each full block to a writer thread (waking it
+/// only when it is idle, as procmon's sinks do), `one` writes it at once.
+const STRUCTURE_C: &str = r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#define BLOCK (512 * 1024)
+#define QUEUE 64
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static char *queue[QUEUE];
+static size_t queued[QUEUE];
+static int head, tail, done, threads, out;
+static char *block, partial[8192];
+static size_t used, partial_len;
+static void write_all(const char *b, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(out, b, n);
+        if (w <= 0) abort();
+        b += w, n -= (size_t)w;
+    }
+}
+static void *writer(void *unused) {
+    (void)unused;
+    for (;;) {
+        pthread_mutex_lock(&mu);
+        while (head == tail && !done) pthread_cond_wait(&cv, &mu);
+        if (head == tail) { pthread_mutex_unlock(&mu); return 0; }
+        char *b = queue[head % QUEUE];
+        size_t n = queued[head % QUEUE];
+        head++;
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&mu);
+        write_all(b, n);
+        free(b);
+    }
+}
+static void hand_over(void) {
+    if (!threads) { write_all(block, used); used = 0; return; }
+    pthread_mutex_lock(&mu);
+    while (tail - head == QUEUE) pthread_cond_wait(&cv, &mu);
+    int idle = head == tail;
+    queue[tail % QUEUE] = block;
+    queued[tail % QUEUE] = used;
+    tail++;
+    if (idle) pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    block = malloc(BLOCK + 16384);
+    used = 0;
+}
+static void lines(const char *p, const char *end) {
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) { memcpy(partial + partial_len, p, (size_t)(end - p)); partial_len += (size_t)(end - p); return; }
+        memcpy(block + used, "[./lines] ", 10);
+        used += 10;
+        memcpy(block + used, partial, partial_len);
+        used += partial_len;
+        partial_len = 0;
+        memcpy(block + used, p, (size_t)(nl + 1 - p));
+        used += (size_t)(nl + 1 - p);
+        if (used >= BLOCK) hand_over();
+        p = nl + 1;
+    }
+}
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    threads = strcmp(argv[1], "threads") == 0;
+    out = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int p[2];
+    if (out < 0 || pipe2(p, O_CLOEXEC) != 0) return 1;
+    pid_t pid = fork();
+    if (pid == 0) { dup2(p[1], 1); execl(argv[2], argv[2], (char *)0); _exit(127); }
+    close(p[1]);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+    pthread_t t;
+    if (threads) pthread_create(&t, 0, writer, 0);
+    block = malloc(BLOCK + 16384);
+    static char buf[65536];
+    for (int eof = 0; !eof;) {
+        epoll_wait(ep, &ev, 1, -1);
+        for (;;) {
+            ssize_t r = read(p[0], buf, sizeof buf);
+            if (r == 0) { eof = 1; break; }
+            if (r < 0) { if (errno == EAGAIN) break; if (errno == EINTR) continue; abort(); }
+            lines(buf, buf + r);
+        }
+    }
+    if (used) hand_over();
+    if (threads) {
+        pthread_mutex_lock(&mu);
+        done = 1;
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&mu);
+        pthread_join(t, 0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+"#;
+
+/// Compiles the C models into `dir` (again only if their source changed).
+fn structure_models(dir: &std::path::Path) -> PathBuf {
+    let source = dir.join("structure.c");
+    let exe = dir.join("structure");
+    if std::fs::read_to_string(&source).ok().as_deref() != Some(STRUCTURE_C) || !exe.exists() {
+        std::fs::write(&source, STRUCTURE_C).unwrap();
+        let cc = Command::new("cc")
+            .args(["-O2", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(&source)
+            .status()
+            .expect("cc");
+        assert!(cc.success(), "cc failed");
+    }
+    exe
+}
+
+/// One C model reading the child: its output checked, the child's times.
+// Waited for with `wait4`, for its CPU time.
+#[allow(clippy::zombie_processes)]
+fn structure_model(
+    models: &std::path::Path,
+    model: &str,
+    child: &std::path::Path,
+    dir: &std::path::Path,
+    lines: usize,
+) -> ChildRun {
+    let (out, result) = (dir.join("model.out"), dir.join("model.result"));
+    let _ = std::fs::remove_file(&result);
+    // Run from the child's directory, as procmon is, so that the prefix
+    // is `[./lines] ` for both.
+    let spawned = Command::new(models)
+        .current_dir(child.parent().unwrap())
+        .arg(model)
+        .arg(format!(
+            "./{}",
+            child.file_name().unwrap().to_str().unwrap()
+        ))
+        .arg(&out)
+        .env("LINES", lines.to_string())
+        .env("RESULT", &result)
+        .spawn()
+        .unwrap();
+    let (status, cpu) = wait_cpu(spawned.id());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "model {model}: {status}"
+    );
+    check_out(&out, lines, "[./lines] ".len());
+    let _ = std::fs::remove_file(&out);
+    let (time, child_cpu, split) = child_result(&result);
+    ChildRun {
+        child: time,
+        supervisor_cpu: cpu - child_cpu,
+        split,
+    }
+}
+
+/// `bench structure`: procmon beside C models of its thread structure and
+/// of one thread doing the same work (see the module's docs).
+fn structure_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
+    let procmon = procmon.unwrap_or_else(default_procmon);
+    assert!(procmon.exists(), "{} not built", procmon.display());
+    let procmon = procmon.canonicalize().unwrap();
+    let dir = stdout_bench_dir();
+    let child = lines_child(&dir);
+    let models = structure_models(&dir);
+    let supervisord = supervisord(&dir).expect("supervisord, the peer");
+    let names = [
+        "model, two threads",
+        "model, one thread",
+        "procmon > file",
+        "supervisord",
+    ];
+    let mut all: [Vec<ChildRun>; 4] = Default::default();
+    println!(
+        "structure: {lines} lines of 100 bytes, 4 KiB writes, {runs} rounds (in {}):",
+        dir.display()
+    );
+    for round in 0..runs {
+        let mut this: [Option<ChildRun>; 4] = [None; 4];
+        for turn in 0..4 {
+            let which = (round + turn) % 4;
+            this[which] = Some(match which {
+                0 => structure_model(&models, "threads", &child, &dir, lines),
+                1 => structure_model(&models, "one", &child, &dir, lines),
+                2 => stdout_procmon(&procmon, &child, &dir, lines),
+                _ => stdout_supervisord(&supervisord, &child, &dir, lines),
+            });
+        }
+        let this = this.map(|r| r.expect("ran"));
+        println!(
+            "  round {} (load {}): {}",
+            round + 1,
+            loadavg(),
+            names
+                .iter()
+                .zip(&this)
+                .map(|(name, r)| format!(
+                    "{name} {:.3} s (waiting for a cpu {:.3} s)",
+                    r.child, r.split.waiting_for_cpu
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        for (runs, r) in all.iter_mut().zip(this) {
+            runs.push(r);
+        }
+    }
+    for (name, runs) in names.iter().zip(&all) {
+        let times: Vec<f64> = runs.iter().map(|r| r.child).collect();
+        let waits: Vec<f64> = runs.iter().map(|r| r.split.waiting_for_cpu).collect();
+        let (t0, tm, t1) = min_median_max(&times);
+        let (_, wm, _) = min_median_max(&waits);
+        println!(
+            "  {name}: min {t0:.3} s, median {tm:.3} s, max {t1:.3} s; \
+             the child waited for a cpu {wm:.3} s at the median"
+        );
+    }
+    // The issue's target, asked of the models too: at most supervisord's
+    // time in every round.
+    for (name, runs) in names.iter().zip(&all).take(3) {
+        let within = runs
+            .iter()
+            .zip(&all[3])
+            .filter(|(r, peer)| r.child <= peer.child)
+            .count();
+        println!(
+            "  {name} at most supervisord in {within} of {runs} rounds",
+            runs = all[3].len()
+        );
+    }
 }
