@@ -45,8 +45,9 @@ impl ProcessKey {
 ///
 /// - **A. Application calls** ([`add`](Self::add), [`remove`](Self::remove),
 ///   [`start`](Self::start), [`stop`](Self::stop), [`restart_all`](Self::restart_all),
-///   [`start_service`](Self::start_service), [`stop_service`](Self::stop_service)):
-///   what the user asks for. Unknown or duplicate names are typed errors.
+///   [`start_service`](Self::start_service), [`stop_service`](Self::stop_service),
+///   [`shut_down`](Self::shut_down), …): what the user asks for. Unknown or
+///   duplicate names are typed errors, and so is a start once shut down.
 /// - **B. Facts from the world** ([`handle`](Self::handle)): exits, spawn
 ///   failures, output bytes, fired timers. Infallible: input about an instance
 ///   or timer that no longer matters is counted in [`Stats`] and ignored.
@@ -1025,7 +1026,7 @@ impl Monitor {
     }
 
     /// Whether nothing is alive and nothing is scheduled: after
-    /// `stop_service`, the moment a driver may exit.
+    /// `shut_down`, the moment a driver may exit.
     pub fn is_quiescent(&self) -> bool {
         self.live_instances == 0 && self.armed_timers == 0
     }
