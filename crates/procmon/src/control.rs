@@ -1193,8 +1193,6 @@ fn all_names(supervisor: &Supervisor) -> Vec<String> {
         .collect()
 }
 
-/// `names` if each is a process (all of them if `names` is empty and
-/// `empty_is_all`), else the first unknown one as an error.
 /// The reply to a request the core refused because procmon is stopping:
 /// it exits once the stopped service has ended, so it starts nothing more.
 fn stopping(_: ShutDown) -> RequestError {
@@ -1205,6 +1203,8 @@ fn stopping(_: ShutDown) -> RequestError {
     )
 }
 
+/// `names` if each is a process (all of them if `names` is empty and
+/// `empty_is_all`), else the first unknown one as an error.
 fn known_names(
     supervisor: &Supervisor,
     names: &[String],
