@@ -956,16 +956,7 @@ fn first_lines(mut command: Command, children: usize) -> (Duration, std::process
 fn fanout(children: usize, runs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.unwrap_or_else(default_procmon);
     let dir = scratch();
-    let source = dir.join("fanout.c");
-    let floor_exe = dir.join("fanout");
-    std::fs::write(&source, FANOUT_C).unwrap();
-    let cc = Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&floor_exe)
-        .arg(&source)
-        .status()
-        .expect("cc");
-    assert!(cc.success(), "cc failed");
+    let floor_exe = compile_c(&dir, "fanout", FANOUT_C);
     let config = dir.join("fanout.toml");
     let socket = dir.join("fanout.sock");
     let argv: Vec<String> = ["sh", "-c", "echo up; exec sleep 1000"]
@@ -1349,12 +1340,18 @@ fn stdout_bench_dir() -> PathBuf {
 
 /// Compiles the C child into `dir` (again only if its source changed).
 fn lines_child(dir: &std::path::Path) -> PathBuf {
-    let source = dir.join("lines.c");
-    let exe = dir.join("lines");
-    if std::fs::read_to_string(&source).ok().as_deref() != Some(LINES_C) || !exe.exists() {
-        std::fs::write(&source, LINES_C).unwrap();
+    compile_c(dir, "lines", LINES_C)
+}
+
+/// Compiles `code` into `dir/NAME` (source `dir/NAME.c`), again only if
+/// the source changed or the program is missing.
+fn compile_c(dir: &std::path::Path, name: &str, code: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
+    if std::fs::read_to_string(&source).ok().as_deref() != Some(code) || !exe.exists() {
+        std::fs::write(&source, code).unwrap();
         let cc = Command::new("cc")
-            .args(["-O2", "-o"])
+            .args(["-O2", "-pthread", "-o"])
             .arg(&exe)
             .arg(&source)
             .status()
@@ -1489,12 +1486,26 @@ fn stdout_floor(child: &std::path::Path, dir: &std::path::Path, lines: usize) ->
         .status()
         .unwrap();
     assert!(status.success());
-    check_out(&out, lines, 0);
-    let _ = std::fs::remove_file(&out);
-    let (child, _, split) = child_result(&result);
+    read_back(&out, &result, lines, 0, None)
+}
+
+/// The end of every contender's run: `out` checked (each line whole, once,
+/// in order, after `prefix` bytes) and removed, and the child's times from
+/// `result`. `cpu` is the supervisor's CPU with the child's, from
+/// `wait_cpu`; none for the floor, which has no supervisor.
+fn read_back(
+    out: &std::path::Path,
+    result: &std::path::Path,
+    lines: usize,
+    prefix: usize,
+    cpu: Option<f64>,
+) -> ChildRun {
+    check_out(out, lines, prefix);
+    let _ = std::fs::remove_file(out);
+    let (child, child_cpu, split) = child_result(result);
     ChildRun {
         child,
-        supervisor_cpu: 0.0,
+        supervisor_cpu: cpu.map_or(0.0, |cpu| cpu - child_cpu),
         split,
     }
 }
@@ -1530,14 +1541,7 @@ fn stdout_procmon(
         "procmon: {status}"
     );
     let prefix = format!("[{name}] ").len();
-    check_out(&out, lines, prefix);
-    let _ = std::fs::remove_file(&out);
-    let (time, child_cpu, split) = child_result(&result);
-    ChildRun {
-        child: time,
-        supervisor_cpu: cpu - child_cpu,
-        split,
-    }
+    read_back(&out, &result, lines, prefix, Some(cpu))
 }
 
 /// The child under supervisord with `stdout_logfile` and `redirect_stderr`
@@ -1591,14 +1595,7 @@ fn stdout_supervisord(
     // SAFETY: signalling our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let (_, cpu) = wait_cpu(daemon.id());
-    check_out(&out, lines, 0);
-    let _ = std::fs::remove_file(&out);
-    let (time, child_cpu, split) = child_result(&result);
-    ChildRun {
-        child: time,
-        supervisor_cpu: cpu - child_cpu,
-        split,
-    }
+    read_back(&out, &result, lines, 0, Some(cpu))
 }
 
 /// Min, median and max.
@@ -2217,23 +2214,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Compiles the C models into `dir` (again only if their source changed).
-fn structure_models(dir: &std::path::Path) -> PathBuf {
-    let source = dir.join("structure.c");
-    let exe = dir.join("structure");
-    if std::fs::read_to_string(&source).ok().as_deref() != Some(STRUCTURE_C) || !exe.exists() {
-        std::fs::write(&source, STRUCTURE_C).unwrap();
-        let cc = Command::new("cc")
-            .args(["-O2", "-pthread", "-o"])
-            .arg(&exe)
-            .arg(&source)
-            .status()
-            .expect("cc");
-        assert!(cc.success(), "cc failed");
-    }
-    exe
-}
-
 /// One C model reading the child: its output checked, the child's times.
 // Waited for with `wait4`, for its CPU time.
 #[allow(clippy::zombie_processes)]
@@ -2265,14 +2245,7 @@ fn structure_model(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "model {model}: {status}"
     );
-    check_out(&out, lines, "[./lines] ".len());
-    let _ = std::fs::remove_file(&out);
-    let (time, child_cpu, split) = child_result(&result);
-    ChildRun {
-        child: time,
-        supervisor_cpu: cpu - child_cpu,
-        split,
-    }
+    read_back(&out, &result, lines, "[./lines] ".len(), Some(cpu))
 }
 
 /// `bench structure`: procmon beside C models of its thread structure and
@@ -2283,7 +2256,7 @@ fn structure_bench(lines: usize, runs: usize, procmon: Option<PathBuf>) {
     let procmon = procmon.canonicalize().unwrap();
     let dir = stdout_bench_dir();
     let child = lines_child(&dir);
-    let models = structure_models(&dir);
+    let models = compile_c(&dir, "structure", STRUCTURE_C);
     let supervisord = supervisord(&dir).expect("supervisord, the peer");
     let names = [
         "model, two threads",
