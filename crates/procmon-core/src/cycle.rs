@@ -83,23 +83,26 @@ impl Graph {
             if order[root] != UNSEEN {
                 continue;
             }
-            order[root] = next_order;
-            low[root] = next_order;
-            next_order += 1;
-            stack.push(root);
-            on_stack[root] = true;
-            calls.push((root, 0));
-            while let Some((process, next)) = calls.last_mut() {
+            // The process the search enters next: the root, then each
+            // dependency not seen yet.
+            let mut enter = Some(root);
+            loop {
+                if let Some(process) = enter.take() {
+                    order[process] = next_order;
+                    low[process] = next_order;
+                    next_order += 1;
+                    stack.push(process);
+                    on_stack[process] = true;
+                    calls.push((process, 0));
+                }
+                let Some((process, next)) = calls.last_mut() else {
+                    break;
+                };
                 let process = *process;
                 if let Some(&target) = self.dependencies(process).get(*next) {
                     *next += 1;
                     if order[target] == UNSEEN {
-                        order[target] = next_order;
-                        low[target] = next_order;
-                        next_order += 1;
-                        stack.push(target);
-                        on_stack[target] = true;
-                        calls.push((target, 0));
+                        enter = Some(target);
                     } else if on_stack[target] {
                         low[process] = low[process].min(order[target]);
                     }
