@@ -210,15 +210,18 @@ where
             }
         }
         // The core decides when its work is done (container mode, a
-        // critical end) and with which status; after a stop, its status
-        // counts only in container mode (outside it, a stop exits 0).
+        // critical end, or shut down and quiescent) and with which status;
+        // after a stop, its status counts only in container mode (outside
+        // it, a stop exits 0).
         let finished = supervisor.monitor().finished();
         if let Some(manager) = manager.as_mut() {
             let ending = stopping || finished.is_some();
             let changed = std::mem::take(&mut observer.states_changed);
             manager.tell(supervisor.monitor(), changed, ending, &mut observer.printer);
         }
-        if finished.is_some() || (stopping && supervisor.monitor().is_quiescent()) {
+        if finished.is_some()
+            || (supervisor.monitor().is_shut_down() && supervisor.monitor().is_quiescent())
+        {
             // What escaped descendants left in earlier instances' pipes.
             supervisor.finish_output(&mut observer);
             let outcome = match finished {
